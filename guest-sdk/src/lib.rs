@@ -1,0 +1,84 @@
+//! Write an abacsync mapping plugin in a few lines.
+//!
+//! A mapping plugin decides which LDAP entries become users of an application and
+//! which ABAC attributes they get. Implement [`Mapping`] for a type, export it with
+//! [`export_mapping!`], and build with `cargo build --target wasm32-wasip2`:
+//!
+//! ```
+//! use abacsync_guest::prelude::*;
+//!
+//! struct Example;
+//!
+//! impl Mapping for Example {
+//!     fn info() -> PluginInfo {
+//!         PluginInfo::new("example", "1.0.0")
+//!     }
+//!     fn new(_context: &MappingContext) -> Result<Self, MappingError> {
+//!         Ok(Example)
+//!     }
+//!     fn required_attributes(&self) -> Vec<String> {
+//!         attributes(&["uid", "mail", "entryUUID", "departmentNumber"])
+//!     }
+//!     fn map(&self, entry: &Entry) -> Result<Decision, MappingError> {
+//!         let Some(mail) = entry.first("mail") else {
+//!             return Ok(Decision::skip("no mail"));
+//!         };
+//!         let user = User::new(entry.require("uid")?, entry.require("entryUUID")?)
+//!             .email(mail)
+//!             .attribute("department", entry.values("departmentNumber"));
+//!         Ok(Decision::Upsert(user))
+//!     }
+//! }
+//!
+//! abacsync_guest::export_mapping!(Example);
+//! ```
+//!
+//! The same code runs natively, so the mapping can be unit-tested with `cargo test`
+//! (see [`testing`]).
+
+pub mod dn;
+mod entry;
+mod export;
+pub mod guid;
+pub mod log;
+mod model;
+pub mod testing;
+
+#[doc(hidden)]
+pub mod bindings {
+    //! Bindings generated from `wit/v0.1.0` by wit-bindgen. Use the re-exports at the
+    //! crate root instead.
+    #![allow(missing_docs)]
+    wit_bindgen::generate!({
+        path: "../wit/v0.1.0",
+        world: "mapping-plugin",
+        default_bindings_module: "abacsync_guest::bindings",
+        pub_export_macro: true,
+        export_macro_name: "__export_mapping_world",
+        additional_derives: [PartialEq, Eq, Clone],
+    });
+}
+
+pub use bindings::abacsync::mapping::host::LogLevel;
+pub use bindings::abacsync::mapping::types::{
+    AbacAttribute, BinaryAttribute, Deactivation, Decision, Entry, InvalidAttribute,
+    MappingContext, MappingError, PluginInfo, Setting, SyncMode, TextAttribute, User,
+};
+pub use export::Mapping;
+pub use model::attributes;
+
+/// Everything a plugin usually needs: `use abacsync_guest::prelude::*;`.
+pub mod prelude {
+    pub use crate::dn::Dn;
+    pub use crate::{
+        AbacAttribute, Decision, Entry, Mapping, MappingContext, MappingError, PluginInfo,
+        SyncMode, User, attributes,
+    };
+}
+
+#[doc(hidden)]
+pub mod __private {
+    //! Used by [`export_mapping!`](crate::export_mapping); not part of the API.
+    pub use crate::bindings::__export_mapping_world;
+    pub use crate::export::Exported;
+}

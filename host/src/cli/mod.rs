@@ -1,0 +1,53 @@
+//! Command-line interface. Exit codes: 0 success, 1 a check found differences
+//! (`plugin test --expect`), 2 an error (bad input, refused plugin, failed call).
+
+mod plugin;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "abacsync",
+    version,
+    about = "Keep users and their ABAC attributes in step with LDAP and Active Directory"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check and test mapping plugins without a directory.
+    #[command(subcommand)]
+    Plugin(plugin::PluginCommand),
+}
+
+/// What a command found, beyond success.
+pub(crate) enum Outcome {
+    Success,
+    Differences,
+}
+
+pub(crate) fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("ABACSYNC_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let result = match cli.command {
+        Command::Plugin(command) => plugin::run(command),
+    };
+    match result {
+        Ok(Outcome::Success) => ExitCode::SUCCESS,
+        Ok(Outcome::Differences) => ExitCode::from(1),
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(2)
+        }
+    }
+}

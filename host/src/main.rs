@@ -1,0 +1,7 @@
+//! The `abacsync` command: see `abacsync --help`.
+
+mod cli;
+
+fn main() -> std::process::ExitCode {
+    cli::main()
+}

@@ -1,0 +1,594 @@
+//! One wasmtime engine for every tenant: compiled with the sandbox's limits, a pooling
+//! allocator with copy-on-write memory images, an epoch clock for deadlines, and the
+//! linker that offers plugins the contract's imports and a bare WASI.
+
+use super::cache::CompileCache;
+use super::error::{CallError, CallErrorKind, LoadError};
+use super::inspect::{ComponentReport, inspect};
+use super::limits::{CallLimits, MemoryLimitExceeded, SandboxConfig};
+use super::model::{EntryOutcome, GuestLog, MappingContext};
+use super::state::{LogBudgetExceeded, StoreState};
+use super::v0_1_0;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap};
+
+/// The engine could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// Wasmtime refused the configuration.
+    #[error("configuring the WebAssembly engine: {0}")]
+    Config(String),
+    /// The compiled-code cache folder could not be used.
+    #[error("compiled-code cache folder `{path}`: {source}")]
+    Cache {
+        /// The folder.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The plugin runtime: one per process, shared by all tenants.
+#[derive(Clone)]
+pub struct PluginEngine {
+    inner: Arc<EngineInner>,
+}
+
+struct EngineInner {
+    engine: Engine,
+    linker: Linker<StoreState>,
+    config: SandboxConfig,
+    cache: Option<CompileCache>,
+    gate: Gate,
+    _ticker: EpochTicker,
+}
+
+impl PluginEngine {
+    /// An engine with `config`'s limits, caching compiled code in `cache_dir` if given.
+    pub fn new(config: SandboxConfig, cache_dir: Option<PathBuf>) -> Result<Self, EngineError> {
+        let engine = Engine::new(&engine_config(&config))
+            .map_err(|err| EngineError::Config(format!("{err:#}")))?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+            .map_err(|err| EngineError::Config(format!("{err:#}")))?;
+        v0_1_0::add_to_linker(&mut linker)
+            .map_err(|err| EngineError::Config(format!("{err:#}")))?;
+        let cache = cache_dir
+            .map(|dir| {
+                CompileCache::open(&dir, &engine)
+                    .map_err(|source| EngineError::Cache { path: dir, source })
+            })
+            .transpose()?;
+        let ticker = EpochTicker::start(engine.clone(), config.epoch_tick);
+        Ok(Self {
+            inner: Arc::new(EngineInner {
+                gate: Gate::new(config.max_instances),
+                engine,
+                linker,
+                config,
+                cache,
+                _ticker: ticker,
+            }),
+        })
+    }
+
+    /// The sandbox's limits.
+    pub fn config(&self) -> &SandboxConfig {
+        &self.inner.config
+    }
+
+    /// Check a component without running it: the static checks of `inspect`, then
+    /// compilation and type-checking of its imports and exports against the contract.
+    pub fn check(&self, label: &str, bytes: &[u8]) -> Result<ComponentReport, LoadError> {
+        let report = inspect(label, bytes, &self.inner.config)?;
+        let (component, _) = self.compile(label, bytes, &report.sha256)?;
+        self.pre(label, &component)?;
+        Ok(report)
+    }
+
+    /// Load a component: check it, compile it (or take it from the cache), and ask it
+    /// for its name and version.
+    pub fn load(&self, label: &str, bytes: &[u8]) -> Result<Plugin, LoadError> {
+        let started = Instant::now();
+        let report = inspect(label, bytes, &self.inner.config)?;
+        let (component, from_cache) = self.compile(label, bytes, &report.sha256)?;
+        let pre = self.pre(label, &component)?;
+        let mut plugin = Plugin {
+            label: label.to_owned(),
+            info: super::model::PluginInfo {
+                name: String::new(),
+                version: String::new(),
+            },
+            report,
+            pre,
+            engine: self.inner.clone(),
+            limits: CallLimits::from(&self.inner.config),
+            load: LoadStats {
+                duration: Duration::ZERO,
+                from_cache,
+            },
+        };
+        plugin.info = plugin.info_call().map_err(|source| LoadError::Probe {
+            plugin: label.to_owned(),
+            source: Box::new(source),
+        })?;
+        plugin.load.duration = started.elapsed();
+        Ok(plugin)
+    }
+
+    fn compile(
+        &self,
+        label: &str,
+        bytes: &[u8],
+        sha256: &str,
+    ) -> Result<(Component, bool), LoadError> {
+        let inner = &self.inner;
+        if let Some(component) = inner
+            .cache
+            .as_ref()
+            .and_then(|cache| cache.load(&inner.engine, sha256))
+        {
+            return Ok((component, true));
+        }
+        let component = Component::new(&inner.engine, bytes).map_err(|err| LoadError::Invalid {
+            plugin: label.to_owned(),
+            reason: format!("{err:#}"),
+        })?;
+        if let Some(cache) = &inner.cache
+            && let Err(err) = cache.store(sha256, &component)
+        {
+            tracing::warn!(plugin = label, error = %err, dir = %cache.dir().display(), "could not cache compiled plugin");
+        }
+        Ok((component, false))
+    }
+
+    fn pre(
+        &self,
+        label: &str,
+        component: &Component,
+    ) -> Result<v0_1_0::MappingPluginPre<StoreState>, LoadError> {
+        let link = |err: wasmtime::Error| LoadError::Link {
+            plugin: label.to_owned(),
+            reason: format!("{err:#}"),
+        };
+        let pre = self.inner.linker.instantiate_pre(component).map_err(link)?;
+        v0_1_0::MappingPluginPre::new(pre).map_err(link)
+    }
+}
+
+fn engine_config(sandbox: &SandboxConfig) -> Config {
+    let mut config = Config::new();
+    config
+        .wasm_component_model(true)
+        .epoch_interruption(true)
+        .consume_fuel(sandbox.fuel.is_some())
+        .max_wasm_stack(sandbox.max_stack)
+        .memory_init_cow(true)
+        .parallel_compilation(true)
+        .cranelift_opt_level(wasmtime::OptLevel::Speed);
+    let mut pool = PoolingAllocationConfig::default();
+    let instances = sandbox.max_instances;
+    pool.total_component_instances(instances)
+        // Language runtimes (CPython, SpiderMonkey) link many core modules per
+        // component; Rust plugins use one or two.
+        .total_core_instances(instances * 32)
+        .total_memories(instances * 4)
+        .total_tables(instances * 32)
+        .max_memories_per_component(4)
+        .max_tables_per_component(32)
+        .max_memory_size(sandbox.memory_limit)
+        .table_elements(100_000)
+        .max_core_instance_size(4 << 20)
+        .max_component_instance_size(4 << 20);
+    config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    config
+}
+
+/// How long loading took and whether the compiled code came from the cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoadStats {
+    /// Inspect, compile or deserialize, link, and the first call.
+    pub duration: Duration,
+    /// Whether compilation was skipped thanks to the disk cache.
+    pub from_cache: bool,
+}
+
+/// What one call cost.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CallStats {
+    /// Wall-clock time of the whole call, instantiation included.
+    pub duration: Duration,
+    /// Time to instantiate.
+    pub instantiate: Duration,
+    /// Peak linear memory in bytes.
+    pub peak_memory: usize,
+    /// Bytes logged through the host's `log`.
+    pub log_bytes: usize,
+    /// Bytes written to stdout/stderr.
+    pub console_bytes: usize,
+    /// Fuel used, when metering is on.
+    pub fuel_used: Option<u64>,
+}
+
+/// The outcome of mapping one batch.
+#[derive(Debug)]
+pub struct BatchOutput {
+    /// One result per entry, in order.
+    pub outcomes: Vec<EntryOutcome>,
+    /// What the call cost.
+    pub stats: CallStats,
+    /// What the plugin logged.
+    pub logs: Vec<GuestLog>,
+}
+
+/// A loaded, checked plugin, ready to be called from any thread.
+pub struct Plugin {
+    label: String,
+    info: super::model::PluginInfo,
+    report: ComponentReport,
+    pre: v0_1_0::MappingPluginPre<StoreState>,
+    engine: Arc<EngineInner>,
+    limits: CallLimits,
+    load: LoadStats,
+}
+
+impl std::fmt::Debug for Plugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plugin")
+            .field("label", &self.label)
+            .field("info", &self.info)
+            .field("sha256", &self.report.sha256)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Plugin {
+    /// The label the plugin was loaded under (file name or plugin id).
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+
+    /// Its name and version, as it reported them.
+    pub fn info(&self) -> &super::model::PluginInfo {
+        &self.info
+    }
+
+    /// What the static checks found.
+    pub fn report(&self) -> &ComponentReport {
+        &self.report
+    }
+
+    /// How loading went.
+    pub fn load_stats(&self) -> LoadStats {
+        self.load
+    }
+
+    /// The limits its calls run under.
+    pub fn limits(&self) -> CallLimits {
+        self.limits
+    }
+
+    /// Tighten the limits for this plugin (a tenant's own); values above the
+    /// engine's are capped at the engine's.
+    pub fn set_limits(&mut self, limits: CallLimits) {
+        let engine = CallLimits::from(&self.engine.config);
+        self.limits = CallLimits {
+            memory_limit: limits.memory_limit.min(engine.memory_limit),
+            deadline: limits.deadline.min(engine.deadline),
+            fuel: match (limits.fuel, engine.fuel) {
+                (Some(mine), Some(max)) => Some(mine.min(max)),
+                (_, fuel) => fuel,
+            },
+        };
+    }
+
+    fn info_call(&self) -> Result<super::model::PluginInfo, CallError> {
+        let (info, _, _) = self.call("info", |store, plugin| {
+            plugin.abacsync_mapping_mapper().call_info(store)
+        })?;
+        Ok(info.into())
+    }
+
+    /// The LDAP attributes the plugin needs for `context`.
+    pub fn required_attributes(&self, context: &MappingContext) -> Result<Vec<String>, CallError> {
+        let guest_context = context.into();
+        let (result, _, _) = self.call("required-attributes", |store, plugin| {
+            plugin
+                .abacsync_mapping_mapper()
+                .call_required_attributes(store, &guest_context)
+        })?;
+        result.map_err(|error| {
+            self.error(
+                "required-attributes",
+                CallErrorKind::Refused(error.into()),
+                String::new(),
+            )
+        })
+    }
+
+    /// Map a batch of entries in one call of a fresh instance.
+    pub fn map_entries(
+        &self,
+        context: &MappingContext,
+        entries: Vec<super::model::Entry>,
+    ) -> Result<BatchOutput, CallError> {
+        const FUNCTION: &str = "map-entries";
+        let expected = entries.len();
+        let guest_context = context.into();
+        let guest_entries: Vec<v0_1_0::abacsync::mapping::types::Entry> =
+            entries.into_iter().map(Into::into).collect();
+        let (result, stats, logs) = self.call(FUNCTION, |store, plugin| {
+            plugin
+                .abacsync_mapping_mapper()
+                .call_map_entries(store, &guest_context, &guest_entries)
+        })?;
+        let results = result.map_err(|error| {
+            self.error(
+                FUNCTION,
+                CallErrorKind::Refused(error.into()),
+                String::new(),
+            )
+        })?;
+        if results.len() != expected {
+            return Err(self.error(
+                FUNCTION,
+                CallErrorKind::ResultCount {
+                    expected,
+                    got: results.len(),
+                },
+                String::new(),
+            ));
+        }
+        let mut size = 0;
+        let mut outcomes = Vec::with_capacity(expected);
+        for result in results {
+            let (outcome, bytes) = v0_1_0::decision_from_guest(result);
+            size += bytes;
+            outcomes.push(outcome);
+        }
+        let limit = self.engine.config.max_output_bytes;
+        if size > limit {
+            return Err(self.error(
+                FUNCTION,
+                CallErrorKind::OversizedOutput { size, limit },
+                String::new(),
+            ));
+        }
+        for log in &logs {
+            emit_log(&self.label, context.tenant_id, log);
+        }
+        Ok(BatchOutput {
+            outcomes,
+            stats,
+            logs,
+        })
+    }
+
+    fn error(&self, function: &'static str, kind: CallErrorKind, console: String) -> CallError {
+        CallError {
+            plugin: self.label.clone(),
+            function,
+            kind,
+            console,
+        }
+    }
+
+    /// Run `f` against a fresh instance under the plugin's limits.
+    fn call<R>(
+        &self,
+        function: &'static str,
+        f: impl FnOnce(&mut Store<StoreState>, &v0_1_0::MappingPlugin) -> wasmtime::Result<R>,
+    ) -> Result<(R, CallStats, Vec<GuestLog>), CallError> {
+        let config = &self.engine.config;
+        let limits = self.limits;
+        let _permit = self.engine.gate.acquire();
+        let started = Instant::now();
+        let state = StoreState::new(
+            limits.memory_limit,
+            config.console_capture,
+            config.log_budget,
+        );
+        let mut store = Store::new(&self.engine.engine, state);
+        store.limiter(|state| &mut state.limiter);
+        let ticks = limits
+            .deadline
+            .as_nanos()
+            .div_ceil(config.epoch_tick.as_nanos().max(1));
+        store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX).max(1));
+        store.epoch_deadline_trap();
+        if let Some(fuel) = limits.fuel {
+            // Fuel is on for the engine whenever the configuration has a budget.
+            store.set_fuel(fuel).map_err(|err| {
+                self.error(
+                    function,
+                    CallErrorKind::Instantiate(format!("{err:#}")),
+                    String::new(),
+                )
+            })?;
+        }
+        let instance = self.pre.instantiate(&mut store).map_err(|err| {
+            let console = store.data().console.text();
+            self.classify(function, err, console, true)
+        })?;
+        let instantiate = started.elapsed();
+        let result = f(&mut store, &instance);
+        let state = store.data();
+        let stats = CallStats {
+            duration: started.elapsed(),
+            instantiate,
+            peak_memory: state.limiter.peak,
+            log_bytes: state.log_bytes,
+            console_bytes: state.console.bytes_written(),
+            fuel_used: limits
+                .fuel
+                .map(|fuel| fuel.saturating_sub(store.get_fuel().unwrap_or(0))),
+        };
+        match result {
+            Ok(value) => {
+                let logs = std::mem::take(&mut store.data_mut().logs);
+                Ok((value, stats, logs))
+            }
+            Err(err) => {
+                let console = store.data().console.text();
+                Err(self.classify(function, err, console, false))
+            }
+        }
+    }
+
+    fn classify(
+        &self,
+        function: &'static str,
+        err: wasmtime::Error,
+        console: String,
+        instantiating: bool,
+    ) -> CallError {
+        let limits = self.limits;
+        let kind = if let Some(exceeded) = err.downcast_ref::<MemoryLimitExceeded>() {
+            CallErrorKind::MemoryLimit {
+                limit: exceeded.limit,
+            }
+        } else if let Some(exceeded) = err.downcast_ref::<LogBudgetExceeded>() {
+            CallErrorKind::LogBudget {
+                limit: exceeded.limit,
+            }
+        } else if let Some(trap) = err.downcast_ref::<Trap>() {
+            match trap {
+                Trap::Interrupt => CallErrorKind::Deadline(limits.deadline),
+                Trap::OutOfFuel => CallErrorKind::OutOfFuel(limits.fuel.unwrap_or(0)),
+                Trap::StackOverflow => CallErrorKind::StackOverflow,
+                Trap::MemoryOutOfBounds if panic_message(&console).is_none() => {
+                    CallErrorKind::Trap(format!(
+                        "{trap} (often the plugin's own stack in linear memory overflowing: unbounded recursion?)"
+                    ))
+                }
+                _ => match panic_message(&console) {
+                    Some(message) => CallErrorKind::Panic { message },
+                    None => CallErrorKind::Trap(trap.to_string()),
+                },
+            }
+        } else if instantiating {
+            CallErrorKind::Instantiate(format!("{err:#}"))
+        } else {
+            CallErrorKind::Trap(format!("{err:#}"))
+        };
+        self.error(function, kind, console)
+    }
+}
+
+/// Forward a plugin's log line to the host's log, tagged with plugin and tenant.
+fn emit_log(plugin: &str, tenant: u64, log: &GuestLog) {
+    use super::model::LogLevel;
+    let message = log.message.as_str();
+    match log.level {
+        LogLevel::Trace => tracing::trace!(plugin, tenant, "{message}"),
+        LogLevel::Debug => tracing::debug!(plugin, tenant, "{message}"),
+        LogLevel::Info => tracing::info!(plugin, tenant, "{message}"),
+        LogLevel::Warn => tracing::warn!(plugin, tenant, "{message}"),
+        LogLevel::Error => tracing::error!(plugin, tenant, "{message}"),
+    }
+}
+
+/// The message of a Rust panic, from the guest's stderr:
+/// `thread '…' panicked at src/lib.rs:7:9:\nthe message\nnote: …`.
+fn panic_message(console: &str) -> Option<String> {
+    let start = console.find("panicked at ")?;
+    let rest = &console[start + "panicked at ".len()..];
+    let (location, message) = rest.split_once(":\n")?;
+    let message = message.split("\nnote:").next().unwrap_or(message).trim();
+    Some(format!("{message} (at {location})"))
+}
+
+/// Bounds the instances alive at once to the pool's size, so a burst of calls waits
+/// instead of failing for want of a slot.
+struct Gate {
+    free: Mutex<u32>,
+    freed: Condvar,
+}
+
+struct Permit<'a>(&'a Gate);
+
+impl Gate {
+    fn new(slots: u32) -> Self {
+        Self {
+            free: Mutex::new(slots.max(1)),
+            freed: Condvar::new(),
+        }
+    }
+
+    fn acquire(&self) -> Permit<'_> {
+        let mut free = self.free.lock().unwrap_or_else(PoisonError::into_inner);
+        while *free == 0 {
+            free = self
+                .freed
+                .wait(free)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+        *free -= 1;
+        Permit(self)
+    }
+}
+
+impl Drop for Permit<'_> {
+    fn drop(&mut self) {
+        *self.0.free.lock().unwrap_or_else(PoisonError::into_inner) += 1;
+        self.0.freed.notify_one();
+    }
+}
+
+/// Advances the engine's epoch every tick; deadlines are counted in ticks.
+struct EpochTicker {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl EpochTicker {
+    fn start(engine: Engine, tick: Duration) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("abacsync-epoch".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(tick);
+                    engine.increment_epoch();
+                }
+            })
+            .ok();
+        if thread.is_none() {
+            tracing::error!(
+                "could not start the plugin deadline thread; plugin calls will not time out"
+            );
+        }
+        Self { stop, thread }
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_rust_panic_messages() {
+        let stderr = "\nthread '<unnamed>' panicked at src/lib.rs:7:9:\nno uid for cn=x\nnote: run with `RUST_BACKTRACE=1`\n";
+        assert_eq!(
+            panic_message(stderr).as_deref(),
+            Some("no uid for cn=x (at src/lib.rs:7:9)")
+        );
+        assert_eq!(panic_message("Traceback (most recent call last):"), None);
+    }
+}

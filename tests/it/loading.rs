@@ -1,0 +1,104 @@
+//! Loading components: what is refused, and why; the compiled-code cache.
+
+use abacsync::plugin::{LoadError, PluginEngine, SandboxConfig};
+use abacsync_testkit::plugins;
+
+fn engine() -> PluginEngine {
+    PluginEngine::new(SandboxConfig::default(), None).expect("engine")
+}
+
+#[test]
+fn forbidden_import_is_refused_naming_it() {
+    let err = engine()
+        .load(
+            "phone-home.wasm",
+            &plugins::bytes("forbidden-import-mapping"),
+        )
+        .expect_err("refused");
+    let LoadError::ForbiddenImport { import, .. } = &err else {
+        panic!("expected a forbidden import, got {err}");
+    };
+    assert!(import.starts_with("wasi:sockets/"), "{import}");
+    assert!(
+        err.to_string().contains("plugins have no network access"),
+        "{err}"
+    );
+}
+
+#[test]
+fn future_contract_version_is_refused() {
+    let err = engine()
+        .load("future.wasm", &plugins::bytes("wrong-version-mapping"))
+        .expect_err("refused");
+    assert_eq!(
+        err.to_string(),
+        "plugin `future.wasm` targets abacsync:mapping@0.9.0; this host supports 0.1.0"
+    );
+}
+
+#[test]
+fn component_of_another_world_is_refused() {
+    let bytes = std::fs::read(plugins::command_component()).expect("command component");
+    let err = engine().load("command.wasm", &bytes).expect_err("refused");
+    assert!(matches!(err, LoadError::WrongWorld { .. }), "{err}");
+    assert!(err.to_string().contains("wasi:cli/run@0.2"), "{err}");
+}
+
+#[test]
+fn core_module_and_garbage_are_refused() {
+    let err = engine()
+        .load("core.wasm", b"\0asm\x01\0\0\0")
+        .expect_err("refused");
+    assert!(matches!(err, LoadError::CoreModule { .. }), "{err}");
+    let err = engine().load("text.wasm", b"hello").expect_err("refused");
+    assert!(matches!(err, LoadError::NotWasm { .. }), "{err}");
+    let mut truncated = plugins::bytes("openldap-mapping");
+    truncated.truncate(truncated.len() / 2);
+    let err = engine()
+        .load("truncated.wasm", &truncated)
+        .expect_err("refused");
+    assert!(matches!(err, LoadError::Invalid { .. }), "{err}");
+}
+
+#[test]
+fn compiled_code_is_reused_from_the_disk_cache() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bytes = plugins::bytes("openldap-mapping");
+    let first = PluginEngine::new(SandboxConfig::default(), Some(dir.path().to_owned()))
+        .expect("engine")
+        .load("openldap", &bytes)
+        .expect("load");
+    assert!(!first.load_stats().from_cache);
+    // A new engine, as after a restart.
+    let second = PluginEngine::new(SandboxConfig::default(), Some(dir.path().to_owned()))
+        .expect("engine")
+        .load("openldap", &bytes)
+        .expect("load");
+    assert!(second.load_stats().from_cache);
+    assert_eq!(second.info().name, "openldap-inetorgperson");
+    // A corrupt artifact is dropped and compiled again.
+    for file in std::fs::read_dir(dir.path()).expect("read cache") {
+        std::fs::write(file.expect("entry").path(), b"garbage").expect("corrupt");
+    }
+    let third = PluginEngine::new(SandboxConfig::default(), Some(dir.path().to_owned()))
+        .expect("engine")
+        .load("openldap", &bytes)
+        .expect("load despite a corrupt cache");
+    assert!(!third.load_stats().from_cache);
+}
+
+#[test]
+fn oversized_component_is_refused_before_compiling() {
+    let config = SandboxConfig {
+        max_component_bytes: 1000,
+        ..SandboxConfig::default()
+    };
+    let engine = PluginEngine::new(config, None).expect("engine");
+    let err = engine
+        .load("big.wasm", &plugins::bytes("openldap-mapping"))
+        .expect_err("refused");
+    assert!(
+        matches!(err, LoadError::TooLarge { limit: 1000, .. }),
+        "{err}"
+    );
+}

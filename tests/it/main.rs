@@ -1,0 +1,10 @@
+//! abacsync's integration tests: one binary, a module per area. Plugins are compiled
+//! from `plugins/` and `tests/plugins/`; nothing is mocked.
+
+// Test code: a panic is how a test fails.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod cli;
+mod golden;
+mod loading;
+mod sandbox;

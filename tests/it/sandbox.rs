@@ -1,0 +1,221 @@
+//! Hostile plugins against the sandbox: each fails with a clear error within its
+//! deadline, and a well-behaved plugin keeps working in the same process.
+
+use abacsync::plugin::model::{Decision, Entry, MappingContext, SyncMode};
+use abacsync::plugin::{CallErrorKind, Plugin, PluginEngine, SandboxConfig};
+use abacsync_testkit::plugins;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+const DEADLINE: Duration = Duration::from_millis(500);
+const MEMORY: usize = 32 << 20;
+
+fn engine() -> &'static PluginEngine {
+    static ENGINE: OnceLock<PluginEngine> = OnceLock::new();
+    ENGINE.get_or_init(|| {
+        let config = SandboxConfig {
+            deadline: DEADLINE,
+            memory_limit: MEMORY,
+            max_output_bytes: 4 << 20,
+            log_budget: 16 * 1024,
+            ..SandboxConfig::default()
+        };
+        PluginEngine::new(config, None).expect("engine")
+    })
+}
+
+fn hostile() -> &'static Plugin {
+    static PLUGIN: OnceLock<Plugin> = OnceLock::new();
+    PLUGIN.get_or_init(|| {
+        engine()
+            .load("hostile", &plugins::bytes("hostile-mapping"))
+            .expect("load hostile")
+    })
+}
+
+fn context(behaviour: &str) -> MappingContext {
+    MappingContext {
+        tenant_id: 7,
+        mode: SyncMode::Full,
+        settings: vec![("behaviour".into(), behaviour.into())],
+    }
+}
+
+fn entries(count: usize) -> Vec<Entry> {
+    (0..count)
+        .map(|i| Entry::new(format!("uid=u{i},dc=example,dc=org")))
+        .collect()
+}
+
+/// Run `behaviour` and return the error kind, checking the call ended in time.
+fn fails_with(behaviour: &str) -> (CallErrorKind, String) {
+    let started = Instant::now();
+    let err = hostile()
+        .map_entries(&context(behaviour), entries(3))
+        .expect_err("the hostile call must fail");
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed < DEADLINE + Duration::from_secs(2),
+        "{behaviour}: took {elapsed:?}, past the deadline"
+    );
+    let message = err.to_string();
+    assert!(
+        message.contains("plugin `hostile` (map-entries)"),
+        "{message}"
+    );
+    well_behaved_still_works();
+    (err.kind, message)
+}
+
+fn well_behaved_still_works() {
+    let output = hostile()
+        .map_entries(&context("none"), entries(2))
+        .expect("a good call after a bad one");
+    assert_eq!(output.outcomes.len(), 2);
+    assert!(
+        output
+            .outcomes
+            .iter()
+            .all(|o| matches!(o, Ok(Decision::Skip { reason }) if reason == "ok"))
+    );
+}
+
+#[test]
+fn endless_loop_hits_the_deadline() {
+    let (kind, message) = fails_with("loop");
+    assert!(
+        matches!(kind, CallErrorKind::Deadline(d) if d == DEADLINE),
+        "{message}"
+    );
+    assert!(message.contains("deadline"), "{message}");
+}
+
+#[test]
+fn memory_growth_hits_the_limit() {
+    let (kind, message) = fails_with("memory");
+    assert!(
+        matches!(kind, CallErrorKind::MemoryLimit { limit: MEMORY }),
+        "{message}"
+    );
+}
+
+#[test]
+fn deep_recursion_overflows_the_stack() {
+    let (kind, message) = fails_with("recursion");
+    assert!(matches!(kind, CallErrorKind::StackOverflow), "{message}");
+}
+
+#[test]
+fn overflowing_the_guest_stack_in_linear_memory_is_explained() {
+    let (kind, message) = fails_with("shadow-stack");
+    assert!(matches!(kind, CallErrorKind::Trap(_)), "{message}");
+    assert!(message.contains("out of bounds memory access"), "{message}");
+    assert!(message.contains("unbounded recursion?"), "{message}");
+}
+
+#[test]
+fn panic_message_reaches_the_error() {
+    let (kind, message) = fails_with("panic");
+    match kind {
+        CallErrorKind::Panic { message: panic } => {
+            assert!(
+                panic.starts_with("hostile plugin gave up on uid=u0,dc=example,dc=org"),
+                "{panic}"
+            );
+            assert!(panic.contains("src/lib.rs"), "{panic}");
+        }
+        other => panic!("expected a panic, got {other:?}: {message}"),
+    }
+}
+
+#[test]
+fn oversized_output_is_refused() {
+    let (kind, message) = fails_with("oversized");
+    assert!(
+        matches!(kind, CallErrorKind::OversizedOutput { limit, .. } if limit == 4 << 20),
+        "{message}"
+    );
+}
+
+#[test]
+fn log_flood_exhausts_the_budget() {
+    let (kind, message) = fails_with("log-flood");
+    assert!(
+        matches!(kind, CallErrorKind::LogBudget { limit: 16384 }),
+        "{message}"
+    );
+}
+
+#[test]
+fn console_flood_is_bounded_not_fatal() {
+    let output = hostile()
+        .map_entries(&context("print-flood"), entries(1))
+        .expect("printing is allowed");
+    assert_eq!(output.stats.console_bytes, 2 * 1024 * 1024);
+}
+
+#[test]
+fn every_call_gets_a_fresh_instance() {
+    for _ in 0..3 {
+        let output = hostile()
+            .map_entries(&context("count-calls"), entries(1))
+            .expect("call");
+        assert_eq!(
+            output.outcomes[0],
+            Ok(Decision::Skip {
+                reason: "calls=1".into()
+            })
+        );
+    }
+}
+
+#[test]
+fn fuel_limits_instructions() {
+    let config = SandboxConfig {
+        fuel: Some(5_000_000),
+        deadline: Duration::from_secs(30),
+        ..SandboxConfig::default()
+    };
+    let engine = PluginEngine::new(config, None).expect("engine");
+    let plugin = engine
+        .load("hostile", &plugins::bytes("hostile-mapping"))
+        .expect("load");
+    let err = plugin
+        .map_entries(&context("loop"), entries(1))
+        .expect_err("runs out of fuel");
+    assert!(
+        matches!(err.kind, CallErrorKind::OutOfFuel(5_000_000)),
+        "{err}"
+    );
+    let output = plugin
+        .map_entries(&context("none"), entries(10))
+        .expect("a cheap call fits");
+    assert!(
+        output
+            .stats
+            .fuel_used
+            .is_some_and(|used| used > 0 && used < 5_000_000)
+    );
+}
+
+#[test]
+fn hostile_calls_in_parallel_do_not_disturb_a_good_one() {
+    std::thread::scope(|scope| {
+        let bad: Vec<_> = ["loop", "memory", "panic", "recursion"]
+            .into_iter()
+            .map(|behaviour| {
+                scope.spawn(move || {
+                    hostile()
+                        .map_entries(&context(behaviour), entries(1))
+                        .is_err()
+                })
+            })
+            .collect();
+        for _ in 0..20 {
+            well_behaved_still_works();
+        }
+        for handle in bad {
+            assert!(handle.join().expect("thread"));
+        }
+    });
+}

@@ -1,0 +1,125 @@
+//! A plugin that misbehaves on purpose, to prove the sandbox holds. The setting
+//! `behaviour` chooses how (in `map-entries`; `info` and `required-attributes` behave):
+//!
+//! - `loop`: spins forever.
+//! - `memory`: allocates until it is stopped.
+//! - `recursion`: recurses without end on the wasm stack.
+//! - `shadow-stack`: recurses with large address-taken locals, overflowing the
+//!   stack Rust keeps in linear memory.
+//! - `panic`: panics with a message naming the entry.
+//! - `oversized`: returns ~10 MB of attribute values per entry.
+//! - `log-flood`: logs without end.
+//! - `print-flood`: prints 1 MiB to stdout and stderr, then behaves.
+//! - `count-calls`: reports how many calls this instance has seen (always 1 when
+//!   instances are fresh).
+//! - anything else or nothing: skips every entry with reason `ok`.
+
+use abacsync_guest::prelude::*;
+use std::hint::black_box;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+static CALLS: AtomicUsize = AtomicUsize::new(0);
+
+/// The misbehaving mapping.
+pub struct Hostile {
+    behaviour: String,
+}
+
+impl Mapping for Hostile {
+    fn info() -> PluginInfo {
+        PluginInfo::new("hostile", env!("CARGO_PKG_VERSION"))
+    }
+
+    fn new(context: &MappingContext) -> Result<Self, MappingError> {
+        Ok(Hostile {
+            behaviour: context.setting("behaviour").unwrap_or("none").to_owned(),
+        })
+    }
+
+    fn required_attributes(&self) -> Vec<String> {
+        attributes(&["uid"])
+    }
+
+    fn map_all(&self, entries: &[Entry]) -> Vec<Result<Decision, MappingError>> {
+        let calls = CALLS.fetch_add(1, Ordering::SeqCst) + 1;
+        match self.behaviour.as_str() {
+            "loop" => {
+                let mut n: u64 = 0;
+                loop {
+                    n = black_box(n.wrapping_add(1));
+                }
+            }
+            "memory" => {
+                let mut hoard: Vec<Vec<u8>> = Vec::new();
+                loop {
+                    hoard.push(vec![1u8; 1 << 20]);
+                    black_box(&hoard);
+                }
+            }
+            "recursion" => {
+                black_box(recurse(black_box(1)));
+                Vec::new()
+            }
+            "shadow-stack" => {
+                black_box(recurse_with_frames(black_box(1)));
+                Vec::new()
+            }
+            "panic" => panic!(
+                "hostile plugin gave up on {}",
+                entries.first().map_or("nothing", |e| e.dn.as_str())
+            ),
+            "log-flood" => {
+                let line = "x".repeat(1024);
+                loop {
+                    abacsync_guest::log::info(&line);
+                }
+            }
+            "print-flood" => {
+                let line = "y".repeat(1023);
+                for _ in 0..1024 {
+                    println!("{line}");
+                    eprintln!("{line}");
+                }
+                entries.iter().map(|_| Ok(Decision::skip("ok"))).collect()
+            }
+            "oversized" => entries
+                .iter()
+                .map(|entry| {
+                    let values = (0..9_000).map(|i| format!("{i:0>1100}"));
+                    Ok(Decision::Upsert(
+                        User::new(entry.dn.clone(), entry.dn.clone()).attribute("huge", values),
+                    ))
+                })
+                .collect(),
+            "count-calls" => entries
+                .iter()
+                .map(|_| Ok(Decision::skip(format!("calls={calls}"))))
+                .collect(),
+            _ => entries.iter().map(|_| Ok(Decision::skip("ok"))).collect(),
+        }
+    }
+
+    fn map(&self, _entry: &Entry) -> Result<Decision, MappingError> {
+        Ok(Decision::skip("ok"))
+    }
+}
+
+/// Recursion whose frames live on the wasm stack only.
+#[inline(never)]
+#[allow(unconditional_recursion)]
+fn recurse(depth: u64) -> u64 {
+    recurse(black_box(depth + 1))
+        .wrapping_mul(3)
+        .wrapping_add(depth)
+}
+
+/// Recursion whose frames hold an array passed by reference, so they live on
+/// Rust's stack in linear memory.
+#[inline(never)]
+#[allow(unconditional_recursion)]
+fn recurse_with_frames(depth: u64) -> u64 {
+    let frame = black_box([depth; 64]);
+    recurse_with_frames(depth + 1).wrapping_add(frame[(depth % 64) as usize])
+}
+
+abacsync_guest::export_mapping!(Hostile);

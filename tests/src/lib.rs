@@ -1,0 +1,26 @@
+//! Shared fixtures for abacsync's integration tests (`tests/it`, run as the `abacsync`
+//! package's `it` test) and benchmarks (`tests/benches`).
+//!
+//! - [`plugins`]: the plugins of `plugins/` and `tests/plugins/`, compiled to
+//!   components once per test run.
+
+// Test support: a panic is how a test or benchmark fails.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+pub mod plugins;
+
+use std::path::PathBuf;
+
+/// The workspace's root folder.
+pub fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(PathBuf::from)
+        .unwrap_or_default()
+}
+
+/// Whether the suite runs under CI, where a missing prerequisite fails instead of
+/// skipping.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|value| value == "true" || value == "1")
+}
