@@ -24,13 +24,12 @@ pub enum EngineError {
     #[error("configuring the WebAssembly engine: {0}")]
     Config(String),
     /// The compiled-code cache folder could not be used.
-    #[error("compiled-code cache folder `{path}`: {source}")]
+    #[error("compiled-code cache folder `{path}`: {cause}")]
     Cache {
         /// The folder.
         path: PathBuf,
         /// Why.
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
 }
 
@@ -62,7 +61,7 @@ impl PluginEngine {
         let cache = cache_dir
             .map(|dir| {
                 CompileCache::open(&dir, &engine)
-                    .map_err(|source| EngineError::Cache { path: dir, source })
+                    .map_err(|cause| EngineError::Cache { path: dir, cause })
             })
             .transpose()?;
         let ticker = EpochTicker::start(engine.clone(), config.epoch_tick);
@@ -116,7 +115,7 @@ impl PluginEngine {
         };
         plugin.info = plugin.info_call().map_err(|source| LoadError::Probe {
             plugin: label.to_owned(),
-            source: Box::new(source),
+            cause: Box::new(source),
         })?;
         plugin.load.duration = started.elapsed();
         Ok(plugin)
@@ -170,6 +169,9 @@ fn engine_config(sandbox: &SandboxConfig) -> Config {
         .consume_fuel(sandbox.fuel.is_some())
         .max_wasm_stack(sandbox.max_stack)
         .memory_init_cow(true)
+        // A trap's backtrace is walked outside the deadline's reach: a few frames
+        // help a plugin author; thousands (a stack overflow) only cost time.
+        .wasm_backtrace_max_frames(std::num::NonZeroUsize::new(32))
         .parallel_compilation(true)
         .cranelift_opt_level(wasmtime::OptLevel::Speed);
     let mut pool = PoolingAllocationConfig::default();
@@ -345,21 +347,10 @@ impl Plugin {
                 String::new(),
             ));
         }
-        let mut size = 0;
-        let mut outcomes = Vec::with_capacity(expected);
-        for result in results {
-            let (outcome, bytes) = v0_1_0::decision_from_guest(result);
-            size += bytes;
-            outcomes.push(outcome);
-        }
-        let limit = self.engine.config.max_output_bytes;
-        if size > limit {
-            return Err(self.error(
-                FUNCTION,
-                CallErrorKind::OversizedOutput { size, limit },
-                String::new(),
-            ));
-        }
+        let outcomes = results
+            .into_iter()
+            .map(v0_1_0::decision_from_guest)
+            .collect();
         for log in &logs {
             emit_log(&self.label, context.tenant_id, log);
         }
@@ -396,6 +387,10 @@ impl Plugin {
         );
         let mut store = Store::new(&self.engine.engine, state);
         store.limiter(|state| &mut state.limiter);
+        // Bounds the bytes lifted from the guest per call: without it, a list of
+        // strings that all point at one large region would make the host copy that
+        // region once per element.
+        store.set_hostcall_fuel(config.max_output_bytes);
         let ticks = limits
             .deadline
             .as_nanos()
@@ -457,6 +452,10 @@ impl Plugin {
             CallErrorKind::LogBudget {
                 limit: exceeded.limit,
             }
+        } else if is_hostcall_fuel_exhausted(&err) {
+            CallErrorKind::OversizedOutput {
+                limit: self.engine.config.max_output_bytes,
+            }
         } else if let Some(trap) = err.downcast_ref::<Trap>() {
             match trap {
                 Trap::Interrupt => CallErrorKind::Deadline(limits.deadline),
@@ -479,6 +478,16 @@ impl Plugin {
         };
         self.error(function, kind, console)
     }
+}
+
+/// Wasmtime's error when lifting a call's results would copy more than the store's
+/// hostcall fuel; its type is private, so it is recognised by its message.
+fn is_hostcall_fuel_exhausted(err: &wasmtime::Error) -> bool {
+    err.chain().any(|cause| {
+        cause
+            .to_string()
+            .contains("fuel allocated for hostcalls has been exhausted")
+    })
 }
 
 /// Forward a plugin's log line to the host's log, tagged with plugin and tenant.

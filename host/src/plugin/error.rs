@@ -84,22 +84,20 @@ pub enum LoadError {
         reason: String,
     },
     /// The component loaded but its first call (`info`) failed.
-    #[error("plugin `{plugin}` failed when asked for its name and version: {source}")]
+    #[error("plugin `{plugin}` failed when asked for its name and version: {cause}")]
     Probe {
         /// Plugin label.
         plugin: String,
         /// The call's failure.
-        #[source]
-        source: Box<CallError>,
+        cause: Box<CallError>,
     },
     /// The compiled-code cache could not be used (the plugin was still compiled).
-    #[error("compiled-code cache at `{path}`: {source}")]
+    #[error("compiled-code cache at `{path}`: {cause}")]
     Cache {
         /// The cache file or folder.
         path: String,
         /// The I/O error.
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
 }
 
@@ -162,10 +160,8 @@ pub enum CallErrorKind {
         limit: usize,
     },
     /// Returned more data than allowed.
-    #[error("returned {size} bytes of results, more than the {limit}-byte limit")]
+    #[error("returned more than the {limit}-byte limit of results")]
     OversizedOutput {
-        /// Bytes returned.
-        size: usize,
         /// The limit.
         limit: usize,
     },

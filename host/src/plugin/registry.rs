@@ -38,13 +38,12 @@ pub enum RegistryError {
     #[error(transparent)]
     Load(#[from] LoadError),
     /// The plugin refused the tenant's settings, or failed when asked about them.
-    #[error("tenant {tenant}: the plugin does not accept these settings: {source}")]
+    #[error("tenant {tenant}: the plugin does not accept these settings: {cause}")]
     Settings {
         /// The tenant.
         tenant: TenantId,
         /// The plugin's answer.
-        #[source]
-        source: Box<CallError>,
+        cause: Box<CallError>,
     },
 }
 
@@ -103,7 +102,7 @@ impl PluginRegistry {
             .required_attributes(&assigned.context(SyncMode::Full))
             .map_err(|source| RegistryError::Settings {
                 tenant,
-                source: Box::new(source),
+                cause: Box::new(source),
             })?;
         self.tenants
             .write()

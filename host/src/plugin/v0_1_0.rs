@@ -14,7 +14,7 @@ wasmtime::component::bindgen!({
     imports: { "abacsync:mapping/host.log": trappable },
 });
 
-use abacsync::mapping::{host, types};
+use self::abacsync::mapping::{host, types};
 
 impl types::Host for StoreState {}
 
@@ -129,52 +129,22 @@ const MAX_VALUE_BYTES: usize = 64 * 1024;
 const MAX_ATTRIBUTE_KEYS: usize = 1000;
 const MAX_VALUES_PER_KEY: usize = 10_000;
 
-/// Validate and normalise a decision; also returns its size in bytes.
+/// Validate and normalise a decision. (The bytes lifted from the guest are bounded
+/// by the store's hostcall fuel, see `Plugin::call`.)
 pub(crate) fn decision_from_guest(
     result: Result<types::Decision, types::MappingError>,
-) -> (Result<Decision, MappingError>, usize) {
-    let decision = match result {
-        Ok(decision) => decision,
-        Err(error) => {
-            let error = MappingError::from(error);
-            let size = error.message.len();
-            return (Err(error), size);
-        }
-    };
-    match decision {
-        types::Decision::Skip(reason) => {
-            let size = reason.len();
-            (Ok(Decision::Skip { reason }), size)
-        }
+) -> Result<Decision, MappingError> {
+    match result.map_err(MappingError::from)? {
+        types::Decision::Skip(reason) => Ok(Decision::Skip { reason }),
         types::Decision::Deactivate(deactivation) => {
-            let size = deactivation.ldap_id.len() + deactivation.reason.len();
-            let result = check_text("ldap-id", &deactivation.ldap_id, MAX_NAME_BYTES).map(|()| {
-                Decision::Deactivate {
-                    ldap_id: deactivation.ldap_id,
-                    reason: deactivation.reason,
-                }
-            });
-            (result, size)
+            check_text("ldap-id", &deactivation.ldap_id, MAX_NAME_BYTES)?;
+            Ok(Decision::Deactivate {
+                ldap_id: deactivation.ldap_id,
+                reason: deactivation.reason,
+            })
         }
-        types::Decision::Upsert(user) => {
-            let size = user_size(&user);
-            (user_from_guest(user).map(Decision::Upsert), size)
-        }
+        types::Decision::Upsert(user) => user_from_guest(user).map(Decision::Upsert),
     }
-}
-
-fn user_size(user: &types::User) -> usize {
-    let optional = |text: &Option<String>| text.as_ref().map_or(0, String::len);
-    user.username.len()
-        + user.ldap_id.len()
-        + optional(&user.email)
-        + optional(&user.display_name)
-        + optional(&user.language)
-        + user
-            .attributes
-            .iter()
-            .map(|attr| attr.key.len() + attr.values.iter().map(String::len).sum::<usize>())
-            .sum::<usize>()
 }
 
 fn check_text(field: &str, value: &str, max: usize) -> Result<(), MappingError> {
@@ -279,7 +249,7 @@ mod tests {
 
     #[test]
     fn merges_keys_into_sets_and_drops_empty_optionals() {
-        let (decision, _) = decision_from_guest(Ok(types::Decision::Upsert(user())));
+        let decision = decision_from_guest(Ok(types::Decision::Upsert(user())));
         let Ok(Decision::Upsert(user)) = decision else {
             panic!("expected an upsert, got {decision:?}");
         };
@@ -292,11 +262,11 @@ mod tests {
     fn refuses_empty_usernames_and_values() {
         let mut bad = user();
         bad.username = " ".into();
-        let (decision, _) = decision_from_guest(Ok(types::Decision::Upsert(bad)));
+        let decision = decision_from_guest(Ok(types::Decision::Upsert(bad)));
         assert_eq!(decision.unwrap_err().message, "`username` is empty");
         let mut bad = user();
         bad.attributes[0].values.push(String::new());
-        let (decision, _) = decision_from_guest(Ok(types::Decision::Upsert(bad)));
+        let decision = decision_from_guest(Ok(types::Decision::Upsert(bad)));
         assert_eq!(decision.unwrap_err().kind, MappingErrorKind::InvalidOutput);
     }
 }

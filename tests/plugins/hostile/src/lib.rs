@@ -7,7 +7,7 @@
 //! - `shadow-stack`: recurses with large address-taken locals, overflowing the
 //!   stack Rust keeps in linear memory.
 //! - `panic`: panics with a message naming the entry.
-//! - `oversized`: returns ~10 MB of attribute values per entry.
+//! - `oversized`: returns ~2 MB of attribute values per entry.
 //! - `log-flood`: logs without end.
 //! - `print-flood`: prints 1 MiB to stdout and stderr, then behaves.
 //! - `count-calls`: reports how many calls this instance has seen (always 1 when
@@ -85,7 +85,7 @@ impl Mapping for Hostile {
             "oversized" => entries
                 .iter()
                 .map(|entry| {
-                    let values = (0..9_000).map(|i| format!("{i:0>1100}"));
+                    let values = (0..1_800).map(|i| format!("{i:0>1100}"));
                     Ok(Decision::Upsert(
                         User::new(entry.dn.clone(), entry.dn.clone()).attribute("huge", values),
                     ))
