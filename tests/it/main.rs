@@ -4,7 +4,10 @@
 // Test code: a panic is how a test fails.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod active_directory;
 mod cli;
 mod golden;
 mod loading;
+mod registry;
 mod sandbox;
+mod sync;

@@ -3,11 +3,17 @@
 //!
 //! - [`plugins`]: the plugins of `plugins/` and `tests/plugins/`, compiled to
 //!   components once per test run.
+//! - [`slapd`]: a real OpenLDAP server on free loopback ports, with TLS, `memberOf`
+//!   and bulk-loaded entries on request.
+//! - [`directory`]: deterministic LDIF of people and groups for that server.
 
 // Test support: a panic is how a test or benchmark fails.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod ad_server;
+pub mod directory;
 pub mod plugins;
+pub mod slapd;
 
 use std::path::PathBuf;
 

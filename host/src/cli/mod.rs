@@ -1,7 +1,9 @@
 //! Command-line interface. Exit codes: 0 success, 1 a check found differences
-//! (`plugin test --expect`), 2 an error (bad input, refused plugin, failed call).
+//! (`plugin test --expect`) or a sync did not succeed (failed, refused removals),
+//! 2 an error (bad input, refused plugin, failed call).
 
 mod plugin;
+mod sync;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -22,12 +24,15 @@ enum Command {
     /// Check and test mapping plugins without a directory.
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
+    /// Sync tenants' directories into the user store.
+    Sync(sync::SyncArgs),
 }
 
 /// What a command found, beyond success.
 pub(crate) enum Outcome {
     Success,
     Differences,
+    Failed,
 }
 
 pub(crate) fn main() -> ExitCode {
@@ -41,10 +46,11 @@ pub(crate) fn main() -> ExitCode {
         .init();
     let result = match cli.command {
         Command::Plugin(command) => plugin::run(command),
+        Command::Sync(args) => sync::run(args),
     };
     match result {
         Ok(Outcome::Success) => ExitCode::SUCCESS,
-        Ok(Outcome::Differences) => ExitCode::from(1),
+        Ok(Outcome::Differences | Outcome::Failed) => ExitCode::from(1),
         Err(err) => {
             eprintln!("error: {err:#}");
             ExitCode::from(2)

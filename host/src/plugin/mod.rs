@@ -20,6 +20,7 @@ mod v0_1_0;
 pub use cache::CompileCache;
 pub use engine::{BatchOutput, CallStats, EngineError, LoadStats, Plugin, PluginEngine};
 pub use error::{CallError, CallErrorKind, LoadError};
+pub(crate) use inspect::hex;
 pub use inspect::{CONTRACT_PACKAGE, ComponentReport, SUPPORTED_VERSIONS, inspect};
 pub use limits::{CallLimits, MemoryLimitExceeded, SandboxConfig};
 pub use registry::{PluginRegistry, RegistryError, TenantPlugin};

@@ -1,0 +1,230 @@
+//! `abacsync sync`: one sync of one tenant (or all) from the configuration file, with
+//! a summary (or the full report as JSON) and a progress bar on a terminal.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use abacsync::config::{Config, TenantConfig};
+use abacsync::ldap::LdapDirectory;
+use abacsync::plugin::model::SyncMode;
+use abacsync::plugin::{PluginEngine, PluginRegistry, SandboxConfig};
+use abacsync::store::SqliteStore;
+use abacsync::sync::{Phase, Progress, SyncEngine, SyncReport, SyncRequest, system_clock};
+use anyhow::Context;
+use clap::Args;
+
+use super::Outcome;
+
+/// Arguments of `abacsync sync`.
+#[derive(Args)]
+pub(crate) struct SyncArgs {
+    /// The configuration file with the tenants.
+    #[arg(long, short, env = "ABACSYNC_CONFIG", default_value = "abacsync.toml")]
+    config: PathBuf,
+    /// The tenant to sync (every LDAP-enabled tenant when absent).
+    #[arg(long)]
+    tenant: Option<u64>,
+    /// full: every entry, removals per policy; incremental: entries changed since the
+    /// last sync (the first one runs full).
+    #[arg(long, default_value = "full", value_parser = ["full", "incremental"])]
+    mode: String,
+    /// Compute and show the diff; write nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Remove users beyond the tenant's removal threshold.
+    #[arg(long)]
+    force: bool,
+    /// Print the full report as JSON on stdout.
+    #[arg(long)]
+    json: bool,
+    /// The store file (default: abacsync.db in the configuration's data_dir).
+    #[arg(long)]
+    store: Option<PathBuf>,
+}
+
+pub(crate) fn run(args: SyncArgs) -> anyhow::Result<Outcome> {
+    let config = Config::load(&args.config)?;
+    let tenants: Vec<&TenantConfig> = match args.tenant {
+        Some(id) => vec![
+            config
+                .tenant(id)
+                .with_context(|| format!("no tenant {id} in {}", args.config.display()))?,
+        ],
+        None => config.tenants.iter().filter(|t| t.ldap_enabled).collect(),
+    };
+    if tenants.is_empty() {
+        anyhow::bail!("no LDAP-enabled tenant in {}", args.config.display());
+    }
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
+    let store_path = args
+        .store
+        .clone()
+        .unwrap_or_else(|| config.data_dir.join("abacsync.db"));
+    let store = SqliteStore::open(&store_path)?;
+    let engine = PluginEngine::new(
+        SandboxConfig::default(),
+        Some(config.data_dir.join("plugin-cache")),
+    )
+    .context("starting the plugin engine")?;
+    let registry = PluginRegistry::new(engine);
+    let sync = SyncEngine::new(Arc::new(store), system_clock());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let mode: SyncMode = args.mode.parse()?;
+    let mut reports = Vec::new();
+    let mut all_ok = true;
+    for tenant in tenants {
+        if !tenant.ldap_enabled {
+            anyhow::bail!("tenant {}: LDAP is disabled", tenant.id);
+        }
+        let bytes = std::fs::read(&tenant.plugin.path).with_context(|| {
+            format!(
+                "tenant {}: reading plugin {}",
+                tenant.id,
+                tenant.plugin.path.display()
+            )
+        })?;
+        let label = tenant.plugin.path.file_name().map_or_else(
+            || tenant.plugin.path.display().to_string(),
+            |name| name.to_string_lossy().into_owned(),
+        );
+        let settings = tenant
+            .plugin
+            .settings
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let plugin = registry.assign(tenant.id, &label, &bytes, settings)?;
+        let password = tenant.ldap.bind_password(tenant.id)?;
+        let directory = LdapDirectory::new(&tenant.ldap, password)?;
+        let mut request = SyncRequest::new(mode, run_id(), "cli");
+        request.dry_run = args.dry_run;
+        request.force = args.force;
+        let progress = Progress::new();
+        let bar = (!args.json && std::io::stderr().is_terminal())
+            .then(|| progress_bar(progress.clone(), runtime.handle()));
+        let (report, error) =
+            runtime.block_on(sync.run(tenant, plugin, &directory, request, progress));
+        if let Some((bar, watcher)) = bar {
+            watcher.abort();
+            bar.finish_and_clear();
+        }
+        if let Some(error) = &error {
+            tracing::debug!(%error, "sync failed");
+        }
+        all_ok &= report.succeeded();
+        if !args.json {
+            print_summary(tenant, &report);
+        }
+        reports.push(report);
+    }
+    if args.json {
+        let json = if reports.len() == 1 {
+            serde_json::to_string_pretty(&reports[0])?
+        } else {
+            serde_json::to_string_pretty(&reports)?
+        };
+        println!("{json}");
+    }
+    if all_ok {
+        Ok(Outcome::Success)
+    } else {
+        Ok(Outcome::Failed)
+    }
+}
+
+fn run_id() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("cli-{nanos:x}")
+}
+
+fn progress_bar(
+    progress: Progress,
+    runtime: &tokio::runtime::Handle,
+) -> (indicatif::ProgressBar, tokio::task::JoinHandle<()>) {
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.enable_steady_tick(Duration::from_millis(120));
+    let shown = bar.clone();
+    // A plain thread: the bar must move even while the runtime's workers are busy.
+    let watcher = runtime.spawn_blocking(move || {
+        loop {
+            let now = progress.snapshot();
+            shown.set_message(format!(
+                "{}: {} read, {} mapped, {}/{} written",
+                now.phase.as_str(),
+                now.read,
+                now.mapped,
+                now.written,
+                now.to_write
+            ));
+            if now.phase == Phase::Done || shown.is_finished() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    });
+    (bar, watcher)
+}
+
+fn print_summary(tenant: &TenantConfig, report: &SyncReport) {
+    let c = &report.counts;
+    let name = if tenant.name.is_empty() {
+        format!("tenant {}", tenant.id)
+    } else {
+        format!("tenant {} ({})", tenant.id, tenant.name)
+    };
+    let dry = if report.dry_run {
+        " (dry run: nothing written)"
+    } else {
+        ""
+    };
+    println!("{name}: {} sync {}{dry}", report.mode, report.outcome);
+    if !report.server.is_empty() {
+        println!(
+            "  directory  {} ({} searches), plugin {}",
+            report.server, report.searches, report.plugin
+        );
+    }
+    println!(
+        "  read {}  created {}  updated {}  unchanged {}  reactivated {}  deactivated {}  deleted {}",
+        c.read, c.created, c.updated, c.unchanged, c.reactivated, c.deactivated, c.deleted
+    );
+    println!(
+        "  skipped {}  not imported {}  not found {}  failed {}",
+        c.skipped, c.not_imported, c.not_found, c.failed
+    );
+    if !report.changed_keys.is_empty() {
+        let keys: Vec<_> = report.changed_keys.iter().map(String::as_str).collect();
+        println!("  ABAC keys changed: {}", keys.join(", "));
+    }
+    println!(
+        "  time {} ms (read+map {} ms, plugin {} ms, apply {} ms)",
+        report.timings.total_ms,
+        report.timings.read_map_ms,
+        report.timings.plugin_ms,
+        report.timings.apply_ms
+    );
+    for result in report
+        .results
+        .iter()
+        .filter(|r| r.code >= 400 && r.code != 404 && r.code != 403 && r.code != 410)
+        .take(20)
+    {
+        println!(
+            "  {} {}: {}",
+            result.code,
+            result.dn.as_deref().unwrap_or(&result.username),
+            result.message
+        );
+    }
+    if let Some(error) = &report.error {
+        println!("  error: {error}");
+    }
+}

@@ -1,0 +1,590 @@
+//! Tenants and their settings, read from a TOML file.
+//!
+//! ```toml
+//! [[tenant]]
+//! id = 1
+//! name = "example"
+//! plugin = { path = "target/wasm-plugins/openldap_mapping.wasm", settings = { "abac.prefix" = "" } }
+//!
+//! [tenant.ldap]
+//! servers = ["ldap://127.0.0.1:389"]
+//! bind_dn = "cn=admin,dc=example,dc=org"
+//! bind_password_env = "LDAP_PASSWORD"
+//! base_dn = "ou=people,dc=example,dc=org"
+//! ```
+//!
+//! Every field but `id`, `plugin` and the connection basics has a default that errs on
+//! the safe side: TLS certificates are verified, removals deactivate rather than
+//! delete and stop at a threshold, and unknown keys are errors (a typo never silently
+//! turns a setting off).
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::plugin::model::TenantId;
+
+/// Rocket.Chat's default unique-identifier attributes, plus OpenLDAP's `entryUUID`.
+pub const DEFAULT_UNIQUE_IDENTIFIERS: &[&str] = &[
+    "objectGUID",
+    "ibm-entryUUID",
+    "GUID",
+    "dominoUNID",
+    "nsuniqueId",
+    "uidNumber",
+    "entryUUID",
+];
+
+/// A configuration file could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file cannot be read.
+    #[error("cannot read {path}: {cause}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        cause: std::io::Error,
+    },
+    /// The file is not valid TOML or does not match the expected shape.
+    #[error("{path}: {cause}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, with line and column.
+        cause: Box<toml::de::Error>,
+    },
+    /// A value is out of range or inconsistent.
+    #[error("{path}: tenant {tenant}: {reason}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// The tenant concerned.
+        tenant: TenantId,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Two tenants share an id.
+    #[error("{path}: tenant id {tenant} is used twice")]
+    DuplicateTenant {
+        /// The file.
+        path: PathBuf,
+        /// The id.
+        tenant: TenantId,
+    },
+    /// A secret could not be read from its file or environment variable.
+    #[error("tenant {tenant}: cannot read the bind password from {from}: {reason}")]
+    Secret {
+        /// The tenant.
+        tenant: TenantId,
+        /// `file …` or `environment variable …`.
+        from: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where the store and the plugin cache live (default `./data`).
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    /// The tenants.
+    #[serde(default, rename = "tenant")]
+    pub tenants: Vec<TenantConfig>,
+}
+
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("data")
+}
+
+impl Config {
+    /// Reads and checks `path`; relative paths in it are resolved against its folder.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|cause| ConfigError::Read {
+            path: path.to_owned(),
+            cause,
+        })?;
+        let mut config = Self::parse(&text, path)?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        config.resolve_paths(base);
+        Ok(config)
+    }
+
+    /// Parses and checks `text`; `path` names it in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|cause| ConfigError::Parse {
+            path: path.to_owned(),
+            cause: Box::new(cause),
+        })?;
+        let mut seen = std::collections::BTreeSet::new();
+        for tenant in &config.tenants {
+            if !seen.insert(tenant.id) {
+                return Err(ConfigError::DuplicateTenant {
+                    path: path.to_owned(),
+                    tenant: tenant.id,
+                });
+            }
+            tenant.validate().map_err(|reason| ConfigError::Invalid {
+                path: path.to_owned(),
+                tenant: tenant.id,
+                reason,
+            })?;
+        }
+        Ok(config)
+    }
+
+    /// The tenant with this id.
+    pub fn tenant(&self, id: TenantId) -> Option<&TenantConfig> {
+        self.tenants.iter().find(|tenant| tenant.id == id)
+    }
+
+    fn resolve_paths(&mut self, base: &Path) {
+        let resolve = |path: &mut PathBuf| {
+            if path.is_relative() {
+                *path = base.join(&*path);
+            }
+        };
+        resolve(&mut self.data_dir);
+        for tenant in &mut self.tenants {
+            resolve(&mut tenant.plugin.path);
+            if let Some(ca) = tenant.ldap.ca_file.as_mut() {
+                resolve(ca);
+            }
+            if let Some(file) = tenant.ldap.bind_password_file.as_mut() {
+                resolve(file);
+            }
+        }
+    }
+}
+
+/// One tenant.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantConfig {
+    /// Numeric id (grommunio's domainID).
+    pub id: TenantId,
+    /// A name for people.
+    #[serde(default)]
+    pub name: String,
+    /// Whether LDAP syncs run for this tenant.
+    #[serde(default = "yes")]
+    pub ldap_enabled: bool,
+    /// Whether ABAC attributes are maintained (targeted ABAC syncs need it).
+    #[serde(default = "yes")]
+    pub abac_enabled: bool,
+    /// Whether directory entries without a user become new users.
+    #[serde(default = "yes")]
+    pub import_new_users: bool,
+    /// Language of new users when the plugin sets none.
+    #[serde(default)]
+    pub default_language: Option<String>,
+    /// Whether jpegPhoto / thumbnailPhoto become avatars.
+    #[serde(default)]
+    pub sync_avatars: bool,
+    /// Seconds between background syncs; none when absent.
+    #[serde(default)]
+    pub sync_interval_secs: Option<u64>,
+    /// The directory.
+    pub ldap: LdapConfig,
+    /// The mapping plugin.
+    pub plugin: PluginConfig,
+    /// What happens to users no longer in the directory.
+    #[serde(default)]
+    pub removal: RemovalConfig,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl TenantConfig {
+    fn validate(&self) -> Result<(), String> {
+        let ldap = &self.ldap;
+        if ldap.servers.is_empty() {
+            return Err("ldap.servers is empty".into());
+        }
+        for server in &ldap.servers {
+            let scheme = server.split("://").next().unwrap_or_default();
+            match (scheme, ldap.tls) {
+                ("ldap", TlsMode::Plain | TlsMode::StartTls) | ("ldaps", TlsMode::Ldaps) => {}
+                ("ldaps", _) => {
+                    return Err(format!(
+                        "server {server} is ldaps:// but ldap.tls is {}; set tls = \"ldaps\"",
+                        ldap.tls.as_str()
+                    ));
+                }
+                ("ldap", TlsMode::Ldaps) => {
+                    return Err(format!(
+                        "ldap.tls is ldaps but server {server} is ldap://; use ldaps://"
+                    ));
+                }
+                _ => return Err(format!("server {server}: expected ldap:// or ldaps://")),
+            }
+        }
+        if ldap.page_size == 0 || ldap.page_size > 100_000 {
+            return Err(format!(
+                "ldap.page_size {} is not in 1..=100000",
+                ldap.page_size
+            ));
+        }
+        if ldap.bind_password.is_some() as u8
+            + ldap.bind_password_file.is_some() as u8
+            + ldap.bind_password_env.is_some() as u8
+            > 1
+        {
+            return Err(
+                "set only one of ldap.bind_password, bind_password_file, bind_password_env".into(),
+            );
+        }
+        if ldap.unique_identifiers.is_empty() {
+            return Err("ldap.unique_identifiers is empty".into());
+        }
+        if let Some(percent) = self.removal.max_percent
+            && !(0.0..=100.0).contains(&percent)
+        {
+            return Err(format!("removal.max_percent {percent} is not in 0..=100"));
+        }
+        if let GroupMode::Search = ldap.groups.mode
+            && ldap.groups.base_dn.is_none()
+        {
+            return Err("ldap.groups.mode = \"search\" needs ldap.groups.base_dn".into());
+        }
+        Ok(())
+    }
+}
+
+/// How the connection is secured. There is never a silent fallback to plaintext.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum TlsMode {
+    /// No TLS (only for loopback and tests).
+    Plain,
+    /// StartTLS on an `ldap://` connection; refused if the server cannot.
+    #[default]
+    #[serde(rename = "starttls")]
+    StartTls,
+    /// TLS from the first byte, `ldaps://`.
+    Ldaps,
+}
+
+impl TlsMode {
+    /// Name as in the configuration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TlsMode::Plain => "plain",
+            TlsMode::StartTls => "starttls",
+            TlsMode::Ldaps => "ldaps",
+        }
+    }
+}
+
+/// Search scope.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum SearchScope {
+    /// The base entry only.
+    Base,
+    /// The base's children.
+    One,
+    /// The base and everything below.
+    #[default]
+    Sub,
+}
+
+/// Where group memberships come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum GroupMode {
+    /// From each user's `memberOf` (OpenLDAP's memberof overlay, Active Directory).
+    #[default]
+    MemberOf,
+    /// Groups are read once per sync and nesting is resolved in memory.
+    Search,
+    /// Entries carry no groups.
+    None,
+}
+
+/// Group membership settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupConfig {
+    /// Where groups come from.
+    #[serde(default)]
+    pub mode: GroupMode,
+    /// Where to search for groups (mode `search`).
+    #[serde(default)]
+    pub base_dn: Option<String>,
+    /// Which entries are groups.
+    #[serde(default = "default_group_filter")]
+    pub filter: String,
+    /// The attribute listing a group's members (DNs).
+    #[serde(default = "default_member_attribute")]
+    pub member_attribute: String,
+}
+
+impl Default for GroupConfig {
+    fn default() -> Self {
+        Self {
+            mode: GroupMode::default(),
+            base_dn: None,
+            filter: default_group_filter(),
+            member_attribute: default_member_attribute(),
+        }
+    }
+}
+
+fn default_group_filter() -> String {
+    "(|(objectClass=groupOfNames)(objectClass=groupOfUniqueNames)(objectClass=group))".into()
+}
+
+fn default_member_attribute() -> String {
+    "member".into()
+}
+
+/// A tenant's directory.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LdapConfig {
+    /// Server URIs, tried in order.
+    pub servers: Vec<String>,
+    /// How the connection is secured (default StartTLS).
+    #[serde(default)]
+    pub tls: TlsMode,
+    /// PEM file of the CA certificates to trust (default: the system's).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Bind DN; anonymous when absent.
+    #[serde(default)]
+    pub bind_dn: Option<String>,
+    /// Bind password, inline.
+    #[serde(default)]
+    pub bind_password: Option<String>,
+    /// Bind password, from a file (trailing newline ignored).
+    #[serde(default)]
+    pub bind_password_file: Option<PathBuf>,
+    /// Bind password, from an environment variable.
+    #[serde(default)]
+    pub bind_password_env: Option<String>,
+    /// Where users are searched.
+    pub base_dn: String,
+    /// Which entries are users.
+    #[serde(default = "default_user_filter")]
+    pub user_filter: String,
+    /// Search scope.
+    #[serde(default)]
+    pub scope: SearchScope,
+    /// Entries per page (RFC 2696).
+    #[serde(default = "default_page_size")]
+    pub page_size: u32,
+    /// Seconds to wait for a connection.
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout_secs: u64,
+    /// Seconds to wait for each answer (bind, each page).
+    #[serde(default = "default_operation_timeout")]
+    pub operation_timeout_secs: u64,
+    /// Attributes whose value identifies an entry for life, in order of preference.
+    #[serde(default = "default_unique_identifiers")]
+    pub unique_identifiers: Vec<String>,
+    /// Attributes always read as bytes, beyond the built-in list (objectGUID, jpegPhoto…).
+    #[serde(default)]
+    pub binary_attributes: Vec<String>,
+    /// The attribute incremental syncs compare (`modifyTimestamp`; `uSNChanged` on AD).
+    #[serde(default = "default_change_attribute")]
+    pub change_attribute: String,
+    /// Group memberships.
+    #[serde(default)]
+    pub groups: GroupConfig,
+}
+
+fn default_user_filter() -> String {
+    "(|(objectClass=inetOrgPerson)(&(objectCategory=person)(objectClass=user)))".into()
+}
+fn default_page_size() -> u32 {
+    500
+}
+fn default_connect_timeout() -> u64 {
+    10
+}
+fn default_operation_timeout() -> u64 {
+    120
+}
+fn default_unique_identifiers() -> Vec<String> {
+    DEFAULT_UNIQUE_IDENTIFIERS
+        .iter()
+        .map(|name| (*name).to_owned())
+        .collect()
+}
+fn default_change_attribute() -> String {
+    "modifyTimestamp".into()
+}
+
+impl LdapConfig {
+    /// Connection timeout.
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_secs(self.connect_timeout_secs)
+    }
+
+    /// Timeout of each operation.
+    pub fn operation_timeout(&self) -> Duration {
+        Duration::from_secs(self.operation_timeout_secs)
+    }
+
+    /// The bind password from wherever it is configured; `None` for anonymous binds.
+    pub fn bind_password(&self, tenant: TenantId) -> Result<Option<String>, ConfigError> {
+        if let Some(password) = &self.bind_password {
+            return Ok(Some(password.clone()));
+        }
+        if let Some(file) = &self.bind_password_file {
+            let text = std::fs::read_to_string(file).map_err(|err| ConfigError::Secret {
+                tenant,
+                from: format!("file {}", file.display()),
+                reason: err.to_string(),
+            })?;
+            return Ok(Some(text.trim_end_matches(['\r', '\n']).to_owned()));
+        }
+        if let Some(name) = &self.bind_password_env {
+            let value = std::env::var(name).map_err(|err| ConfigError::Secret {
+                tenant,
+                from: format!("environment variable {name}"),
+                reason: err.to_string(),
+            })?;
+            return Ok(Some(value));
+        }
+        Ok(None)
+    }
+}
+
+/// The tenant's plugin.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginConfig {
+    /// The component file.
+    pub path: PathBuf,
+    /// Its settings for this tenant.
+    #[serde(default)]
+    pub settings: BTreeMap<String, String>,
+}
+
+/// What happens to users no longer in the directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum RemovalPolicy {
+    /// They can no longer log in; their data stays.
+    #[default]
+    Deactivate,
+    /// They are deleted.
+    Delete,
+    /// Nothing happens.
+    Keep,
+}
+
+impl RemovalPolicy {
+    /// Name as in the configuration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RemovalPolicy::Deactivate => "deactivate",
+            RemovalPolicy::Delete => "delete",
+            RemovalPolicy::Keep => "keep",
+        }
+    }
+}
+
+/// Removal policy and its safety threshold.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemovalConfig {
+    /// What happens.
+    #[serde(default)]
+    pub policy: RemovalPolicy,
+    /// Refuse to remove more users than this in one sync (unless forced).
+    #[serde(default = "default_max_count")]
+    pub max_count: Option<u64>,
+    /// Refuse to remove more than this percentage of the tenant's directory users.
+    #[serde(default = "default_max_percent")]
+    pub max_percent: Option<f64>,
+}
+
+impl Default for RemovalConfig {
+    fn default() -> Self {
+        Self {
+            policy: RemovalPolicy::default(),
+            max_count: default_max_count(),
+            max_percent: default_max_percent(),
+        }
+    }
+}
+
+fn default_max_count() -> Option<u64> {
+    None
+}
+fn default_max_percent() -> Option<f64> {
+    Some(10.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+        [[tenant]]
+        id = 7
+        plugin = { path = "p.wasm" }
+        [tenant.ldap]
+        servers = ["ldap://127.0.0.1:389"]
+        base_dn = "dc=example,dc=org"
+    "#;
+
+    #[test]
+    fn minimal_tenant_gets_safe_defaults() {
+        let config = Config::parse(MINIMAL, Path::new("t.toml")).unwrap();
+        let tenant = config.tenant(7).unwrap();
+        assert_eq!(tenant.ldap.tls, TlsMode::StartTls);
+        assert_eq!(tenant.removal.policy, RemovalPolicy::Deactivate);
+        assert_eq!(tenant.removal.max_percent, Some(10.0));
+        assert!(
+            tenant
+                .ldap
+                .unique_identifiers
+                .contains(&"entryUUID".to_owned())
+        );
+        assert_eq!(tenant.ldap.page_size, 500);
+    }
+
+    #[test]
+    fn unknown_keys_are_errors() {
+        let text = MINIMAL.replace("base_dn", "basedn");
+        let err = Config::parse(&text, Path::new("t.toml")).unwrap_err();
+        assert!(err.to_string().contains("basedn"), "{err}");
+    }
+
+    #[test]
+    fn ldaps_url_needs_ldaps_mode() {
+        let text = MINIMAL.replace("ldap://", "ldaps://");
+        let err = Config::parse(&text, Path::new("t.toml")).unwrap_err();
+        assert!(err.to_string().contains("tls = \"ldaps\""), "{err}");
+    }
+
+    #[test]
+    fn duplicate_ids_are_refused() {
+        let text = format!("{MINIMAL}\n{MINIMAL}");
+        let err = Config::parse(&text, Path::new("t.toml")).unwrap_err();
+        assert!(
+            matches!(err, ConfigError::DuplicateTenant { tenant: 7, .. }),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn relative_paths_resolve_against_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tenants.toml");
+        std::fs::write(&path, MINIMAL).unwrap();
+        let config = Config::load(&path).unwrap();
+        assert_eq!(config.tenants[0].plugin.path, dir.path().join("p.wasm"));
+        assert_eq!(config.data_dir, dir.path().join("data"));
+    }
+}

@@ -1,0 +1,112 @@
+//! Group memberships for directories without `memberOf`, or when nesting matters:
+//! the groups are read once per sync (one paged search, ranged member lists
+//! completed), and each user's groups, nested ones included, are resolved in memory.
+
+use std::collections::{HashMap, HashSet};
+
+/// Normalises a DN for comparisons: ASCII case folded and spaces around separators
+/// removed (`CN=Admins, DC=corp` equals `cn=admins,dc=corp`). Escaped characters are
+/// kept as they are.
+pub fn normalize_dn(dn: &str) -> String {
+    let mut out = String::with_capacity(dn.len());
+    let mut chars = dn.trim().chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => {
+                out.push('\\');
+                if let Some(next) = chars.next() {
+                    out.push(next.to_ascii_lowercase());
+                }
+            }
+            ',' | '=' | '+' => {
+                while out.ends_with(' ') && !out.ends_with("\\ ") {
+                    out.pop();
+                }
+                out.push(c);
+                while chars.peek() == Some(&' ') {
+                    chars.next();
+                }
+            }
+            other => out.push(other.to_ascii_lowercase()),
+        }
+    }
+    out
+}
+
+/// Who is a member of which group, as read from the directory.
+#[derive(Debug, Default, Clone)]
+pub struct GroupIndex {
+    /// Normalised member DN → the DNs (as read) of the groups listing it directly.
+    parents: HashMap<String, Vec<String>>,
+    /// Number of groups read.
+    groups: usize,
+}
+
+impl GroupIndex {
+    /// An empty index.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Records that group `group` lists `members` (DNs).
+    pub fn add_group(&mut self, group: &str, members: impl IntoIterator<Item = String>) {
+        self.groups += 1;
+        for member in members {
+            self.parents
+                .entry(normalize_dn(&member))
+                .or_default()
+                .push(group.to_owned());
+        }
+    }
+
+    /// Number of groups recorded.
+    pub fn group_count(&self) -> usize {
+        self.groups
+    }
+
+    /// Every group `dn` belongs to, directly or through nested groups, each once, in
+    /// breadth-first order. Cycles are harmless.
+    pub fn groups_of(&self, dn: &str) -> Vec<String> {
+        let mut seen = HashSet::new();
+        let mut out = Vec::new();
+        let mut queue = std::collections::VecDeque::from([normalize_dn(dn)]);
+        while let Some(member) = queue.pop_front() {
+            for group in self.parents.get(&member).into_iter().flatten() {
+                let key = normalize_dn(group);
+                if seen.insert(key.clone()) {
+                    out.push(group.clone());
+                    queue.push_back(key);
+                }
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dns_compare_without_case_and_spaces() {
+        assert_eq!(
+            normalize_dn("CN=Domain Admins, OU=Groups ,DC=Corp"),
+            "cn=domain admins,ou=groups,dc=corp"
+        );
+        assert_eq!(normalize_dn(r"cn=a\, b,dc=x"), r"cn=a\, b,dc=x");
+    }
+
+    #[test]
+    fn nested_groups_resolve_transitively_and_survive_cycles() {
+        let mut index = GroupIndex::new();
+        index.add_group("cn=staff,dc=x", ["uid=ann,dc=x".to_owned()]);
+        index.add_group("cn=all,dc=x", ["CN=Staff, DC=x".to_owned()]);
+        index.add_group("cn=staff,dc=x", ["cn=all,dc=x".to_owned()]); // a cycle
+        index.add_group("cn=other,dc=x", ["uid=bob,dc=x".to_owned()]);
+        assert_eq!(
+            index.groups_of("UID=ann,dc=x"),
+            vec!["cn=staff,dc=x".to_owned(), "cn=all,dc=x".to_owned()]
+        );
+        assert_eq!(index.groups_of("uid=nobody,dc=x"), Vec::<String>::new());
+    }
+}

@@ -1,0 +1,265 @@
+//! Reading a tenant's directory with `ldap3`: one connection per sync, paged searches
+//! streamed in batches, binary attributes kept as bytes, Active Directory range
+//! retrieval, group memberships from `memberOf` or from the groups read once.
+//!
+//! [`DirectorySource`] is the seam the sync engine reads through; [`LdapDirectory`]
+//! is its LDAP implementation.
+
+mod connection;
+mod entry;
+mod error;
+pub mod filter;
+mod groups;
+mod search;
+
+pub use connection::{ConnectOptions, Connection, tls_config_with_ca};
+pub use entry::{EntryShaper, RawAttribute, RawEntry, ShapeNotes, decode, parse_description};
+pub use error::DirectoryError;
+pub use groups::{GroupIndex, normalize_dn};
+pub use search::{SearchSpec, SearchStats};
+
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+
+use crate::config::{GroupMode, LdapConfig, SearchScope};
+use crate::plugin::model::Entry;
+
+/// Which entries a read asks for, within the tenant's base and user filter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Selection {
+    /// Every user entry.
+    All,
+    /// Entries whose change attribute is at or after this mark.
+    ChangedSince(String),
+    /// Entries whose unique identifier is one of these.
+    Identifiers(Vec<String>),
+}
+
+/// One read of user entries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadRequest {
+    /// Which entries.
+    pub selection: Selection,
+    /// Attributes to ask for (the plugin's, the identifiers, the change attribute).
+    pub attributes: Vec<String>,
+    /// Entries per batch sent to the sink.
+    pub batch_size: usize,
+}
+
+/// What a complete read found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReadStats {
+    /// The server that answered.
+    pub server: String,
+    /// The filter sent.
+    pub filter: String,
+    /// Entries read.
+    pub entries: u64,
+    /// Searches sent (users, groups, range follow-ups): never one per user.
+    pub searches: u64,
+    /// Groups read (group mode `search`).
+    pub groups: u64,
+    /// Text values that were not UTF-8 (kept as bytes).
+    pub invalid_utf8_values: u64,
+    /// Continuation references ignored.
+    pub references: u64,
+}
+
+/// A source of directory entries: the sync engine's view of a directory.
+pub trait DirectorySource: Send + Sync {
+    /// Streams the selected entries in batches to `sink` and returns once the whole
+    /// result set has been read and confirmed complete. An error means the entries
+    /// sent so far are not the whole set.
+    fn read(
+        &self,
+        request: ReadRequest,
+        sink: mpsc::Sender<Vec<Entry>>,
+    ) -> impl Future<Output = Result<ReadStats, DirectoryError>> + Send;
+}
+
+/// A tenant's LDAP directory.
+#[derive(Debug, Clone)]
+pub struct LdapDirectory {
+    options: ConnectOptions,
+    config: LdapConfig,
+}
+
+impl LdapDirectory {
+    /// The directory of a tenant's configuration, with its bind password.
+    pub fn new(config: &LdapConfig, password: Option<String>) -> Result<Self, DirectoryError> {
+        Ok(Self {
+            options: ConnectOptions::from_config(config, password)?,
+            config: config.clone(),
+        })
+    }
+
+    /// Connects and binds, then closes: a connection test.
+    pub async fn test_connection(&self) -> Result<String, DirectoryError> {
+        let connection = Connection::open(&self.options).await?;
+        let server = connection.server.clone();
+        connection.close().await;
+        Ok(server)
+    }
+
+    /// The search filter for a selection.
+    pub fn filter(&self, selection: &Selection) -> Option<String> {
+        let users = filter::normalize(&self.config.user_filter);
+        match selection {
+            Selection::All => Some(users),
+            Selection::ChangedSince(mark) => Some(filter::all(vec![
+                users,
+                format!(
+                    "({}>={})",
+                    self.config.change_attribute,
+                    filter::escape(mark)
+                ),
+            ])),
+            Selection::Identifiers(ids) => {
+                filter::identifiers(&self.config.unique_identifiers, ids)
+                    .map(|ids| filter::all(vec![users, ids]))
+            }
+        }
+    }
+
+    fn spec(
+        &self,
+        base: &str,
+        filter: String,
+        attributes: Vec<String>,
+        scope: SearchScope,
+    ) -> SearchSpec {
+        SearchSpec {
+            base: base.to_owned(),
+            scope,
+            filter,
+            attributes,
+            page_size: self.config.page_size,
+            timeout: self.config.operation_timeout(),
+        }
+    }
+
+    async fn read_groups(
+        &self,
+        connection: &Connection,
+    ) -> Result<(GroupIndex, SearchStats), DirectoryError> {
+        let groups = &self.config.groups;
+        let base = groups
+            .base_dn
+            .clone()
+            .unwrap_or_else(|| self.config.base_dn.clone());
+        let spec = self.spec(
+            &base,
+            filter::normalize(&groups.filter),
+            vec![groups.member_attribute.clone()],
+            SearchScope::Sub,
+        );
+        let shaper = EntryShaper::new(&self.config.binary_attributes, None);
+        let (sender, mut receiver) = mpsc::channel::<Vec<Entry>>(2);
+        let member_attribute = groups.member_attribute.clone();
+        let collect = async move {
+            let mut index = GroupIndex::new();
+            while let Some(batch) = receiver.recv().await {
+                for entry in batch {
+                    let members = entry.values(&member_attribute).to_vec();
+                    index.add_group(&entry.dn, members);
+                }
+            }
+            index
+        };
+        let read =
+            async move { search::stream(&connection.ldap, &spec, &shaper, 1000, &sender).await };
+        let (stats, index) = tokio::join!(read, collect);
+        Ok((index, stats?))
+    }
+}
+
+impl DirectorySource for LdapDirectory {
+    async fn read(
+        &self,
+        request: ReadRequest,
+        sink: mpsc::Sender<Vec<Entry>>,
+    ) -> Result<ReadStats, DirectoryError> {
+        let Some(filter) = self.filter(&request.selection) else {
+            // No identifiers: nothing to read, and no search to send.
+            return Ok(ReadStats::default());
+        };
+        let connection = Connection::open(&self.options).await?;
+        let mut stats = ReadStats {
+            server: connection.server.clone(),
+            filter: filter.clone(),
+            ..ReadStats::default()
+        };
+        let mut attributes = request.attributes.clone();
+        let group_mode = self.config.groups.mode;
+        let mut index = None;
+        match group_mode {
+            GroupMode::MemberOf => {
+                if !attributes
+                    .iter()
+                    .any(|a| a.eq_ignore_ascii_case("memberOf"))
+                {
+                    attributes.push("memberOf".into());
+                }
+            }
+            GroupMode::Search => {
+                let (groups, group_stats) = match self.read_groups(&connection).await {
+                    Ok(found) => found,
+                    Err(err) => {
+                        connection.close().await;
+                        return Err(err);
+                    }
+                };
+                stats.searches += 1 + group_stats.range_searches;
+                stats.groups = group_stats.entries;
+                index = Some(Arc::new(groups));
+            }
+            GroupMode::None => {}
+        }
+        let groups_attribute = (group_mode == GroupMode::MemberOf).then(|| "memberOf".to_owned());
+        let shaper = EntryShaper::new(&self.config.binary_attributes, groups_attribute);
+        let spec = self.spec(&self.config.base_dn, filter, attributes, self.config.scope);
+        let result = match index {
+            None => {
+                search::stream(&connection.ldap, &spec, &shaper, request.batch_size, &sink).await
+            }
+            Some(index) => {
+                // Attach each user's resolved groups between the search and the sink.
+                let (sender, mut receiver) = mpsc::channel::<Vec<Entry>>(2);
+                let forward = async move {
+                    while let Some(mut batch) = receiver.recv().await {
+                        for entry in &mut batch {
+                            entry.groups = Some(index.groups_of(&entry.dn));
+                        }
+                        if sink.send(batch).await.is_err() {
+                            return Err(DirectoryError::Cancelled);
+                        }
+                    }
+                    Ok(())
+                };
+                let read = async {
+                    let result = search::stream(
+                        &connection.ldap,
+                        &spec,
+                        &shaper,
+                        request.batch_size,
+                        &sender,
+                    )
+                    .await;
+                    drop(sender);
+                    result
+                };
+                let (result, forwarded) = tokio::join!(read, forward);
+                result.and_then(|stats| forwarded.map(|()| stats))
+            }
+        };
+        connection.close().await;
+        let search_stats = result?;
+        stats.entries = search_stats.entries;
+        stats.searches += 1 + search_stats.range_searches;
+        stats.invalid_utf8_values = search_stats.notes.invalid_utf8_values;
+        stats.references = search_stats.references;
+        Ok(stats)
+    }
+}

@@ -1,0 +1,149 @@
+//! The user store: users with their ABAC attributes, the audit trail of attribute
+//! changes, and per-tenant sync state, behind a narrow tenant-scoped trait so the sync
+//! engine can be tested without a database and a PostgreSQL backend can follow.
+//!
+//! [`SqliteStore`] is the embedded default: one file, WAL, migrations in
+//! `host/migrations/`. Every method is blocking (the sync engine calls them from
+//! `spawn_blocking`); each [`UserStore::apply`] is one transaction.
+
+mod model;
+mod sqlite;
+
+pub use model::*;
+pub use sqlite::SqliteStore;
+
+use crate::plugin::model::TenantId;
+
+/// Errors of the user store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database file cannot be opened or created.
+    #[error("cannot open the user store at {path}: {cause}")]
+    Open {
+        /// The database file.
+        path: std::path::PathBuf,
+        /// Why.
+        cause: rusqlite::Error,
+    },
+    /// A migration failed; the store is left at the previous version.
+    #[error("cannot migrate the user store to version {version}: {cause}")]
+    Migration {
+        /// The migration that failed.
+        version: u32,
+        /// Why.
+        cause: rusqlite::Error,
+    },
+    /// The database was written by a newer abacsync.
+    #[error(
+        "the user store is at schema version {found}, newer than this abacsync knows ({known}); upgrade abacsync"
+    )]
+    TooNew {
+        /// Version in the file.
+        found: u32,
+        /// Newest version this build knows.
+        known: u32,
+    },
+    /// A username or LDAP id is already taken by another user of the tenant.
+    #[error("tenant {tenant}: {field} `{value}` is already used by user {existing}")]
+    Conflict {
+        /// The tenant.
+        tenant: TenantId,
+        /// `username` or `ldap_id`.
+        field: &'static str,
+        /// The value.
+        value: String,
+        /// The user holding it.
+        existing: UserId,
+    },
+    /// A change names a user that does not exist in the tenant.
+    #[error("tenant {tenant}: no user {id}")]
+    NoSuchUser {
+        /// The tenant.
+        tenant: TenantId,
+        /// The user.
+        id: UserId,
+    },
+    /// Any other database error.
+    #[error("user store: {0}")]
+    Database(#[from] rusqlite::Error),
+    /// A stored value cannot be decoded (corrupt or hand-edited database).
+    #[error("user store: corrupt value in {table}.{column}: {reason}")]
+    Corrupt {
+        /// Table.
+        table: &'static str,
+        /// Column.
+        column: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// The store as the sync engine and the API see it. Every method is scoped to one
+/// tenant: no method reads or writes another tenant's rows.
+pub trait UserStore: Send + Sync {
+    /// Users of `tenant` whose LDAP id is one of `ldap_ids` (one query per call).
+    fn users_by_ldap_ids(
+        &self,
+        tenant: TenantId,
+        ldap_ids: &[String],
+    ) -> Result<Vec<StoredUser>, StoreError>;
+
+    /// Users of `tenant` whose username is one of `usernames` (case-sensitive).
+    fn users_by_usernames(
+        &self,
+        tenant: TenantId,
+        usernames: &[String],
+    ) -> Result<Vec<StoredUser>, StoreError>;
+
+    /// Users of `tenant` matching any of the identifiers (targeted syncs).
+    fn find_users(
+        &self,
+        tenant: TenantId,
+        identifiers: &UserIdentifiers,
+    ) -> Result<Vec<StoredUser>, StoreError>;
+
+    /// Every directory-sourced user of `tenant`, briefly: what a full sync needs to
+    /// find users no longer in the directory.
+    fn ldap_user_index(&self, tenant: TenantId) -> Result<Vec<LdapUserRef>, StoreError>;
+
+    /// One user.
+    fn user(&self, tenant: TenantId, id: UserId) -> Result<Option<StoredUser>, StoreError>;
+
+    /// Users matching `query`, ordered by id.
+    fn list_users(
+        &self,
+        tenant: TenantId,
+        query: &UserQuery,
+    ) -> Result<Vec<StoredUser>, StoreError>;
+
+    /// Number of users of the tenant (all sources, active or not).
+    fn count_users(&self, tenant: TenantId) -> Result<u64, StoreError>;
+
+    /// Applies `changes` in one transaction, with an audit event for each ABAC value
+    /// change and each lifecycle change; either all apply or none.
+    fn apply(
+        &self,
+        tenant: TenantId,
+        changes: &[Change],
+        cause: &ChangeCause,
+    ) -> Result<Vec<UserId>, StoreError>;
+
+    /// Audit events of the tenant, newest first.
+    fn audit_events(
+        &self,
+        tenant: TenantId,
+        query: &AuditQuery,
+    ) -> Result<Vec<AuditEvent>, StoreError>;
+
+    /// The tenant's sync state (high-water mark of incremental syncs, last runs).
+    fn sync_state(&self, tenant: TenantId) -> Result<SyncState, StoreError>;
+
+    /// Replaces the tenant's sync state.
+    fn set_sync_state(&self, tenant: TenantId, state: &SyncState) -> Result<(), StoreError>;
+
+    /// Records a finished (or failed) sync run; returns its id.
+    fn record_sync_run(&self, tenant: TenantId, run: &SyncRunRecord) -> Result<i64, StoreError>;
+
+    /// The tenant's most recent sync runs, newest first.
+    fn sync_runs(&self, tenant: TenantId, limit: u32) -> Result<Vec<SyncRunRecord>, StoreError>;
+}

@@ -1,0 +1,418 @@
+//! [`UserStore::apply`](crate::store::UserStore::apply): a batch of changes in one
+//! `IMMEDIATE` transaction, each with its audit events. Any error (unknown user, taken
+//! username or LDAP id, database failure) rolls the whole batch back.
+//!
+//! Events per change:
+//! - create: `created`, then one `attribute` event per key with all its values added;
+//! - update: `updated` when profile fields changed (the event's key lists them, e.g.
+//!   `email,display_name`; `avatar` when the picture changed), `deactivated` or
+//!   `reactivated` when the active flag flipped, one `attribute` event per changed
+//!   key; nothing at all, not even a new `updated_at`, when nothing changed;
+//! - deactivate: `deactivated`, unless the user was inactive already;
+//! - delete: `deleted` (the attribute rows go with the user).
+
+use std::collections::BTreeSet;
+
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, ffi};
+
+use super::audit::{self, NO_VALUES, NewEvent};
+use super::{json_strings, tenant_key};
+use crate::plugin::model::TenantId;
+use crate::store::{
+    AttributeChange, AuditKind, Avatar, AvatarChange, Change, ChangeCause, StoreError, UserFields,
+    UserId,
+};
+
+/// Applies `changes` in one transaction; returns the users' ids in change order.
+pub(super) fn apply(
+    conn: &mut Connection,
+    tenant: TenantId,
+    changes: &[Change],
+    cause: &ChangeCause,
+) -> Result<Vec<UserId>, StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let batch = Batch {
+        conn: &tx,
+        tenant,
+        tenant_key: tenant_key(tenant),
+        cause,
+    };
+    let mut ids = Vec::with_capacity(changes.len());
+    for change in changes {
+        let id = match change {
+            Change::Create { fields, avatar } => batch.create(fields, avatar.as_ref())?,
+            Change::Update {
+                id,
+                fields,
+                attribute_changes,
+                avatar,
+            } => batch.update(*id, fields, attribute_changes, avatar)?,
+            Change::Deactivate { id } => batch.deactivate(*id)?,
+            Change::Delete { id } => batch.delete(*id)?,
+        };
+        ids.push(id);
+    }
+    tx.commit()?;
+    Ok(ids)
+}
+
+/// The stored values an update compares with.
+struct Current {
+    username: String,
+    email: Option<String>,
+    display_name: Option<String>,
+    language: Option<String>,
+    active: bool,
+    ldap_id: Option<String>,
+    ldap_dn: Option<String>,
+    avatar_sha256: Option<String>,
+}
+
+/// One apply call's transaction.
+struct Batch<'a> {
+    conn: &'a Connection,
+    tenant: TenantId,
+    /// `tenant` as stored.
+    tenant_key: i64,
+    cause: &'a ChangeCause,
+}
+
+impl Batch<'_> {
+    fn create(&self, fields: &UserFields, avatar: Option<&Avatar>) -> Result<UserId, StoreError> {
+        let mut insert = self.conn.prepare_cached(
+            "INSERT INTO users (tenant_id, username, email, display_name, language, active, \
+             source, ldap_id, ldap_dn, avatar, avatar_sha256, created_at, updated_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'ldap', ?7, ?8, ?9, ?10, ?11, ?11)",
+        )?;
+        let inserted = insert.execute((
+            self.tenant_key,
+            &fields.username,
+            &fields.email,
+            &fields.display_name,
+            &fields.language,
+            fields.active,
+            &fields.ldap_id,
+            &fields.ldap_dn,
+            avatar.map(|avatar| avatar.bytes.as_slice()),
+            avatar.map(|avatar| avatar.sha256.as_str()),
+            self.cause.at,
+        ));
+        if let Err(err) = inserted {
+            return Err(self.unique_violation(err, fields, None));
+        }
+        let id = self.conn.last_insert_rowid();
+        self.lifecycle(id, &fields.username, AuditKind::Created)?;
+
+        let mut insert_value = self.conn.prepare_cached(
+            "INSERT INTO user_attributes (user_id, tenant_id, key, value) VALUES (?1, ?2, ?3, ?4)",
+        )?;
+        for (key, values) in fields.attributes.iter().filter(|(_, v)| !v.is_empty()) {
+            for value in values {
+                insert_value.execute((id, self.tenant_key, key, value))?;
+            }
+            let added = json_strings(values);
+            self.attribute_event(id, &fields.username, key, &added, NO_VALUES)?;
+        }
+        Ok(UserId(id))
+    }
+
+    fn update(
+        &self,
+        id: UserId,
+        fields: &UserFields,
+        attribute_changes: &[AttributeChange],
+        avatar: &AvatarChange,
+    ) -> Result<UserId, StoreError> {
+        let current = self.current(id)?;
+        let mut changed = Vec::new();
+        for (name, differs) in [
+            ("username", current.username != fields.username),
+            ("email", current.email != fields.email),
+            ("display_name", current.display_name != fields.display_name),
+            ("language", current.language != fields.language),
+            ("ldap_id", current.ldap_id != fields.ldap_id),
+            ("ldap_dn", current.ldap_dn != fields.ldap_dn),
+        ] {
+            if differs {
+                changed.push(name);
+            }
+        }
+        let flipped = current.active != fields.active;
+        let new_avatar = match avatar {
+            AvatarChange::Set(new) if current.avatar_sha256.as_ref() != Some(&new.sha256) => {
+                Some(Some(new))
+            }
+            AvatarChange::Clear if current.avatar_sha256.is_some() => Some(None),
+            AvatarChange::Keep | AvatarChange::Set(_) | AvatarChange::Clear => None,
+        };
+        let attribute_changes: Vec<&AttributeChange> = attribute_changes
+            .iter()
+            .filter(|change| !change.added.is_empty() || !change.removed.is_empty())
+            .collect();
+
+        let at = self.cause.at;
+        if !changed.is_empty() || flipped {
+            let mut update = self.conn.prepare_cached(
+                "UPDATE users SET username = ?3, email = ?4, display_name = ?5, language = ?6, \
+                 active = ?7, ldap_id = ?8, ldap_dn = ?9, updated_at = ?10 \
+                 WHERE tenant_id = ?1 AND id = ?2",
+            )?;
+            let updated = update.execute((
+                self.tenant_key,
+                id.0,
+                &fields.username,
+                &fields.email,
+                &fields.display_name,
+                &fields.language,
+                fields.active,
+                &fields.ldap_id,
+                &fields.ldap_dn,
+                at,
+            ));
+            if let Err(err) = updated {
+                return Err(self.unique_violation(err, fields, Some(id)));
+            }
+        }
+        if let Some(new_avatar) = new_avatar {
+            let mut update = self.conn.prepare_cached(
+                "UPDATE users SET avatar = ?3, avatar_sha256 = ?4, updated_at = ?5 \
+                 WHERE tenant_id = ?1 AND id = ?2",
+            )?;
+            update.execute((
+                self.tenant_key,
+                id.0,
+                new_avatar.map(|avatar| avatar.bytes.as_slice()),
+                new_avatar.map(|avatar| avatar.sha256.as_str()),
+                at,
+            ))?;
+            changed.push("avatar");
+        } else if changed.is_empty() && !flipped && !attribute_changes.is_empty() {
+            let mut touch = self.conn.prepare_cached(
+                "UPDATE users SET updated_at = ?3 WHERE tenant_id = ?1 AND id = ?2",
+            )?;
+            touch.execute((self.tenant_key, id.0, at))?;
+        }
+
+        let username = &fields.username;
+        if !changed.is_empty() {
+            self.event(&NewEvent {
+                user_id: id.0,
+                username,
+                kind: AuditKind::Updated,
+                key: Some(&changed.join(",")),
+                added: NO_VALUES,
+                removed: NO_VALUES,
+            })?;
+        }
+        if flipped {
+            let kind = if fields.active {
+                AuditKind::Reactivated
+            } else {
+                AuditKind::Deactivated
+            };
+            self.lifecycle(id.0, username, kind)?;
+        }
+        for change in attribute_changes {
+            self.change_attribute(id, username, change)?;
+        }
+        Ok(id)
+    }
+
+    fn change_attribute(
+        &self,
+        id: UserId,
+        username: &str,
+        change: &AttributeChange,
+    ) -> Result<(), StoreError> {
+        let mut remove = self.conn.prepare_cached(
+            "DELETE FROM user_attributes WHERE user_id = ?1 AND key = ?2 AND value = ?3",
+        )?;
+        for value in &change.removed {
+            remove.execute((id.0, &change.key, value))?;
+        }
+        // OR IGNORE: a value already there stays once (the rows are a set).
+        let mut add = self.conn.prepare_cached(
+            "INSERT OR IGNORE INTO user_attributes (user_id, tenant_id, key, value) \
+             VALUES (?1, ?2, ?3, ?4)",
+        )?;
+        for value in &change.added {
+            add.execute((id.0, self.tenant_key, &change.key, value))?;
+        }
+        let added = values_json(&change.added);
+        let removed = values_json(&change.removed);
+        self.attribute_event(id.0, username, &change.key, &added, &removed)
+    }
+
+    fn deactivate(&self, id: UserId) -> Result<UserId, StoreError> {
+        let mut deactivate = self.conn.prepare_cached(
+            "UPDATE users SET active = 0, updated_at = ?3 \
+             WHERE tenant_id = ?1 AND id = ?2 AND active = 1 RETURNING username",
+        )?;
+        let username: Option<String> = deactivate
+            .query_row((self.tenant_key, id.0, self.cause.at), |row| row.get(0))
+            .optional()?;
+        match username {
+            Some(username) => {
+                self.lifecycle(id.0, &username, AuditKind::Deactivated)?;
+            }
+            // Inactive already (a no-op), or not a user of this tenant.
+            None => {
+                self.current(id)?;
+            }
+        }
+        Ok(id)
+    }
+
+    fn delete(&self, id: UserId) -> Result<UserId, StoreError> {
+        let mut delete = self.conn.prepare_cached(
+            "DELETE FROM users WHERE tenant_id = ?1 AND id = ?2 RETURNING username",
+        )?;
+        let username: String = delete
+            .query_row((self.tenant_key, id.0), |row| row.get(0))
+            .optional()?
+            .ok_or(StoreError::NoSuchUser {
+                tenant: self.tenant,
+                id,
+            })?;
+        self.lifecycle(id.0, &username, AuditKind::Deleted)?;
+        Ok(id)
+    }
+
+    /// The stored values of user `id`; [`StoreError::NoSuchUser`] when the tenant has
+    /// no such user.
+    fn current(&self, id: UserId) -> Result<Current, StoreError> {
+        let mut select = self.conn.prepare_cached(
+            "SELECT username, email, display_name, language, active, ldap_id, ldap_dn, \
+             avatar_sha256 FROM users WHERE tenant_id = ?1 AND id = ?2",
+        )?;
+        select
+            .query_row((self.tenant_key, id.0), |row| {
+                Ok(Current {
+                    username: row.get(0)?,
+                    email: row.get(1)?,
+                    display_name: row.get(2)?,
+                    language: row.get(3)?,
+                    active: row.get(4)?,
+                    ldap_id: row.get(5)?,
+                    ldap_dn: row.get(6)?,
+                    avatar_sha256: row.get(7)?,
+                })
+            })
+            .optional()?
+            .ok_or(StoreError::NoSuchUser {
+                tenant: self.tenant,
+                id,
+            })
+    }
+
+    fn event(&self, event: &NewEvent<'_>) -> Result<(), StoreError> {
+        audit::insert(self.conn, self.tenant, self.cause, event)
+    }
+
+    /// A lifecycle event: no key, no values.
+    fn lifecycle(&self, user_id: i64, username: &str, kind: AuditKind) -> Result<(), StoreError> {
+        self.event(&NewEvent {
+            user_id,
+            username,
+            kind,
+            key: None,
+            added: NO_VALUES,
+            removed: NO_VALUES,
+        })
+    }
+
+    /// The values of `key` added and removed (JSON arrays).
+    fn attribute_event(
+        &self,
+        user_id: i64,
+        username: &str,
+        key: &str,
+        added: &str,
+        removed: &str,
+    ) -> Result<(), StoreError> {
+        self.event(&NewEvent {
+            user_id,
+            username,
+            kind: AuditKind::Attribute,
+            key: Some(key),
+            added,
+            removed,
+        })
+    }
+
+    /// `err` from writing `fields` (for user `own`, when updating) as a
+    /// [`StoreError::Conflict`] naming the user that holds the username or LDAP id,
+    /// when it is a UNIQUE violation; as itself otherwise.
+    fn unique_violation(
+        &self,
+        err: rusqlite::Error,
+        fields: &UserFields,
+        own: Option<UserId>,
+    ) -> StoreError {
+        let unique = matches!(
+            &err,
+            rusqlite::Error::SqliteFailure(failure, _)
+                if failure.extended_code == ffi::SQLITE_CONSTRAINT_UNIQUE
+        );
+        if !unique {
+            return err.into();
+        }
+        match self.holder(fields, own) {
+            Ok(Some(conflict)) => conflict,
+            Ok(None) => err.into(),
+            Err(lookup) => lookup,
+        }
+    }
+
+    /// The conflict with another user of the tenant holding the username or LDAP id of
+    /// `fields`. That user may have been created earlier in this batch.
+    fn holder(
+        &self,
+        fields: &UserFields,
+        own: Option<UserId>,
+    ) -> Result<Option<StoreError>, StoreError> {
+        let candidates = [
+            (
+                "username",
+                "SELECT id FROM users WHERE tenant_id = ?1 AND username = ?2",
+                Some(&fields.username),
+            ),
+            (
+                "ldap_id",
+                "SELECT id FROM users WHERE tenant_id = ?1 AND ldap_id = ?2",
+                fields.ldap_id.as_ref(),
+            ),
+        ];
+        for (field, sql, value) in candidates {
+            let Some(value) = value else { continue };
+            let existing: Option<i64> = self
+                .conn
+                .prepare_cached(sql)?
+                .query_row((self.tenant_key, value), |row| row.get(0))
+                .optional()?;
+            if let Some(existing) = existing.map(UserId)
+                && Some(existing) != own
+            {
+                return Ok(Some(StoreError::Conflict {
+                    tenant: self.tenant,
+                    field,
+                    value: value.clone(),
+                    existing,
+                }));
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// A value set as the JSON array an event stores.
+fn values_json(values: &BTreeSet<String>) -> String {
+    if values.is_empty() {
+        NO_VALUES.to_owned()
+    } else {
+        json_strings(values)
+    }
+}
+
+#[cfg(test)]
+mod tests;

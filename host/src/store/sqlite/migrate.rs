@@ -1,0 +1,154 @@
+//! Schema migrations: the SQL files of `host/migrations/`, embedded in the binary and
+//! applied in order, each in its own transaction. The schema version is the
+//! database's `PRAGMA user_version` (0 for a new file), which SQLite writes within the
+//! transaction: a failed migration leaves the previous version and schema.
+
+use rusqlite::{Connection, TransactionBehavior};
+
+use crate::store::StoreError;
+
+/// One schema migration.
+#[derive(Clone, Copy)]
+pub(super) struct Migration {
+    /// The schema version after it; versions count up from 1 without gaps.
+    pub(super) version: u32,
+    /// The statements.
+    pub(super) sql: &'static str,
+}
+
+/// Every migration, in order. Append only: a released migration never changes.
+pub(super) const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        sql: include_str!("../../../migrations/0001_users.sql"),
+    },
+    Migration {
+        version: 2,
+        sql: include_str!("../../../migrations/0002_audit.sql"),
+    },
+    Migration {
+        version: 3,
+        sql: include_str!("../../../migrations/0003_sync.sql"),
+    },
+];
+
+/// Brings the database up to the newest of `migrations`; returns how many ran.
+///
+/// Each migration re-reads the version inside its `IMMEDIATE` transaction, so two
+/// processes opening a new file at once do not both run it.
+pub(super) fn migrate(conn: &mut Connection, migrations: &[Migration]) -> Result<u32, StoreError> {
+    let known = migrations.last().map_or(0, |m| m.version);
+    let mut ran = 0;
+    for migration in migrations {
+        let failed = |cause| StoreError::Migration {
+            version: migration.version,
+            cause,
+        };
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(failed)?;
+        let found = user_version(&tx).map_err(failed)?;
+        if found > known {
+            return Err(StoreError::TooNew { found, known });
+        }
+        if found >= migration.version {
+            continue;
+        }
+        tx.execute_batch(migration.sql).map_err(failed)?;
+        tx.pragma_update(None, "user_version", migration.version)
+            .map_err(failed)?;
+        tx.commit().map_err(failed)?;
+        ran += 1;
+    }
+    Ok(ran)
+}
+
+/// The schema version of the database.
+pub(super) fn user_version(conn: &Connection) -> rusqlite::Result<u32> {
+    conn.pragma_query_value(None, "user_version", |row| row.get(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const COUNTING: &[Migration] = &[
+        Migration {
+            version: 1,
+            sql: "CREATE TABLE runs (n INTEGER); INSERT INTO runs VALUES (1);",
+        },
+        Migration {
+            version: 2,
+            sql: "INSERT INTO runs VALUES (2);",
+        },
+    ];
+
+    fn runs(conn: &Connection) -> Vec<i64> {
+        let mut stmt = conn.prepare("SELECT n FROM runs ORDER BY n").unwrap();
+        stmt.query_map([], |row| row.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
+    #[test]
+    fn versions_count_up_from_one() {
+        for (index, migration) in MIGRATIONS.iter().enumerate() {
+            assert_eq!(migration.version as usize, index + 1);
+        }
+    }
+
+    #[test]
+    fn each_migration_runs_once() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        assert_eq!(migrate(&mut conn, &COUNTING[..1]).unwrap(), 1);
+        assert_eq!(migrate(&mut conn, COUNTING).unwrap(), 1);
+        assert_eq!(migrate(&mut conn, COUNTING).unwrap(), 0);
+        assert_eq!(runs(&conn), [1, 2]);
+        assert_eq!(user_version(&conn).unwrap(), 2);
+    }
+
+    #[test]
+    fn the_real_migrations_are_idempotent() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        assert_eq!(migrate(&mut conn, MIGRATIONS).unwrap(), 3);
+        assert_eq!(migrate(&mut conn, MIGRATIONS).unwrap(), 0);
+        assert_eq!(user_version(&conn).unwrap(), 3);
+    }
+
+    #[test]
+    fn a_newer_database_is_refused() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.pragma_update(None, "user_version", 99).unwrap();
+        let err = migrate(&mut conn, MIGRATIONS).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                StoreError::TooNew {
+                    found: 99,
+                    known: 3
+                }
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_failed_migration_keeps_the_previous_version() {
+        const BROKEN: &[Migration] = &[
+            COUNTING[0],
+            Migration {
+                version: 2,
+                sql: "INSERT INTO runs VALUES (2); INSERT INTO nowhere VALUES (1);",
+            },
+        ];
+        let mut conn = Connection::open_in_memory().unwrap();
+        let err = migrate(&mut conn, BROKEN).unwrap_err();
+        assert!(
+            matches!(err, StoreError::Migration { version: 2, .. }),
+            "{err}"
+        );
+        assert_eq!(user_version(&conn).unwrap(), 1);
+        assert_eq!(runs(&conn), [1]);
+    }
+}

@@ -1,0 +1,360 @@
+//! [`SqliteStore`]: the embedded SQLite backend of [`UserStore`].
+//!
+//! One writer connection behind a mutex runs every write, each [`UserStore::apply`] in
+//! one `IMMEDIATE` transaction; reads go to a small pool of reader connections, so an
+//! API read does not queue behind a long sync transaction (WAL lets readers see the
+//! last committed state meanwhile). An in-memory store has one connection for both.
+//!
+//! Every statement filters by tenant. Tenant ids are stored as `INTEGER`, the `u64`
+//! reinterpreted as `i64` (see [`tenant_key`]). Statements are prepared once per
+//! connection and cached; lists of ids or names are bound as one JSON array and
+//! unpacked with `json_each`, so a lookup is one query whatever its size.
+
+mod apply;
+mod audit;
+mod migrate;
+mod sync_state;
+mod users;
+
+#[cfg(test)]
+mod testing;
+#[cfg(test)]
+mod tests;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use rusqlite::{Connection, ErrorCode, OpenFlags};
+
+use super::{
+    AuditEvent, AuditQuery, Avatar, Change, ChangeCause, LdapUserRef, StoreError, StoredUser,
+    SyncRunRecord, SyncState, UserId, UserIdentifiers, UserQuery, UserStore,
+};
+use crate::plugin::model::TenantId;
+
+/// How long a connection waits for another's lock before giving up with `SQLITE_BUSY`.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Reader connections kept open between reads; more are opened under load and closed
+/// after use.
+const MAX_IDLE_READERS: usize = 4;
+
+/// Cached prepared statements per connection: enough for every statement of `apply`
+/// and the filter combinations of the list queries.
+const STATEMENT_CACHE: usize = 64;
+
+/// Page cache of the writer, in KiB: a sync batch touches the users table and four
+/// indexes; a larger cache keeps their upper levels in memory.
+const WRITER_CACHE_KIB: i64 = 32 * 1024;
+
+/// The embedded user store: one SQLite file in WAL mode.
+///
+/// Cheap to clone (the connections are shared) and safe to use from many threads.
+/// Every method blocks; async callers use `spawn_blocking`.
+#[derive(Clone)]
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// The only connection that writes.
+    writer: Mutex<Connection>,
+    /// Reader connections; `None` for an in-memory store, which reads through the writer.
+    readers: Option<ReaderPool>,
+}
+
+struct ReaderPool {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let path = self.inner.readers.as_ref().map(|pool| pool.path.as_path());
+        f.debug_struct("SqliteStore").field("path", &path).finish()
+    }
+}
+
+impl SqliteStore {
+    /// Opens the store in the file at `path`, creating the file and migrating its
+    /// schema as needed. The directory must exist and be writable: SQLite creates the
+    /// file and its `-wal` and `-shm` companions there.
+    ///
+    /// Connections use WAL, `synchronous=NORMAL` (a power loss may lose the last
+    /// transactions, never corrupt the file), foreign keys on, and a 5 s busy timeout.
+    ///
+    /// # Errors
+    /// [`StoreError::Open`] when the file cannot be opened or created,
+    /// [`StoreError::TooNew`] when a newer abacsync wrote it, [`StoreError::Migration`]
+    /// when a migration fails.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let mut writer = open_file(path).map_err(|cause| open_error(path, cause))?;
+        configure_writer(&writer, true).map_err(|cause| open_error(path, cause))?;
+        migrate::migrate(&mut writer, migrate::MIGRATIONS)?;
+        Ok(Self::from_parts(
+            writer,
+            Some(ReaderPool {
+                path: path.to_owned(),
+                idle: Mutex::new(Vec::new()),
+            }),
+        ))
+    }
+
+    /// Opens a new, empty store in memory, private to this value and its clones: for
+    /// tests. Reads and writes share one connection.
+    ///
+    /// # Errors
+    /// As [`SqliteStore::open`]; in practice only when out of memory.
+    pub fn open_in_memory() -> Result<Self, StoreError> {
+        let path = Path::new(":memory:");
+        let mut writer = Connection::open_in_memory().map_err(|cause| open_error(path, cause))?;
+        configure_writer(&writer, false).map_err(|cause| open_error(path, cause))?;
+        migrate::migrate(&mut writer, migrate::MIGRATIONS)?;
+        Ok(Self::from_parts(writer, None))
+    }
+
+    fn from_parts(writer: Connection, readers: Option<ReaderPool>) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                writer: Mutex::new(writer),
+                readers,
+            }),
+        }
+    }
+
+    /// The avatar of a user of `tenant`, when it has one.
+    ///
+    /// # Errors
+    /// [`StoreError::Database`] when the query fails.
+    pub fn avatar(&self, tenant: TenantId, id: UserId) -> Result<Option<Avatar>, StoreError> {
+        self.read(|conn| users::avatar(conn, tenant, id))
+    }
+
+    /// The writer connection.
+    fn writer(&self) -> MutexGuard<'_, Connection> {
+        // A panic while the lock was held unwound through rusqlite's `Transaction`,
+        // whose drop rolled back: the connection is consistent, the poison is moot.
+        self.inner
+            .writer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Runs `read` on a reader connection (the writer for an in-memory store).
+    fn read<T>(
+        &self,
+        read: impl FnOnce(&Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let Some(pool) = &self.inner.readers else {
+            return read(&self.writer());
+        };
+        let conn = pool.take()?;
+        let result = read(&conn);
+        pool.give_back(conn);
+        result
+    }
+}
+
+impl ReaderPool {
+    fn take(&self) -> Result<Connection, StoreError> {
+        if let Some(conn) = self.idle().pop() {
+            return Ok(conn);
+        }
+        let conn = open_file(&self.path).map_err(|cause| open_error(&self.path, cause))?;
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+        conn.busy_timeout(BUSY_TIMEOUT)
+            .and_then(|()| conn.pragma_update(None, "query_only", true))
+            .map_err(|cause| open_error(&self.path, cause))?;
+        Ok(conn)
+    }
+
+    fn give_back(&self, conn: Connection) {
+        let mut idle = self.idle();
+        if idle.len() < MAX_IDLE_READERS {
+            idle.push(conn);
+        }
+    }
+
+    fn idle(&self) -> MutexGuard<'_, Vec<Connection>> {
+        // The list is only pushed to and popped from: a panic cannot leave it torn.
+        self.idle.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Opens a database file (no URI interpretation: a configured path is a path).
+fn open_file(path: &Path) -> rusqlite::Result<Connection> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_CREATE
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    Connection::open_with_flags(path, flags)
+}
+
+/// Sets the writer's pragmas; `wal` is false for an in-memory database.
+fn configure_writer(conn: &Connection, wal: bool) -> rusqlite::Result<()> {
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    if wal {
+        let mode: String =
+            conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),
+                Some(format!(
+                    "the database refuses WAL mode (journal mode stays {mode})"
+                )),
+            ));
+        }
+    }
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "foreign_keys", true)?;
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
+    conn.pragma_update(None, "cache_size", -WRITER_CACHE_KIB)?;
+    Ok(())
+}
+
+/// A [`StoreError::Open`], with a hint when the cause is a missing or read-only
+/// directory (SQLite's own message is "unable to open database file").
+fn open_error(path: &Path, cause: rusqlite::Error) -> StoreError {
+    let cause = match cause {
+        rusqlite::Error::SqliteFailure(code, message)
+            if matches!(
+                code.code,
+                ErrorCode::CannotOpen | ErrorCode::ReadOnly | ErrorCode::PermissionDenied
+            ) =>
+        {
+            let dir = match path.parent() {
+                Some(dir) if !dir.as_os_str().is_empty() => dir,
+                _ => Path::new("."),
+            };
+            let hint = if dir.is_dir() {
+                format!(
+                    "is the directory {} writable? SQLite creates the database and its -wal and -shm files there",
+                    dir.display()
+                )
+            } else {
+                format!("the directory {} does not exist", dir.display())
+            };
+            let message = message.unwrap_or_else(|| code.to_string());
+            // SQLite appends the path, which StoreError::Open shows already.
+            let suffix = format!(": {}", path.display());
+            let message = message.strip_suffix(&suffix).unwrap_or(&message);
+            rusqlite::Error::SqliteFailure(code, Some(format!("{message}; {hint}")))
+        }
+        other => other,
+    };
+    StoreError::Open {
+        path: path.to_owned(),
+        cause,
+    }
+}
+
+/// The `INTEGER` stored for a tenant: the `u64` reinterpreted as `i64`, so that
+/// every tenant id has exactly one key, distinct from every other's.
+fn tenant_key(tenant: TenantId) -> i64 {
+    i64::from_ne_bytes(tenant.to_ne_bytes())
+}
+
+/// A JSON array of strings, bound as one parameter and unpacked with `json_each`.
+fn json_strings<'a>(values: impl IntoIterator<Item = &'a String>) -> String {
+    serde_json::Value::Array(
+        values
+            .into_iter()
+            .map(|value| serde_json::Value::from(value.as_str()))
+            .collect(),
+    )
+    .to_string()
+}
+
+/// A JSON array of integers, bound as one parameter and unpacked with `json_each`.
+fn json_ids(ids: impl IntoIterator<Item = i64>) -> String {
+    serde_json::Value::Array(ids.into_iter().map(serde_json::Value::from).collect()).to_string()
+}
+
+impl UserStore for SqliteStore {
+    fn users_by_ldap_ids(
+        &self,
+        tenant: TenantId,
+        ldap_ids: &[String],
+    ) -> Result<Vec<StoredUser>, StoreError> {
+        if ldap_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.read(|conn| users::by_ldap_ids(conn, tenant, ldap_ids))
+    }
+
+    fn users_by_usernames(
+        &self,
+        tenant: TenantId,
+        usernames: &[String],
+    ) -> Result<Vec<StoredUser>, StoreError> {
+        if usernames.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.read(|conn| users::by_usernames(conn, tenant, usernames))
+    }
+
+    fn find_users(
+        &self,
+        tenant: TenantId,
+        identifiers: &UserIdentifiers,
+    ) -> Result<Vec<StoredUser>, StoreError> {
+        self.read(|conn| users::find(conn, tenant, identifiers))
+    }
+
+    fn ldap_user_index(&self, tenant: TenantId) -> Result<Vec<LdapUserRef>, StoreError> {
+        self.read(|conn| users::ldap_index(conn, tenant))
+    }
+
+    fn user(&self, tenant: TenantId, id: UserId) -> Result<Option<StoredUser>, StoreError> {
+        self.read(|conn| users::one(conn, tenant, id))
+    }
+
+    fn list_users(
+        &self,
+        tenant: TenantId,
+        query: &UserQuery,
+    ) -> Result<Vec<StoredUser>, StoreError> {
+        self.read(|conn| users::list(conn, tenant, query))
+    }
+
+    fn count_users(&self, tenant: TenantId) -> Result<u64, StoreError> {
+        self.read(|conn| users::count(conn, tenant))
+    }
+
+    fn apply(
+        &self,
+        tenant: TenantId,
+        changes: &[Change],
+        cause: &ChangeCause,
+    ) -> Result<Vec<UserId>, StoreError> {
+        if changes.is_empty() {
+            return Ok(Vec::new());
+        }
+        apply::apply(&mut self.writer(), tenant, changes, cause)
+    }
+
+    fn audit_events(
+        &self,
+        tenant: TenantId,
+        query: &AuditQuery,
+    ) -> Result<Vec<AuditEvent>, StoreError> {
+        self.read(|conn| audit::events(conn, tenant, query))
+    }
+
+    fn sync_state(&self, tenant: TenantId) -> Result<SyncState, StoreError> {
+        self.read(|conn| sync_state::get(conn, tenant))
+    }
+
+    fn set_sync_state(&self, tenant: TenantId, state: &SyncState) -> Result<(), StoreError> {
+        sync_state::set(&self.writer(), tenant, state)
+    }
+
+    fn record_sync_run(&self, tenant: TenantId, run: &SyncRunRecord) -> Result<i64, StoreError> {
+        sync_state::record_run(&self.writer(), tenant, run)
+    }
+
+    fn sync_runs(&self, tenant: TenantId, limit: u32) -> Result<Vec<SyncRunRecord>, StoreError> {
+        self.read(|conn| sync_state::runs(conn, tenant, limit))
+    }
+}

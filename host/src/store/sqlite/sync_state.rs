@@ -1,0 +1,166 @@
+//! Per-tenant sync state and the history of sync runs.
+
+use rusqlite::{Connection, OptionalExtension};
+
+use super::tenant_key;
+use crate::plugin::model::TenantId;
+use crate::store::{StoreError, SyncRunRecord, SyncState};
+
+/// Most runs [`runs`] returns.
+const MAX_RUNS: u32 = 1000;
+
+/// The state of `tenant`; the default when it never synced.
+pub(super) fn get(conn: &Connection, tenant: TenantId) -> Result<SyncState, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT high_water_mark, last_full_sync_at, last_success_at \
+         FROM sync_state WHERE tenant_id = ?1",
+    )?;
+    let state = stmt
+        .query_row([tenant_key(tenant)], |row| {
+            Ok(SyncState {
+                high_water_mark: row.get(0)?,
+                last_full_sync_at: row.get(1)?,
+                last_success_at: row.get(2)?,
+            })
+        })
+        .optional()?;
+    Ok(state.unwrap_or_default())
+}
+
+/// Replaces the state of `tenant`.
+pub(super) fn set(
+    conn: &Connection,
+    tenant: TenantId,
+    state: &SyncState,
+) -> Result<(), StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "INSERT INTO sync_state (tenant_id, high_water_mark, last_full_sync_at, last_success_at) \
+         VALUES (?1, ?2, ?3, ?4) \
+         ON CONFLICT (tenant_id) DO UPDATE SET \
+         high_water_mark = excluded.high_water_mark, \
+         last_full_sync_at = excluded.last_full_sync_at, \
+         last_success_at = excluded.last_success_at",
+    )?;
+    stmt.execute((
+        tenant_key(tenant),
+        &state.high_water_mark,
+        state.last_full_sync_at,
+        state.last_success_at,
+    ))?;
+    Ok(())
+}
+
+/// Records a run of `tenant`; returns its id.
+pub(super) fn record_run(
+    conn: &Connection,
+    tenant: TenantId,
+    run: &SyncRunRecord,
+) -> Result<i64, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "INSERT INTO sync_runs \
+         (tenant_id, run_id, mode, dry_run, started_at, finished_at, outcome, summary) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) RETURNING id",
+    )?;
+    let id = stmt.query_row(
+        (
+            tenant_key(tenant),
+            &run.run_id,
+            &run.mode,
+            run.dry_run,
+            run.started_at,
+            run.finished_at,
+            &run.outcome,
+            &run.summary,
+        ),
+        |row| row.get(0),
+    )?;
+    Ok(id)
+}
+
+/// The `limit` (at most 1000) newest runs of `tenant`.
+pub(super) fn runs(
+    conn: &Connection,
+    tenant: TenantId,
+    limit: u32,
+) -> Result<Vec<SyncRunRecord>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT run_id, mode, dry_run, started_at, finished_at, outcome, summary \
+         FROM sync_runs WHERE tenant_id = ?1 ORDER BY id DESC LIMIT ?2",
+    )?;
+    let runs = stmt
+        .query_map((tenant_key(tenant), limit.min(MAX_RUNS)), |row| {
+            Ok(SyncRunRecord {
+                run_id: row.get(0)?,
+                mode: row.get(1)?,
+                dry_run: row.get(2)?,
+                started_at: row.get(3)?,
+                finished_at: row.get(4)?,
+                outcome: row.get(5)?,
+                summary: row.get(6)?,
+            })
+        })?
+        .collect::<Result<_, _>>()?;
+    Ok(runs)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::store::sqlite::SqliteStore;
+    use crate::store::sqlite::testing::*;
+    use crate::store::{SyncRunRecord, SyncState, UserStore};
+
+    fn run(run_id: &str, started_at: i64) -> SyncRunRecord {
+        SyncRunRecord {
+            run_id: run_id.into(),
+            mode: "full".into(),
+            dry_run: false,
+            started_at,
+            finished_at: started_at + 1_000,
+            outcome: "succeeded".into(),
+            summary: r#"{"created":3}"#.into(),
+        }
+    }
+
+    #[test]
+    fn state_defaults_then_upserts() {
+        let store = SqliteStore::open_in_memory().unwrap();
+        assert_eq!(store.sync_state(T1).unwrap(), SyncState::default());
+
+        let first = SyncState {
+            high_water_mark: Some("20250101000000Z".into()),
+            last_full_sync_at: Some(NOW),
+            last_success_at: Some(NOW),
+        };
+        store.set_sync_state(T1, &first).unwrap();
+        assert_eq!(store.sync_state(T1).unwrap(), first);
+
+        let second = SyncState {
+            high_water_mark: None,
+            last_full_sync_at: None,
+            last_success_at: Some(NOW + 5),
+        };
+        store.set_sync_state(T1, &second).unwrap();
+        assert_eq!(store.sync_state(T1).unwrap(), second);
+        assert_eq!(store.sync_state(T2).unwrap(), SyncState::default());
+    }
+
+    #[test]
+    fn runs_are_listed_newest_first_per_tenant() {
+        let store = SqliteStore::open_in_memory().unwrap();
+        let first = store.record_sync_run(T1, &run("a", NOW)).unwrap();
+        let mut dry = run("b", NOW + 10);
+        dry.dry_run = true;
+        dry.outcome = "failed".into();
+        let second = store.record_sync_run(T1, &dry).unwrap();
+        store.record_sync_run(T2, &run("other", NOW)).unwrap();
+        assert!(second > first);
+
+        assert_eq!(
+            store.sync_runs(T1, 10).unwrap(),
+            [dry.clone(), run("a", NOW)]
+        );
+        assert_eq!(store.sync_runs(T1, 1).unwrap(), [dry]);
+        assert_eq!(store.sync_runs(T2, 10).unwrap(), [run("other", NOW)]);
+        assert!(store.sync_runs(3, 10).unwrap().is_empty());
+    }
+}

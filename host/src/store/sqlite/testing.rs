@@ -1,0 +1,77 @@
+//! Fixtures shared by the store's tests.
+
+use std::collections::BTreeSet;
+
+use crate::plugin::model::{AbacAttributes, TenantId};
+use crate::store::{Change, ChangeCause, UserFields, UserId, UserStore};
+
+use super::SqliteStore;
+
+/// Two tenants, to prove isolation.
+pub(super) const T1: TenantId = 1;
+pub(super) const T2: TenantId = 2;
+
+/// The fixed "now" of the tests (2025-01-01T00:00:00Z).
+pub(super) const NOW: i64 = 1_735_689_600_000;
+
+/// A sync cause at `at`.
+pub(super) fn cause_at(at: i64) -> ChangeCause {
+    ChangeCause {
+        cause: "sync:full".into(),
+        run_id: Some("run-1".into()),
+        at,
+    }
+}
+
+/// A sync cause at [`NOW`].
+pub(super) fn cause() -> ChangeCause {
+    cause_at(NOW)
+}
+
+/// A set of strings.
+pub(super) fn set(values: &[&str]) -> BTreeSet<String> {
+    values.iter().map(|value| (*value).to_owned()).collect()
+}
+
+/// ABAC attributes from (key, values) pairs.
+pub(super) fn attrs(pairs: &[(&str, &[&str])]) -> AbacAttributes {
+    pairs
+        .iter()
+        .map(|(key, values)| ((*key).to_owned(), set(values)))
+        .collect()
+}
+
+/// A directory user named `name`: ldap id `id-{name}`, a department and two roles.
+pub(super) fn fields(name: &str) -> UserFields {
+    UserFields {
+        username: name.into(),
+        email: Some(format!("{name}@example.org")),
+        display_name: Some(format!("User {name}")),
+        language: Some("en".into()),
+        active: true,
+        ldap_id: Some(format!("id-{name}")),
+        ldap_dn: Some(format!("uid={name},ou=people,dc=example,dc=org")),
+        attributes: attrs(&[("department", &["sales"]), ("roles", &["reader", "writer"])]),
+    }
+}
+
+/// Creates one user; returns its id.
+pub(super) fn create(store: &SqliteStore, tenant: TenantId, fields: UserFields) -> UserId {
+    create_many(store, tenant, vec![fields])[0]
+}
+
+/// Creates users in one batch; returns their ids.
+pub(super) fn create_many(
+    store: &SqliteStore,
+    tenant: TenantId,
+    users: Vec<UserFields>,
+) -> Vec<UserId> {
+    let changes: Vec<Change> = users
+        .into_iter()
+        .map(|fields| Change::Create {
+            fields,
+            avatar: None,
+        })
+        .collect();
+    store.apply(tenant, &changes, &cause()).unwrap()
+}

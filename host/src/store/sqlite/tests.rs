@@ -1,0 +1,329 @@
+//! Tests across the store: tenant isolation, files, readers beside a writer, and the
+//! time a large first sync takes.
+
+use std::path::Path;
+use std::time::Instant;
+
+use rusqlite::Connection;
+
+use super::testing::*;
+use super::*;
+use crate::store::AvatarChange;
+
+fn strings(values: &[&str]) -> Vec<String> {
+    values.iter().map(|value| (*value).to_owned()).collect()
+}
+
+#[test]
+fn the_store_is_shareable() {
+    fn shareable<T: Clone + Send + Sync + 'static>() {}
+    shareable::<SqliteStore>();
+    let _: Box<dyn UserStore> = Box::new(SqliteStore::open_in_memory().unwrap());
+}
+
+#[test]
+fn in_memory_stores_are_private() {
+    let one = SqliteStore::open_in_memory().unwrap();
+    let two = SqliteStore::open_in_memory().unwrap();
+    create(&one, T1, fields("alice"));
+    assert_eq!(one.clone().count_users(T1).unwrap(), 1);
+    assert_eq!(two.count_users(T1).unwrap(), 0);
+}
+
+#[test]
+fn a_tenant_neither_sees_nor_changes_another_tenants_users() {
+    let store = SqliteStore::open_in_memory().unwrap();
+    let alice = create(&store, T1, fields("alice"));
+    let before = store.user(T1, alice).unwrap();
+    let t1_events = store.audit_events(T1, &AuditQuery::default()).unwrap();
+
+    // Reads.
+    assert_eq!(store.user(T2, alice).unwrap(), None);
+    assert!(
+        store
+            .users_by_ldap_ids(T2, &strings(&["id-alice"]))
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        store
+            .users_by_usernames(T2, &strings(&["alice"]))
+            .unwrap()
+            .is_empty()
+    );
+    let everything = UserIdentifiers {
+        usernames: strings(&["alice"]),
+        ids: vec![alice.to_string()],
+        emails: strings(&["alice@example.org"]),
+        ldap_ids: strings(&["id-alice"]),
+    };
+    assert!(store.find_users(T2, &everything).unwrap().is_empty());
+    assert!(store.ldap_user_index(T2).unwrap().is_empty());
+    let by_attribute = UserQuery {
+        attribute_key: Some("roles".into()),
+        ..UserQuery::default()
+    };
+    assert!(store.list_users(T2, &by_attribute).unwrap().is_empty());
+    assert!(
+        store
+            .list_users(T2, &UserQuery::default())
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(store.count_users(T2).unwrap(), 0);
+    let alices_events = AuditQuery {
+        user_id: Some(alice),
+        ..AuditQuery::default()
+    };
+    assert!(store.audit_events(T2, &alices_events).unwrap().is_empty());
+    assert_eq!(store.avatar(T2, alice).unwrap(), None);
+
+    // Writes.
+    let mut renamed = fields("mallory");
+    renamed.active = false;
+    let update = Change::Update {
+        id: alice,
+        fields: renamed,
+        attribute_changes: Vec::new(),
+        avatar: AvatarChange::Clear,
+    };
+    for change in [
+        update,
+        Change::Deactivate { id: alice },
+        Change::Delete { id: alice },
+    ] {
+        let err = store.apply(T2, &[change], &cause()).unwrap_err();
+        assert!(
+            matches!(err, StoreError::NoSuchUser { tenant: T2, id } if id == alice),
+            "{err}"
+        );
+    }
+    assert_eq!(store.user(T1, alice).unwrap(), before);
+    assert_eq!(
+        store.audit_events(T1, &AuditQuery::default()).unwrap(),
+        t1_events
+    );
+    assert!(
+        store
+            .audit_events(T2, &AuditQuery::default())
+            .unwrap()
+            .is_empty()
+    );
+
+    // The same username and LDAP id are free in another tenant.
+    let other = create(&store, T2, fields("alice"));
+    assert_ne!(other, alice);
+    assert_eq!(store.count_users(T1).unwrap(), 1);
+    assert_eq!(
+        store.user(T2, other).unwrap().unwrap().fields,
+        fields("alice")
+    );
+}
+
+#[test]
+fn huge_tenant_ids_are_distinct() {
+    let store = SqliteStore::open_in_memory().unwrap();
+    create(&store, u64::MAX, fields("alice"));
+    create(&store, i64::MAX as u64, fields("alice"));
+    assert_eq!(store.count_users(u64::MAX).unwrap(), 1);
+    assert_eq!(store.count_users(i64::MAX as u64).unwrap(), 1);
+    assert_eq!(store.count_users(0).unwrap(), 0);
+}
+
+#[test]
+fn a_file_store_keeps_its_data_and_migrates_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("users.db");
+    let store = SqliteStore::open(&path).unwrap();
+    let alice = create(&store, T1, fields("alice"));
+    let state = SyncState {
+        high_water_mark: Some("42".into()),
+        ..SyncState::default()
+    };
+    store.set_sync_state(T1, &state).unwrap();
+    drop(store);
+
+    // Reopening runs no migration again (their CREATE TABLEs would fail).
+    let store = SqliteStore::open(&path).unwrap();
+    assert_eq!(
+        store.user(T1, alice).unwrap().unwrap().fields,
+        fields("alice")
+    );
+    assert_eq!(store.sync_state(T1).unwrap(), state);
+    let conn = store.writer();
+    let known = migrate::MIGRATIONS.len() as u32;
+    assert_eq!(migrate::user_version(&conn).unwrap(), known);
+    let mode: String = conn
+        .pragma_query_value(None, "journal_mode", |row| row.get(0))
+        .unwrap();
+    assert_eq!(mode, "wal");
+    let foreign_keys: bool = conn
+        .pragma_query_value(None, "foreign_keys", |row| row.get(0))
+        .unwrap();
+    assert!(foreign_keys);
+}
+
+#[test]
+fn a_newer_file_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("users.db");
+    drop(SqliteStore::open(&path).unwrap());
+    Connection::open(&path)
+        .unwrap()
+        .pragma_update(None, "user_version", 1000)
+        .unwrap();
+    let err = SqliteStore::open(&path).unwrap_err();
+    assert!(
+        matches!(err, StoreError::TooNew { found: 1000, .. }),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_missing_directory_is_a_clear_open_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nowhere").join("users.db");
+    let err = SqliteStore::open(&path).unwrap_err();
+    let message = err.to_string();
+    assert!(matches!(err, StoreError::Open { .. }), "{message}");
+    assert!(message.contains("does not exist"), "{message}");
+    assert!(message.contains("nowhere"), "{message}");
+    assert!(!path.parent().unwrap().exists(), "not created");
+}
+
+#[test]
+fn a_read_only_directory_is_a_clear_open_error() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o555)).unwrap();
+    let writable = |dir: &Path| {
+        let probe = dir.join("probe");
+        let created = std::fs::write(&probe, b"").is_ok();
+        let _ = std::fs::remove_file(probe);
+        created
+    };
+    // Root ignores permission bits; a read-only file system does not.
+    let dir_path = if !writable(dir.path()) {
+        dir.path().to_owned()
+    } else if Path::new("/sys").is_dir() && !writable(Path::new("/sys")) {
+        Path::new("/sys").to_owned()
+    } else {
+        eprintln!("skipped: every directory is writable for this user");
+        return;
+    };
+    let path = dir_path.join("users.db");
+    let err = SqliteStore::open(&path).unwrap_err();
+    let message = err.to_string();
+    assert!(matches!(err, StoreError::Open { .. }), "{message}");
+    assert!(message.contains("writable"), "{message}");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+#[test]
+fn reads_do_not_wait_for_a_writing_transaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("users.db")).unwrap();
+    let alice = create(&store, T1, fields("alice"));
+
+    let mut writer = store.writer();
+    let tx = writer
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .unwrap();
+    tx.execute("UPDATE users SET username = 'renamed'", [])
+        .unwrap();
+    // Same thread: a read through the writer would deadlock; the readers see the last
+    // committed state.
+    let started = Instant::now();
+    assert_eq!(
+        store.user(T1, alice).unwrap().unwrap().fields.username,
+        "alice"
+    );
+    assert_eq!(store.count_users(T1).unwrap(), 1);
+    assert!(started.elapsed() < BUSY_TIMEOUT);
+    tx.commit().unwrap();
+    drop(writer);
+    assert_eq!(
+        store.user(T1, alice).unwrap().unwrap().fields.username,
+        "renamed"
+    );
+}
+
+#[test]
+fn concurrent_readers_and_a_writer() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("users.db")).unwrap();
+    std::thread::scope(|scope| {
+        let writer = store.clone();
+        scope.spawn(move || {
+            for batch in 0..20 {
+                let users = (0..50)
+                    .map(|n| fields(&format!("user{batch}-{n}")))
+                    .collect();
+                create_many(&writer, T1, users);
+            }
+        });
+        for _ in 0..3 {
+            let reader = store.clone();
+            scope.spawn(move || {
+                let mut last = 0;
+                while last < 1000 {
+                    let count = reader.count_users(T1).unwrap();
+                    assert!(count >= last && count.is_multiple_of(50), "{count}");
+                    last = count;
+                    reader.list_users(T1, &UserQuery::default()).unwrap();
+                }
+            });
+        }
+    });
+    assert!(store.inner.readers.as_ref().unwrap().idle().len() <= MAX_IDLE_READERS);
+}
+
+/// A first sync: 20,000 users with four keys and six values each, in batches of 1,000.
+#[test]
+fn first_sync_throughput() {
+    const USERS: usize = 20_000;
+    const BATCH: usize = 1_000;
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("users.db")).unwrap();
+    let users: Vec<Change> = (0..USERS)
+        .map(|n| {
+            let mut fields = fields(&format!("user{n:06}"));
+            fields.attributes = attrs(&[
+                ("department", &[["sales", "it", "hr", "legal"][n % 4]]),
+                ("roles", &["reader", "writer"]),
+                ("site", &[["paris", "oslo", "lima"][n % 3]]),
+                ("groups", &["staff", "vpn"]),
+            ]);
+            Change::Create {
+                fields,
+                avatar: None,
+            }
+        })
+        .collect();
+
+    let started = Instant::now();
+    for batch in users.chunks(BATCH) {
+        store.apply(T1, batch, &cause()).unwrap();
+    }
+    let elapsed = started.elapsed();
+    eprintln!(
+        "store: created {USERS} users (6 values, 5 events each) in batches of {BATCH}: \
+         {elapsed:?}, {:.0} users/s",
+        USERS as f64 / elapsed.as_secs_f64()
+    );
+
+    let started = Instant::now();
+    let index = store.ldap_user_index(T1).unwrap();
+    let ldap_ids: Vec<String> = index.iter().map(|user| user.ldap_id.clone()).collect();
+    for batch in ldap_ids.chunks(BATCH) {
+        assert_eq!(
+            store.users_by_ldap_ids(T1, batch).unwrap().len(),
+            batch.len()
+        );
+    }
+    eprintln!(
+        "store: read the index and all {USERS} users back by LDAP id: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(store.count_users(T1).unwrap(), USERS as u64);
+}

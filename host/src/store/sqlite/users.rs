@@ -1,0 +1,344 @@
+//! Reading users: lookups by directory id, username or any identifier, filtered
+//! listing, and the ABAC attributes of a set of users in one more query.
+//!
+//! Each read runs in one read transaction, so a user's row and its attributes come
+//! from the same committed state even while a sync writes.
+
+use std::collections::HashMap;
+
+use rusqlite::types::ToSql;
+use rusqlite::{Connection, OptionalExtension, Params, Row};
+
+use super::{json_ids, json_strings, tenant_key};
+use crate::plugin::model::TenantId;
+use crate::store::{
+    Avatar, LdapUserRef, StoreError, StoredUser, UserFields, UserId, UserIdentifiers, UserQuery,
+    UserSource,
+};
+
+/// Default and maximum page sizes of [`list`].
+const DEFAULT_LIMIT: u32 = 100;
+const MAX_LIMIT: u32 = 1000;
+
+/// `SELECT` of the columns [`decode_user`] reads from `users AS u`, followed by the
+/// rest of the query (from the `FROM` list on).
+macro_rules! select_users {
+    ($($rest:literal),+) => {
+        concat!(
+            "SELECT u.id, u.username, u.email, u.display_name, u.language, u.active, \
+             u.source, u.ldap_id, u.ldap_dn, u.avatar_sha256, u.created_at, u.updated_at FROM ",
+            $($rest),+
+        )
+    };
+}
+
+// The lookups by lists join from `json_each` with CROSS JOIN, which SQLite keeps in
+// the written order: one unique-index probe per name. Left to itself, the planner
+// (without ANALYZE statistics) prefers walking the tenant's whole (tenant_id, id)
+// index in id order and testing each user against the list.
+
+/// Users of tenant ?1 with an LDAP id in the JSON array ?2 (without duplicates).
+const BY_LDAP_IDS: &str = select_users!(
+    "json_each(?2) AS w CROSS JOIN users AS u ",
+    "WHERE u.tenant_id = ?1 AND u.ldap_id = w.value ORDER BY u.id"
+);
+
+/// Users of tenant ?1 with a username in the JSON array ?2 (without duplicates).
+const BY_USERNAMES: &str = select_users!(
+    "json_each(?2) AS w CROSS JOIN users AS u ",
+    "WHERE u.tenant_id = ?1 AND u.username = w.value ORDER BY u.id"
+);
+
+/// Users of tenant ?1 with a username in ?2, an id in ?3, an email in ?4
+/// (case-insensitive) or an LDAP id in ?5 (JSON arrays): a UNION of index probes.
+const FIND: &str = select_users!(
+    "users AS u WHERE u.tenant_id = ?1 AND u.id IN (",
+    "SELECT u.id FROM json_each(?2) AS w CROSS JOIN users AS u ",
+    "WHERE u.tenant_id = ?1 AND u.username = w.value ",
+    "UNION SELECT u.id FROM json_each(?3) AS w CROSS JOIN users AS u ",
+    "WHERE u.tenant_id = ?1 AND u.id = w.value ",
+    "UNION SELECT u.id FROM json_each(?4) AS w CROSS JOIN users AS u ",
+    "WHERE u.tenant_id = ?1 AND u.email = w.value COLLATE NOCASE ",
+    "UNION SELECT u.id FROM json_each(?5) AS w CROSS JOIN users AS u ",
+    "WHERE u.tenant_id = ?1 AND u.ldap_id = w.value",
+    ") ORDER BY u.id"
+);
+
+/// Attribute rows of tenant ?1's users with an id in the JSON array ?2.
+///
+/// `+a.tenant_id` is a check only, so that the probe goes through the primary key
+/// (user_id, key, value) rather than the tenant's whole attribute index.
+const ATTRIBUTES_OF: &str = "SELECT a.user_id, a.key, a.value \
+    FROM json_each(?2) AS w CROSS JOIN user_attributes AS a \
+    WHERE a.user_id = w.value AND +a.tenant_id = ?1";
+
+/// Users of `tenant` with one of `ldap_ids`.
+pub(super) fn by_ldap_ids(
+    conn: &Connection,
+    tenant: TenantId,
+    ldap_ids: &[String],
+) -> Result<Vec<StoredUser>, StoreError> {
+    let params = (tenant_key(tenant), json_strings(distinct(ldap_ids)));
+    query_users(conn, tenant, BY_LDAP_IDS, params)
+}
+
+/// Users of `tenant` with one of `usernames`.
+pub(super) fn by_usernames(
+    conn: &Connection,
+    tenant: TenantId,
+    usernames: &[String],
+) -> Result<Vec<StoredUser>, StoreError> {
+    let params = (tenant_key(tenant), json_strings(distinct(usernames)));
+    query_users(conn, tenant, BY_USERNAMES, params)
+}
+
+/// Users of `tenant` named by any of `identifiers`, each once. Ids that are not
+/// numbers name nobody.
+pub(super) fn find(
+    conn: &Connection,
+    tenant: TenantId,
+    identifiers: &UserIdentifiers,
+) -> Result<Vec<StoredUser>, StoreError> {
+    let ids: Vec<i64> = identifiers
+        .ids
+        .iter()
+        .filter_map(|id| id.trim().parse().ok())
+        .collect();
+    if identifiers.usernames.is_empty()
+        && ids.is_empty()
+        && identifiers.emails.is_empty()
+        && identifiers.ldap_ids.is_empty()
+    {
+        return Ok(Vec::new());
+    }
+    let params = (
+        tenant_key(tenant),
+        json_strings(&identifiers.usernames),
+        json_ids(ids),
+        json_strings(&identifiers.emails),
+        json_strings(&identifiers.ldap_ids),
+    );
+    query_users(conn, tenant, FIND, params)
+}
+
+/// One user of `tenant`.
+pub(super) fn one(
+    conn: &Connection,
+    tenant: TenantId,
+    id: UserId,
+) -> Result<Option<StoredUser>, StoreError> {
+    let sql = select_users!("users AS u WHERE u.tenant_id = ?1 AND u.id = ?2");
+    Ok(query_users(conn, tenant, sql, (tenant_key(tenant), id.0))?.pop())
+}
+
+/// Users of `tenant` matching `query`, in id order.
+pub(super) fn list(
+    conn: &Connection,
+    tenant: TenantId,
+    query: &UserQuery,
+) -> Result<Vec<StoredUser>, StoreError> {
+    let tenant_key = tenant_key(tenant);
+    let after = query.after.map_or(i64::MIN, |id| id.0);
+    let limit = query.limit.unwrap_or(DEFAULT_LIMIT).min(MAX_LIMIT);
+    let active = query.active;
+    let pattern = query.search.as_deref().map(like_pattern);
+
+    // Fixed fragments only: every value is a bound parameter. At most 24 shapes, each
+    // prepared once per connection.
+    let mut sql = String::from(select_users!(
+        "users AS u WHERE u.tenant_id = :tenant AND u.id > :after"
+    ));
+    let mut params: Vec<(&str, &dyn ToSql)> = vec![(":tenant", &tenant_key), (":after", &after)];
+    match (&query.attribute_key, &query.attribute_value) {
+        (Some(key), value) => {
+            sql.push_str(
+                " AND u.id IN (SELECT user_id FROM user_attributes \
+                 WHERE tenant_id = :tenant AND key = :key",
+            );
+            params.push((":key", key));
+            if let Some(value) = value {
+                sql.push_str(" AND value = :value");
+                params.push((":value", value));
+            }
+            sql.push(')');
+        }
+        (None, Some(value)) => {
+            // A value without a key: the value under any key.
+            sql.push_str(
+                " AND u.id IN (SELECT user_id FROM user_attributes \
+                 WHERE tenant_id = :tenant AND value = :value)",
+            );
+            params.push((":value", value));
+        }
+        (None, None) => {}
+    }
+    if let Some(active) = &active {
+        sql.push_str(" AND u.active = :active");
+        params.push((":active", active));
+    }
+    if let Some(pattern) = &pattern {
+        sql.push_str(
+            " AND (u.username LIKE :search ESCAPE '\\' OR u.email LIKE :search ESCAPE '\\' \
+             OR u.display_name LIKE :search ESCAPE '\\')",
+        );
+        params.push((":search", pattern));
+    }
+    sql.push_str(" ORDER BY u.id LIMIT :limit");
+    params.push((":limit", &limit));
+    query_users(conn, tenant, &sql, params.as_slice())
+}
+
+/// Number of users of `tenant`.
+pub(super) fn count(conn: &Connection, tenant: TenantId) -> Result<u64, StoreError> {
+    let mut stmt = conn.prepare_cached("SELECT count(*) FROM users WHERE tenant_id = ?1")?;
+    let count: i64 = stmt.query_row([tenant_key(tenant)], |row| row.get(0))?;
+    // count(*) is never negative.
+    Ok(count.unsigned_abs())
+}
+
+/// Every directory-sourced user of `tenant`, briefly.
+pub(super) fn ldap_index(
+    conn: &Connection,
+    tenant: TenantId,
+) -> Result<Vec<LdapUserRef>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, ldap_id, username, active FROM users \
+         WHERE tenant_id = ?1 AND source = 'ldap' AND ldap_id IS NOT NULL ORDER BY id",
+    )?;
+    let refs = stmt
+        .query_map([tenant_key(tenant)], |row| {
+            Ok(LdapUserRef {
+                id: UserId(row.get(0)?),
+                ldap_id: row.get(1)?,
+                username: row.get(2)?,
+                active: row.get(3)?,
+            })
+        })?
+        .collect::<Result<_, _>>()?;
+    Ok(refs)
+}
+
+/// The avatar of a user of `tenant`.
+pub(super) fn avatar(
+    conn: &Connection,
+    tenant: TenantId,
+    id: UserId,
+) -> Result<Option<Avatar>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT avatar, avatar_sha256 FROM users WHERE tenant_id = ?1 AND id = ?2",
+    )?;
+    let row: Option<(Option<Vec<u8>>, Option<String>)> = stmt
+        .query_row((tenant_key(tenant), id.0), |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })
+        .optional()?;
+    Ok(match row {
+        Some((Some(bytes), Some(sha256))) => Some(Avatar { bytes, sha256 }),
+        _ => None,
+    })
+}
+
+/// Runs a [`select_users!`] query and loads the attributes of the users it finds.
+fn query_users(
+    conn: &Connection,
+    tenant: TenantId,
+    sql: &str,
+    params: impl Params,
+) -> Result<Vec<StoredUser>, StoreError> {
+    // Rolled back on drop: it only pins the snapshot both queries read.
+    let snapshot = conn.unchecked_transaction()?;
+    let mut users = Vec::new();
+    {
+        let mut stmt = snapshot.prepare_cached(sql)?;
+        let mut rows = stmt.query(params)?;
+        while let Some(row) = rows.next()? {
+            users.push(decode_user(row)?);
+        }
+    }
+    load_attributes(&snapshot, tenant, &mut users)?;
+    Ok(users)
+}
+
+/// Fills in the attributes of `users`, with one query.
+fn load_attributes(
+    conn: &Connection,
+    tenant: TenantId,
+    users: &mut [StoredUser],
+) -> Result<(), StoreError> {
+    if users.is_empty() {
+        return Ok(());
+    }
+    let positions: HashMap<i64, usize> = users
+        .iter()
+        .enumerate()
+        .map(|(position, user)| (user.id.0, position))
+        .collect();
+    let ids = json_ids(users.iter().map(|user| user.id.0));
+    let mut stmt = conn.prepare_cached(ATTRIBUTES_OF)?;
+    let mut rows = stmt.query((tenant_key(tenant), ids))?;
+    while let Some(row) = rows.next()? {
+        let id: i64 = row.get(0)?;
+        if let Some(user) = positions.get(&id).and_then(|&p| users.get_mut(p)) {
+            let values = user.fields.attributes.entry(row.get(1)?).or_default();
+            values.insert(row.get(2)?);
+        }
+    }
+    Ok(())
+}
+
+/// A user from a [`select_users!`] row, without attributes.
+fn decode_user(row: &Row<'_>) -> Result<StoredUser, StoreError> {
+    let source: String = row.get(6)?;
+    let source = match source.as_str() {
+        "ldap" => UserSource::Ldap,
+        "local" => UserSource::Local,
+        other => {
+            return Err(StoreError::Corrupt {
+                table: "users",
+                column: "source",
+                reason: format!("unknown source `{other}`"),
+            });
+        }
+    };
+    Ok(StoredUser {
+        id: UserId(row.get(0)?),
+        fields: UserFields {
+            username: row.get(1)?,
+            email: row.get(2)?,
+            display_name: row.get(3)?,
+            language: row.get(4)?,
+            active: row.get(5)?,
+            ldap_id: row.get(7)?,
+            ldap_dn: row.get(8)?,
+            attributes: Default::default(),
+        },
+        source,
+        avatar_sha256: row.get(9)?,
+        created_at: row.get(10)?,
+        updated_at: row.get(11)?,
+    })
+}
+
+/// `values` without duplicates (each would return its user again).
+fn distinct(values: &[String]) -> Vec<&String> {
+    let set: std::collections::BTreeSet<&String> = values.iter().collect();
+    set.into_iter().collect()
+}
+
+/// A `LIKE … ESCAPE '\'` pattern for "contains `text`": `%`, `_` and `\` in the text
+/// match themselves.
+fn like_pattern(text: &str) -> String {
+    let mut pattern = String::with_capacity(text.len() + 2);
+    pattern.push('%');
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
+}
+
+#[cfg(test)]
+mod tests;

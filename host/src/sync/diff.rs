@@ -1,0 +1,474 @@
+//! From a plugin's decision and the stored user to the change to write and the
+//! per-user result. Pure: no I/O, so every rule is unit-tested here.
+
+use std::collections::BTreeSet;
+
+use super::report::{Action, UserResult, code};
+use crate::plugin::model::{AbacAttributes, MappedUser};
+use crate::store::{AttributeChange, Avatar, AvatarChange, Change, StoredUser, UserFields};
+
+/// What the tenant and the sync allow.
+#[derive(Debug, Clone)]
+pub struct PlanRules {
+    /// New users may be created.
+    pub import_new_users: bool,
+    /// Language of new users without one.
+    pub default_language: Option<String>,
+    /// Only ABAC attributes are refreshed (targeted syncs); users are never created.
+    pub attributes_only: bool,
+    /// Avatars are synced.
+    pub sync_avatars: bool,
+}
+
+/// A change to write (none for unchanged users) and the result to report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Planned {
+    /// The write, if any.
+    pub change: Option<Change>,
+    /// The result for the report.
+    pub result: UserResult,
+    /// ABAC keys whose values change.
+    pub changed_keys: Vec<String>,
+}
+
+/// The ABAC difference between `old` and `new`, key by key.
+pub fn attribute_changes(old: &AbacAttributes, new: &AbacAttributes) -> Vec<AttributeChange> {
+    let keys: BTreeSet<&String> = old.keys().chain(new.keys()).collect();
+    let empty = BTreeSet::new();
+    keys.into_iter()
+        .filter_map(|key| {
+            let before = old.get(key).unwrap_or(&empty);
+            let after = new.get(key).unwrap_or(&empty);
+            let added: BTreeSet<String> = after.difference(before).cloned().collect();
+            let removed: BTreeSet<String> = before.difference(after).cloned().collect();
+            (!added.is_empty() || !removed.is_empty()).then(|| AttributeChange {
+                key: key.clone(),
+                added,
+                removed,
+            })
+        })
+        .collect()
+}
+
+fn result(
+    user: &MappedUser,
+    existing: Option<&StoredUser>,
+    dn: &str,
+    code: u16,
+    action: Action,
+    message: String,
+) -> UserResult {
+    UserResult {
+        id: existing.map(|user| user.id.0),
+        username: existing.map_or_else(|| user.username.clone(), |u| u.fields.username.clone()),
+        dn: Some(dn.to_owned()),
+        code,
+        action,
+        message,
+    }
+}
+
+/// Plans an upsert of `user` (read at `dn`) against `existing`.
+pub fn plan_upsert(
+    user: MappedUser,
+    dn: &str,
+    existing: Option<&StoredUser>,
+    avatar: Option<Avatar>,
+    rules: &PlanRules,
+) -> Planned {
+    let Some(existing) = existing else {
+        if rules.attributes_only || !rules.import_new_users {
+            let message = if rules.attributes_only {
+                "not a user yet: a targeted sync refreshes existing users only"
+            } else {
+                "not imported: importing new users is off"
+            };
+            return Planned {
+                change: None,
+                result: result(
+                    &user,
+                    None,
+                    dn,
+                    code::NOT_IMPORTED,
+                    Action::NotImported,
+                    message.into(),
+                ),
+                changed_keys: Vec::new(),
+            };
+        }
+        let changed_keys = user.attributes.keys().cloned().collect();
+        let fields = UserFields {
+            language: user
+                .language
+                .clone()
+                .or_else(|| rules.default_language.clone()),
+            username: user.username.clone(),
+            email: user.email.clone(),
+            display_name: user.display_name.clone(),
+            active: user.active,
+            ldap_id: Some(user.ldap_id.clone()),
+            ldap_dn: Some(dn.to_owned()),
+            attributes: user.attributes.clone(),
+        };
+        let message = if user.active {
+            "created"
+        } else {
+            "created inactive"
+        };
+        return Planned {
+            result: result(
+                &user,
+                None,
+                dn,
+                code::CREATED,
+                Action::Created,
+                message.into(),
+            ),
+            change: Some(Change::Create {
+                fields,
+                avatar: if rules.sync_avatars { avatar } else { None },
+            }),
+            changed_keys,
+        };
+    };
+    let old = &existing.fields;
+    let attribute_changes = attribute_changes(&old.attributes, &user.attributes);
+    let new = if rules.attributes_only {
+        UserFields {
+            attributes: user.attributes.clone(),
+            ..old.clone()
+        }
+    } else {
+        UserFields {
+            username: user.username.clone(),
+            email: user.email.clone(),
+            display_name: user.display_name.clone(),
+            language: user.language.clone().or_else(|| old.language.clone()),
+            active: user.active,
+            ldap_id: Some(user.ldap_id.clone()),
+            ldap_dn: Some(dn.to_owned()),
+            attributes: user.attributes.clone(),
+        }
+    };
+    let avatar_change = match (
+        rules.sync_avatars && !rules.attributes_only,
+        avatar,
+        &existing.avatar_sha256,
+    ) {
+        (false, _, _) => AvatarChange::Keep,
+        (true, Some(avatar), Some(hash)) if &avatar.sha256 == hash => AvatarChange::Keep,
+        (true, Some(avatar), _) => AvatarChange::Set(avatar),
+        (true, None, Some(_)) => AvatarChange::Clear,
+        (true, None, None) => AvatarChange::Keep,
+    };
+    let mut changed_fields = Vec::new();
+    for (name, changed) in [
+        ("username", old.username != new.username),
+        ("email", old.email != new.email),
+        ("display name", old.display_name != new.display_name),
+        ("language", old.language != new.language),
+        ("DN", old.ldap_dn != new.ldap_dn),
+        ("avatar", avatar_change != AvatarChange::Keep),
+    ] {
+        if changed {
+            changed_fields.push(name.to_owned());
+        }
+    }
+    let changed_keys: Vec<String> = attribute_changes.iter().map(|c| c.key.clone()).collect();
+    if !changed_keys.is_empty() {
+        changed_fields.push(format!("attributes {}", changed_keys.join(", ")));
+    }
+    let (action, code, mut message) = match (old.active, new.active) {
+        (false, true) => (Action::Reactivated, code::UPDATED, "reactivated".to_owned()),
+        (true, false) => (
+            Action::Deactivated,
+            code::UPDATED,
+            "deactivated by the plugin".to_owned(),
+        ),
+        _ if changed_fields.is_empty() => {
+            return Planned {
+                change: None,
+                result: result(
+                    &user,
+                    Some(existing),
+                    dn,
+                    code::UNCHANGED,
+                    Action::Unchanged,
+                    "unchanged".into(),
+                ),
+                changed_keys,
+            };
+        }
+        _ => (Action::Updated, code::UPDATED, "updated".to_owned()),
+    };
+    if !changed_fields.is_empty() {
+        message.push_str(&format!(": {}", changed_fields.join("; ")));
+    }
+    let mut planned_result = result(&user, Some(existing), dn, code, action, message);
+    planned_result.username = new.username.clone();
+    Planned {
+        change: Some(Change::Update {
+            id: existing.id,
+            fields: new,
+            attribute_changes,
+            avatar: avatar_change,
+        }),
+        result: planned_result,
+        changed_keys,
+    }
+}
+
+/// Plans the plugin's decision to deactivate the user with `existing` (if any).
+pub fn plan_deactivate(dn: &str, existing: Option<&StoredUser>, reason: &str) -> Planned {
+    let (change, code, action, message) = match existing {
+        None => (
+            None,
+            code::SKIPPED,
+            Action::Skipped,
+            format!("no such user to deactivate: {reason}"),
+        ),
+        Some(user) if !user.fields.active => (
+            None,
+            code::UNCHANGED,
+            Action::Unchanged,
+            format!("already inactive: {reason}"),
+        ),
+        Some(user) => (
+            Some(Change::Deactivate { id: user.id }),
+            code::UPDATED,
+            Action::Deactivated,
+            format!("deactivated: {reason}"),
+        ),
+    };
+    Planned {
+        change,
+        result: UserResult {
+            id: existing.map(|user| user.id.0),
+            username: existing
+                .map(|user| user.fields.username.clone())
+                .unwrap_or_default(),
+            dn: Some(dn.to_owned()),
+            code,
+            action,
+            message,
+        },
+        changed_keys: Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{UserId, UserSource};
+
+    fn attrs(pairs: &[(&str, &[&str])]) -> AbacAttributes {
+        pairs
+            .iter()
+            .map(|(k, vs)| {
+                (
+                    (*k).to_owned(),
+                    vs.iter().map(|v| (*v).to_owned()).collect(),
+                )
+            })
+            .collect()
+    }
+
+    fn mapped(attributes: AbacAttributes) -> MappedUser {
+        MappedUser {
+            username: "ann".into(),
+            email: Some("ann@example.org".into()),
+            display_name: Some("Ann".into()),
+            language: None,
+            active: true,
+            ldap_id: "id-1".into(),
+            attributes,
+        }
+    }
+
+    fn stored(user: &MappedUser, dn: &str, active: bool) -> StoredUser {
+        StoredUser {
+            id: UserId(5),
+            fields: UserFields {
+                username: user.username.clone(),
+                email: user.email.clone(),
+                display_name: user.display_name.clone(),
+                language: Some("de".into()),
+                active,
+                ldap_id: Some(user.ldap_id.clone()),
+                ldap_dn: Some(dn.into()),
+                attributes: user.attributes.clone(),
+            },
+            source: UserSource::Ldap,
+            avatar_sha256: None,
+            created_at: 0,
+            updated_at: 0,
+        }
+    }
+
+    fn rules() -> PlanRules {
+        PlanRules {
+            import_new_users: true,
+            default_language: Some("en".into()),
+            attributes_only: false,
+            sync_avatars: false,
+        }
+    }
+
+    #[test]
+    fn attribute_changes_are_per_key_sets() {
+        let old = attrs(&[("dept", &["a", "b"]), ("gone", &["x"])]);
+        let new = attrs(&[("dept", &["b", "c"]), ("new", &["y"])]);
+        let changes = attribute_changes(&old, &new);
+        let keys: Vec<_> = changes.iter().map(|c| c.key.as_str()).collect();
+        assert_eq!(keys, ["dept", "gone", "new"]);
+        assert_eq!(changes[0].added, BTreeSet::from(["c".to_owned()]));
+        assert_eq!(changes[0].removed, BTreeSet::from(["a".to_owned()]));
+        assert!(attribute_changes(&old, &old).is_empty());
+    }
+
+    #[test]
+    fn new_user_is_created_with_the_default_language() {
+        let planned = plan_upsert(
+            mapped(attrs(&[("dept", &["a"])])),
+            "uid=ann",
+            None,
+            None,
+            &rules(),
+        );
+        assert_eq!(planned.result.code, code::CREATED);
+        let Some(Change::Create { fields, .. }) = planned.change else {
+            panic!()
+        };
+        assert_eq!(fields.language.as_deref(), Some("en"));
+        assert_eq!(fields.ldap_dn.as_deref(), Some("uid=ann"));
+    }
+
+    #[test]
+    fn import_off_and_targeted_never_create() {
+        let mut no_import = rules();
+        no_import.import_new_users = false;
+        let planned = plan_upsert(
+            mapped(AbacAttributes::new()),
+            "uid=ann",
+            None,
+            None,
+            &no_import,
+        );
+        assert_eq!(
+            (planned.change, planned.result.code),
+            (None, code::NOT_IMPORTED)
+        );
+        let mut targeted = rules();
+        targeted.attributes_only = true;
+        let planned = plan_upsert(
+            mapped(AbacAttributes::new()),
+            "uid=ann",
+            None,
+            None,
+            &targeted,
+        );
+        assert_eq!(planned.change, None);
+    }
+
+    #[test]
+    fn same_values_cost_no_write() {
+        let user = mapped(attrs(&[("dept", &["a"])]));
+        let existing = stored(&user, "uid=ann", true);
+        let planned = plan_upsert(user, "uid=ann", Some(&existing), None, &rules());
+        assert_eq!(planned.change, None);
+        assert_eq!(planned.result.code, code::UNCHANGED);
+        assert_eq!(planned.result.id, Some(5));
+    }
+
+    #[test]
+    fn renamed_dn_updates_the_same_user() {
+        let user = mapped(AbacAttributes::new());
+        let existing = stored(&user, "uid=ann,ou=old", true);
+        let planned = plan_upsert(user, "uid=ann,ou=new", Some(&existing), None, &rules());
+        let Some(Change::Update { id, fields, .. }) = planned.change else {
+            panic!()
+        };
+        assert_eq!(id, UserId(5));
+        assert_eq!(fields.ldap_dn.as_deref(), Some("uid=ann,ou=new"));
+        assert!(
+            planned.result.message.contains("DN"),
+            "{}",
+            planned.result.message
+        );
+        // The stored language is kept when the plugin sets none.
+        assert_eq!(fields.language.as_deref(), Some("de"));
+    }
+
+    #[test]
+    fn inactive_user_seen_active_is_reactivated() {
+        let user = mapped(AbacAttributes::new());
+        let existing = stored(&user, "uid=ann", false);
+        let planned = plan_upsert(user, "uid=ann", Some(&existing), None, &rules());
+        assert_eq!(planned.result.action, Action::Reactivated);
+        assert!(planned.change.is_some());
+    }
+
+    #[test]
+    fn targeted_sync_touches_attributes_only() {
+        let mut user = mapped(attrs(&[("dept", &["new"])]));
+        let existing = stored(&mapped(attrs(&[("dept", &["old"])])), "uid=ann", true);
+        user.email = Some("changed@example.org".into());
+        let mut targeted = rules();
+        targeted.attributes_only = true;
+        let planned = plan_upsert(user, "uid=moved", Some(&existing), None, &targeted);
+        let Some(Change::Update {
+            fields,
+            attribute_changes,
+            ..
+        }) = planned.change
+        else {
+            panic!()
+        };
+        assert_eq!(fields.email.as_deref(), Some("ann@example.org"));
+        assert_eq!(fields.ldap_dn.as_deref(), Some("uid=ann"));
+        assert_eq!(attribute_changes.len(), 1);
+        assert_eq!(planned.changed_keys, ["dept"]);
+    }
+
+    #[test]
+    fn avatar_changes_by_hash() {
+        let mut with_avatars = rules();
+        with_avatars.sync_avatars = true;
+        let user = mapped(AbacAttributes::new());
+        let mut existing = stored(&user, "uid=ann", true);
+        existing.avatar_sha256 = Some("aa".into());
+        let same = Avatar {
+            bytes: vec![1],
+            sha256: "aa".into(),
+        };
+        let planned = plan_upsert(
+            user.clone(),
+            "uid=ann",
+            Some(&existing),
+            Some(same),
+            &with_avatars,
+        );
+        assert_eq!(planned.change, None);
+        let planned = plan_upsert(user, "uid=ann", Some(&existing), None, &with_avatars);
+        let Some(Change::Update { avatar, .. }) = planned.change else {
+            panic!()
+        };
+        assert_eq!(avatar, AvatarChange::Clear);
+    }
+
+    #[test]
+    fn deactivation_of_unknown_or_inactive_users_writes_nothing() {
+        assert_eq!(plan_deactivate("uid=x", None, "gone").change, None);
+        let user = mapped(AbacAttributes::new());
+        let inactive = stored(&user, "uid=ann", false);
+        assert_eq!(
+            plan_deactivate("uid=ann", Some(&inactive), "gone").change,
+            None
+        );
+        let active = stored(&user, "uid=ann", true);
+        assert_eq!(
+            plan_deactivate("uid=ann", Some(&active), "disabled").change,
+            Some(Change::Deactivate { id: UserId(5) })
+        );
+    }
+}

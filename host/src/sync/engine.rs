@@ -1,0 +1,919 @@
+//! One sync of one tenant, from reading to the recorded run.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Instant;
+
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
+
+use super::diff::{PlanRules, Planned, plan_deactivate, plan_upsert};
+use super::progress::{Phase, Progress};
+use super::report::{Action, Counts, RemovalOutcome, SyncReport, Timings, UserResult, code};
+use crate::config::{RemovalPolicy, TenantConfig};
+use crate::ldap::{DirectoryError, DirectorySource, ReadRequest, Selection};
+use crate::plugin::model::{Decision, Entry, SyncMode};
+use crate::plugin::{CallError, TenantPlugin};
+use crate::store::{
+    Avatar, Change, ChangeCause, StoreError, StoredUser, SyncRunRecord, Timestamp, UserIdentifiers,
+    UserStore,
+};
+
+/// Attributes read as avatars, in order of preference.
+const AVATAR_ATTRIBUTES: &[&str] = &["thumbnailPhoto", "jpegPhoto"];
+/// Entries per plugin call.
+const BATCH_SIZE: usize = 500;
+/// Changes per store transaction.
+const APPLY_CHUNK: usize = 1000;
+
+/// Why a sync stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    /// The directory failed; nothing was written.
+    #[error("tenant {tenant}: {cause}")]
+    Directory {
+        /// The tenant.
+        tenant: u64,
+        /// The directory's error.
+        cause: DirectoryError,
+    },
+    /// The plugin failed a whole call (trap, timeout, limits, refused context).
+    #[error("tenant {tenant}: plugin {plugin}: {cause}")]
+    Plugin {
+        /// The tenant.
+        tenant: u64,
+        /// The plugin's label.
+        plugin: String,
+        /// The call's error.
+        cause: Box<CallError>,
+    },
+    /// The store failed.
+    #[error("tenant {tenant}: {cause}")]
+    Store {
+        /// The tenant.
+        tenant: u64,
+        /// The store's error.
+        cause: StoreError,
+    },
+    /// Cancelled before anything was written.
+    #[error("tenant {tenant}: the sync was cancelled")]
+    Cancelled {
+        /// The tenant.
+        tenant: u64,
+    },
+    /// A blocking task panicked (a bug, reported rather than crashing the host).
+    #[error("tenant {tenant}: internal error: {reason}")]
+    Internal {
+        /// The tenant.
+        tenant: u64,
+        /// What happened.
+        reason: String,
+    },
+}
+
+impl SyncError {
+    /// Whether the directory could not be reached at all.
+    pub fn is_directory_unreachable(&self) -> bool {
+        matches!(self, SyncError::Directory { cause, .. } if cause.is_unreachable())
+    }
+}
+
+/// What to sync.
+#[derive(Debug, Clone)]
+pub struct SyncRequest {
+    /// Full, incremental or targeted.
+    pub mode: SyncMode,
+    /// Compute the diff, write nothing.
+    pub dry_run: bool,
+    /// Remove users even beyond the tenant's threshold.
+    pub force: bool,
+    /// The users of a targeted sync.
+    pub targets: UserIdentifiers,
+    /// Overrides the tenant's `import_new_users` (grommunio's `import`).
+    pub import_new_users: Option<bool>,
+    /// Overrides the tenant's default language (grommunio's `lang`).
+    pub default_language: Option<String>,
+    /// Run id, recorded with the changes.
+    pub run_id: String,
+    /// Who asked (`cli`, `api:ldap.syncNow`, `schedule`, …), recorded as the cause.
+    pub cause: String,
+}
+
+impl SyncRequest {
+    /// A request for `mode` with everything else at its default.
+    pub fn new(mode: SyncMode, run_id: impl Into<String>, cause: impl Into<String>) -> Self {
+        Self {
+            mode,
+            dry_run: false,
+            force: false,
+            targets: UserIdentifiers::default(),
+            import_new_users: None,
+            default_language: None,
+            run_id: run_id.into(),
+            cause: cause.into(),
+        }
+    }
+}
+
+/// The time source: milliseconds since the epoch.
+pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
+
+/// The system clock.
+pub fn system_clock() -> Clock {
+    Arc::new(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |elapsed| {
+                i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX)
+            })
+    })
+}
+
+/// Runs syncs against one store.
+#[derive(Clone)]
+pub struct SyncEngine {
+    store: Arc<dyn UserStore>,
+    clock: Clock,
+}
+
+/// What reading and diffing produced, before anything is written.
+#[derive(Default)]
+struct Diff {
+    changes: Vec<Change>,
+    /// For each change, the index of its result.
+    change_results: Vec<usize>,
+    results: Vec<UserResult>,
+    counts: Counts,
+    seen_ids: HashMap<String, String>,
+    seen_usernames: HashMap<String, String>,
+    failed_entries: u64,
+    high_water_mark: Option<String>,
+    changed_keys: BTreeSet<String>,
+    plugin_ms: u64,
+}
+
+impl Diff {
+    fn push(&mut self, planned: Planned) {
+        self.counts.add(planned.result.action);
+        self.changed_keys.extend(planned.changed_keys);
+        if let Some(change) = planned.change {
+            self.changes.push(change);
+            self.change_results.push(self.results.len());
+        }
+        self.results.push(planned.result);
+    }
+
+    fn fail(&mut self, dn: &str, username: String, code: u16, message: String) {
+        self.failed_entries += 1;
+        self.counts.add(Action::Failed);
+        self.results.push(UserResult {
+            id: None,
+            username,
+            dn: Some(dn.to_owned()),
+            code,
+            action: Action::Failed,
+            message,
+        });
+    }
+}
+
+/// Later of two change marks: numerically when both are numbers (USNs), else as text
+/// (generalized times of one server share a format).
+fn later_mark(current: Option<String>, candidate: &str) -> Option<String> {
+    match current {
+        None => Some(candidate.to_owned()),
+        Some(current) => {
+            let later = match (current.parse::<u64>(), candidate.parse::<u64>()) {
+                (Ok(a), Ok(b)) => b > a,
+                _ => candidate > current.as_str(),
+            };
+            Some(if later { candidate.to_owned() } else { current })
+        }
+    }
+}
+
+struct Context<'a> {
+    tenant: &'a TenantConfig,
+    plugin: Arc<TenantPlugin>,
+    rules: PlanRules,
+    mode: SyncMode,
+    plugin_attributes: HashSet<String>,
+    progress: Progress,
+}
+
+impl SyncEngine {
+    /// An engine writing to `store`, reading time from `clock`.
+    pub fn new(store: Arc<dyn UserStore>, clock: Clock) -> Self {
+        Self { store, clock }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn UserStore> {
+        &self.store
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        tenant: u64,
+        work: impl FnOnce(&dyn UserStore) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, SyncError> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || work(store.as_ref()))
+            .await
+            .map_err(|err| SyncError::Internal {
+                tenant,
+                reason: err.to_string(),
+            })?
+            .map_err(|cause| SyncError::Store { tenant, cause })
+    }
+
+    /// Runs one sync and records it. The report says how it ended; the error, when
+    /// there is one, says why it stopped (the report's `error` carries its text).
+    pub async fn run<D: DirectorySource>(
+        &self,
+        tenant: &TenantConfig,
+        plugin: Arc<TenantPlugin>,
+        directory: &D,
+        request: SyncRequest,
+        progress: Progress,
+    ) -> (SyncReport, Option<SyncError>) {
+        let started = Instant::now();
+        let started_at = (self.clock)();
+        let mut report = SyncReport {
+            run_id: request.run_id.clone(),
+            tenant: tenant.id,
+            requested_mode: request.mode.as_str().to_owned(),
+            mode: request.mode.as_str().to_owned(),
+            dry_run: request.dry_run,
+            outcome: "failed".into(),
+            error: None,
+            counts: Counts::default(),
+            removal: RemovalOutcome::NotApplicable,
+            plugin: format!(
+                "{} {}",
+                plugin.plugin.info().name,
+                plugin.plugin.info().version
+            ),
+            server: String::new(),
+            filter: String::new(),
+            searches: 0,
+            invalid_utf8_values: 0,
+            changed_keys: BTreeSet::new(),
+            timings: Timings::default(),
+            results: Vec::new(),
+        };
+        let error = self
+            .run_inner(tenant, plugin, directory, &request, &progress, &mut report)
+            .await
+            .err();
+        if let Some(error) = &error {
+            report.outcome = match error {
+                SyncError::Cancelled { .. } => "cancelled".into(),
+                _ => "failed".into(),
+            };
+            report.error = Some(error.to_string());
+        }
+        progress.set_phase(Phase::Done);
+        report.timings.total_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let record = SyncRunRecord {
+            run_id: report.run_id.clone(),
+            mode: report.mode.clone(),
+            dry_run: report.dry_run,
+            started_at,
+            finished_at: (self.clock)(),
+            outcome: report.outcome.clone(),
+            summary: serde_json::json!({
+                "counts": report.counts,
+                "removal": report.removal,
+                "error": report.error,
+                "cause": request.cause,
+                "server": report.server,
+                "timings": report.timings,
+            })
+            .to_string(),
+        };
+        let tenant_id = tenant.id;
+        if let Err(err) = self
+            .blocking(tenant_id, move |store| {
+                store.record_sync_run(tenant_id, &record)
+            })
+            .await
+        {
+            tracing::error!(tenant = tenant_id, error = %err, "cannot record the sync run");
+        }
+        (report, error)
+    }
+
+    async fn run_inner<D: DirectorySource>(
+        &self,
+        tenant: &TenantConfig,
+        plugin: Arc<TenantPlugin>,
+        directory: &D,
+        request: &SyncRequest,
+        progress: &Progress,
+        report: &mut SyncReport,
+    ) -> Result<(), SyncError> {
+        let tenant_id = tenant.id;
+        progress.set_phase(Phase::Starting);
+        let state = self
+            .blocking(tenant_id, move |store| store.sync_state(tenant_id))
+            .await?;
+
+        // Which entries to read, and in which mode the plugin sees them.
+        let mut diff = Diff::default();
+        let mut targeted: Vec<StoredUser> = Vec::new();
+        let (mode, selection) = match request.mode {
+            SyncMode::Full => (SyncMode::Full, Selection::All),
+            SyncMode::Incremental => match &state.high_water_mark {
+                Some(mark) => (SyncMode::Incremental, Selection::ChangedSince(mark.clone())),
+                None => (SyncMode::Full, Selection::All),
+            },
+            SyncMode::Targeted => {
+                let targets = request.targets.clone();
+                let users = self
+                    .blocking(tenant_id, move |store| {
+                        store.find_users(tenant_id, &targets)
+                    })
+                    .await?;
+                record_unknown_targets(&request.targets, &users, &mut diff);
+                let ids: Vec<String> = users
+                    .iter()
+                    .filter_map(|user| user.fields.ldap_id.clone())
+                    .collect();
+                targeted = users;
+                (SyncMode::Targeted, Selection::Identifiers(ids))
+            }
+        };
+        report.mode = mode.as_str().to_owned();
+
+        let context = plugin.context(mode);
+        let asked = {
+            let call_plugin = plugin.clone();
+            let context = context.clone();
+            tokio::task::spawn_blocking(move || call_plugin.plugin.required_attributes(&context))
+                .await
+                .map_err(|err| SyncError::Internal {
+                    tenant: tenant_id,
+                    reason: err.to_string(),
+                })?
+                .map_err(|cause| SyncError::Plugin {
+                    tenant: tenant_id,
+                    plugin: plugin.plugin.label().to_owned(),
+                    cause: Box::new(cause),
+                })?
+        };
+        let plugin_attributes: HashSet<String> =
+            asked.iter().map(|a| a.to_ascii_lowercase()).collect();
+        let mut attributes = asked;
+        let mut want = |name: &str| {
+            if !attributes.iter().any(|a| a.eq_ignore_ascii_case(name)) {
+                attributes.push(name.to_owned());
+            }
+        };
+        for identifier in &tenant.ldap.unique_identifiers {
+            want(identifier);
+        }
+        want(&tenant.ldap.change_attribute);
+        if tenant.sync_avatars {
+            AVATAR_ATTRIBUTES.iter().for_each(|name| want(name));
+        }
+
+        let context = Context {
+            tenant,
+            plugin: plugin.clone(),
+            rules: PlanRules {
+                import_new_users: request.import_new_users.unwrap_or(tenant.import_new_users),
+                default_language: request
+                    .default_language
+                    .clone()
+                    .filter(|lang| !lang.is_empty())
+                    .or_else(|| tenant.default_language.clone()),
+                attributes_only: mode == SyncMode::Targeted,
+                sync_avatars: tenant.sync_avatars,
+            },
+            mode,
+            plugin_attributes,
+            progress: progress.clone(),
+        };
+
+        // Read, map and diff, overlapping.
+        progress.set_phase(Phase::Reading);
+        let reading = Instant::now();
+        let (sender, receiver) = mpsc::channel::<Vec<Entry>>(2);
+        let read_request = ReadRequest {
+            selection,
+            attributes,
+            batch_size: BATCH_SIZE,
+        };
+        let read = directory.read(read_request, sender);
+        let process = self.process(&context, receiver, diff);
+        let (read, processed) = tokio::join!(read, process);
+        let mut diff = processed?;
+        let stats = read.map_err(|cause| match cause {
+            DirectoryError::Cancelled if progress.is_cancelled() => {
+                SyncError::Cancelled { tenant: tenant_id }
+            }
+            cause => SyncError::Directory {
+                tenant: tenant_id,
+                cause,
+            },
+        })?;
+        report.server = stats.server;
+        report.filter = stats.filter;
+        report.searches = stats.searches;
+        report.invalid_utf8_values = stats.invalid_utf8_values;
+        diff.counts.read = stats.entries;
+        report.timings.read_map_ms = millis(reading);
+        report.timings.plugin_ms = diff.plugin_ms;
+        if progress.is_cancelled() {
+            return Err(SyncError::Cancelled { tenant: tenant_id });
+        }
+
+        // Targeted users the directory no longer has: reported, never removed here.
+        for user in targeted {
+            let found = user
+                .fields
+                .ldap_id
+                .as_ref()
+                .is_some_and(|id| diff.seen_ids.contains_key(id));
+            if !found {
+                diff.push(Planned {
+                    change: None,
+                    result: UserResult {
+                        id: Some(user.id.0),
+                        username: user.fields.username.clone(),
+                        dn: user.fields.ldap_dn.clone(),
+                        code: code::NOT_FOUND,
+                        action: Action::NotFound,
+                        message: "not found in the directory".into(),
+                    },
+                    changed_keys: Vec::new(),
+                });
+            }
+        }
+
+        // Users no longer in the directory.
+        if mode == SyncMode::Full {
+            report.removal = self
+                .plan_removals(&context, request.force, &mut diff)
+                .await?;
+        }
+
+        // Apply.
+        report.counts = diff.counts;
+        report.changed_keys = std::mem::take(&mut diff.changed_keys);
+        if !request.dry_run {
+            progress.set_phase(Phase::Applying);
+            let applying = Instant::now();
+            self.apply(tenant_id, request, &mut diff, progress).await?;
+            report.timings.apply_ms = millis(applying);
+            report.counts = diff.counts;
+            let mut state = state;
+            if mode != SyncMode::Targeted
+                && let Some(mark) = diff.high_water_mark.take()
+            {
+                state.high_water_mark = later_mark(state.high_water_mark.take(), &mark);
+            }
+            let now = (self.clock)();
+            state.last_success_at = Some(now);
+            if mode == SyncMode::Full {
+                state.last_full_sync_at = Some(now);
+            }
+            self.blocking(tenant_id, move |store| {
+                store.set_sync_state(tenant_id, &state)
+            })
+            .await?;
+        }
+        report.outcome = match report.removal {
+            RemovalOutcome::Refused { .. } => "refused".into(),
+            _ => "succeeded".into(),
+        };
+        if let RemovalOutcome::Refused {
+            missing,
+            total,
+            limit,
+        } = &report.removal
+        {
+            report.error = Some(format!(
+                "refused to remove {missing} of {total} directory users ({limit}); other changes were applied; run with --force to remove them"
+            ));
+        }
+        report.results = diff.results;
+        Ok(())
+    }
+
+    /// Receives entry batches, maps them and plans the changes.
+    async fn process(
+        &self,
+        context: &Context<'_>,
+        mut receiver: mpsc::Receiver<Vec<Entry>>,
+        mut diff: Diff,
+    ) -> Result<Diff, SyncError> {
+        let tenant_id = context.tenant.id;
+        while let Some(mut batch) = receiver.recv().await {
+            if context.progress.is_cancelled() {
+                return Ok(diff);
+            }
+            context.progress.add_read(batch.len() as u64);
+            let change_attribute = &context.tenant.ldap.change_attribute;
+            let mut dns = Vec::with_capacity(batch.len());
+            let mut avatars = Vec::with_capacity(batch.len());
+            for entry in &mut batch {
+                dns.push(entry.dn.clone());
+                if let Some(mark) = entry.values(change_attribute).first() {
+                    diff.high_water_mark = later_mark(diff.high_water_mark.take(), mark);
+                }
+                avatars.push(if context.rules.sync_avatars {
+                    avatar_of(entry)
+                } else {
+                    None
+                });
+                // The plugin sees what it asked for (and the identifiers), not avatars.
+                entry.binary_attributes.retain(|(name, _)| {
+                    let lower = name.to_ascii_lowercase();
+                    !AVATAR_ATTRIBUTES
+                        .iter()
+                        .any(|a| a.eq_ignore_ascii_case(name))
+                        || context.plugin_attributes.contains(&lower)
+                });
+            }
+            let plugin = context.plugin.clone();
+            let mapping_context = plugin.context(context.mode);
+            let mapped = tokio::task::spawn_blocking(move || {
+                plugin.plugin.map_entries(&mapping_context, batch)
+            })
+            .await
+            .map_err(|err| SyncError::Internal {
+                tenant: tenant_id,
+                reason: err.to_string(),
+            })?
+            .map_err(|cause| SyncError::Plugin {
+                tenant: tenant_id,
+                plugin: context.plugin.plugin.label().to_owned(),
+                cause: Box::new(cause),
+            })?;
+            diff.plugin_ms += u64::try_from(mapped.stats.duration.as_millis()).unwrap_or(u64::MAX);
+            context.progress.add_mapped(dns.len() as u64);
+
+            // One lookup per batch: the users these entries name, by id and by username.
+            let mut ids = Vec::new();
+            let mut usernames = Vec::new();
+            for outcome in &mapped.outcomes {
+                match outcome {
+                    Ok(Decision::Upsert(user)) => {
+                        ids.push(user.ldap_id.clone());
+                        usernames.push(user.username.clone());
+                    }
+                    Ok(Decision::Deactivate { ldap_id, .. }) => ids.push(ldap_id.clone()),
+                    _ => {}
+                }
+            }
+            let (by_id, by_name) = self
+                .blocking(tenant_id, move |store| {
+                    let by_id = store.users_by_ldap_ids(tenant_id, &ids)?;
+                    let by_name = store.users_by_usernames(tenant_id, &usernames)?;
+                    Ok((by_id, by_name))
+                })
+                .await?;
+            let by_id: HashMap<String, StoredUser> = by_id
+                .into_iter()
+                .filter_map(|user| user.fields.ldap_id.clone().map(|id| (id, user)))
+                .collect();
+            let by_name: HashMap<String, StoredUser> = by_name
+                .into_iter()
+                .map(|user| (user.fields.username.clone(), user))
+                .collect();
+
+            for ((outcome, dn), avatar) in mapped.outcomes.into_iter().zip(dns).zip(avatars) {
+                match outcome {
+                    Err(error) => diff.fail(
+                        &dn,
+                        String::new(),
+                        code::MAPPING_ERROR,
+                        format!("plugin error: {error}"),
+                    ),
+                    Ok(Decision::Skip { reason }) => diff.push(Planned {
+                        change: None,
+                        result: UserResult {
+                            id: None,
+                            username: String::new(),
+                            dn: Some(dn),
+                            code: code::SKIPPED,
+                            action: Action::Skipped,
+                            message: reason,
+                        },
+                        changed_keys: Vec::new(),
+                    }),
+                    Ok(Decision::Deactivate { ldap_id, reason }) => {
+                        if let Some(first) = diff.seen_ids.insert(ldap_id.clone(), dn.clone()) {
+                            diff.fail(
+                                &dn,
+                                String::new(),
+                                code::CONFLICT,
+                                format!("directory id {ldap_id} also belongs to {first}"),
+                            );
+                            continue;
+                        }
+                        diff.push(plan_deactivate(&dn, by_id.get(&ldap_id), &reason));
+                    }
+                    Ok(Decision::Upsert(user)) => {
+                        if let Some(first) = diff.seen_ids.insert(user.ldap_id.clone(), dn.clone())
+                        {
+                            diff.fail(
+                                &dn,
+                                user.username,
+                                code::CONFLICT,
+                                format!("directory id {} also belongs to {first}", user.ldap_id),
+                            );
+                            continue;
+                        }
+                        let existing = by_id.get(&user.ldap_id);
+                        if !context.rules.attributes_only {
+                            if let Some(first) = diff
+                                .seen_usernames
+                                .insert(user.username.clone(), dn.clone())
+                            {
+                                diff.fail(
+                                    &dn,
+                                    user.username.clone(),
+                                    code::CONFLICT,
+                                    format!("username {} also mapped from {first}", user.username),
+                                );
+                                continue;
+                            }
+                            if let Some(holder) = by_name.get(&user.username)
+                                && existing.is_none_or(|mine| mine.id != holder.id)
+                            {
+                                diff.fail(
+                                    &dn,
+                                    user.username.clone(),
+                                    code::CONFLICT,
+                                    format!(
+                                        "username {} belongs to user {} ({})",
+                                        user.username,
+                                        holder.id,
+                                        holder.fields.ldap_dn.as_deref().unwrap_or("a local user")
+                                    ),
+                                );
+                                continue;
+                            }
+                        }
+                        diff.push(plan_upsert(user, &dn, existing, avatar, &context.rules));
+                    }
+                }
+            }
+        }
+        Ok(diff)
+    }
+
+    async fn plan_removals(
+        &self,
+        context: &Context<'_>,
+        force: bool,
+        diff: &mut Diff,
+    ) -> Result<RemovalOutcome, SyncError> {
+        if diff.failed_entries > 0 {
+            return Ok(RemovalOutcome::SkippedAfterErrors {
+                failed_entries: diff.failed_entries,
+            });
+        }
+        let tenant_id = context.tenant.id;
+        let index = self
+            .blocking(tenant_id, move |store| store.ldap_user_index(tenant_id))
+            .await?;
+        let total = index.len() as u64;
+        let missing: Vec<_> = index
+            .into_iter()
+            .filter(|user| !diff.seen_ids.contains_key(&user.ldap_id))
+            .collect();
+        let policy = context.tenant.removal.policy;
+        let to_remove: Vec<_> = missing
+            .iter()
+            .filter(|user| match policy {
+                RemovalPolicy::Deactivate => user.active,
+                RemovalPolicy::Delete => true,
+                RemovalPolicy::Keep => false,
+            })
+            .collect();
+        let count = to_remove.len() as u64;
+        let removal = &context.tenant.removal;
+        let over_count = removal
+            .max_count
+            .filter(|max| count > *max)
+            .map(|max| format!("more than {max} users"));
+        let over_percent = removal
+            .max_percent
+            .filter(|max| total > 0 && count as f64 * 100.0 / total as f64 > *max)
+            .map(|max| format!("more than {max}% of them"));
+        if let Some(limit) = over_count.or(over_percent)
+            && !force
+        {
+            return Ok(RemovalOutcome::Refused {
+                missing: count,
+                total,
+                limit,
+            });
+        }
+        for user in to_remove {
+            let (change, action, message) = match policy {
+                RemovalPolicy::Delete => (
+                    Change::Delete { id: user.id },
+                    Action::Deleted,
+                    "deleted: no longer in the directory",
+                ),
+                _ => (
+                    Change::Deactivate { id: user.id },
+                    Action::Deactivated,
+                    "deactivated: no longer in the directory",
+                ),
+            };
+            diff.push(Planned {
+                change: Some(change),
+                result: UserResult {
+                    id: Some(user.id.0),
+                    username: user.username.clone(),
+                    dn: None,
+                    code: code::REMOVED,
+                    action,
+                    message: message.into(),
+                },
+                changed_keys: Vec::new(),
+            });
+        }
+        Ok(RemovalOutcome::Done {
+            missing: missing.len() as u64,
+            removed: count,
+        })
+    }
+
+    /// Writes the diff in chunks of one transaction each. A chunk refused for a
+    /// conflict is retried change by change, so one bad user fails alone.
+    async fn apply(
+        &self,
+        tenant_id: u64,
+        request: &SyncRequest,
+        diff: &mut Diff,
+        progress: &Progress,
+    ) -> Result<(), SyncError> {
+        let cause = ChangeCause {
+            cause: format!("sync:{}:{}", request.mode.as_str(), request.cause),
+            run_id: Some(request.run_id.clone()),
+            at: (self.clock)(),
+        };
+        let changes = std::mem::take(&mut diff.changes);
+        let change_results = std::mem::take(&mut diff.change_results);
+        progress.set_to_write(changes.len() as u64);
+        let mut offset = 0;
+        for chunk in changes.chunks(APPLY_CHUNK) {
+            let owned = chunk.to_vec();
+            let chunk_cause = cause.clone();
+            let applied = self
+                .blocking(tenant_id, move |store| {
+                    Ok(store.apply(tenant_id, &owned, &chunk_cause))
+                })
+                .await?;
+            match applied {
+                Ok(ids) => {
+                    for (index, id) in ids.into_iter().enumerate() {
+                        diff.results[change_results[offset + index]].id = Some(id.0);
+                    }
+                }
+                Err(StoreError::Conflict { .. } | StoreError::NoSuchUser { .. }) => {
+                    for (index, change) in chunk.iter().enumerate() {
+                        let single = vec![change.clone()];
+                        let single_cause = cause.clone();
+                        let result = self
+                            .blocking(tenant_id, move |store| {
+                                Ok(store.apply(tenant_id, &single, &single_cause))
+                            })
+                            .await?;
+                        let slot = &mut diff.results[change_results[offset + index]];
+                        match result {
+                            Ok(ids) => slot.id = ids.first().map(|id| id.0),
+                            Err(
+                                err @ (StoreError::Conflict { .. } | StoreError::NoSuchUser { .. }),
+                            ) => {
+                                fail_applied(
+                                    &mut diff.counts,
+                                    slot,
+                                    code::CONFLICT,
+                                    err.to_string(),
+                                );
+                            }
+                            Err(err) => {
+                                return Err(SyncError::Store {
+                                    tenant: tenant_id,
+                                    cause: err,
+                                });
+                            }
+                        }
+                    }
+                }
+                Err(err) => {
+                    return Err(SyncError::Store {
+                        tenant: tenant_id,
+                        cause: err,
+                    });
+                }
+            }
+            offset += chunk.len();
+            progress.add_written(chunk.len() as u64);
+        }
+        Ok(())
+    }
+}
+
+fn fail_applied(counts: &mut Counts, slot: &mut UserResult, code: u16, message: String) {
+    let counter = match slot.action {
+        Action::Created => &mut counts.created,
+        Action::Updated => &mut counts.updated,
+        Action::Deactivated => &mut counts.deactivated,
+        Action::Reactivated => &mut counts.reactivated,
+        Action::Deleted => &mut counts.deleted,
+        _ => &mut counts.failed,
+    };
+    *counter = counter.saturating_sub(1);
+    counts.failed += 1;
+    slot.action = Action::Failed;
+    slot.code = code;
+    slot.message = message;
+}
+
+fn millis(since: Instant) -> u64 {
+    u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+fn avatar_of(entry: &Entry) -> Option<Avatar> {
+    AVATAR_ATTRIBUTES.iter().find_map(|name| {
+        entry.binary_values(name).first().map(|bytes| Avatar {
+            sha256: crate::plugin::hex(&Sha256::digest(bytes)),
+            bytes: bytes.clone(),
+        })
+    })
+}
+
+/// Targeted identifiers that match no stored user get a 404 result.
+fn record_unknown_targets(targets: &UserIdentifiers, users: &[StoredUser], diff: &mut Diff) {
+    let mut unknown = Vec::new();
+    for name in &targets.usernames {
+        if !users.iter().any(|u| &u.fields.username == name) {
+            unknown.push(("username", name));
+        }
+    }
+    for id in &targets.ids {
+        if !users.iter().any(|u| &u.id.0.to_string() == id) {
+            unknown.push(("id", id));
+        }
+    }
+    for email in &targets.emails {
+        if !users.iter().any(|u| {
+            u.fields
+                .email
+                .as_deref()
+                .is_some_and(|e| e.eq_ignore_ascii_case(email))
+        }) {
+            unknown.push(("email", email));
+        }
+    }
+    for ldap_id in &targets.ldap_ids {
+        if !users
+            .iter()
+            .any(|u| u.fields.ldap_id.as_deref() == Some(ldap_id.as_str()))
+        {
+            unknown.push(("ldapId", ldap_id));
+        }
+    }
+    for (kind, value) in unknown {
+        diff.push(Planned {
+            change: None,
+            result: UserResult {
+                id: None,
+                username: if kind == "username" {
+                    value.clone()
+                } else {
+                    String::new()
+                },
+                dn: None,
+                code: code::NOT_FOUND,
+                action: Action::NotFound,
+                message: format!("no user with {kind} {value}"),
+            },
+            changed_keys: Vec::new(),
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn marks_compare_as_numbers_or_text() {
+        assert_eq!(later_mark(Some("99".into()), "100").as_deref(), Some("100"));
+        assert_eq!(
+            later_mark(Some("20260101000000Z".into()), "20251231000000Z").as_deref(),
+            Some("20260101000000Z")
+        );
+        assert_eq!(later_mark(None, "5").as_deref(), Some("5"));
+    }
+}

@@ -1,0 +1,19 @@
+//! The sync engine: read a tenant's directory, map each entry through the tenant's
+//! plugin, diff against the store, apply.
+//!
+//! Reading, mapping and diffing overlap (entries stream in batches; memory holds the
+//! diff, not the directory). Nothing is written until the directory has confirmed the
+//! end of the result set and every batch mapped: a directory that dies mid-sync, a
+//! plugin that traps, a cancelled sync all leave the store exactly as it was. Users no
+//! longer in the directory are removed only by a full sync whose every entry mapped
+//! without error, and only within the tenant's threshold.
+
+mod diff;
+mod engine;
+mod progress;
+mod report;
+
+pub use diff::{PlanRules, Planned, attribute_changes, plan_deactivate, plan_upsert};
+pub use engine::{Clock, SyncEngine, SyncError, SyncRequest, system_clock};
+pub use progress::{Phase, Progress, ProgressSnapshot};
+pub use report::{Action, Counts, RemovalOutcome, SyncReport, Timings, UserResult, code};

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs what building and testing abacsync needs, when it is missing:
+# - the wasm32-wasip2 Rust target (plugins are compiled to it);
+# - OpenLDAP's server and tools (slapd, slapadd, ldapsearch…): the tests, the demo and
+#   the benchmark start their own directory on a free loopback port;
+# - openssl, which the test directory uses to make its TLS certificates.
+# Safe to run again; used by scripts/demo.sh, scripts/test.sh and .ci/run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! rustup target list --installed | grep -qx wasm32-wasip2; then
+    echo "setup: installing the wasm32-wasip2 Rust target"
+    rustup target add wasm32-wasip2
+fi
+
+missing=()
+command -v slapd >/dev/null 2>&1 || [ -x /usr/sbin/slapd ] || missing+=(slapd)
+command -v ldapsearch >/dev/null 2>&1 || missing+=(ldap-utils)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "setup: installing ${missing[*]} from apt"
+    sudo=""
+    if [ "$(id -u)" -ne 0 ]; then
+        sudo="sudo"
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    $sudo apt-get update -qq
+    $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+    # The package starts a system slapd on port 389; abacsync's tests run their own.
+    if command -v service >/dev/null 2>&1; then
+        $sudo service slapd stop >/dev/null 2>&1 || true
+    fi
+fi
