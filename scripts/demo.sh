@@ -1,18 +1,50 @@
 #!/usr/bin/env bash
-# The main job, end to end: build abacsync and the example plugins, check a plugin,
-# and run it over the OpenLDAP fixtures, comparing with the golden output.
+# The main job, end to end: a real sync from a real directory through a real plugin.
+#
+# Builds abacsync and the example plugins, checks the OpenLDAP plugin and runs it over
+# its golden fixtures, then starts a throw-away OpenLDAP directory (slapd on a free
+# loopback port, 1,000 generated people) and syncs it into a fresh store: a dry run, a
+# full sync, a change in the directory, an incremental sync, and a removal.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/setup.sh
 scripts/build-plugins.sh --quiet
-cargo build --release --quiet -p abacsync
-abacsync=target/release/abacsync
+cargo build --release --quiet -p abacsync -p abacsync-testkit --bins
+export PATH="$PWD/target/release:$PATH"
 plugin=target/wasm-plugins/wasm32-wasip2/plugin/openldap_mapping.wasm
+demo=$(mktemp -d -t abacsync-demo.XXXXXX)
+trap 'rm -rf "$demo"' EXIT
 
 echo "== abacsync plugin check $plugin"
-"$abacsync" plugin check "$plugin"
+abacsync plugin check "$plugin"
 echo
-echo "== abacsync plugin test $plugin plugins/openldap/fixtures/entries.ldif --expect plugins/openldap/fixtures/expected.json"
-"$abacsync" plugin test "$plugin" plugins/openldap/fixtures/entries.ldif \
-    --expect plugins/openldap/fixtures/expected.json
+echo "== abacsync plugin test (golden fixtures)"
+abacsync plugin test "$plugin" plugins/openldap/fixtures/entries.ldif \
+    --expect plugins/openldap/fixtures/expected.json > /dev/null
+
+echo
+
+test-directory --users "${DEMO_USERS:-1000}" --plugin "$plugin" --dir "$demo" -- bash -euo pipefail -c '
+    echo "== abacsync sync --tenant 1 --dry-run"
+    abacsync sync --tenant 1 --dry-run
+    echo
+    echo "== abacsync sync --tenant 1"
+    abacsync sync --tenant 1
+    echo
+    echo "== in the directory: user000007 changes department, user000008 leaves"
+    printf "dn: uid=user000007,ou=people,%s\nchangetype: modify\nreplace: departmentNumber\ndepartmentNumber: 900\n" "$LDAP_BASE_DN" |
+        ldapmodify -x -H "$LDAP_URL" -D "$LDAP_BIND_DN" -w "$LDAP_BIND_PASSWORD" > /dev/null
+    ldapdelete -x -H "$LDAP_URL" -D "$LDAP_BIND_DN" -w "$LDAP_BIND_PASSWORD" "uid=user000008,ou=people,$LDAP_BASE_DN"
+    echo
+    echo "== abacsync sync --tenant 1 --mode incremental   (reads only what changed)"
+    abacsync sync --tenant 1 --mode incremental
+    echo
+    echo "== abacsync sync --tenant 1   (full: finds the user who left)"
+    abacsync sync --tenant 1
+    echo
+    echo "== abacsync sync --tenant 1 --json   (the report, per-user results included; first lines)"
+    report="$(dirname "$ABACSYNC_CONFIG")/report.json"
+    abacsync sync --tenant 1 --json > "$report"
+    head -n 24 "$report"
+'

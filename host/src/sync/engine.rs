@@ -194,9 +194,7 @@ fn later_mark(current: Option<String>, candidate: &str) -> Option<String> {
 
 struct Context<'a> {
     tenant: &'a TenantConfig,
-    plugin: Arc<TenantPlugin>,
     rules: PlanRules,
-    mode: SyncMode,
     plugin_attributes: HashSet<String>,
     progress: Progress,
 }
@@ -229,7 +227,7 @@ impl SyncEngine {
 
     /// Runs one sync and records it. The report says how it ended; the error, when
     /// there is one, says why it stopped (the report's `error` carries its text).
-    pub async fn run<D: DirectorySource>(
+    pub async fn run<D: DirectorySource + Clone + 'static>(
         &self,
         tenant: &TenantConfig,
         plugin: Arc<TenantPlugin>,
@@ -304,7 +302,7 @@ impl SyncEngine {
         (report, error)
     }
 
-    async fn run_inner<D: DirectorySource>(
+    async fn run_inner<D: DirectorySource + Clone + 'static>(
         &self,
         tenant: &TenantConfig,
         plugin: Arc<TenantPlugin>,
@@ -380,7 +378,6 @@ impl SyncEngine {
 
         let context = Context {
             tenant,
-            plugin: plugin.clone(),
             rules: PlanRules {
                 import_new_users: request.import_new_users.unwrap_or(tenant.import_new_users),
                 default_language: request
@@ -391,7 +388,6 @@ impl SyncEngine {
                 attributes_only: mode == SyncMode::Targeted,
                 sync_avatars: tenant.sync_avatars,
             },
-            mode,
             plugin_attributes,
             progress: progress.clone(),
         };
@@ -405,10 +401,35 @@ impl SyncEngine {
             attributes,
             batch_size: BATCH_SIZE,
         };
-        let read = directory.read(read_request, sender);
-        let process = self.process(&context, receiver, diff);
-        let (read, processed) = tokio::join!(read, process);
+        // Three stages on their own tasks: the directory read, the plugin calls, and
+        // the diff against the store (this task).
+        let reader = directory.clone();
+        let read = tokio::spawn(async move { reader.read(read_request, sender).await });
+        let (mapped_sender, mapped_receiver) = mpsc::channel::<MappedBatch>(2);
+        let mapper = tokio::spawn(map_stage(
+            MapStage {
+                tenant: tenant_id,
+                plugin: plugin.clone(),
+                mode,
+                sync_avatars: context.rules.sync_avatars,
+                change_attribute: tenant.ldap.change_attribute.clone(),
+                plugin_attributes: context.plugin_attributes.clone(),
+                progress: progress.clone(),
+            },
+            receiver,
+            mapped_sender,
+        ));
+        let processed = self.process(&context, mapped_receiver, diff).await;
+        let mapped = mapper.await.map_err(|err| SyncError::Internal {
+            tenant: tenant_id,
+            reason: err.to_string(),
+        })?;
+        let read = read.await.map_err(|err| SyncError::Internal {
+            tenant: tenant_id,
+            reason: err.to_string(),
+        })?;
         let mut diff = processed?;
+        mapped?;
         let stats = read.map_err(|cause| match cause {
             DirectoryError::Cancelled if progress.is_cancelled() => {
                 SyncError::Cancelled { tenant: tenant_id }
@@ -506,71 +527,61 @@ impl SyncEngine {
     async fn process(
         &self,
         context: &Context<'_>,
-        mut receiver: mpsc::Receiver<Vec<Entry>>,
+        mut receiver: mpsc::Receiver<MappedBatch>,
         mut diff: Diff,
     ) -> Result<Diff, SyncError> {
         let tenant_id = context.tenant.id;
-        while let Some(mut batch) = receiver.recv().await {
+        while let Some(batch) = receiver.recv().await {
             if context.progress.is_cancelled() {
                 return Ok(diff);
             }
-            context.progress.add_read(batch.len() as u64);
-            let change_attribute = &context.tenant.ldap.change_attribute;
-            let mut dns = Vec::with_capacity(batch.len());
-            let mut avatars = Vec::with_capacity(batch.len());
-            for entry in &mut batch {
-                dns.push(entry.dn.clone());
-                if let Some(mark) = entry.values(change_attribute).first() {
-                    diff.high_water_mark = later_mark(diff.high_water_mark.take(), mark);
-                }
-                avatars.push(if context.rules.sync_avatars {
-                    avatar_of(entry)
-                } else {
-                    None
-                });
-                // The plugin sees what it asked for (and the identifiers), not avatars.
-                entry.binary_attributes.retain(|(name, _)| {
-                    let lower = name.to_ascii_lowercase();
-                    !AVATAR_ATTRIBUTES
-                        .iter()
-                        .any(|a| a.eq_ignore_ascii_case(name))
-                        || context.plugin_attributes.contains(&lower)
-                });
+            let MappedBatch {
+                dns,
+                avatars,
+                outcomes,
+                plugin_ms,
+                mark,
+            } = batch;
+            diff.plugin_ms += plugin_ms;
+            if let Some(mark) = mark {
+                diff.high_water_mark = later_mark(diff.high_water_mark.take(), &mark);
             }
-            let plugin = context.plugin.clone();
-            let mapping_context = plugin.context(context.mode);
-            let mapped = tokio::task::spawn_blocking(move || {
-                plugin.plugin.map_entries(&mapping_context, batch)
-            })
-            .await
-            .map_err(|err| SyncError::Internal {
-                tenant: tenant_id,
-                reason: err.to_string(),
-            })?
-            .map_err(|cause| SyncError::Plugin {
-                tenant: tenant_id,
-                plugin: context.plugin.plugin.label().to_owned(),
-                cause: Box::new(cause),
-            })?;
-            diff.plugin_ms += u64::try_from(mapped.stats.duration.as_millis()).unwrap_or(u64::MAX);
-            context.progress.add_mapped(dns.len() as u64);
+            let mapped = MappedOutcomes { outcomes };
 
-            // One lookup per batch: the users these entries name, by id and by username.
+            // One lookup per batch by directory id; usernames only for users that are
+            // new or renamed (to find who holds the name).
             let mut ids = Vec::new();
-            let mut usernames = Vec::new();
+            let mut candidates = Vec::new();
             for outcome in &mapped.outcomes {
                 match outcome {
                     Ok(Decision::Upsert(user)) => {
                         ids.push(user.ldap_id.clone());
-                        usernames.push(user.username.clone());
+                        candidates.push((user.ldap_id.clone(), user.username.clone()));
                     }
                     Ok(Decision::Deactivate { ldap_id, .. }) => ids.push(ldap_id.clone()),
                     _ => {}
                 }
             }
+            let check_names = !context.rules.attributes_only;
             let (by_id, by_name) = self
                 .blocking(tenant_id, move |store| {
                     let by_id = store.users_by_ldap_ids(tenant_id, &ids)?;
+                    let known: HashMap<&str, &str> = by_id
+                        .iter()
+                        .filter_map(|user| {
+                            Some((
+                                user.fields.ldap_id.as_deref()?,
+                                user.fields.username.as_str(),
+                            ))
+                        })
+                        .collect();
+                    let usernames: Vec<String> = candidates
+                        .into_iter()
+                        .filter(|(id, name)| {
+                            check_names && known.get(id.as_str()) != Some(&name.as_str())
+                        })
+                        .map(|(_, name)| name)
+                        .collect();
                     let by_name = store.users_by_usernames(tenant_id, &usernames)?;
                     Ok((by_id, by_name))
                 })
@@ -821,6 +832,94 @@ impl SyncEngine {
         }
         Ok(())
     }
+}
+
+/// A batch after the plugin: one outcome per entry, with what the diff needs.
+struct MappedBatch {
+    dns: Vec<String>,
+    avatars: Vec<Option<Avatar>>,
+    outcomes: Vec<crate::plugin::model::EntryOutcome>,
+    plugin_ms: u64,
+    /// The latest change mark among the batch's entries.
+    mark: Option<String>,
+}
+
+struct MappedOutcomes {
+    outcomes: Vec<crate::plugin::model::EntryOutcome>,
+}
+
+/// What the mapping stage needs, owned (it runs on its own task).
+struct MapStage {
+    tenant: u64,
+    plugin: Arc<TenantPlugin>,
+    mode: SyncMode,
+    sync_avatars: bool,
+    change_attribute: String,
+    plugin_attributes: HashSet<String>,
+    progress: Progress,
+}
+
+/// Calls the plugin for each batch of entries, while the next batch is being read and
+/// the previous one diffed.
+async fn map_stage(
+    stage: MapStage,
+    mut receiver: mpsc::Receiver<Vec<Entry>>,
+    sender: mpsc::Sender<MappedBatch>,
+) -> Result<(), SyncError> {
+    while let Some(mut batch) = receiver.recv().await {
+        if stage.progress.is_cancelled() {
+            return Ok(());
+        }
+        stage.progress.add_read(batch.len() as u64);
+        let mut dns = Vec::with_capacity(batch.len());
+        let mut avatars = Vec::with_capacity(batch.len());
+        let mut mark: Option<String> = None;
+        for entry in &mut batch {
+            dns.push(entry.dn.clone());
+            if let Some(value) = entry.values(&stage.change_attribute).first() {
+                mark = later_mark(mark.take(), value);
+            }
+            avatars.push(if stage.sync_avatars {
+                avatar_of(entry)
+            } else {
+                None
+            });
+            // The plugin sees what it asked for (and the identifiers), not avatars.
+            entry.binary_attributes.retain(|(name, _)| {
+                !AVATAR_ATTRIBUTES
+                    .iter()
+                    .any(|a| a.eq_ignore_ascii_case(name))
+                    || stage.plugin_attributes.contains(&name.to_ascii_lowercase())
+            });
+        }
+        let plugin = stage.plugin.clone();
+        let mapping_context = plugin.context(stage.mode);
+        let mapped =
+            tokio::task::spawn_blocking(move || plugin.plugin.map_entries(&mapping_context, batch))
+                .await
+                .map_err(|err| SyncError::Internal {
+                    tenant: stage.tenant,
+                    reason: err.to_string(),
+                })?
+                .map_err(|cause| SyncError::Plugin {
+                    tenant: stage.tenant,
+                    plugin: stage.plugin.plugin.label().to_owned(),
+                    cause: Box::new(cause),
+                })?;
+        stage.progress.add_mapped(dns.len() as u64);
+        let batch = MappedBatch {
+            dns,
+            avatars,
+            outcomes: mapped.outcomes,
+            plugin_ms: u64::try_from(mapped.stats.duration.as_millis()).unwrap_or(u64::MAX),
+            mark,
+        };
+        if sender.send(batch).await.is_err() {
+            // The diff stage stopped; its error is the one to report.
+            return Ok(());
+        }
+    }
+    Ok(())
 }
 
 fn fail_applied(counts: &mut Counts, slot: &mut UserResult, code: u16, message: String) {

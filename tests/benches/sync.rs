@@ -1,0 +1,276 @@
+//! Sync benchmark: a 100,000-user OpenLDAP directory (generated, loaded with slapadd),
+//! synced through the OpenLDAP example plugin into a SQLite store, each figure beside
+//! `ldapsearch` paging through the same entries with the same attributes in the same
+//! run (the baseline):
+//!
+//! - first full sync into an empty store (target ≤ 3× ldapsearch);
+//! - a second full sync with nothing changed (target ≤ 1.5×);
+//! - an incremental sync after 1% of the entries changed (target ≤ 0.3×);
+//! - peak resident memory of this process during each sync (target ≤ 300 MB).
+//!
+//! Run: `cargo bench -p abacsync --bench sync` (optionally `-- --users N --runs R`).
+//! Medians of R runs.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use abacsync::config::Config;
+use abacsync::ldap::LdapDirectory;
+use abacsync::plugin::model::SyncMode;
+use abacsync::plugin::{PluginEngine, PluginRegistry, SandboxConfig};
+use abacsync::store::SqliteStore;
+use abacsync::sync::{Progress, SyncEngine, SyncReport, SyncRequest, system_clock};
+use abacsync_testkit::directory::{PeopleOptions, user_dn, write_people_ldif};
+use abacsync_testkit::plugins;
+use abacsync_testkit::slapd::Slapd;
+
+const BASE: &str = "dc=example,dc=org";
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let flag = |name: &str, default: usize| {
+        args.iter()
+            .position(|arg| arg == name)
+            .and_then(|i| args.get(i + 1))
+            .and_then(|value| value.parse().ok())
+            .unwrap_or(default)
+    };
+    let users = flag("--users", 100_000);
+    let runs = flag("--runs", 3);
+    let verbose = args.iter().any(|arg| arg == "--verbose");
+    let changed = (users / 100).max(1);
+
+    let started = Instant::now();
+    let slapd = Slapd::builder()
+        .ldif_writer(move |out| write_people_ldif(out, BASE, users, &PeopleOptions::default()))
+        .start()
+        .expect("slapd");
+    println!(
+        "directory: {users} users loaded with slapadd in {:.1?}",
+        started.elapsed()
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let plugin_path = plugins::component("openldap-mapping");
+    let text = format!(
+        r#"
+        [[tenant]]
+        id = 1
+        plugin = {{ path = "{plugin}" }}
+        [tenant.ldap]
+        servers = ["{url}"]
+        tls = "plain"
+        bind_dn = "{admin}"
+        bind_password = "{password}"
+        base_dn = "ou=people,{BASE}"
+        user_filter = "(objectClass=inetOrgPerson)"
+        page_size = 1000
+        change_attribute = "entryCSN"
+        [tenant.removal]
+        max_percent = 100.0
+        "#,
+        plugin = plugin_path.display(),
+        url = slapd.url(),
+        admin = slapd.admin_dn(),
+        password = slapd.admin_password(),
+    );
+    let tenant = Config::parse(&text, Path::new("bench.toml"))
+        .unwrap()
+        .tenants[0]
+        .clone();
+    let registry = PluginRegistry::new(PluginEngine::new(SandboxConfig::default(), None).unwrap());
+    let plugin = registry
+        .assign(
+            1,
+            "openldap",
+            &std::fs::read(&plugin_path).unwrap(),
+            Vec::new(),
+        )
+        .unwrap();
+    let directory =
+        LdapDirectory::new(&tenant.ldap, tenant.ldap.bind_password(1).unwrap()).unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let sync = |store: &Arc<SqliteStore>, mode: SyncMode| -> (Duration, SyncReport, u64) {
+        reset_peak_memory();
+        let before = peak_memory_kib();
+        let engine = SyncEngine::new(store.clone(), system_clock());
+        let started = Instant::now();
+        let (report, error) = runtime.block_on(engine.run(
+            &tenant,
+            plugin.clone(),
+            &directory,
+            SyncRequest::new(mode, "bench", "bench"),
+            Progress::new(),
+        ));
+        let elapsed = started.elapsed();
+        assert!(error.is_none(), "sync failed: {error:?}");
+        if verbose {
+            println!(
+                "  {mode:?}: {elapsed:.1?}; read+map {} ms, plugin {} ms, apply {} ms; RSS before {} MiB",
+                report.timings.read_map_ms,
+                report.timings.plugin_ms,
+                report.timings.apply_ms,
+                before / 1024
+            );
+        }
+        (elapsed, report, peak_memory_kib())
+    };
+
+    // The same attributes the sync asks for (its filter and attribute list).
+    let (_, probe, _) = sync(
+        &Arc::new(SqliteStore::open_in_memory().unwrap()),
+        SyncMode::Full,
+    );
+    let attributes = [
+        "uid",
+        "mail",
+        "cn",
+        "displayName",
+        "preferredLanguage",
+        "entryUUID",
+        "departmentNumber",
+        "employeeType",
+        "l",
+        "ou",
+        "pwdAccountLockedTime",
+        "objectGUID",
+        "ibm-entryUUID",
+        "GUID",
+        "dominoUNID",
+        "nsuniqueId",
+        "uidNumber",
+        "entryCSN",
+        "memberOf",
+    ];
+    let ldapsearch = median(runs, || {
+        let started = Instant::now();
+        let status = Command::new("ldapsearch")
+            .args([
+                "-x",
+                "-LLL",
+                "-H",
+                &slapd.url(),
+                "-D",
+                slapd.admin_dn(),
+                "-w",
+                slapd.admin_password(),
+            ])
+            .args([
+                "-b",
+                &format!("ou=people,{BASE}"),
+                "-E",
+                "pr=1000/noprompt",
+                &probe.filter,
+            ])
+            .args(attributes)
+            .stdout(Stdio::null())
+            .status()
+            .expect("ldapsearch");
+        assert!(status.success());
+        started.elapsed()
+    });
+
+    let mut first = Vec::new();
+    let mut first_peak = 0;
+    let mut store = None;
+    for run in 0..runs {
+        let path = dir.path().join(format!("first-{run}.db"));
+        let fresh = Arc::new(SqliteStore::open(&path).unwrap());
+        let (elapsed, report, peak) = sync(&fresh, SyncMode::Full);
+        assert_eq!(report.counts.created, users as u64);
+        first.push(elapsed);
+        first_peak = first_peak.max(peak);
+        store = Some(fresh);
+    }
+    let store = store.unwrap();
+    let mut unchanged_peak = 0;
+    let unchanged = median(runs, || {
+        let (elapsed, report, peak) = sync(&store, SyncMode::Full);
+        assert_eq!(report.counts.unchanged, users as u64);
+        unchanged_peak = unchanged_peak.max(peak);
+        elapsed
+    });
+    let mut incremental_peak = 0;
+    let mut round = 0;
+    let incremental = median(runs, || {
+        round += 1;
+        // Sync first so the mark is fresh, then change 1% of the entries.
+        sync(&store, SyncMode::Incremental);
+        let mut ldif = String::new();
+        for i in (0..users).step_by(users / changed).take(changed) {
+            ldif.push_str(&format!(
+                "dn: {}\nchangetype: modify\nreplace: departmentNumber\ndepartmentNumber: bench-{round}\n\n",
+                user_dn(BASE, i)
+            ));
+        }
+        slapd.modify(&ldif).unwrap();
+        let (elapsed, report, peak) = sync(&store, SyncMode::Incremental);
+        assert_eq!(report.counts.updated, changed as u64, "{:?}", report.counts);
+        incremental_peak = incremental_peak.max(peak);
+        elapsed
+    });
+    let first = median_of(first);
+
+    let base = ldapsearch.as_secs_f64();
+    println!(
+        "baseline: ldapsearch paging through {users} entries: {:.0} ms (median of {runs})",
+        base * 1000.0
+    );
+    let line = |name: &str, time: Duration, target: f64, peak: u64| {
+        let ratio = time.as_secs_f64() / base;
+        println!(
+            "{name:<34} {:>7.0} ms  {ratio:>5.2}x ldapsearch (target ≤ {target}x: {})  peak RSS {} MiB",
+            time.as_secs_f64() * 1000.0,
+            if ratio <= target { "met" } else { "MISSED" },
+            peak / 1024
+        );
+    };
+    line("first full sync (empty store)", first, 3.0, first_peak);
+    line("full sync, nothing changed", unchanged, 1.5, unchanged_peak);
+    line(
+        &format!("incremental, {changed} changed (1%)"),
+        incremental,
+        0.3,
+        incremental_peak,
+    );
+    println!(
+        "peak memory target ≤ 300 MB: {}",
+        if first_peak.max(unchanged_peak).max(incremental_peak) <= 300 * 1024 {
+            "met"
+        } else {
+            "MISSED"
+        }
+    );
+}
+
+fn median(runs: usize, mut measure: impl FnMut() -> Duration) -> Duration {
+    median_of((0..runs.max(1)).map(|_| measure()).collect())
+}
+
+fn median_of(mut times: Vec<Duration>) -> Duration {
+    times.sort();
+    times[times.len() / 2]
+}
+
+/// Resets the kernel's peak-RSS counter of this process (Linux ≥ 4.0).
+fn reset_peak_memory() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// Peak resident memory since the last reset, in KiB.
+fn peak_memory_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|kib| kib.parse().ok())
+        .unwrap_or(0)
+}
