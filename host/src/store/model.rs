@@ -3,13 +3,15 @@
 use std::collections::BTreeSet;
 use std::fmt;
 
+use serde::{Deserialize, Serialize};
+
 use crate::plugin::model::AbacAttributes;
 
 /// Milliseconds since the Unix epoch (UTC). Passed in by callers, so tests fix time.
 pub type Timestamp = i64;
 
 /// A user's id in the store, unique across tenants.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct UserId(pub i64);
 
 impl fmt::Display for UserId {
@@ -38,7 +40,7 @@ impl UserSource {
 }
 
 /// An avatar picture, with the hash that tells whether it changed.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Avatar {
     /// The picture as read from the directory (jpegPhoto, thumbnailPhoto).
     pub bytes: Vec<u8>,
@@ -64,7 +66,7 @@ pub struct StoredUser {
 }
 
 /// The fields of a user that a sync writes.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserFields {
     /// Login name, unique within the tenant.
     pub username: String,
@@ -85,7 +87,7 @@ pub struct UserFields {
 }
 
 /// The values of one ABAC key that a change adds and removes.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AttributeChange {
     /// The ABAC key.
     pub key: String,
@@ -96,7 +98,7 @@ pub struct AttributeChange {
 }
 
 /// What happens to an avatar in an update.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub enum AvatarChange {
     /// Leave it as it is (avatars not synced, or unchanged).
     #[default]
@@ -108,7 +110,7 @@ pub enum AvatarChange {
 }
 
 /// One write the sync engine asks for.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Change {
     /// A new directory user.
     Create {

@@ -139,7 +139,7 @@ pub struct SyncEngine {
 /// What reading and diffing produced, before anything is written.
 #[derive(Default)]
 struct Diff {
-    changes: Vec<Change>,
+    changes: super::changes::ChangeLog,
     /// For each change, the index of its result.
     change_results: Vec<usize>,
     results: Vec<UserResult>,
@@ -156,11 +156,20 @@ impl Diff {
     fn push(&mut self, planned: Planned) {
         self.counts.add(planned.result.action);
         self.changed_keys.extend(planned.changed_keys);
+        let mut result = planned.result;
         if let Some(change) = planned.change {
-            self.changes.push(change);
-            self.change_results.push(self.results.len());
+            match self.changes.push(&change) {
+                Ok(()) => self.change_results.push(self.results.len()),
+                Err(err) => {
+                    // Not expected (every field encodes); the user fails alone if it does.
+                    self.counts.failed += 1;
+                    result.action = Action::Failed;
+                    result.code = code::FAILED;
+                    result.message = format!("cannot hold the change: {err}");
+                }
+            }
         }
-        self.results.push(planned.result);
+        self.results.push(result);
     }
 
     fn fail(&mut self, dn: &str, username: String, code: u16, message: String) {
@@ -775,8 +784,15 @@ impl SyncEngine {
         let change_results = std::mem::take(&mut diff.change_results);
         progress.set_to_write(changes.len() as u64);
         let mut offset = 0;
-        for chunk in changes.chunks(APPLY_CHUNK) {
-            let owned = chunk.to_vec();
+        while offset < changes.len() {
+            let end = (offset + APPLY_CHUNK).min(changes.len());
+            let chunk = changes
+                .decode(offset..end)
+                .map_err(|err| SyncError::Internal {
+                    tenant: tenant_id,
+                    reason: format!("cannot decode a planned change: {err}"),
+                })?;
+            let owned = chunk.clone();
             let chunk_cause = cause.clone();
             let applied = self
                 .blocking(tenant_id, move |store| {

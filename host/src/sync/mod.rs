@@ -8,6 +8,7 @@
 //! longer in the directory are removed only by a full sync whose every entry mapped
 //! without error, and only within the tenant's threshold.
 
+mod changes;
 mod diff;
 mod engine;
 mod progress;
