@@ -596,3 +596,45 @@ async fn groups_from_the_memberof_overlay_and_from_nested_group_search() {
         .collect();
     assert_eq!(groups, ["group0000", "group0001"]);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failing_plugin_aborts_the_sync_and_changes_nothing() {
+    let h = Harness::new(started(12));
+    h.sync(SyncMode::Full).await;
+    let before = h.users();
+    for behaviour in ["panic", "loop"] {
+        let engine_config = SandboxConfig {
+            deadline: std::time::Duration::from_millis(300),
+            ..SandboxConfig::default()
+        };
+        let registry = PluginRegistry::new(PluginEngine::new(engine_config, None).unwrap());
+        let hostile = registry
+            .assign(
+                1,
+                "hostile",
+                &plugins::bytes("hostile-mapping"),
+                vec![("behaviour".into(), behaviour.into())],
+            )
+            .unwrap();
+        let (report, error) = h
+            .engine
+            .run(
+                &h.tenant,
+                hostile,
+                &h.directory(),
+                SyncRequest::new(SyncMode::Full, "t", "test"),
+                Progress::new(),
+            )
+            .await;
+        let error = error.unwrap_or_else(|| panic!("{behaviour}: the sync must fail"));
+        assert!(
+            matches!(error, SyncError::Plugin { .. }),
+            "{behaviour}: {error}"
+        );
+        assert_eq!(report.outcome, "failed");
+        assert_eq!(report.removal, RemovalOutcome::NotApplicable);
+        assert_eq!(h.users(), before, "{behaviour}");
+    }
+    // The tenant's own plugin still syncs.
+    assert_eq!(h.sync(SyncMode::Full).await.counts.unchanged, 12);
+}

@@ -882,7 +882,25 @@ async fn map_stage(
     mut receiver: mpsc::Receiver<Vec<Entry>>,
     sender: mpsc::Sender<MappedBatch>,
 ) -> Result<(), SyncError> {
-    while let Some(mut batch) = receiver.recv().await {
+    // Up to this many plugin calls run at once (each in its own fresh instance);
+    // results are passed on in the directory's order.
+    const IN_FLIGHT: usize = 2;
+    let mut pending = std::collections::VecDeque::new();
+    loop {
+        let next = if pending.len() < IN_FLIGHT {
+            receiver.recv().await
+        } else {
+            None
+        };
+        let Some(mut batch) = next else {
+            let Some(call) = pending.pop_front() else {
+                return Ok(());
+            };
+            if !forward(&stage, call, &sender).await? {
+                return Ok(());
+            }
+            continue;
+        };
         if stage.progress.is_cancelled() {
             return Ok(());
         }
@@ -910,32 +928,53 @@ async fn map_stage(
         }
         let plugin = stage.plugin.clone();
         let mapping_context = plugin.context(stage.mode);
-        let mapped =
-            tokio::task::spawn_blocking(move || plugin.plugin.map_entries(&mapping_context, batch))
-                .await
-                .map_err(|err| SyncError::Internal {
-                    tenant: stage.tenant,
-                    reason: err.to_string(),
-                })?
-                .map_err(|cause| SyncError::Plugin {
-                    tenant: stage.tenant,
-                    plugin: stage.plugin.plugin.label().to_owned(),
-                    cause: Box::new(cause),
-                })?;
-        stage.progress.add_mapped(dns.len() as u64);
-        let batch = MappedBatch {
+        let call =
+            tokio::task::spawn_blocking(move || plugin.plugin.map_entries(&mapping_context, batch));
+        pending.push_back(PendingCall {
+            call,
             dns,
             avatars,
-            outcomes: mapped.outcomes,
-            plugin_ms: u64::try_from(mapped.stats.duration.as_millis()).unwrap_or(u64::MAX),
             mark,
-        };
-        if sender.send(batch).await.is_err() {
-            // The diff stage stopped; its error is the one to report.
-            return Ok(());
-        }
+        });
     }
-    Ok(())
+}
+
+/// A plugin call under way, with what its batch carries past the plugin.
+struct PendingCall {
+    call: tokio::task::JoinHandle<Result<crate::plugin::BatchOutput, crate::plugin::CallError>>,
+    dns: Vec<String>,
+    avatars: Vec<Option<Avatar>>,
+    mark: Option<String>,
+}
+
+/// Waits for `pending` and sends its batch on; `false` when the diff stage is gone.
+async fn forward(
+    stage: &MapStage,
+    pending: PendingCall,
+    sender: &mpsc::Sender<MappedBatch>,
+) -> Result<bool, SyncError> {
+    let mapped = pending
+        .call
+        .await
+        .map_err(|err| SyncError::Internal {
+            tenant: stage.tenant,
+            reason: err.to_string(),
+        })?
+        .map_err(|cause| SyncError::Plugin {
+            tenant: stage.tenant,
+            plugin: stage.plugin.plugin.label().to_owned(),
+            cause: Box::new(cause),
+        })?;
+    stage.progress.add_mapped(pending.dns.len() as u64);
+    let batch = MappedBatch {
+        dns: pending.dns,
+        avatars: pending.avatars,
+        outcomes: mapped.outcomes,
+        plugin_ms: u64::try_from(mapped.stats.duration.as_millis()).unwrap_or(u64::MAX),
+        mark: pending.mark,
+    };
+    // A closed channel means the diff stage stopped; its error is the one to report.
+    Ok(sender.send(batch).await.is_ok())
 }
 
 fn fail_applied(counts: &mut Counts, slot: &mut UserResult, code: u16, message: String) {
