@@ -30,6 +30,10 @@ use abacsync_testkit::slapd::Slapd;
 
 const BASE: &str = "dc=example,dc=org";
 
+// The allocator of the `abacsync` binary, so the figures are the binary's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let flag = |name: &str, default: usize| {

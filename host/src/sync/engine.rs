@@ -144,8 +144,10 @@ struct Diff {
     change_results: Vec<usize>,
     results: Vec<UserResult>,
     counts: Counts,
-    seen_ids: HashMap<String, String>,
-    seen_usernames: HashMap<String, String>,
+    /// Directory ids seen, with the index of the first entry's result.
+    seen_ids: HashMap<String, usize>,
+    /// Usernames mapped, with the index of the first entry's result.
+    seen_usernames: HashMap<String, usize>,
     failed_entries: u64,
     high_water_mark: Option<String>,
     changed_keys: BTreeSet<String>,
@@ -170,6 +172,14 @@ impl Diff {
             }
         }
         self.results.push(result);
+    }
+
+    /// The DN of result `index`, for messages.
+    fn result_dn(&self, index: usize) -> String {
+        self.results
+            .get(index)
+            .and_then(|result| result.dn.clone())
+            .unwrap_or_default()
     }
 
     fn fail(&mut self, dn: &str, username: String, code: u16, message: String) {
@@ -625,7 +635,9 @@ impl SyncEngine {
                         changed_keys: Vec::new(),
                     }),
                     Ok(Decision::Deactivate { ldap_id, reason }) => {
-                        if let Some(first) = diff.seen_ids.insert(ldap_id.clone(), dn.clone()) {
+                        let next = diff.results.len();
+                        if let Some(first) = first_seen(&mut diff.seen_ids, &ldap_id, next) {
+                            let first = diff.result_dn(first);
                             diff.fail(
                                 &dn,
                                 String::new(),
@@ -637,8 +649,9 @@ impl SyncEngine {
                         diff.push(plan_deactivate(&dn, by_id.get(&ldap_id), &reason));
                     }
                     Ok(Decision::Upsert(user)) => {
-                        if let Some(first) = diff.seen_ids.insert(user.ldap_id.clone(), dn.clone())
-                        {
+                        let next = diff.results.len();
+                        if let Some(first) = first_seen(&mut diff.seen_ids, &user.ldap_id, next) {
+                            let first = diff.result_dn(first);
                             diff.fail(
                                 &dn,
                                 user.username,
@@ -649,10 +662,10 @@ impl SyncEngine {
                         }
                         let existing = by_id.get(&user.ldap_id);
                         if !context.rules.attributes_only {
-                            if let Some(first) = diff
-                                .seen_usernames
-                                .insert(user.username.clone(), dn.clone())
+                            if let Some(first) =
+                                first_seen(&mut diff.seen_usernames, &user.username, next)
                             {
+                                let first = diff.result_dn(first);
                                 diff.fail(
                                     &dn,
                                     user.username.clone(),
@@ -975,6 +988,18 @@ async fn forward(
     };
     // A closed channel means the diff stage stopped; its error is the one to report.
     Ok(sender.send(batch).await.is_ok())
+}
+
+/// Records `key` as first seen at `index`; returns the first index when it was seen
+/// before.
+fn first_seen(seen: &mut HashMap<String, usize>, key: &str, index: usize) -> Option<usize> {
+    match seen.get(key) {
+        Some(first) => Some(*first),
+        None => {
+            seen.insert(key.to_owned(), index);
+            None
+        }
+    }
 }
 
 fn fail_applied(counts: &mut Counts, slot: &mut UserResult, code: u16, message: String) {
