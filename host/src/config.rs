@@ -501,7 +501,7 @@ pub struct RemovalConfig {
     #[serde(default)]
     pub policy: RemovalPolicy,
     /// Refuse to remove more users than this in one sync (unless forced).
-    #[serde(default = "default_max_count")]
+    #[serde(default)]
     pub max_count: Option<u64>,
     /// Refuse to remove more than this percentage of the tenant's directory users.
     #[serde(default = "default_max_percent")]
@@ -512,15 +512,12 @@ impl Default for RemovalConfig {
     fn default() -> Self {
         Self {
             policy: RemovalPolicy::default(),
-            max_count: default_max_count(),
+            max_count: None,
             max_percent: default_max_percent(),
         }
     }
 }
 
-fn default_max_count() -> Option<u64> {
-    None
-}
 fn default_max_percent() -> Option<f64> {
     Some(10.0)
 }

@@ -20,15 +20,8 @@ const BATCH: usize = 1000;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let flag = |name: &str, default: usize| {
-        args.iter()
-            .position(|arg| arg == name)
-            .and_then(|i| args.get(i + 1))
-            .and_then(|value| value.parse().ok())
-            .unwrap_or(default)
-    };
-    let count = flag("--entries", 100_000);
-    let runs = flag("--runs", 5);
+    let count = abacsync_testkit::bench_arg(&args, "--entries", 100_000);
+    let runs = abacsync_testkit::bench_arg(&args, "--runs", 5);
     let entries = synthetic_entries(count);
     let context = MappingContext {
         tenant_id: 1,

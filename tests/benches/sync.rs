@@ -19,14 +19,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use abacsync::config::Config;
-use abacsync::ldap::LdapDirectory;
+use abacsync::ldap::{LdapDirectory, Selection};
 use abacsync::plugin::model::SyncMode;
 use abacsync::plugin::{PluginEngine, PluginRegistry, SandboxConfig};
 use abacsync::store::SqliteStore;
 use abacsync::sync::{Progress, SyncEngine, SyncReport, SyncRequest, system_clock};
 use abacsync_testkit::directory::{PeopleOptions, user_dn, write_people_ldif};
-use abacsync_testkit::plugins;
 use abacsync_testkit::slapd::Slapd;
+use abacsync_testkit::{bench_arg, plugins};
 
 const BASE: &str = "dc=example,dc=org";
 
@@ -36,15 +36,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let flag = |name: &str, default: usize| {
-        args.iter()
-            .position(|arg| arg == name)
-            .and_then(|i| args.get(i + 1))
-            .and_then(|value| value.parse().ok())
-            .unwrap_or(default)
-    };
-    let users = flag("--users", 100_000);
-    let runs = flag("--runs", 3);
+    let users = bench_arg(&args, "--users", 100_000);
+    let runs = bench_arg(&args, "--runs", 3);
     let verbose = args.iter().any(|arg| arg == "--verbose");
     let changed = (users / 100).max(1);
 
@@ -127,32 +120,15 @@ fn main() {
         (elapsed, report, peak_memory_kib())
     };
 
-    // The same attributes the sync asks for (its filter and attribute list).
-    let (_, probe, _) = sync(
-        &Arc::new(SqliteStore::open_in_memory().unwrap()),
-        SyncMode::Full,
-    );
-    let attributes = [
-        "uid",
-        "mail",
-        "cn",
-        "displayName",
-        "preferredLanguage",
-        "entryUUID",
-        "departmentNumber",
-        "employeeType",
-        "l",
-        "ou",
-        "pwdAccountLockedTime",
-        "objectGUID",
-        "ibm-entryUUID",
-        "GUID",
-        "dominoUNID",
-        "nsuniqueId",
-        "uidNumber",
-        "entryCSN",
-        "memberOf",
-    ];
+    // The same filter and attributes the sync asks for.
+    let filter = directory.filter(&Selection::All).unwrap();
+    let mut attributes = plugin
+        .plugin
+        .required_attributes(&plugin.context(SyncMode::Full))
+        .unwrap();
+    attributes.extend(tenant.ldap.unique_identifiers.iter().cloned());
+    attributes.push(tenant.ldap.change_attribute.clone());
+    attributes.push("memberOf".into());
     let ldapsearch = median(runs, || {
         let started = Instant::now();
         let status = Command::new("ldapsearch")
@@ -171,9 +147,9 @@ fn main() {
                 &format!("ou=people,{BASE}"),
                 "-E",
                 "pr=1000/noprompt",
-                &probe.filter,
+                &filter,
             ])
-            .args(attributes)
+            .args(&attributes)
             .stdout(Stdio::null())
             .status()
             .expect("ldapsearch");

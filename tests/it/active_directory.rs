@@ -115,13 +115,17 @@ impl Ad {
     }
 
     async fn sync(&self, mode: SyncMode) -> (SyncReport, Option<SyncError>) {
+        self.sync_with(SyncRequest::new(mode, "t", "test")).await
+    }
+
+    async fn sync_with(&self, request: SyncRequest) -> (SyncReport, Option<SyncError>) {
         let directory = LdapDirectory::new(&self.tenant.ldap, Some("secret".into())).unwrap();
         self.engine
             .run(
                 &self.tenant,
                 self.plugin.clone(),
                 &directory,
-                SyncRequest::new(mode, "t", "test"),
+                request,
                 Progress::new(),
             )
             .await
@@ -238,19 +242,9 @@ async fn a_domain_controller_dying_mid_sync_changes_nothing() {
 
     // The next sync, on a healthy DC, applies it all (forced: a third is removed).
     ad.server.set_fail_after_entries(None);
-    let directory = LdapDirectory::new(&ad.tenant.ldap, Some("secret".into())).unwrap();
     let mut request = SyncRequest::new(SyncMode::Full, "t", "test");
     request.force = true;
-    let (report, error) = ad
-        .engine
-        .run(
-            &ad.tenant,
-            ad.plugin.clone(),
-            &directory,
-            request,
-            Progress::new(),
-        )
-        .await;
+    let (report, error) = ad.sync_with(request).await;
     assert!(error.is_none(), "{error:?}");
     assert_eq!(report.counts.updated, 1);
     assert_eq!(report.counts.deactivated, (USERS - 2_000) as u64);

@@ -101,17 +101,28 @@ impl Harness {
         }
     }
 
-    pub fn directory(&self) -> LdapDirectory {
-        let password = self.tenant.ldap.bind_password(1).unwrap();
-        LdapDirectory::new(&self.tenant.ldap, password).unwrap()
+    /// A full sync of `tenant` (a variant of this harness's tenant) through `plugin`.
+    pub async fn full_sync_as(
+        &self,
+        tenant: &TenantConfig,
+        plugin: Arc<TenantPlugin>,
+    ) -> (SyncReport, Option<SyncError>) {
+        let password = tenant.ldap.bind_password(1).unwrap();
+        let directory = LdapDirectory::new(&tenant.ldap, password).unwrap();
+        let request = SyncRequest::new(SyncMode::Full, "t", "test");
+        self.engine
+            .run(tenant, plugin, &directory, request, Progress::new())
+            .await
     }
 
     pub async fn sync_with(&self, request: SyncRequest) -> (SyncReport, Option<SyncError>) {
+        let password = self.tenant.ldap.bind_password(1).unwrap();
+        let directory = LdapDirectory::new(&self.tenant.ldap, password).unwrap();
         self.engine
             .run(
                 &self.tenant,
                 self.plugin.clone(),
-                &self.directory(),
+                &directory,
                 request,
                 Progress::new(),
             )
@@ -451,17 +462,7 @@ async fn unreachable_directory_and_wrong_password_change_nothing() {
 
     let mut wrong = h.tenant.clone();
     wrong.ldap.bind_password = Some("wrong".into());
-    let directory = LdapDirectory::new(&wrong.ldap, wrong.ldap.bind_password(1).unwrap()).unwrap();
-    let (_, error) = h
-        .engine
-        .run(
-            &wrong,
-            h.plugin.clone(),
-            &directory,
-            SyncRequest::new(SyncMode::Full, "t", "test"),
-            Progress::new(),
-        )
-        .await;
+    let (_, error) = h.full_sync_as(&wrong, h.plugin.clone()).await;
     let text = error.unwrap().to_string();
     assert!(text.contains("LDAP result 49"), "{text}");
     assert_eq!(h.users().iter().filter(|u| u.fields.active).count(), 8);
@@ -475,17 +476,7 @@ async fn starttls_required_but_unavailable_never_binds_in_plaintext() {
     let h = Harness::with_config(slapd, "", "");
     let mut tls = h.tenant.clone();
     tls.ldap.tls = abacsync::config::TlsMode::StartTls;
-    let directory = LdapDirectory::new(&tls.ldap, tls.ldap.bind_password(1).unwrap()).unwrap();
-    let (report, error) = h
-        .engine
-        .run(
-            &tls,
-            h.plugin.clone(),
-            &directory,
-            SyncRequest::new(SyncMode::Full, "t", "test"),
-            Progress::new(),
-        )
-        .await;
+    let (report, error) = h.full_sync_as(&tls, h.plugin.clone()).await;
     let text = error.unwrap().to_string();
     assert!(text.contains("TLS"), "{text}");
     assert_eq!(report.counts.read, 0);
@@ -505,36 +496,14 @@ async fn starttls_and_ldaps_with_a_ca_file() {
     let h = Harness::with_config(slapd, &format!("ca_file = \"{ca}\""), "");
     let mut starttls = h.tenant.clone();
     starttls.ldap.tls = abacsync::config::TlsMode::StartTls;
-    let directory =
-        LdapDirectory::new(&starttls.ldap, starttls.ldap.bind_password(1).unwrap()).unwrap();
-    let (report, error) = h
-        .engine
-        .run(
-            &starttls,
-            h.plugin.clone(),
-            &directory,
-            SyncRequest::new(SyncMode::Full, "t", "test"),
-            Progress::new(),
-        )
-        .await;
+    let (report, error) = h.full_sync_as(&starttls, h.plugin.clone()).await;
     assert!(error.is_none(), "{error:?}");
     assert_eq!(report.counts.created, 3);
 
     let mut over_ldaps = h.tenant.clone();
     over_ldaps.ldap.tls = abacsync::config::TlsMode::Ldaps;
     over_ldaps.ldap.servers = vec![ldaps];
-    let directory =
-        LdapDirectory::new(&over_ldaps.ldap, over_ldaps.ldap.bind_password(1).unwrap()).unwrap();
-    let (report, error) = h
-        .engine
-        .run(
-            &over_ldaps,
-            h.plugin.clone(),
-            &directory,
-            SyncRequest::new(SyncMode::Full, "t", "test"),
-            Progress::new(),
-        )
-        .await;
+    let (report, error) = h.full_sync_as(&over_ldaps, h.plugin.clone()).await;
     assert!(error.is_none(), "{error:?}");
     assert_eq!(report.counts.unchanged, 3);
 
@@ -616,16 +585,7 @@ async fn a_failing_plugin_aborts_the_sync_and_changes_nothing() {
                 vec![("behaviour".into(), behaviour.into())],
             )
             .unwrap();
-        let (report, error) = h
-            .engine
-            .run(
-                &h.tenant,
-                hostile,
-                &h.directory(),
-                SyncRequest::new(SyncMode::Full, "t", "test"),
-                Progress::new(),
-            )
-            .await;
+        let (report, error) = h.full_sync_as(&h.tenant, hostile).await;
         let error = error.unwrap_or_else(|| panic!("{behaviour}: the sync must fail"));
         assert!(
             matches!(error, SyncError::Plugin { .. }),

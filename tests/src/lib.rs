@@ -25,6 +25,15 @@ pub fn workspace_root() -> PathBuf {
         .unwrap_or_default()
 }
 
+/// The number after `name` on a benchmark's command line (`--runs 5`), or `default`.
+pub fn bench_arg(args: &[String], name: &str, default: usize) -> usize {
+    args.iter()
+        .position(|arg| arg == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(default)
+}
+
 /// Whether the suite runs under CI, where a missing prerequisite fails instead of
 /// skipping.
 pub fn in_ci() -> bool {

@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use ldap3::asn1::StructureTag;
 
 use super::error::DirectoryError;
-use crate::fixtures::BINARY_ATTRIBUTES;
+use crate::fixtures::is_binary_attribute;
 use crate::plugin::model::Entry;
 
 /// An attribute's values as received, with the options of its description parsed.
@@ -117,7 +117,8 @@ pub fn parse_description(description: &str) -> Result<(String, Option<u64>), Str
 /// name, never by content.
 #[derive(Debug, Clone)]
 pub struct EntryShaper {
-    binary: HashSet<String>,
+    /// Binary attributes beyond the built-in ones, lower-cased.
+    extra_binary: HashSet<String>,
     /// Attribute holding group DNs (`memberOf`), copied into `Entry::groups`.
     groups_attribute: Option<String>,
 }
@@ -132,20 +133,18 @@ pub struct ShapeNotes {
 impl EntryShaper {
     /// A shaper treating the built-in binary attributes and `extra_binary` as bytes.
     pub fn new(extra_binary: &[String], groups_attribute: Option<String>) -> Self {
-        let binary = BINARY_ATTRIBUTES
-            .iter()
-            .map(|name| name.to_ascii_lowercase())
-            .chain(extra_binary.iter().map(|name| name.to_ascii_lowercase()))
-            .collect();
         Self {
-            binary,
+            extra_binary: extra_binary
+                .iter()
+                .map(|name| name.to_ascii_lowercase())
+                .collect(),
             groups_attribute,
         }
     }
 
     /// Whether `name` is read as bytes.
     pub fn is_binary(&self, name: &str) -> bool {
-        self.binary.contains(&name.to_ascii_lowercase())
+        is_binary_attribute(name) || self.extra_binary.contains(&name.to_ascii_lowercase())
     }
 
     /// The model entry for `raw`. A value of a text attribute that is not UTF-8 moves

@@ -565,13 +565,12 @@ impl SyncEngine {
             if let Some(mark) = mark {
                 diff.high_water_mark = later_mark(diff.high_water_mark.take(), &mark);
             }
-            let mapped = MappedOutcomes { outcomes };
 
             // One lookup per batch by directory id; usernames only for users that are
             // new or renamed (to find who holds the name).
             let mut ids = Vec::new();
             let mut candidates = Vec::new();
-            for outcome in &mapped.outcomes {
+            for outcome in &outcomes {
                 match outcome {
                     Ok(Decision::Upsert(user)) => {
                         ids.push(user.ldap_id.clone());
@@ -614,7 +613,7 @@ impl SyncEngine {
                 .map(|user| (user.fields.username.clone(), user))
                 .collect();
 
-            for ((outcome, dn), avatar) in mapped.outcomes.into_iter().zip(dns).zip(avatars) {
+            for ((outcome, dn), avatar) in outcomes.into_iter().zip(dns).zip(avatars) {
                 match outcome {
                     Err(error) => diff.fail(
                         &dn,
@@ -805,11 +804,11 @@ impl SyncEngine {
                     tenant: tenant_id,
                     reason: format!("cannot decode a planned change: {err}"),
                 })?;
-            let owned = chunk.clone();
             let chunk_cause = cause.clone();
-            let applied = self
+            let (chunk, applied) = self
                 .blocking(tenant_id, move |store| {
-                    Ok(store.apply(tenant_id, &owned, &chunk_cause))
+                    let applied = store.apply(tenant_id, &chunk, &chunk_cause);
+                    Ok((chunk, applied))
                 })
                 .await?;
             match applied {
@@ -871,10 +870,6 @@ struct MappedBatch {
     plugin_ms: u64,
     /// The latest change mark among the batch's entries.
     mark: Option<String>,
-}
-
-struct MappedOutcomes {
-    outcomes: Vec<crate::plugin::model::EntryOutcome>,
 }
 
 /// What the mapping stage needs, owned (it runs on its own task).
