@@ -95,6 +95,45 @@ pub struct Config {
     /// The tenants.
     #[serde(default, rename = "tenant")]
     pub tenants: Vec<TenantConfig>,
+    /// `abacsync serve`'s settings.
+    #[serde(default)]
+    pub server: ServerConfig,
+}
+
+/// `abacsync serve`'s settings (`[server]`); flags and environment override them.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address to listen on.
+    pub listen: String,
+    /// Hours a login session lasts.
+    pub session_hours: u64,
+    /// Seconds after a successful two-factor check during which the same session
+    /// needs no new code (Rocket.Chat's "remember for"); 0 asks every time.
+    pub two_factor_remember_secs: u64,
+    /// Failed logins or two-factor codes per account and per client address within
+    /// `rate_limit_window_secs` before further attempts are refused.
+    pub rate_limit_attempts: usize,
+    /// The rate limit's window.
+    pub rate_limit_window_secs: u64,
+    /// Seconds running syncs get to finish at shutdown before they are cancelled.
+    pub shutdown_grace_secs: u64,
+    /// Whether the session cookie is marked `Secure` (set behind HTTPS).
+    pub secure_cookies: bool,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            session_hours: 24 * 7,
+            two_factor_remember_secs: 0,
+            rate_limit_attempts: 10,
+            rate_limit_window_secs: 300,
+            shutdown_grace_secs: 30,
+            secure_cookies: false,
+        }
+    }
 }
 
 fn default_data_dir() -> PathBuf {

@@ -3,6 +3,8 @@
 //! plugin, a sandboxed WebAssembly component, which decides who becomes a user and
 //! with which attributes.
 //!
+//! - [`api`]: the HTTP API: the documented sync triggers, logins, tasks, admin.
+//! - [`auth`]: accounts' passwords, sessions, two-factor codes, permissions.
 //! - [`config`]: tenants and their settings, from a TOML file.
 //! - [`ldap`]: reading a directory: paged searches, TLS, binary attributes, ranges, groups.
 //! - [`plugin`]: the sandboxed plugin runtime and the contract's model.
@@ -11,6 +13,8 @@
 //! - [`store`]: the user store: users, ABAC attributes, audit trail, sync state.
 //! - [`sync`]: the sync engine: read, map, diff, apply.
 
+pub mod api;
+pub mod auth;
 pub mod config;
 pub mod fixtures;
 pub mod ldap;

@@ -3,6 +3,7 @@
 //! 2 an error (bad input, refused plugin, failed call).
 
 mod plugin;
+mod serve;
 mod sync;
 
 use clap::{Parser, Subcommand};
@@ -26,6 +27,8 @@ enum Command {
     Plugin(plugin::PluginCommand),
     /// Sync tenants' directories into the user store.
     Sync(sync::SyncArgs),
+    /// Serve the HTTP API, run background tasks and scheduled syncs.
+    Serve(serve::ServeArgs),
 }
 
 /// What a command found, beyond success.
@@ -47,6 +50,7 @@ pub(crate) fn main() -> ExitCode {
     let result = match cli.command {
         Command::Plugin(command) => plugin::run(command),
         Command::Sync(args) => sync::run(args),
+        Command::Serve(args) => serve::run(args),
     };
     match result {
         Ok(Outcome::Success) => ExitCode::SUCCESS,

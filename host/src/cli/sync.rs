@@ -11,7 +11,9 @@ use abacsync::ldap::LdapDirectory;
 use abacsync::plugin::model::SyncMode;
 use abacsync::plugin::{PluginEngine, PluginRegistry, SandboxConfig};
 use abacsync::store::SqliteStore;
-use abacsync::sync::{Phase, Progress, SyncEngine, SyncReport, SyncRequest, system_clock};
+use abacsync::sync::{
+    Phase, Progress, SyncEngine, SyncReport, SyncRequest, load_tenant_plugin, system_clock,
+};
 use anyhow::Context;
 use clap::Args;
 
@@ -82,24 +84,7 @@ pub(crate) fn run(args: SyncArgs) -> anyhow::Result<Outcome> {
         if !tenant.ldap_enabled {
             anyhow::bail!("tenant {}: LDAP is disabled", tenant.id);
         }
-        let bytes = std::fs::read(&tenant.plugin.path).with_context(|| {
-            format!(
-                "tenant {}: reading plugin {}",
-                tenant.id,
-                tenant.plugin.path.display()
-            )
-        })?;
-        let label = tenant.plugin.path.file_name().map_or_else(
-            || tenant.plugin.path.display().to_string(),
-            |name| name.to_string_lossy().into_owned(),
-        );
-        let settings = tenant
-            .plugin
-            .settings
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        let plugin = registry.assign(tenant.id, &label, &bytes, settings)?;
+        let plugin = load_tenant_plugin(&registry, tenant)?;
         let password = tenant.ldap.bind_password(tenant.id)?;
         let directory = LdapDirectory::new(&tenant.ldap, password)?;
         let mut request = SyncRequest::new(mode, run_id(), "cli");

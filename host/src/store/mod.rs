@@ -6,11 +6,15 @@
 //! `host/migrations/`. Every method is blocking (the sync engine calls them from
 //! `spawn_blocking`); each [`UserStore::apply`] is one transaction.
 
+mod accounts;
 mod model;
 mod sqlite;
+mod tasks;
 
+pub use accounts::*;
 pub use model::*;
 pub use sqlite::SqliteStore;
+pub use tasks::*;
 
 use crate::plugin::model::TenantId;
 
@@ -43,6 +47,12 @@ pub enum StoreError {
         /// Newest version this build knows.
         known: u32,
     },
+    /// A blocking store call panicked (a bug; reported, not propagated).
+    #[error("user store: internal error: {0}")]
+    Panicked(String),
+    /// An account name is taken.
+    #[error("account `{0}` already exists")]
+    AccountExists(String),
     /// A username or LDAP id is already taken by another user of the tenant.
     #[error("tenant {tenant}: {field} `{value}` is already used by user {existing}")]
     Conflict {

@@ -10,10 +10,12 @@
 //! connection and cached; lists of ids or names are bound as one JSON array and
 //! unpacked with `json_each`, so a lookup is one query whatever its size.
 
+mod accounts;
 mod apply;
 mod audit;
 mod migrate;
 mod sync_state;
+mod tasks;
 mod users;
 
 #[cfg(test)]
@@ -28,8 +30,9 @@ use std::time::Duration;
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 
 use super::{
-    AuditEvent, AuditQuery, Avatar, Change, ChangeCause, LdapUserRef, StoreError, StoredUser,
-    SyncRunRecord, SyncState, UserId, UserIdentifiers, UserQuery, UserStore,
+    Account, AccountId, AccountStore, AuditEvent, AuditQuery, Avatar, Change, ChangeCause, Dialect,
+    LdapUserRef, NewAccount, StoreError, StoredUser, SyncRunRecord, SyncState, Task, TaskId,
+    TaskState, TaskStore, Timestamp, UserId, UserIdentifiers, UserQuery, UserStore,
 };
 use crate::plugin::model::TenantId;
 
@@ -356,5 +359,111 @@ impl UserStore for SqliteStore {
 
     fn sync_runs(&self, tenant: TenantId, limit: u32) -> Result<Vec<SyncRunRecord>, StoreError> {
         self.read(|conn| sync_state::runs(conn, tenant, limit))
+    }
+}
+
+impl AccountStore for SqliteStore {
+    fn create_account(&self, account: &NewAccount, now: Timestamp) -> Result<Account, StoreError> {
+        accounts::create(&self.writer(), account, now)
+    }
+
+    fn account(&self, id: AccountId) -> Result<Option<Account>, StoreError> {
+        self.read(|conn| accounts::by_id(conn, id))
+    }
+
+    fn account_by_username(&self, username: &str) -> Result<Option<Account>, StoreError> {
+        self.read(|conn| accounts::by_username(conn, username))
+    }
+
+    fn list_accounts(&self, tenant: Option<TenantId>) -> Result<Vec<Account>, StoreError> {
+        self.read(|conn| accounts::list(conn, tenant))
+    }
+
+    fn count_accounts(&self) -> Result<u64, StoreError> {
+        self.read(accounts::count)
+    }
+
+    fn delete_account(&self, id: AccountId) -> Result<bool, StoreError> {
+        accounts::delete(&self.writer(), id)
+    }
+
+    fn set_totp(
+        &self,
+        id: AccountId,
+        secret: Option<&[u8]>,
+        enabled: bool,
+    ) -> Result<(), StoreError> {
+        accounts::set_totp(&self.writer(), id, secret, enabled)
+    }
+
+    fn use_totp_step(&self, id: AccountId, step: i64) -> Result<bool, StoreError> {
+        accounts::use_totp_step(&self.writer(), id, step)
+    }
+
+    fn create_session(
+        &self,
+        token_hash: &[u8],
+        account: AccountId,
+        dialect: Dialect,
+        now: Timestamp,
+        expires_at: Timestamp,
+    ) -> Result<(), StoreError> {
+        accounts::create_session(
+            &self.writer(),
+            token_hash,
+            account,
+            dialect,
+            now,
+            expires_at,
+        )
+    }
+
+    fn session_account(
+        &self,
+        token_hash: &[u8],
+        dialect: Dialect,
+        now: Timestamp,
+    ) -> Result<Option<Account>, StoreError> {
+        self.read(|conn| accounts::session_account(conn, token_hash, dialect, now))
+    }
+
+    fn delete_session(&self, token_hash: &[u8]) -> Result<bool, StoreError> {
+        accounts::delete_session(&self.writer(), token_hash)
+    }
+}
+
+impl TaskStore for SqliteStore {
+    fn create_task(
+        &self,
+        tenant: TenantId,
+        command: &str,
+        params: &serde_json::Value,
+        account: Option<AccountId>,
+        now: Timestamp,
+    ) -> Result<Task, StoreError> {
+        tasks::create(&self.writer(), tenant, command, params, account, now)
+    }
+
+    fn task(&self, id: TaskId) -> Result<Option<Task>, StoreError> {
+        self.read(|conn| tasks::one(conn, id))
+    }
+
+    fn list_tasks(&self, tenant: Option<TenantId>, limit: u32) -> Result<Vec<Task>, StoreError> {
+        self.read(|conn| tasks::list(conn, tenant, limit))
+    }
+
+    fn update_task(
+        &self,
+        id: TaskId,
+        state: TaskState,
+        message: &str,
+        result: Option<&serde_json::Value>,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        tasks::update(&self.writer(), id, state, message, result, now)
+    }
+
+    fn interrupt_unfinished(&self, now: Timestamp) -> Result<u64, StoreError> {
+        tasks::interrupt_unfinished(&self.writer(), now)
     }
 }

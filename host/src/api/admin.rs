@@ -1,0 +1,520 @@
+//! The admin API under `/api/v1/admin`: tenants (secrets never returned), connection
+//! tests, users with their ABAC attributes and change history, audit events, sync
+//! runs, dry runs against the live directory, and admin accounts.
+//!
+//! Either dialect's session works. A tenant-scoped account sees only its tenant:
+//! another tenant's resources answer 404, as if they did not exist.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::error::ApiError;
+use super::session::{self, Session};
+use super::tasks::iso8601;
+use super::{AppState, blocking};
+use crate::auth::{Permission, Role, password, token};
+use crate::config::TenantConfig;
+use crate::ldap::LdapDirectory;
+use crate::plugin::model::SyncMode;
+use crate::store::{AuditEvent, AuditQuery, NewAccount, StoredUser, UserId, UserQuery};
+use crate::sync::SyncRequest;
+
+pub(super) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/admin/tenants", get(tenants))
+        .route("/api/v1/admin/tenants/{tenant}", get(tenant))
+        .route(
+            "/api/v1/admin/tenants/{tenant}/connection-test",
+            post(connection_test),
+        )
+        .route("/api/v1/admin/tenants/{tenant}/dry-run", post(dry_run))
+        .route("/api/v1/admin/tenants/{tenant}/users", get(users))
+        .route("/api/v1/admin/tenants/{tenant}/users/{user}", get(user))
+        .route("/api/v1/admin/tenants/{tenant}/audit", get(audit))
+        .route("/api/v1/admin/tenants/{tenant}/runs", get(runs))
+        .route("/api/v1/admin/accounts", get(accounts).post(create_account))
+        .route("/api/v1/admin/accounts/{account}", delete(delete_account))
+}
+
+async fn caller(
+    state: &AppState,
+    method: &Method,
+    headers: &HeaderMap,
+    permission: Permission,
+) -> Result<Session, ApiError> {
+    let session = session::any(state, method, headers).await?;
+    if session.principal.has(permission) {
+        Ok(session)
+    } else {
+        Err(ApiError::forbidden())
+    }
+}
+
+/// The tenant, when the caller may see it; 404 otherwise.
+fn visible_tenant(
+    state: &AppState,
+    session: &Session,
+    id: u64,
+) -> Result<Arc<TenantConfig>, ApiError> {
+    state
+        .service
+        .tenant(id)
+        .filter(|_| session.principal.may_see(id))
+        .cloned()
+        .ok_or_else(|| ApiError::not_found(format!("Tenant {id} not found")))
+}
+
+/// A tenant's settings as shown: everything but secrets (where the bind password
+/// comes from is shown, never the password).
+fn tenant_json(tenant: &TenantConfig) -> Value {
+    let ldap = &tenant.ldap;
+    let password_source = if ldap.bind_password.is_some() {
+        "inline"
+    } else if ldap.bind_password_file.is_some() {
+        "file"
+    } else if ldap.bind_password_env.is_some() {
+        "environment"
+    } else {
+        "none"
+    };
+    json!({
+        "id": tenant.id,
+        "name": tenant.name,
+        "ldapEnabled": tenant.ldap_enabled,
+        "abacEnabled": tenant.abac_enabled,
+        "importNewUsers": tenant.import_new_users,
+        "defaultLanguage": tenant.default_language,
+        "syncAvatars": tenant.sync_avatars,
+        "syncIntervalSecs": tenant.sync_interval_secs,
+        "ldap": {
+            "servers": ldap.servers,
+            "tls": ldap.tls.as_str(),
+            "caFile": ldap.ca_file,
+            "bindDn": ldap.bind_dn,
+            "bindPassword": password_source,
+            "baseDn": ldap.base_dn,
+            "userFilter": ldap.user_filter,
+            "pageSize": ldap.page_size,
+            "uniqueIdentifiers": ldap.unique_identifiers,
+            "changeAttribute": ldap.change_attribute,
+        },
+        "plugin": {"path": tenant.plugin.path, "settings": tenant.plugin.settings},
+        "removal": {
+            "policy": tenant.removal.policy.as_str(),
+            "maxCount": tenant.removal.max_count,
+            "maxPercent": tenant.removal.max_percent,
+        },
+    })
+}
+
+async fn tenants(
+    State(state): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let session = caller(&state, &method, &headers, Permission::ViewAdmin).await?;
+    let data: Vec<Value> = state
+        .service
+        .tenants()
+        .iter()
+        .filter(|tenant| session.principal.may_see(tenant.id))
+        .map(|tenant| tenant_json(tenant))
+        .collect();
+    Ok(Json(json!({ "data": data })))
+}
+
+async fn tenant(
+    State(state): State<AppState>,
+    Path(id): Path<u64>,
+    method: Method,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let session = caller(&state, &method, &headers, Permission::ViewAdmin).await?;
+    let tenant = visible_tenant(&state, &session, id)?;
+    Ok(Json(tenant_json(&tenant)))
+}
+
+/// Connects and binds to the tenant's directory, then closes.
+async fn connection_test(
+    State(state): State<AppState>,
+    Path(id): Path<u64>,
+    method: Method,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let session = caller(&state, &method, &headers, Permission::ManageTenants).await?;
+    let tenant = visible_tenant(&state, &session, id)?;
+    let password = tenant
+        .ldap
+        .bind_password(tenant.id)
+        .map_err(|err| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, err.to_string()))?;
+    let directory = LdapDirectory::new(&tenant.ldap, password)
+        .map_err(|err| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, err.to_string()))?;
+    match directory.test_connection().await {
+        Ok(server) => Ok(Json(json!({"ok": true, "server": server}))),
+        Err(err) => Ok(Json(json!({"ok": false, "error": err.to_string()}))),
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct DryRunBody {
+    #[serde(default)]
+    mode: Option<String>,
+    #[serde(default)]
+    import: Option<bool>,
+}
+
+/// A sync of the live directory with nothing written: the full diff against the store.
+async fn dry_run(
+    State(state): State<AppState>,
+    Path(id): Path<u64>,
+    method: Method,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let session = caller(&state, &method, &headers, Permission::ManageTenants).await?;
+    let tenant = visible_tenant(&state, &session, id)?;
+    let body: DryRunBody = if body.is_empty() {
+        DryRunBody::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|err| ApiError::invalid(vec![format!("body: {err}")]))?
+    };
+    let mode = match body.mode.as_deref().unwrap_or("full") {
+        "full" => SyncMode::Full,
+        "incremental" => SyncMode::Incremental,
+        other => {
+            return Err(ApiError::invalid(vec![format!(
+                "mode: '{other}' is not full or incremental"
+            )]));
+        }
+    };
+    let mut request = SyncRequest::new(mode, "", "api:dry-run");
+    request.dry_run = true;
+    request.import_new_users = body.import;
+    let started = state
+        .service
+        .start(
+            tenant.id,
+            "dry-run",
+            json!({"mode": body.mode.unwrap_or_else(|| "full".into()), "import": body.import}),
+            Some(session.principal.account),
+            request,
+        )
+        .map_err(ApiError::internal)?;
+    let Some(handle) = started.handle else {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "An identical dry run is queued",
+        ));
+    };
+    let outcome = handle.await.map_err(ApiError::internal)?;
+    match outcome.report {
+        Some(report) => Ok(Json(
+            serde_json::to_value(report).map_err(ApiError::internal)?,
+        )),
+        None => Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            outcome.message,
+        )),
+    }
+}
+
+fn user_json(user: &StoredUser) -> Value {
+    let f = &user.fields;
+    json!({
+        "id": user.id.0,
+        "username": f.username,
+        "email": f.email,
+        "displayName": f.display_name,
+        "language": f.language,
+        "active": f.active,
+        "source": user.source.as_str(),
+        "ldapId": f.ldap_id,
+        "ldapDn": f.ldap_dn,
+        "attributes": f.attributes,
+        "avatarSha256": user.avatar_sha256,
+        "created": iso8601(user.created_at),
+        "updated": iso8601(user.updated_at),
+    })
+}
+
+fn event_json(event: &AuditEvent) -> Value {
+    json!({
+        "id": event.id,
+        "userId": event.user_id.0,
+        "username": event.username,
+        "kind": event.kind.as_str(),
+        "key": event.key,
+        "added": event.added,
+        "removed": event.removed,
+        "cause": event.cause.cause,
+        "runId": event.cause.run_id,
+        "at": iso8601(event.cause.at),
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UsersQuery {
+    key: Option<String>,
+    value: Option<String>,
+    active: Option<bool>,
+    search: Option<String>,
+    after: Option<i64>,
+    limit: Option<u32>,
+}
+
+/// Users, filtered by ABAC key (and value), activity, or a search text.
+async fn users(
+    State(state): State<AppState>,
+    Path(id): Path<u64>,
+    Query(query): Query<UsersQuery>,
+    method: Method,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let session = caller(&state, &method, &headers, Permission::ViewAdmin).await?;
+    let tenant = visible_tenant(&state, &session, id)?;
+    if query.value.is_some() && query.key.is_none() {
+        return Err(ApiError::invalid(vec!["value: needs key".into()]));
+    }
+    let store = state.service.store().clone();
+    let filter = UserQuery {
+        attribute_key: query.key,
+        attribute_value: query.value,
+        active: query.active,
+        search: query.search,
+        after: query.after.map(UserId),
+        limit: query.limit,
+    };
+    let found = blocking(move || store.list_users(tenant.id, &filter)).await?;
+    Ok(Json(
+        json!({"data": found.iter().map(user_json).collect::<Vec<_>>()}),
+    ))
+}
+
+/// One user with attributes and change history.
+async fn user(
+    State(state): State<AppState>,
+    Path((id, user)): Path<(u64, i64)>,
+    method: Method,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let session = caller(&state, &method, &headers, Permission::ViewAdmin).await?;
+    let tenant = visible_tenant(&state, &session, id)?;
+    let store = state.service.store().clone();
+    let (found, history) = blocking(move || {
+        let found = store.user(tenant.id, UserId(user))?;
+        let history = store.audit_events(
+            tenant.id,
+            &AuditQuery {
+                user_id: Some(UserId(user)),
+                ..AuditQuery::default()
+            },
+        )?;
+        Ok((found, history))
+    })
+    .await?;
+    let found = found.ok_or_else(|| ApiError::not_found(format!("User {user} not found")))?;
+    let mut body = user_json(&found);
+    body["history"] = json!(history.iter().map(event_json).collect::<Vec<_>>());
+    Ok(Json(body))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuditParams {
+    user: Option<i64>,
+    key: Option<String>,
+    before: Option<i64>,
+    limit: Option<u32>,
+}
+
+async fn audit(
+    State(state): State<AppState>,
+    Path(id): Path<u64>,
+    Query(params): Query<AuditParams>,
+    method: Method,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let session = caller(&state, &method, &headers, Permission::ViewAdmin).await?;
+    let tenant = visible_tenant(&state, &session, id)?;
+    let store = state.service.store().clone();
+    let query = AuditQuery {
+        user_id: params.user.map(UserId),
+        key: params.key,
+        before: params.before,
+        limit: params.limit,
+    };
+    let events = blocking(move || store.audit_events(tenant.id, &query)).await?;
+    Ok(Json(
+        json!({"data": events.iter().map(event_json).collect::<Vec<_>>()}),
+    ))
+}
+
+async fn runs(
+    State(state): State<AppState>,
+    Path(id): Path<u64>,
+    method: Method,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let session = caller(&state, &method, &headers, Permission::ViewAdmin).await?;
+    let tenant = visible_tenant(&state, &session, id)?;
+    let store = state.service.store().clone();
+    let runs = blocking(move || store.sync_runs(tenant.id, 100)).await?;
+    let data: Vec<Value> = runs
+        .iter()
+        .map(|run| {
+            json!({
+                "runId": run.run_id,
+                "mode": run.mode,
+                "dryRun": run.dry_run,
+                "started": iso8601(run.started_at),
+                "finished": iso8601(run.finished_at),
+                "outcome": run.outcome,
+                "summary": serde_json::from_str::<Value>(&run.summary).unwrap_or(Value::Null),
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "data": data })))
+}
+
+fn account_json(account: &crate::store::Account) -> Value {
+    json!({
+        "id": account.id,
+        "userId": account.public_id,
+        "username": account.username,
+        "tenant": account.tenant,
+        "permissions": account.permissions,
+        "totpEnabled": account.totp_enabled,
+        "created": iso8601(account.created_at),
+    })
+}
+
+async fn accounts(
+    State(state): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let session = caller(&state, &method, &headers, Permission::ManageAccounts).await?;
+    let scope = session.principal.tenant;
+    let list = state.accounts(move |a| a.list_accounts(scope)).await?;
+    Ok(Json(
+        json!({"data": list.iter().map(account_json).collect::<Vec<_>>()}),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewAccountBody {
+    username: String,
+    password: String,
+    tenant: Option<u64>,
+    role: Option<Role>,
+    permissions: Option<Vec<String>>,
+}
+
+/// Creates an account. A tenant-scoped caller creates accounts of its own tenant
+/// only, and never grants a permission it lacks.
+async fn create_account(
+    State(state): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let session = caller(&state, &method, &headers, Permission::ManageAccounts).await?;
+    let body: NewAccountBody = serde_json::from_slice(&body)
+        .map_err(|err| ApiError::invalid(vec![format!("body: {err}")]))?;
+    let mut errors = Vec::new();
+    if body.username.trim().is_empty() || body.username.len() > 128 {
+        errors.push("username: 1 to 128 characters".to_owned());
+    }
+    if body.password.chars().count() < 12 {
+        errors.push("password: at least 12 characters".to_owned());
+    }
+    let mut permissions = body.role.map(Role::permissions).unwrap_or_default();
+    for name in body.permissions.unwrap_or_default() {
+        match name.parse::<Permission>() {
+            Ok(permission) => {
+                permissions.insert(permission);
+            }
+            Err(err) => errors.push(format!("permissions: {err}")),
+        }
+    }
+    let tenant = match (session.principal.tenant, body.tenant) {
+        (Some(own), Some(asked)) if own != asked => {
+            errors.push(format!(
+                "tenant: you may create accounts of tenant {own} only"
+            ));
+            None
+        }
+        (Some(own), _) => Some(own),
+        (None, asked) => asked,
+    };
+    if let Some(id) = tenant
+        && state.service.tenant(id).is_none()
+    {
+        errors.push(format!("tenant: no tenant {id}"));
+    }
+    if !permissions.is_subset(&session.principal.permissions) {
+        errors.push("permissions: you cannot grant permissions you do not have".to_owned());
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::invalid(errors));
+    }
+    let password = body.password;
+    let hash = blocking(move || {
+        password::hash(&password).map_err(|err| crate::store::StoreError::Panicked(err.to_string()))
+    })
+    .await?;
+    let new = NewAccount {
+        public_id: token::new_public_id().map_err(ApiError::internal)?,
+        username: body.username,
+        password_hash: hash,
+        tenant,
+        permissions,
+    };
+    let now = state.now_ms();
+    let created = state
+        .accounts(move |a| a.create_account(&new, now))
+        .await
+        .map_err(|err| match err {
+            crate::store::StoreError::AccountExists(name) => ApiError::new(
+                StatusCode::CONFLICT,
+                format!("Account '{name}' already exists"),
+            ),
+            other => other.into(),
+        })?;
+    Ok((StatusCode::CREATED, Json(account_json(&created))))
+}
+
+async fn delete_account(
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+    method: Method,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let session = caller(&state, &method, &headers, Permission::ManageAccounts).await?;
+    if id == session.principal.account {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "You cannot delete your own account",
+        ));
+    }
+    let found = state.accounts(move |a| a.account(id)).await?;
+    let Some(found) = found.filter(|a| {
+        session.principal.is_system_wide()
+            || (a.tenant.is_some() && a.tenant == session.principal.tenant)
+    }) else {
+        return Err(ApiError::not_found(format!("Account {id} not found")));
+    };
+    state.accounts(move |a| a.delete_account(found.id)).await?;
+    Ok(Json(json!({"message": format!("Deleted account #{id}")})))
+}

@@ -1,0 +1,226 @@
+//! Error bodies, one type per API dialect, each mapping to its status and body.
+//! A 5xx logs its detail and answers with a generic message.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use crate::store::StoreError;
+
+/// Rocket.Chat's errors, with the bodies its documents show.
+#[derive(Debug)]
+pub enum RcError {
+    /// 401 `{"status":"error","message":"You must be logged in to do this."}`.
+    NotLoggedIn,
+    /// 401 `{"success":false,"error":"error-unauthorized"}` (the ABAC endpoints).
+    Unauthorized,
+    /// 400 `{"success":false,"error":"error-not-authorized"}` (`ldap.syncNow`).
+    NotAuthorized,
+    /// 403 `{"success":false,"error":"error-not-authorized"}` (the ABAC endpoints).
+    Forbidden,
+    /// 400 `{"success":false,"error":<code>}`: `LDAP_disabled`,
+    /// `error-abac-not-enabled`, `error-invalid-body-params`, …
+    Plain(&'static str),
+    /// 400 `totp-required`.
+    TotpRequired {
+        /// The method the code must come from.
+        method: &'static str,
+        /// The methods the account has.
+        available: Vec<&'static str>,
+    },
+    /// 400 `totp-invalid`.
+    TotpInvalid {
+        /// The method the code was checked against.
+        method: &'static str,
+    },
+    /// 429: too many failed attempts.
+    TooManyRequests {
+        /// Seconds to wait.
+        retry_after: u64,
+    },
+    /// 401 on a failed login.
+    LoginFailed,
+    /// 401 on a login that needs (or got a wrong) two-factor code.
+    LoginTwoFactor {
+        /// `totp-required` or `totp-invalid`.
+        error: &'static str,
+    },
+    /// 500, detail logged.
+    Internal(String),
+}
+
+impl From<StoreError> for RcError {
+    fn from(err: StoreError) -> Self {
+        RcError::Internal(err.to_string())
+    }
+}
+
+impl IntoResponse for RcError {
+    fn into_response(self) -> Response {
+        let (status, body) = match self {
+            RcError::NotLoggedIn => (
+                StatusCode::UNAUTHORIZED,
+                json!({"status": "error", "message": "You must be logged in to do this."}),
+            ),
+            RcError::Unauthorized => (
+                StatusCode::UNAUTHORIZED,
+                json!({"success": false, "error": "error-unauthorized"}),
+            ),
+            RcError::NotAuthorized => (
+                StatusCode::BAD_REQUEST,
+                json!({"success": false, "error": "error-not-authorized"}),
+            ),
+            RcError::Forbidden => (
+                StatusCode::FORBIDDEN,
+                json!({"success": false, "error": "error-not-authorized"}),
+            ),
+            RcError::Plain(error) => (
+                StatusCode::BAD_REQUEST,
+                json!({"success": false, "error": error}),
+            ),
+            RcError::TotpRequired { method, available } => (
+                StatusCode::BAD_REQUEST,
+                json!({
+                    "success": false,
+                    "error": "TOTP Required [totp-required]",
+                    "errorType": "totp-required",
+                    "details": {"method": method, "codeGenerated": false, "availableMethods": available},
+                }),
+            ),
+            RcError::TotpInvalid { method } => (
+                StatusCode::BAD_REQUEST,
+                json!({
+                    "success": false,
+                    "error": "TOTP Invalid [totp-invalid]",
+                    "errorType": "totp-invalid",
+                    "details": {"method": method, "codeGenerated": false},
+                }),
+            ),
+            RcError::TooManyRequests { retry_after } => {
+                let mut response = (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    Json(json!({
+                        "success": false,
+                        "error": format!("Error, too many requests. Please slow down. You must wait {retry_after} seconds before trying this endpoint again. [error-too-many-requests]"),
+                        "errorType": "error-too-many-requests",
+                    })),
+                )
+                    .into_response();
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+                return response;
+            }
+            RcError::LoginFailed => (
+                StatusCode::UNAUTHORIZED,
+                json!({"status": "error", "error": "Unauthorized", "message": "Unauthorized"}),
+            ),
+            RcError::LoginTwoFactor { error } => {
+                let message = if error == "totp-required" {
+                    "TOTP Required"
+                } else {
+                    "TOTP Invalid"
+                };
+                (
+                    StatusCode::UNAUTHORIZED,
+                    json!({
+                        "status": "error",
+                        "error": error,
+                        "message": message,
+                        "details": {"method": "totp", "codeGenerated": false, "availableMethods": ["totp"]},
+                    }),
+                )
+            }
+            RcError::Internal(detail) => {
+                tracing::error!(%detail, "internal error");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    json!({"success": false, "error": "Internal server error"}),
+                )
+            }
+        };
+        (status, Json(body)).into_response()
+    }
+}
+
+/// grommunio-admin-api's errors (`{"message", "error"?, "errors"?}`); the admin API
+/// answers in the same shape.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    body: Value,
+}
+
+impl ApiError {
+    /// An error with `status` and `message`.
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            body: json!({"message": message.into()}),
+        }
+    }
+
+    /// 400 with the list of what is wrong.
+    pub fn invalid(errors: Vec<String>) -> Self {
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            body: json!({"message": "Bad Request", "errors": errors}),
+        }
+    }
+
+    /// 401 `{"message":"Access denied","error":…}`.
+    pub fn access_denied(error: &str) -> Self {
+        Self {
+            status: StatusCode::UNAUTHORIZED,
+            body: json!({"message": "Access denied", "error": error}),
+        }
+    }
+
+    /// 403 `{"message":"Insufficient permissions for this operation"}`.
+    pub fn forbidden() -> Self {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "Insufficient permissions for this operation",
+        )
+    }
+
+    /// 404 with `message`.
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, message)
+    }
+
+    /// 500; the detail is logged, not sent.
+    pub fn internal(detail: impl std::fmt::Display) -> Self {
+        tracing::error!(%detail, "internal error");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "The server encountered an error while processing the request.",
+        )
+    }
+
+    /// 429 after too many failed attempts.
+    pub fn too_many(retry_after: u64) -> Self {
+        Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!("Too many failed attempts; try again in {retry_after} seconds"),
+        )
+    }
+
+    /// The status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> Self {
+        ApiError::internal(err)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(self.body)).into_response()
+    }
+}

@@ -1,0 +1,244 @@
+//! grommunio-admin-api's documented trigger:
+//! `POST /api/v1/domains/{domainID}/ldap/downsync?import=&lang=&timeout=`.
+
+use std::time::Duration;
+
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use serde_json::{Value, json};
+
+use super::AppState;
+use super::error::ApiError;
+use super::session;
+use crate::auth::Permission;
+use crate::plugin::model::SyncMode;
+use crate::store::TaskState;
+use crate::sync::{SyncReport, SyncRequest, TaskOutcome};
+
+/// Seconds waited when `timeout` is absent (grommunio's default).
+const DEFAULT_TIMEOUT_SECS: f64 = 1.0;
+/// The longest wait a request may ask for.
+const MAX_TIMEOUT_SECS: f64 = 3600.0;
+
+pub(super) fn router() -> Router<AppState> {
+    Router::new().route("/api/v1/domains/{domain}/ldap/downsync", post(downsync))
+}
+
+/// The query's parameters, validated.
+#[derive(Debug, PartialEq)]
+pub struct DownsyncParams {
+    /// Also create users not yet in the store.
+    pub import: bool,
+    /// Default language of new users.
+    pub lang: Option<String>,
+    /// Seconds to wait for the result.
+    pub timeout: f64,
+}
+
+/// Parses `import`, `lang` and `timeout`, listing everything wrong.
+///
+/// # Errors
+/// One message per invalid or unknown parameter.
+pub fn parse_params(query: Option<&str>) -> Result<DownsyncParams, Vec<String>> {
+    let mut params = DownsyncParams {
+        import: false,
+        lang: None,
+        timeout: DEFAULT_TIMEOUT_SECS,
+    };
+    let mut errors = Vec::new();
+    let pairs: Vec<(String, String)> = match serde_urlencoded::from_str(query.unwrap_or("")) {
+        Ok(pairs) => pairs,
+        Err(err) => return Err(vec![format!("query: {err}")]),
+    };
+    for (key, value) in pairs {
+        match key.as_str() {
+            "import" => match value.to_ascii_lowercase().as_str() {
+                "true" | "1" => params.import = true,
+                "false" | "0" | "" => params.import = false,
+                _ => errors.push(format!("import: '{value}' is not a boolean")),
+            },
+            "lang" => {
+                if value.is_empty() {
+                    params.lang = None;
+                } else if value.len() <= 35
+                    && value
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+                {
+                    params.lang = Some(value);
+                } else {
+                    errors.push(format!("lang: '{value}' is not a language tag"));
+                }
+            }
+            "timeout" => match value.parse::<f64>() {
+                Ok(seconds) if seconds.is_finite() && seconds >= 0.0 => {
+                    params.timeout = seconds.min(MAX_TIMEOUT_SECS);
+                }
+                _ => errors.push(format!("timeout: '{value}' is not a non-negative number")),
+            },
+            _ => errors.push(format!("{key}: unknown parameter")),
+        }
+    }
+    if errors.is_empty() {
+        Ok(params)
+    } else {
+        Err(errors)
+    }
+}
+
+/// Updates (with `import=true` also creates) the domain's users from its directory:
+/// a full sync as a task. Answers 200 with the per-user results when it ends within
+/// `timeout` seconds, else 202 with the task's id while it goes on.
+async fn downsync(
+    State(state): State<AppState>,
+    Path(domain): Path<String>,
+    RawQuery(query): RawQuery,
+    method: Method,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let session = session::any(&state, &method, &headers).await?;
+    let mut errors = Vec::new();
+    let domain: Option<u64> = domain.parse().ok();
+    if domain.is_none() {
+        errors.push("domainID: not an integer".to_owned());
+    }
+    let params = match parse_params(query.as_deref()) {
+        Ok(params) => Some(params),
+        Err(more) => {
+            errors.extend(more);
+            None
+        }
+    };
+    let (Some(domain), Some(params)) = (domain, params) else {
+        return Err(ApiError::invalid(errors));
+    };
+    let principal = &session.principal;
+    if !principal.has_for(Permission::DomainAdmin, domain) {
+        return Err(ApiError::forbidden());
+    }
+    let Some(tenant) = state.service.tenant(domain).cloned() else {
+        return Err(ApiError::not_found("Domain not found"));
+    };
+    if !tenant.ldap_enabled {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "LDAP is disabled for this domain",
+        ));
+    }
+    let mut request = SyncRequest::new(SyncMode::Full, "", "api:ldap/downsync");
+    request.import_new_users = Some(params.import);
+    request.default_language = params.lang.clone();
+    let task_params = json!({
+        "domainID": domain,
+        "import": params.import,
+        "lang": params.lang.clone().unwrap_or_default(),
+    });
+    let started = state
+        .service
+        .start(
+            domain,
+            "ldap.downsync",
+            task_params,
+            Some(principal.account),
+            request,
+        )
+        .map_err(ApiError::internal)?;
+    let id = started.task.id;
+    let background = || {
+        (
+            StatusCode::ACCEPTED,
+            Json(json!({"message": format!("Created background task #{id}"), "taskID": id})),
+        )
+            .into_response()
+    };
+    let Some(mut handle) = started.handle else {
+        return Ok(background());
+    };
+    if params.timeout <= 0.0 {
+        return Ok(background());
+    }
+    match tokio::time::timeout(Duration::from_secs_f64(params.timeout), &mut handle).await {
+        Err(_elapsed) => Ok(background()),
+        Ok(Err(join)) => Err(ApiError::internal(join)),
+        Ok(Ok(outcome)) => Ok(finished(outcome)),
+    }
+}
+
+fn finished(outcome: TaskOutcome) -> Response {
+    match outcome.state {
+        TaskState::Completed => {
+            let data = outcome.report.as_ref().map(results).unwrap_or_default();
+            Json(json!({"message": outcome.message, "data": data})).into_response()
+        }
+        _ if outcome
+            .error
+            .as_ref()
+            .is_some_and(|err| err.is_directory_unreachable()) =>
+        {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("LDAP unavailable: {}", outcome.message),
+            )
+            .into_response()
+        }
+        _ => ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("Synchronization failed: {}", outcome.message),
+        )
+        .into_response(),
+    }
+}
+
+/// grommunio's per-user results: `{"ID", "username", "code", "message"}`.
+pub fn results(report: &SyncReport) -> Vec<Value> {
+    report
+        .results
+        .iter()
+        .map(|result| {
+            let mut item = json!({
+                "username": result.username,
+                "code": result.code,
+                "message": result.message,
+            });
+            if let Some(id) = result.id {
+                item["ID"] = json!(id);
+            }
+            item
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parameters_parse_and_every_error_is_listed() {
+        assert_eq!(
+            parse_params(None),
+            Ok(DownsyncParams {
+                import: false,
+                lang: None,
+                timeout: 1.0
+            })
+        );
+        assert_eq!(
+            parse_params(Some("import=true&lang=de_DE&timeout=2.5")),
+            Ok(DownsyncParams {
+                import: true,
+                lang: Some("de_DE".into()),
+                timeout: 2.5
+            })
+        );
+        assert_eq!(
+            parse_params(Some("lang=&timeout=1")).map(|p| p.lang),
+            Ok(None)
+        );
+        let errors = parse_params(Some("import=maybe&timeout=-1&lang=a%20b&x=1")).unwrap_err();
+        assert_eq!(errors.len(), 4, "{errors:?}");
+        assert!(parse_params(Some("timeout=NaN")).is_err());
+    }
+}

@@ -1,0 +1,415 @@
+//! Logging in and out in both dialects, and TOTP enrolment.
+//!
+//! `POST /api/v1/login` serves both: a JSON body is Rocket.Chat's login (`user` or
+//! `username`, `password` as text or `{digest, algorithm}`, optional `code`); a form
+//! body is grommunio's (`user`, `pass`), which sets the `grommunioAuthJwt` cookie and
+//! returns the CSRF token state-changing requests must send back.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::error::{ApiError, RcError};
+use super::session::{self, COOKIE, Session};
+use super::{AppState, blocking};
+use crate::auth::{jwt, password, token, totp};
+use crate::store::{Account, Dialect, StoreError};
+
+pub(super) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/login", post(login))
+        .route("/api/v1/logout", post(logout).get(logout))
+        .route("/api/v1/me", axum::routing::get(me))
+        .route("/api/v1/me/totp", post(totp_begin).delete(totp_disable))
+        .route("/api/v1/me/totp/confirm", post(totp_confirm))
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RcPassword {
+    Plain(String),
+    Digest { digest: String, algorithm: String },
+}
+
+#[derive(Deserialize)]
+struct RcLogin {
+    #[serde(alias = "username")]
+    user: Option<String>,
+    password: Option<RcPassword>,
+    code: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct GrommunioLogin {
+    user: Option<String>,
+    pass: Option<String>,
+}
+
+fn is_form(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| {
+            value.starts_with("application/x-www-form-urlencoded")
+                || value.starts_with("multipart/form-data")
+        })
+}
+
+async fn login(
+    State(state): State<AppState>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if is_form(&headers) {
+        grommunio_login(&state, client, &body).await.into_response()
+    } else {
+        rocketchat_login(&state, client, &headers, &body)
+            .await
+            .into_response()
+    }
+}
+
+/// Checks a password (its SHA-256 digest) under the account name's and the client's
+/// rate limits. The decoy hash keeps unknown names as slow as known ones.
+async fn check_password(
+    state: &AppState,
+    client: SocketAddr,
+    username: &str,
+    digest: String,
+) -> Result<Result<Account, ()>, LoginRefusal> {
+    let now = Instant::now();
+    let keys = [format!("user:{username}"), format!("ip:{}", client.ip())];
+    for key in &keys {
+        if let Some(wait) = state.login_limiter.retry_after(key, now) {
+            return Err(LoginRefusal::TooMany(wait.as_secs().max(1)));
+        }
+    }
+    let name = username.to_owned();
+    let account = state
+        .accounts(move |accounts| accounts.account_by_username(&name))
+        .await
+        .map_err(LoginRefusal::Store)?;
+    let stored = account
+        .as_ref()
+        .map_or_else(|| password::decoy().to_owned(), |a| a.password_hash.clone());
+    let matches = blocking(move || Ok(password::verify_digest(&digest, &stored)))
+        .await
+        .map_err(LoginRefusal::Store)?;
+    match account {
+        Some(account) if matches => Ok(Ok(account)),
+        _ => {
+            for key in &keys {
+                state.login_limiter.failed(key, now);
+            }
+            Ok(Err(()))
+        }
+    }
+}
+
+enum LoginRefusal {
+    TooMany(u64),
+    Store(StoreError),
+}
+
+async fn new_session(
+    state: &AppState,
+    account: &Account,
+    dialect: Dialect,
+) -> Result<String, StoreError> {
+    let session_token =
+        token::new_token().map_err(|err| StoreError::Panicked(format!("no randomness: {err}")))?;
+    let hash = token::token_hash(&session_token);
+    let id = account.id;
+    let now = state.now_ms();
+    let hours = i64::try_from(state.settings.session_hours).unwrap_or(i64::MAX / 3_600_000);
+    let expires = now.saturating_add(hours.saturating_mul(3_600_000));
+    state
+        .accounts(move |accounts| accounts.create_session(&hash, id, dialect, now, expires))
+        .await?;
+    Ok(session_token)
+}
+
+async fn rocketchat_login(
+    state: &AppState,
+    client: SocketAddr,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Json<serde_json::Value>, RcError> {
+    let Ok(login) = serde_json::from_slice::<RcLogin>(body) else {
+        return Err(RcError::LoginFailed);
+    };
+    let (Some(user), Some(password)) = (login.user, login.password) else {
+        return Err(RcError::LoginFailed);
+    };
+    let digest = match password {
+        RcPassword::Plain(text) => token::sha256_hex(&text),
+        RcPassword::Digest { digest, algorithm } if algorithm == "sha-256" => {
+            digest.to_ascii_lowercase()
+        }
+        RcPassword::Digest { .. } => return Err(RcError::LoginFailed),
+    };
+    let account = match check_password(state, client, &user, digest).await {
+        Ok(Ok(account)) => account,
+        Ok(Err(())) => return Err(RcError::LoginFailed),
+        Err(LoginRefusal::TooMany(wait)) => {
+            return Err(RcError::TooManyRequests { retry_after: wait });
+        }
+        Err(LoginRefusal::Store(err)) => return Err(err.into()),
+    };
+    if account.totp_enabled {
+        let code = login.code.or_else(|| {
+            headers
+                .get("x-2fa-code")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        });
+        let Some(code) = code else {
+            return Err(RcError::LoginTwoFactor {
+                error: "totp-required",
+            });
+        };
+        let mut code_headers = HeaderMap::new();
+        if let Ok(value) = HeaderValue::from_str(&code) {
+            code_headers.insert("x-2fa-code", value);
+        }
+        let probe = Session {
+            principal: (&account).into(),
+            account: account.clone(),
+            token_hash: Vec::new(),
+            dialect: Dialect::RocketChat,
+        };
+        match session::two_factor(state, &probe, &code_headers).await {
+            Ok(()) => {}
+            Err(RcError::TotpInvalid { .. } | RcError::TotpRequired { .. }) => {
+                return Err(RcError::LoginTwoFactor {
+                    error: "totp-invalid",
+                });
+            }
+            Err(other) => return Err(other),
+        }
+    }
+    let auth_token = new_session(state, &account, Dialect::RocketChat).await?;
+    Ok(Json(json!({
+        "status": "success",
+        "data": {
+            "userId": account.public_id,
+            "authToken": auth_token,
+            "me": me_body(&account),
+        },
+    })))
+}
+
+fn me_body(account: &Account) -> serde_json::Value {
+    json!({
+        "_id": account.public_id,
+        "username": account.username,
+        "tenant": account.tenant,
+        "permissions": account.permissions,
+        "services": {"totp": {"enabled": account.totp_enabled}},
+    })
+}
+
+async fn grommunio_login(
+    state: &AppState,
+    client: SocketAddr,
+    body: &[u8],
+) -> Result<Response, ApiError> {
+    let form: GrommunioLogin = serde_urlencoded_form(body)
+        .ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "Incomplete login form"))?;
+    let (Some(user), Some(pass)) = (form.user, form.pass) else {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "Incomplete login form",
+        ));
+    };
+    let account = match check_password(state, client, &user, token::sha256_hex(&pass)).await {
+        Ok(Ok(account)) => account,
+        Ok(Err(())) => {
+            return Ok((
+                StatusCode::UNAUTHORIZED,
+                Json(json!({"message": "Login failed", "error": "Invalid username or password"})),
+            )
+                .into_response());
+        }
+        Err(LoginRefusal::TooMany(wait)) => return Err(ApiError::too_many(wait)),
+        Err(LoginRefusal::Store(err)) => return Err(err.into()),
+    };
+    let session_id = new_session(state, &account, Dialect::Grommunio).await?;
+    let csrf = token::new_token().map_err(ApiError::internal)?;
+    let now = state.now_ms() / 1000;
+    let hours = i64::try_from(state.settings.session_hours).unwrap_or(i64::MAX / 3600);
+    let claims = jwt::Claims {
+        sub: account.username.clone(),
+        sid: session_id,
+        csrf: csrf.clone(),
+        iat: now,
+        exp: now.saturating_add(hours.saturating_mul(3600)),
+    };
+    let signed = jwt::sign(&claims, &state.jwt_secret);
+    let secure = if state.settings.secure_cookies {
+        "; Secure"
+    } else {
+        ""
+    };
+    let cookie = format!(
+        "{COOKIE}={signed}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{secure}",
+        hours.saturating_mul(3600)
+    );
+    let mut response = Json(json!({"grommunioAuthJwt": signed, "csrf": csrf})).into_response();
+    if let Ok(value) = HeaderValue::from_str(&cookie) {
+        response.headers_mut().insert(header::SET_COOKIE, value);
+    }
+    Ok(response)
+}
+
+fn serde_urlencoded_form<T: serde::de::DeserializeOwned>(body: &[u8]) -> Option<T> {
+    serde_urlencoded::from_bytes(body).ok()
+}
+
+async fn logout(State(state): State<AppState>, method: Method, headers: HeaderMap) -> Response {
+    match session::rocketchat(&state, &headers).await {
+        Ok(Some(session)) => {
+            let hash = session.token_hash;
+            if let Err(err) = state.accounts(move |a| a.delete_session(&hash)).await {
+                return RcError::from(err).into_response();
+            }
+            return Json(
+                json!({"status": "success", "data": {"message": "You've been logged out!"}}),
+            )
+            .into_response();
+        }
+        Ok(None) => {}
+        Err(err) => return RcError::from(err).into_response(),
+    }
+    if session::cookie(&headers, COOKIE).is_none() {
+        return RcError::NotLoggedIn.into_response();
+    }
+    match session::grommunio(&state, &method, &headers).await {
+        Ok(session) => {
+            let hash = session.token_hash;
+            if let Err(err) = state.accounts(move |a| a.delete_session(&hash)).await {
+                return ApiError::from(err).into_response();
+            }
+            let mut response = Json(json!({"message": "Logged out"})).into_response();
+            response.headers_mut().insert(
+                header::SET_COOKIE,
+                HeaderValue::from_static(
+                    "grommunioAuthJwt=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0",
+                ),
+            );
+            response
+        }
+        Err(err) => err.into_response(),
+    }
+}
+
+async fn me(
+    State(state): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let session = session::any(&state, &method, &headers).await?;
+    Ok(Json(me_body(&session.account)))
+}
+
+/// Starts TOTP enrolment: a new secret, not yet required. Replaces an unconfirmed one;
+/// refused while TOTP is enabled (disable it first, with a code).
+async fn totp_begin(
+    State(state): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let session = session::any(&state, &method, &headers).await?;
+    if session.account.totp_enabled {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "TOTP is already enabled",
+        ));
+    }
+    let secret = totp::new_secret().map_err(ApiError::internal)?;
+    let id = session.account.id;
+    let stored = secret.clone();
+    state
+        .accounts(move |accounts| accounts.set_totp(id, Some(&stored), false))
+        .await?;
+    Ok(Json(json!({
+        "secret": totp::base32(&secret),
+        "url": totp::otpauth_uri("abacsync", &session.account.username, &secret),
+    })))
+}
+
+#[derive(Deserialize)]
+struct CodeBody {
+    code: String,
+}
+
+/// Confirms enrolment with a first code; from then on TOTP is required.
+async fn totp_confirm(
+    State(state): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let session = session::any(&state, &method, &headers).await?;
+    let code: CodeBody = serde_json::from_slice(&body)
+        .map_err(|err| ApiError::invalid(vec![format!("body: {err}")]))?;
+    let Some(secret) = session.account.totp_secret.clone() else {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "TOTP enrolment has not begun",
+        ));
+    };
+    if session.account.totp_enabled {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "TOTP is already enabled",
+        ));
+    }
+    let unix = u64::try_from(state.now_ms() / 1000).unwrap_or(0);
+    let Some(step) = totp::matching_step(&secret, &code.code, unix) else {
+        return Err(ApiError::invalid(vec![
+            "code: not a current TOTP code".into(),
+        ]));
+    };
+    let id = session.account.id;
+    let step = i64::try_from(step).unwrap_or(i64::MAX);
+    state
+        .accounts(move |accounts| {
+            accounts.set_totp(id, Some(&secret), true)?;
+            accounts.use_totp_step(id, step)
+        })
+        .await?;
+    Ok(Json(json!({"enabled": true})))
+}
+
+/// Disables TOTP; needs a current code (Rocket.Chat's two-factor check).
+async fn totp_disable(
+    State(state): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+) -> Response {
+    let session = match session::any(&state, &method, &headers).await {
+        Ok(session) => session,
+        Err(err) => return err.into_response(),
+    };
+    if let Err(err) = session::two_factor(&state, &session, &headers).await {
+        return err.into_response();
+    }
+    let id = session.account.id;
+    match state
+        .accounts(move |accounts| accounts.set_totp(id, None, false))
+        .await
+    {
+        Ok(()) => Json(json!({"enabled": false})).into_response(),
+        Err(err) => ApiError::from(err).into_response(),
+    }
+}

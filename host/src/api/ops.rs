@@ -1,0 +1,91 @@
+//! `GET /health` and Prometheus `GET /metrics`.
+
+use std::fmt::Write;
+use std::sync::atomic::Ordering::Relaxed;
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::json;
+
+use super::AppState;
+
+pub(super) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/health", get(health))
+        .route("/metrics", get(metrics))
+}
+
+async fn health(State(state): State<AppState>) -> impl IntoResponse {
+    Json(json!({
+        "status": "ok",
+        "version": env!("CARGO_PKG_VERSION"),
+        "tenants": state.service.tenants().len(),
+    }))
+}
+
+async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    let m = state.service.metrics();
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "# HELP abacsync_syncs_total Syncs that ended, by outcome."
+    );
+    let _ = writeln!(out, "# TYPE abacsync_syncs_total counter");
+    let outcomes = m
+        .outcomes
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    let mut outcomes: Vec<_> = outcomes.into_iter().collect();
+    outcomes.sort();
+    let mut total = 0;
+    for (outcome, count) in outcomes {
+        total += count;
+        let _ = writeln!(out, "abacsync_syncs_total{{outcome=\"{outcome}\"}} {count}");
+    }
+    let _ = writeln!(
+        out,
+        "# HELP abacsync_sync_duration_seconds Time syncs took."
+    );
+    let _ = writeln!(out, "# TYPE abacsync_sync_duration_seconds summary");
+    let _ = writeln!(
+        out,
+        "abacsync_sync_duration_seconds_sum {}",
+        m.duration_ms_sum.load(Relaxed) as f64 / 1000.0
+    );
+    let _ = writeln!(out, "abacsync_sync_duration_seconds_count {total}");
+    for (name, help, kind, value) in [
+        (
+            "abacsync_entries_read_total",
+            "Directory entries read.",
+            "counter",
+            m.entries_read.load(Relaxed) as i64,
+        ),
+        (
+            "abacsync_plugin_errors_total",
+            "Plugin calls that failed and entries the plugin reported errors for.",
+            "counter",
+            m.plugin_errors.load(Relaxed) as i64,
+        ),
+        (
+            "abacsync_tasks_queued",
+            "Tasks waiting for their tenant's running sync.",
+            "gauge",
+            m.queued.load(Relaxed),
+        ),
+        (
+            "abacsync_tasks_running",
+            "Tasks running.",
+            "gauge",
+            m.running.load(Relaxed),
+        ),
+    ] {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} {kind}");
+        let _ = writeln!(out, "{name} {value}");
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
+}

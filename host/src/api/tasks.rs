@@ -1,0 +1,193 @@
+//! Tasks in grommunio's TasQ style: `GET /api/v1/tasq/tasks`, `GET
+//! /api/v1/tasq/tasks/{ID}`, `POST /api/v1/tasq/tasks/{ID}/cancel`, `GET
+//! /api/v1/tasq/status`. A caller sees only its tenants' tasks.
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, Method};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::AppState;
+use super::error::ApiError;
+use super::session::{self, Session};
+use crate::auth::Permission;
+use crate::store::{Task, TaskId};
+
+pub(super) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/tasq/status", get(status))
+        .route("/api/v1/tasq/tasks", get(list))
+        .route("/api/v1/tasq/tasks/{id}", get(one))
+        .route("/api/v1/tasq/tasks/{id}/cancel", post(cancel))
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    level: Option<u8>,
+    limit: Option<u32>,
+}
+
+/// `ms` since the epoch as `YYYY-MM-DDTHH:MM:SS.mmmZ`.
+pub fn iso8601(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let millis = ms.rem_euclid(1000);
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{millis:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// A task as TasQ shows it at `level` (0: id and command; 1: with state, message and
+/// times; 2: with parameters and result).
+pub fn task_json(task: &Task, level: u8) -> Value {
+    let mut body = json!({"ID": task.id, "command": task.command});
+    if level >= 1 {
+        body["state"] = json!(task.state.tasq_code());
+        body["stateName"] = json!(task.state.as_str());
+        body["message"] = json!(task.message);
+        body["created"] = json!(iso8601(task.created_at));
+        body["updated"] = json!(iso8601(task.updated_at));
+        body["domainID"] = json!(task.tenant);
+    }
+    if level >= 2 {
+        body["params"] = task.params.clone();
+        if let Some(result) = &task.result {
+            let data = result
+                .get("results")
+                .and_then(Value::as_array)
+                .map(|results| {
+                    results
+                        .iter()
+                        .map(|r| {
+                            let mut item = json!({
+                                "username": r.get("username"),
+                                "code": r.get("code"),
+                                "message": r.get("message"),
+                            });
+                            if let Some(id) = r.get("ID") {
+                                item["ID"] = id.clone();
+                            }
+                            item
+                        })
+                        .collect::<Vec<_>>()
+                });
+            body["result"] = json!({
+                "counts": result.get("counts"),
+                "outcome": result.get("outcome"),
+                "error": result.get("error"),
+                "data": data,
+            });
+        }
+    }
+    body
+}
+
+async fn authorised(
+    state: &AppState,
+    method: &Method,
+    headers: &HeaderMap,
+) -> Result<Session, ApiError> {
+    let session = session::any(state, method, headers).await?;
+    let principal = &session.principal;
+    if principal.has(Permission::DomainAdmin) || principal.has(Permission::ViewAdmin) {
+        Ok(session)
+    } else {
+        Err(ApiError::forbidden())
+    }
+}
+
+async fn status(State(state): State<AppState>) -> Json<Value> {
+    use std::sync::atomic::Ordering::Relaxed;
+    let metrics = state.service.metrics();
+    Json(json!({
+        "running": metrics.running.load(Relaxed),
+        "queued": metrics.queued.load(Relaxed),
+        "workers": state.service.tenants().len(),
+    }))
+}
+
+async fn list(
+    State(state): State<AppState>,
+    Query(query): Query<ListQuery>,
+    method: Method,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let session = authorised(&state, &method, &headers).await?;
+    let tenant = session.principal.tenant;
+    let limit = query.limit.unwrap_or(100);
+    let tasks = state.service.task_store().clone();
+    let tasks = super::blocking(move || tasks.list_tasks(tenant, limit)).await?;
+    let level = query.level.unwrap_or(1);
+    Ok(Json(json!({
+        "data": tasks.iter().map(|task| task_json(task, level)).collect::<Vec<_>>(),
+    })))
+}
+
+async fn visible_task(state: &AppState, session: &Session, id: TaskId) -> Result<Task, ApiError> {
+    let tasks = state.service.task_store().clone();
+    let task = super::blocking(move || tasks.task(id)).await?;
+    task.filter(|task| session.principal.may_see(task.tenant))
+        .ok_or_else(|| ApiError::not_found("Task not found"))
+}
+
+async fn one(
+    State(state): State<AppState>,
+    Path(id): Path<TaskId>,
+    Query(query): Query<ListQuery>,
+    method: Method,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let session = authorised(&state, &method, &headers).await?;
+    let task = visible_task(&state, &session, id).await?;
+    Ok(Json(task_json(&task, query.level.unwrap_or(2))))
+}
+
+async fn cancel(
+    State(state): State<AppState>,
+    Path(id): Path<TaskId>,
+    method: Method,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let session = authorised(&state, &method, &headers).await?;
+    if !session.principal.has(Permission::DomainAdmin) {
+        return Err(ApiError::forbidden());
+    }
+    let task = visible_task(&state, &session, id).await?;
+    if task.state.is_final() {
+        return Err(ApiError::new(
+            axum::http::StatusCode::CONFLICT,
+            format!("Task #{id} has already ended ({})", task.state.as_str()),
+        ));
+    }
+    let service = state.service.clone();
+    super::blocking(move || service.cancel(id)).await?;
+    Ok(Json(json!({"message": format!("Canceled task #{id}")})))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn iso8601_formats_utc() {
+        assert_eq!(iso8601(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(iso8601(951_782_400_123), "2000-02-29T00:00:00.123Z");
+        assert_eq!(iso8601(1_795_392_000_000), "2026-11-23T00:00:00.000Z");
+    }
+}

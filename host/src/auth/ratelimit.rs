@@ -1,0 +1,91 @@
+//! Rate limits of login and two-factor attempts: a fixed number of failures per key
+//! (account name, client address) within a sliding window, in memory.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Counts failed attempts per key and refuses more than `max` within `window`.
+#[derive(Debug)]
+pub struct RateLimiter {
+    max: usize,
+    window: Duration,
+    failures: Mutex<HashMap<String, Vec<Instant>>>,
+}
+
+/// Keys kept before old ones are swept.
+const SWEEP_AT: usize = 10_000;
+
+impl RateLimiter {
+    /// At most `max` failures per key within `window`.
+    pub fn new(max: usize, window: Duration) -> Self {
+        Self {
+            max,
+            window,
+            failures: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// How long `key` must wait before trying again; `None` when it may try now.
+    pub fn retry_after(&self, key: &str, now: Instant) -> Option<Duration> {
+        let mut failures = self.lock();
+        let recent = failures.get_mut(key)?;
+        recent.retain(|&at| now.duration_since(at) < self.window);
+        if recent.len() < self.max {
+            return None;
+        }
+        recent
+            .first()
+            .map(|&oldest| self.window.saturating_sub(now.duration_since(oldest)))
+    }
+
+    /// Records a failed attempt of `key`.
+    pub fn failed(&self, key: &str, now: Instant) {
+        let mut failures = self.lock();
+        if failures.len() >= SWEEP_AT {
+            let window = self.window;
+            failures.retain(|_, times| {
+                times.retain(|&at| now.duration_since(at) < window);
+                !times.is_empty()
+            });
+        }
+        failures.entry(key.to_owned()).or_default().push(now);
+    }
+
+    /// Forgets `key`'s failures (after a success).
+    pub fn succeeded(&self, key: &str) {
+        self.lock().remove(key);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<Instant>>> {
+        // Plain maps of timestamps: a panic cannot leave one torn.
+        self.failures
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refuses_after_max_failures_until_the_window_passes() {
+        let limiter = RateLimiter::new(3, Duration::from_secs(60));
+        let start = Instant::now();
+        for _ in 0..3 {
+            assert_eq!(limiter.retry_after("alice", start), None);
+            limiter.failed("alice", start);
+        }
+        let wait = limiter.retry_after("alice", start + Duration::from_secs(10));
+        assert_eq!(wait, Some(Duration::from_secs(50)));
+        assert_eq!(limiter.retry_after("bob", start), None);
+        assert_eq!(
+            limiter.retry_after("alice", start + Duration::from_secs(61)),
+            None
+        );
+        limiter.failed("alice", start);
+        limiter.succeeded("alice");
+        assert_eq!(limiter.retry_after("alice", start), None);
+    }
+}

@@ -1,0 +1,218 @@
+//! `abacsync serve`: the HTTP API, background tasks and scheduled syncs.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use abacsync::api::{self, AppState};
+use abacsync::auth::{Role, password, token};
+use abacsync::config::{Config, TenantConfig};
+use abacsync::plugin::model::SyncMode;
+use abacsync::plugin::{PluginEngine, PluginRegistry, SandboxConfig};
+use abacsync::store::{AccountStore, NewAccount, SqliteStore, TaskStore};
+use abacsync::sync::{SyncEngine, SyncRequest, SyncService, system_clock};
+use anyhow::Context;
+use clap::Args;
+
+use super::Outcome;
+
+/// Arguments of `abacsync serve`.
+#[derive(Args)]
+pub(crate) struct ServeArgs {
+    /// The configuration file with the tenants and `[server]` settings.
+    #[arg(long, short, env = "ABACSYNC_CONFIG", default_value = "abacsync.toml")]
+    config: PathBuf,
+    /// Address to listen on (overrides `server.listen`; port 0 picks a free port).
+    #[arg(long, env = "ABACSYNC_LISTEN")]
+    listen: Option<String>,
+    /// The store file (default: abacsync.db in the configuration's data_dir).
+    #[arg(long, env = "ABACSYNC_STORE")]
+    store: Option<PathBuf>,
+    /// Name of the first admin account, created when the store has none.
+    #[arg(long, env = "ABACSYNC_ADMIN_USER")]
+    admin_user: Option<String>,
+    /// Password of the first admin account.
+    #[arg(long, env = "ABACSYNC_ADMIN_PASSWORD", hide_env_values = true)]
+    admin_password: Option<String>,
+}
+
+pub(crate) fn run(args: ServeArgs) -> anyhow::Result<Outcome> {
+    let config = Config::load(&args.config)?;
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
+    let store_path = args
+        .store
+        .clone()
+        .unwrap_or_else(|| config.data_dir.join("abacsync.db"));
+    let store = Arc::new(SqliteStore::open(&store_path)?);
+    let clock = system_clock();
+    let interrupted = store.interrupt_unfinished(clock())?;
+    if interrupted > 0 {
+        tracing::warn!(
+            interrupted,
+            "tasks cut short by the last stop are marked interrupted"
+        );
+    }
+    create_first_admin(store.as_ref(), &args, clock())?;
+    let jwt_secret = jwt_secret(&config.data_dir)?;
+    let engine = PluginEngine::new(
+        SandboxConfig::default(),
+        Some(config.data_dir.join("plugin-cache")),
+    )
+    .context("starting the plugin engine")?;
+    let service = Arc::new(SyncService::new(
+        SyncEngine::new(store.clone(), clock.clone()),
+        store.clone(),
+        PluginRegistry::new(engine),
+        config.tenants.clone(),
+        clock,
+    ));
+    let mut settings = config.server.clone();
+    if let Some(listen) = args.listen {
+        settings.listen = listen;
+    }
+    let grace = Duration::from_secs(settings.shutdown_grace_secs);
+    let listen = settings.listen.clone();
+    let state = AppState::new(service.clone(), store.clone(), settings, jwt_secret);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(&listen)
+            .await
+            .with_context(|| format!("listening on {listen}"))?;
+        let address = listener.local_addr()?;
+        // The first line on stdout: scripts and tests read the address from it.
+        println!("abacsync listening on http://{address}");
+        for tenant in service.tenants() {
+            spawn_schedule(service.clone(), &tenant);
+        }
+        let app = api::router(state).into_make_service_with_connect_info::<SocketAddr>();
+        axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown_signal())
+            .await
+            .context("serving the API")?;
+        tracing::info!("shutting down: waiting for running syncs");
+        let deadline = tokio::time::Instant::now() + grace;
+        while service.running_count() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        if service.running_count() > 0 {
+            service.cancel_all();
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+            while service.running_count() > 0 && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        anyhow::Ok(())
+    })?;
+    // Whatever is still queued or running did not finish.
+    store.interrupt_unfinished(system_clock()())?;
+    Ok(Outcome::Success)
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(signal) => signal,
+                Err(err) => {
+                    tracing::error!(%err, "cannot watch SIGTERM");
+                    let _ = interrupt.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+}
+
+/// Background syncs of a tenant with `sync_interval_secs`: a full sync each interval,
+/// joining one already queued.
+fn spawn_schedule(service: Arc<SyncService>, tenant: &TenantConfig) {
+    let Some(secs) = tenant.sync_interval_secs.filter(|&s| s > 0) else {
+        return;
+    };
+    if !tenant.ldap_enabled {
+        return;
+    }
+    let id = tenant.id;
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(secs));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            let request = SyncRequest::new(SyncMode::Full, "", "schedule");
+            if let Err(err) = service.start(
+                id,
+                "schedule",
+                serde_json::json!({"mode": "full"}),
+                None,
+                request,
+            ) {
+                tracing::error!(tenant = id, %err, "cannot start the scheduled sync");
+            }
+        }
+    });
+}
+
+fn create_first_admin(store: &dyn AccountStore, args: &ServeArgs, now: i64) -> anyhow::Result<()> {
+    if store.count_accounts()? > 0 {
+        return Ok(());
+    }
+    let (Some(user), Some(pass)) = (&args.admin_user, &args.admin_password) else {
+        tracing::warn!(
+            "the store has no admin account: pass --admin-user and --admin-password (or ABACSYNC_ADMIN_USER / ABACSYNC_ADMIN_PASSWORD) to create one"
+        );
+        return Ok(());
+    };
+    if pass.chars().count() < 12 {
+        anyhow::bail!("the first admin's password must have at least 12 characters");
+    }
+    let account = NewAccount {
+        public_id: token::new_public_id().context("drawing an account id")?,
+        username: user.clone(),
+        password_hash: password::hash(pass)?,
+        tenant: None,
+        permissions: Role::Admin.permissions(),
+    };
+    store.create_account(&account, now)?;
+    tracing::info!(user, "created the first admin account");
+    Ok(())
+}
+
+/// The JWT signing secret, kept in the data directory (mode 0600) so that sessions
+/// survive restarts; created on first start.
+fn jwt_secret(data_dir: &Path) -> anyhow::Result<Vec<u8>> {
+    let path = data_dir.join("jwt.secret");
+    match std::fs::read(&path) {
+        Ok(secret) if secret.len() >= 32 => return Ok(secret),
+        Ok(_) => anyhow::bail!(
+            "{} is shorter than 32 bytes; delete it to make a new one",
+            path.display()
+        ),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+        Err(err) => return Err(err).with_context(|| format!("reading {}", path.display())),
+    }
+    let mut secret = vec![0u8; 32];
+    getrandom::fill(&mut secret).context("drawing the JWT secret")?;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    use std::io::Write;
+    options
+        .open(&path)
+        .and_then(|mut file| file.write_all(&secret))
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(secret)
+}

@@ -1,0 +1,126 @@
+//! Admin accounts and their sessions: who may call the API.
+
+use std::collections::BTreeSet;
+
+use super::{StoreError, Timestamp};
+use crate::auth::Permission;
+use crate::plugin::model::TenantId;
+
+/// An account's id in the store.
+pub type AccountId = i64;
+
+/// An admin account as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    /// Store id.
+    pub id: AccountId,
+    /// The id clients see (Rocket.Chat's `userId`).
+    pub public_id: String,
+    /// Login name.
+    pub username: String,
+    /// Argon2id PHC string.
+    pub password_hash: String,
+    /// `None`: system-wide; otherwise the only tenant it may see.
+    pub tenant: Option<TenantId>,
+    /// What it may do.
+    pub permissions: BTreeSet<Permission>,
+    /// The TOTP secret once enrolment began.
+    pub totp_secret: Option<Vec<u8>>,
+    /// Whether TOTP is confirmed and required.
+    pub totp_enabled: bool,
+    /// The last accepted TOTP step.
+    pub totp_last_step: Option<i64>,
+    /// Creation time.
+    pub created_at: Timestamp,
+}
+
+/// A new account.
+#[derive(Debug, Clone)]
+pub struct NewAccount {
+    /// The id clients will see.
+    pub public_id: String,
+    /// Login name (unique).
+    pub username: String,
+    /// Argon2id PHC string.
+    pub password_hash: String,
+    /// `None`: system-wide.
+    pub tenant: Option<TenantId>,
+    /// What it may do.
+    pub permissions: BTreeSet<Permission>,
+}
+
+/// Which API dialect a session belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// `X-Auth-Token` + `X-User-Id`.
+    RocketChat,
+    /// `grommunioAuthJwt` cookie + `X-Csrf-Token`.
+    Grommunio,
+}
+
+impl Dialect {
+    /// Name stored in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Dialect::RocketChat => "rocketchat",
+            Dialect::Grommunio => "grommunio",
+        }
+    }
+}
+
+/// Accounts and sessions. Not tenant-scoped: the API checks an account's tenant.
+pub trait AccountStore: Send + Sync {
+    /// Creates an account.
+    ///
+    /// # Errors
+    /// [`StoreError::AccountExists`] when the username is taken.
+    fn create_account(&self, account: &NewAccount, now: Timestamp) -> Result<Account, StoreError>;
+
+    /// One account by store id.
+    fn account(&self, id: AccountId) -> Result<Option<Account>, StoreError>;
+
+    /// One account by login name.
+    fn account_by_username(&self, username: &str) -> Result<Option<Account>, StoreError>;
+
+    /// Accounts, all or those of one tenant, ordered by id.
+    fn list_accounts(&self, tenant: Option<TenantId>) -> Result<Vec<Account>, StoreError>;
+
+    /// How many accounts exist.
+    fn count_accounts(&self) -> Result<u64, StoreError>;
+
+    /// Deletes an account and its sessions; whether it existed.
+    fn delete_account(&self, id: AccountId) -> Result<bool, StoreError>;
+
+    /// Sets (or clears) the TOTP secret and whether it is enabled; clears the last step.
+    fn set_totp(
+        &self,
+        id: AccountId,
+        secret: Option<&[u8]>,
+        enabled: bool,
+    ) -> Result<(), StoreError>;
+
+    /// Records `step` as used if it is later than the last used one; false when it is
+    /// not (a replayed code). Atomic: two requests with one code cannot both pass.
+    fn use_totp_step(&self, id: AccountId, step: i64) -> Result<bool, StoreError>;
+
+    /// Stores a session under the token's hash.
+    fn create_session(
+        &self,
+        token_hash: &[u8],
+        account: AccountId,
+        dialect: Dialect,
+        now: Timestamp,
+        expires_at: Timestamp,
+    ) -> Result<(), StoreError>;
+
+    /// The account of an unexpired session of `dialect`.
+    fn session_account(
+        &self,
+        token_hash: &[u8],
+        dialect: Dialect,
+        now: Timestamp,
+    ) -> Result<Option<Account>, StoreError>;
+
+    /// Ends a session; whether it existed.
+    fn delete_session(&self, token_hash: &[u8]) -> Result<bool, StoreError>;
+}

@@ -1,0 +1,200 @@
+//! Accounts and sessions.
+
+use std::collections::BTreeSet;
+
+use rusqlite::{Connection, OptionalExtension, Row};
+
+use super::tenant_key;
+use crate::auth::Permission;
+use crate::plugin::model::TenantId;
+use crate::store::{Account, AccountId, Dialect, NewAccount, StoreError, Timestamp};
+
+const COLUMNS: &str = "a.id, a.public_id, a.username, a.password_hash, a.tenant_id, a.permissions, \
+                       a.totp_secret, a.totp_enabled, a.totp_last_step, a.created_at";
+
+fn from_row(row: &Row<'_>) -> rusqlite::Result<(Account, String)> {
+    let tenant: Option<i64> = row.get(4)?;
+    Ok((
+        Account {
+            id: row.get(0)?,
+            public_id: row.get(1)?,
+            username: row.get(2)?,
+            password_hash: row.get(3)?,
+            tenant: tenant.map(|key| u64::from_ne_bytes(key.to_ne_bytes())),
+            permissions: BTreeSet::new(),
+            totp_secret: row.get(6)?,
+            totp_enabled: row.get(7)?,
+            totp_last_step: row.get(8)?,
+            created_at: row.get(9)?,
+        },
+        row.get(5)?,
+    ))
+}
+
+fn finish((mut account, permissions): (Account, String)) -> Result<Account, StoreError> {
+    let corrupt = |reason: String| StoreError::Corrupt {
+        table: "accounts",
+        column: "permissions",
+        reason,
+    };
+    let names: Vec<String> =
+        serde_json::from_str(&permissions).map_err(|err| corrupt(err.to_string()))?;
+    account.permissions = names
+        .iter()
+        .map(|name| name.parse::<Permission>())
+        .collect::<Result<_, _>>()
+        .map_err(|err| corrupt(err.to_string()))?;
+    Ok(account)
+}
+
+fn query_one(
+    conn: &Connection,
+    sql: &str,
+    param: impl rusqlite::ToSql,
+) -> Result<Option<Account>, StoreError> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    stmt.query_row([param], from_row)
+        .optional()?
+        .map(finish)
+        .transpose()
+}
+
+pub(super) fn create(
+    conn: &Connection,
+    new: &NewAccount,
+    now: Timestamp,
+) -> Result<Account, StoreError> {
+    let permissions: Vec<&str> = new.permissions.iter().map(|p| p.as_str()).collect();
+    let mut stmt = conn.prepare_cached(
+        "INSERT INTO accounts (public_id, username, password_hash, tenant_id, permissions, created_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING id",
+    )?;
+    let id: AccountId = stmt
+        .query_row(
+            (
+                &new.public_id,
+                &new.username,
+                &new.password_hash,
+                new.tenant.map(tenant_key),
+                serde_json::to_string(&permissions).unwrap_or_else(|_| "[]".into()),
+                now,
+            ),
+            |row| row.get(0),
+        )
+        .map_err(|err| match err {
+            rusqlite::Error::SqliteFailure(code, _)
+                if code.code == rusqlite::ErrorCode::ConstraintViolation =>
+            {
+                StoreError::AccountExists(new.username.clone())
+            }
+            other => other.into(),
+        })?;
+    by_id(conn, id)?.ok_or(StoreError::Corrupt {
+        table: "accounts",
+        column: "id",
+        reason: "the inserted account is gone".into(),
+    })
+}
+
+pub(super) fn by_id(conn: &Connection, id: AccountId) -> Result<Option<Account>, StoreError> {
+    query_one(
+        conn,
+        &format!("SELECT {COLUMNS} FROM accounts a WHERE a.id = ?1"),
+        id,
+    )
+}
+
+pub(super) fn by_username(
+    conn: &Connection,
+    username: &str,
+) -> Result<Option<Account>, StoreError> {
+    query_one(
+        conn,
+        &format!("SELECT {COLUMNS} FROM accounts a WHERE a.username = ?1"),
+        username,
+    )
+}
+
+pub(super) fn list(
+    conn: &Connection,
+    tenant: Option<TenantId>,
+) -> Result<Vec<Account>, StoreError> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM accounts a WHERE ?1 IS NULL OR a.tenant_id = ?1 ORDER BY a.id"
+    ))?;
+    let rows = stmt.query_map([tenant.map(tenant_key)], from_row)?;
+    rows.map(|row| finish(row?)).collect()
+}
+
+pub(super) fn count(conn: &Connection) -> Result<u64, StoreError> {
+    let count: i64 = conn.query_row("SELECT count(*) FROM accounts", [], |row| row.get(0))?;
+    Ok(u64::try_from(count).unwrap_or(0))
+}
+
+pub(super) fn delete(conn: &Connection, id: AccountId) -> Result<bool, StoreError> {
+    Ok(conn.execute("DELETE FROM accounts WHERE id = ?1", [id])? > 0)
+}
+
+pub(super) fn set_totp(
+    conn: &Connection,
+    id: AccountId,
+    secret: Option<&[u8]>,
+    enabled: bool,
+) -> Result<(), StoreError> {
+    conn.execute(
+        "UPDATE accounts SET totp_secret = ?2, totp_enabled = ?3, totp_last_step = NULL WHERE id = ?1",
+        (id, secret, enabled),
+    )?;
+    Ok(())
+}
+
+pub(super) fn use_totp_step(
+    conn: &Connection,
+    id: AccountId,
+    step: i64,
+) -> Result<bool, StoreError> {
+    let changed = conn.execute(
+        "UPDATE accounts SET totp_last_step = ?2 \
+         WHERE id = ?1 AND (totp_last_step IS NULL OR totp_last_step < ?2)",
+        (id, step),
+    )?;
+    Ok(changed == 1)
+}
+
+pub(super) fn create_session(
+    conn: &Connection,
+    token_hash: &[u8],
+    account: AccountId,
+    dialect: Dialect,
+    now: Timestamp,
+    expires_at: Timestamp,
+) -> Result<(), StoreError> {
+    // Expired sessions go as new ones come: the table stays the size of live sessions.
+    conn.execute("DELETE FROM sessions WHERE expires_at <= ?1", [now])?;
+    conn.execute(
+        "INSERT INTO sessions (token_hash, account_id, dialect, created_at, expires_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+        (token_hash, account, dialect.as_str(), now, expires_at),
+    )?;
+    Ok(())
+}
+
+pub(super) fn session_account(
+    conn: &Connection,
+    token_hash: &[u8],
+    dialect: Dialect,
+    now: Timestamp,
+) -> Result<Option<Account>, StoreError> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM sessions s JOIN accounts a ON a.id = s.account_id \
+         WHERE s.token_hash = ?1 AND s.dialect = ?2 AND s.expires_at > ?3"
+    ))?;
+    stmt.query_row((token_hash, dialect.as_str(), now), from_row)
+        .optional()?
+        .map(finish)
+        .transpose()
+}
+
+pub(super) fn delete_session(conn: &Connection, token_hash: &[u8]) -> Result<bool, StoreError> {
+    Ok(conn.execute("DELETE FROM sessions WHERE token_hash = ?1", [token_hash])? > 0)
+}

@@ -1,0 +1,127 @@
+//! Background tasks.
+
+use rusqlite::{Connection, OptionalExtension, Row};
+
+use super::tenant_key;
+use crate::plugin::model::TenantId;
+use crate::store::{AccountId, StoreError, Task, TaskId, TaskState, Timestamp};
+
+/// Most tasks a list returns.
+const MAX_LIST: u32 = 1000;
+
+const COLUMNS: &str =
+    "id, tenant_id, command, state, message, params, result, account_id, created_at, updated_at";
+
+type RawTask = (Task, String, String, Option<String>);
+
+fn from_row(row: &Row<'_>) -> rusqlite::Result<RawTask> {
+    let tenant: i64 = row.get(1)?;
+    Ok((
+        Task {
+            id: row.get(0)?,
+            tenant: u64::from_ne_bytes(tenant.to_ne_bytes()),
+            command: row.get(2)?,
+            state: TaskState::Queued,
+            message: row.get(4)?,
+            params: serde_json::Value::Null,
+            result: None,
+            account: row.get(7)?,
+            created_at: row.get(8)?,
+            updated_at: row.get(9)?,
+        },
+        row.get(3)?,
+        row.get(5)?,
+        row.get(6)?,
+    ))
+}
+
+fn finish((mut task, state, params, result): RawTask) -> Result<Task, StoreError> {
+    let corrupt = |column, err: serde_json::Error| StoreError::Corrupt {
+        table: "tasks",
+        column,
+        reason: err.to_string(),
+    };
+    task.state = TaskState::from_stored(&state)?;
+    task.params = serde_json::from_str(&params).map_err(|err| corrupt("params", err))?;
+    task.result = result
+        .map(|text| serde_json::from_str(&text))
+        .transpose()
+        .map_err(|err| corrupt("result", err))?;
+    Ok(task)
+}
+
+pub(super) fn create(
+    conn: &Connection,
+    tenant: TenantId,
+    command: &str,
+    params: &serde_json::Value,
+    account: Option<AccountId>,
+    now: Timestamp,
+) -> Result<Task, StoreError> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "INSERT INTO tasks (tenant_id, command, state, message, params, account_id, created_at, updated_at) \
+         VALUES (?1, ?2, 'queued', '', ?3, ?4, ?5, ?5) RETURNING {COLUMNS}"
+    ))?;
+    finish(stmt.query_row(
+        (
+            tenant_key(tenant),
+            command,
+            params.to_string(),
+            account,
+            now,
+        ),
+        from_row,
+    )?)
+}
+
+pub(super) fn one(conn: &Connection, id: TaskId) -> Result<Option<Task>, StoreError> {
+    let mut stmt = conn.prepare_cached(&format!("SELECT {COLUMNS} FROM tasks WHERE id = ?1"))?;
+    stmt.query_row([id], from_row)
+        .optional()?
+        .map(finish)
+        .transpose()
+}
+
+pub(super) fn list(
+    conn: &Connection,
+    tenant: Option<TenantId>,
+    limit: u32,
+) -> Result<Vec<Task>, StoreError> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM tasks WHERE ?1 IS NULL OR tenant_id = ?1 ORDER BY id DESC LIMIT ?2"
+    ))?;
+    let rows = stmt.query_map((tenant.map(tenant_key), limit.min(MAX_LIST)), from_row)?;
+    rows.map(|row| finish(row?)).collect()
+}
+
+pub(super) fn update(
+    conn: &Connection,
+    id: TaskId,
+    state: TaskState,
+    message: &str,
+    result: Option<&serde_json::Value>,
+    now: Timestamp,
+) -> Result<bool, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "UPDATE tasks SET state = ?2, message = ?3, result = coalesce(?4, result), updated_at = ?5 \
+         WHERE id = ?1 AND state IN ('queued', 'running')",
+    )?;
+    let changed = stmt.execute((
+        id,
+        state.as_str(),
+        message,
+        result.map(serde_json::Value::to_string),
+        now,
+    ))?;
+    Ok(changed == 1)
+}
+
+pub(super) fn interrupt_unfinished(conn: &Connection, now: Timestamp) -> Result<u64, StoreError> {
+    let changed = conn.execute(
+        "UPDATE tasks SET state = 'interrupted', \
+         message = 'interrupted: abacsync stopped before the task ended; run it again', \
+         updated_at = ?1 WHERE state IN ('queued', 'running')",
+        [now],
+    )?;
+    Ok(changed as u64)
+}

@@ -1,0 +1,143 @@
+//! Background tasks in grommunio's TasQ style: a sync that outlives its request,
+//! with its state, progress message, parameters and result.
+
+use serde::Serialize;
+
+use super::{AccountId, StoreError, Timestamp};
+use crate::plugin::model::TenantId;
+
+/// A task's id.
+pub type TaskId = i64;
+
+/// Where a task is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TaskState {
+    /// Waiting (for the tenant's running sync to end).
+    Queued,
+    /// Running.
+    Running,
+    /// Done.
+    Completed,
+    /// Failed.
+    Error,
+    /// Cancelled on request.
+    Cancelled,
+    /// Cut short by a shutdown or crash; marked on the next start.
+    Interrupted,
+}
+
+impl TaskState {
+    /// Name stored and shown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskState::Queued => "queued",
+            TaskState::Running => "running",
+            TaskState::Completed => "completed",
+            TaskState::Error => "error",
+            TaskState::Cancelled => "cancelled",
+            TaskState::Interrupted => "interrupted",
+        }
+    }
+
+    /// grommunio TasQ's numeric state (0 queued, 1 loaded, 2 running, 3 completed,
+    /// 4 error, 5 cancelled); an interrupted task shows as an error there.
+    pub fn tasq_code(self) -> u8 {
+        match self {
+            TaskState::Queued => 0,
+            TaskState::Running => 2,
+            TaskState::Completed => 3,
+            TaskState::Error | TaskState::Interrupted => 4,
+            TaskState::Cancelled => 5,
+        }
+    }
+
+    /// Whether the task has ended.
+    pub fn is_final(self) -> bool {
+        !matches!(self, TaskState::Queued | TaskState::Running)
+    }
+
+    fn parse(name: &str) -> Option<Self> {
+        [
+            TaskState::Queued,
+            TaskState::Running,
+            TaskState::Completed,
+            TaskState::Error,
+            TaskState::Cancelled,
+            TaskState::Interrupted,
+        ]
+        .into_iter()
+        .find(|state| state.as_str() == name)
+    }
+
+    /// The state named `name` as stored.
+    ///
+    /// # Errors
+    /// [`StoreError::Corrupt`] for an unknown name.
+    pub fn from_stored(name: &str) -> Result<Self, StoreError> {
+        Self::parse(name).ok_or_else(|| StoreError::Corrupt {
+            table: "tasks",
+            column: "state",
+            reason: format!("unknown state `{name}`"),
+        })
+    }
+}
+
+/// A task as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Task {
+    /// Id.
+    pub id: TaskId,
+    /// The tenant it works on.
+    pub tenant: TenantId,
+    /// What runs (`ldap.downsync`, `ldap.syncNow`, `abac.usersSync`, `schedule`).
+    pub command: String,
+    /// State.
+    pub state: TaskState,
+    /// Progress or final message.
+    pub message: String,
+    /// The parameters asked for.
+    pub params: serde_json::Value,
+    /// The result once finished.
+    pub result: Option<serde_json::Value>,
+    /// Who asked (`None`: the scheduler).
+    pub account: Option<AccountId>,
+    /// Created.
+    pub created_at: Timestamp,
+    /// Last change.
+    pub updated_at: Timestamp,
+}
+
+/// Tasks. Lists are scoped to a tenant, or to all for system-wide callers.
+pub trait TaskStore: Send + Sync {
+    /// Creates a queued task.
+    fn create_task(
+        &self,
+        tenant: TenantId,
+        command: &str,
+        params: &serde_json::Value,
+        account: Option<AccountId>,
+        now: Timestamp,
+    ) -> Result<Task, StoreError>;
+
+    /// One task.
+    fn task(&self, id: TaskId) -> Result<Option<Task>, StoreError>;
+
+    /// The newest tasks (of one tenant, or all), at most `limit`.
+    fn list_tasks(&self, tenant: Option<TenantId>, limit: u32) -> Result<Vec<Task>, StoreError>;
+
+    /// Sets a task's state and message, and its result when given. A task that has
+    /// ended does not change again: returns false then.
+    fn update_task(
+        &self,
+        id: TaskId,
+        state: TaskState,
+        message: &str,
+        result: Option<&serde_json::Value>,
+        now: Timestamp,
+    ) -> Result<bool, StoreError>;
+
+    /// Marks every queued or running task interrupted (at start-up: whatever ran
+    /// before was cut short); returns how many.
+    fn interrupt_unfinished(&self, now: Timestamp) -> Result<u64, StoreError>;
+}

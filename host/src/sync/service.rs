@@ -1,0 +1,525 @@
+//! Syncs as background tasks: what the API and the scheduler start.
+//!
+//! Each sync is a [`Task`] in the store, so that a client can follow it after its
+//! request returned and so that a restart finds what it cut short. A tenant never
+//! runs two syncs at once: a task waits (queued) for the tenant's running sync to end,
+//! and a request for a sync identical to one still queued joins that one.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+
+use super::engine::{Clock, SyncEngine, SyncError, SyncRequest};
+use super::progress::{Phase, Progress};
+use super::report::SyncReport;
+use crate::config::TenantConfig;
+use crate::ldap::LdapDirectory;
+use crate::plugin::model::TenantId;
+use crate::plugin::{PluginRegistry, RegistryError, TenantPlugin};
+use crate::store::{AccountId, StoreError, Task, TaskId, TaskState, TaskStore, UserStore};
+
+/// How often a running task's progress message is written to the store.
+const PROGRESS_EVERY: Duration = Duration::from_secs(1);
+
+/// Why a sync could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// No such tenant.
+    #[error("no tenant {0}")]
+    UnknownTenant(TenantId),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Why a tenant's plugin could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum PluginLoadError {
+    /// The component file cannot be read.
+    #[error("tenant {tenant}: cannot read plugin {path}: {cause}")]
+    Read {
+        /// The tenant.
+        tenant: TenantId,
+        /// The file.
+        path: String,
+        /// Why.
+        cause: std::io::Error,
+    },
+    /// The component or its settings were refused.
+    #[error(transparent)]
+    Refused(#[from] RegistryError),
+}
+
+/// Loads `tenant`'s plugin from its configured file and assigns it (compiled once per
+/// distinct component).
+///
+/// # Errors
+/// [`PluginLoadError`] when the file cannot be read or the plugin is refused.
+pub fn load_tenant_plugin(
+    registry: &PluginRegistry,
+    tenant: &TenantConfig,
+) -> Result<Arc<TenantPlugin>, PluginLoadError> {
+    let path = &tenant.plugin.path;
+    let bytes = std::fs::read(path).map_err(|cause| PluginLoadError::Read {
+        tenant: tenant.id,
+        path: path.display().to_string(),
+        cause,
+    })?;
+    let label = path.file_name().map_or_else(
+        || path.display().to_string(),
+        |name| name.to_string_lossy().into_owned(),
+    );
+    let settings = tenant
+        .plugin
+        .settings
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    Ok(registry.assign(tenant.id, &label, &bytes, settings)?)
+}
+
+/// How a task ended.
+#[derive(Debug)]
+pub struct TaskOutcome {
+    /// The task's final state.
+    pub state: TaskState,
+    /// The final message.
+    pub message: String,
+    /// The sync's report, when the sync ran.
+    pub report: Option<SyncReport>,
+    /// Why it failed, when it did.
+    pub error: Option<TaskError>,
+}
+
+/// Why a task failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TaskError {
+    /// The sync stopped.
+    #[error(transparent)]
+    Sync(#[from] SyncError),
+    /// The plugin could not be loaded.
+    #[error(transparent)]
+    Plugin(#[from] PluginLoadError),
+    /// The directory's settings are unusable (e.g. a missing secret).
+    #[error("tenant {tenant}: {reason}")]
+    Settings {
+        /// The tenant.
+        tenant: TenantId,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+impl TaskError {
+    /// Whether the directory could not be reached at all (grommunio answers 503).
+    pub fn is_directory_unreachable(&self) -> bool {
+        matches!(self, TaskError::Sync(err) if err.is_directory_unreachable())
+    }
+}
+
+/// A started task: its record and the handle that yields its outcome. Dropping the
+/// handle does not stop the task.
+pub struct StartedTask {
+    /// The task as created (or joined).
+    pub task: Task,
+    /// Whether an identical queued task was joined instead of creating one.
+    pub joined: bool,
+    /// Completes when the task ends; `None` for a joined task.
+    pub handle: Option<JoinHandle<TaskOutcome>>,
+}
+
+/// Counters the metrics endpoint reads.
+#[derive(Debug, Default)]
+pub struct SyncMetrics {
+    /// Syncs by outcome.
+    pub outcomes: Mutex<HashMap<String, u64>>,
+    /// Sum of sync durations in milliseconds, and their count.
+    pub duration_ms_sum: std::sync::atomic::AtomicU64,
+    /// Entries read.
+    pub entries_read: std::sync::atomic::AtomicU64,
+    /// Plugin failures (whole calls and entries the plugin reported errors for).
+    pub plugin_errors: std::sync::atomic::AtomicU64,
+    /// Tasks waiting.
+    pub queued: std::sync::atomic::AtomicI64,
+    /// Tasks running.
+    pub running: std::sync::atomic::AtomicI64,
+}
+
+#[derive(Default)]
+struct TenantSlot {
+    /// Held by the tenant's running sync.
+    lock: Arc<tokio::sync::Mutex<()>>,
+    /// Queued tasks by (command, params), for joining.
+    queued: HashMap<String, Task>,
+}
+
+/// Runs syncs as tasks. Cheap to share (`Arc`).
+pub struct SyncService {
+    engine: SyncEngine,
+    tasks: Arc<dyn TaskStore>,
+    registry: PluginRegistry,
+    tenants: HashMap<TenantId, Arc<TenantConfig>>,
+    slots: Mutex<HashMap<TenantId, TenantSlot>>,
+    running: Mutex<HashMap<TaskId, Progress>>,
+    clock: Clock,
+    metrics: SyncMetrics,
+}
+
+impl SyncService {
+    /// A service over `tenants`, writing users through `engine` and tasks to `tasks`.
+    pub fn new(
+        engine: SyncEngine,
+        tasks: Arc<dyn TaskStore>,
+        registry: PluginRegistry,
+        tenants: impl IntoIterator<Item = TenantConfig>,
+        clock: Clock,
+    ) -> Self {
+        Self {
+            engine,
+            tasks,
+            registry,
+            tenants: tenants
+                .into_iter()
+                .map(|tenant| (tenant.id, Arc::new(tenant)))
+                .collect(),
+            slots: Mutex::new(HashMap::new()),
+            running: Mutex::new(HashMap::new()),
+            clock,
+            metrics: SyncMetrics::default(),
+        }
+    }
+
+    /// The tenant with this id.
+    pub fn tenant(&self, id: TenantId) -> Option<&Arc<TenantConfig>> {
+        self.tenants.get(&id)
+    }
+
+    /// Every tenant, ordered by id.
+    pub fn tenants(&self) -> Vec<Arc<TenantConfig>> {
+        let mut all: Vec<_> = self.tenants.values().cloned().collect();
+        all.sort_by_key(|tenant| tenant.id);
+        all
+    }
+
+    /// The user store.
+    pub fn store(&self) -> &Arc<dyn UserStore> {
+        self.engine.store()
+    }
+
+    /// The task store.
+    pub fn task_store(&self) -> &Arc<dyn TaskStore> {
+        &self.tasks
+    }
+
+    /// The plugin registry.
+    pub fn registry(&self) -> &PluginRegistry {
+        &self.registry
+    }
+
+    /// The counters.
+    pub fn metrics(&self) -> &SyncMetrics {
+        &self.metrics
+    }
+
+    /// The current time.
+    pub fn now(&self) -> i64 {
+        (self.clock)()
+    }
+
+    /// The tenant's plugin, loaded on first use.
+    ///
+    /// # Errors
+    /// [`PluginLoadError`] when it cannot be loaded.
+    pub fn plugin(&self, tenant: &TenantConfig) -> Result<Arc<TenantPlugin>, PluginLoadError> {
+        match self.registry.get(tenant.id) {
+            Some(plugin) => Ok(plugin),
+            None => load_tenant_plugin(&self.registry, tenant),
+        }
+    }
+
+    /// Starts a sync of `tenant` as a task (`command` and `params` are recorded; an
+    /// identical queued task is joined instead).
+    ///
+    /// # Errors
+    /// [`StartError`] when the tenant is unknown or the task cannot be recorded.
+    pub fn start(
+        self: &Arc<Self>,
+        tenant: TenantId,
+        command: &str,
+        params: serde_json::Value,
+        account: Option<AccountId>,
+        request: SyncRequest,
+    ) -> Result<StartedTask, StartError> {
+        let config = self
+            .tenant(tenant)
+            .cloned()
+            .ok_or(StartError::UnknownTenant(tenant))?;
+        let key = format!("{command}\u{0}{params}");
+        let mut slots = self.slots();
+        let slot = slots.entry(tenant).or_default();
+        if let Some(task) = slot.queued.get(&key) {
+            return Ok(StartedTask {
+                task: task.clone(),
+                joined: true,
+                handle: None,
+            });
+        }
+        let task = self
+            .tasks
+            .create_task(tenant, command, &params, account, self.now())?;
+        slot.queued.insert(key.clone(), task.clone());
+        let lock = slot.lock.clone();
+        drop(slots);
+        self.metrics
+            .queued
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let service = self.clone();
+        let id = task.id;
+        let mut request = request;
+        request.run_id = format!("task-{id}");
+        let handle = tokio::spawn(async move {
+            let guard = lock.lock().await;
+            service
+                .metrics
+                .queued
+                .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+            if let Some(slot) = service.slots().get_mut(&tenant) {
+                slot.queued.remove(&key);
+            }
+            let outcome = service.run_task(id, &config, request).await;
+            drop(guard);
+            outcome
+        });
+        Ok(StartedTask {
+            task,
+            joined: false,
+            handle: Some(handle),
+        })
+    }
+
+    /// Asks a task to stop: a queued one never runs, a running one stops before it
+    /// writes anything more. Whether the task was still going.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store fails.
+    pub fn cancel(&self, id: TaskId) -> Result<bool, StoreError> {
+        if let Some(progress) = self.running_tasks().get(&id) {
+            progress.cancel();
+            return Ok(true);
+        }
+        let cancelled = self.tasks.update_task(
+            id,
+            TaskState::Cancelled,
+            "cancelled before it started",
+            None,
+            self.now(),
+        )?;
+        if cancelled {
+            let mut slots = self.slots();
+            for slot in slots.values_mut() {
+                slot.queued.retain(|_, task| task.id != id);
+            }
+        }
+        Ok(cancelled)
+    }
+
+    /// Cancels every running task (at shutdown).
+    pub fn cancel_all(&self) {
+        for progress in self.running_tasks().values() {
+            progress.cancel();
+        }
+    }
+
+    /// Number of tasks running now.
+    pub fn running_count(&self) -> usize {
+        self.running_tasks().len()
+    }
+
+    async fn run_task(
+        &self,
+        id: TaskId,
+        tenant: &TenantConfig,
+        request: SyncRequest,
+    ) -> TaskOutcome {
+        use std::sync::atomic::Ordering::Relaxed;
+        // A task cancelled while queued stays cancelled.
+        match self
+            .tasks
+            .update_task(id, TaskState::Running, "starting", None, self.now())
+        {
+            Ok(true) => {}
+            Ok(false) => {
+                return TaskOutcome {
+                    state: TaskState::Cancelled,
+                    message: "cancelled before it started".into(),
+                    report: None,
+                    error: None,
+                };
+            }
+            Err(err) => tracing::error!(task = id, %err, "cannot mark the task running"),
+        }
+        let progress = Progress::new();
+        self.running_tasks().insert(id, progress.clone());
+        self.metrics.running.fetch_add(1, Relaxed);
+        let reporter = self.spawn_progress_writer(id, progress.clone());
+        let result = self.sync(tenant, request, progress.clone()).await;
+        reporter.abort();
+        self.running_tasks().remove(&id);
+        self.metrics.running.fetch_sub(1, Relaxed);
+        let outcome = match result {
+            Ok((report, error)) => {
+                self.record_metrics(&report, error.as_ref());
+                let state = match report.outcome.as_str() {
+                    "succeeded" => TaskState::Completed,
+                    "cancelled" => TaskState::Cancelled,
+                    _ => TaskState::Error,
+                };
+                TaskOutcome {
+                    state,
+                    message: summary_message(&report),
+                    report: Some(report),
+                    error: error.map(TaskError::from),
+                }
+            }
+            Err(err) => {
+                self.bump_outcome("failed");
+                TaskOutcome {
+                    state: TaskState::Error,
+                    message: err.to_string(),
+                    report: None,
+                    error: Some(err),
+                }
+            }
+        };
+        let result = outcome
+            .report
+            .as_ref()
+            .and_then(|report| serde_json::to_value(report).ok());
+        if let Err(err) = self.tasks.update_task(
+            id,
+            outcome.state,
+            &outcome.message,
+            result.as_ref(),
+            self.now(),
+        ) {
+            tracing::error!(task = id, %err, "cannot record the task's end");
+        }
+        outcome
+    }
+
+    async fn sync(
+        &self,
+        tenant: &TenantConfig,
+        request: SyncRequest,
+        progress: Progress,
+    ) -> Result<(SyncReport, Option<SyncError>), TaskError> {
+        let plugin = self.plugin(tenant)?;
+        let password = tenant
+            .ldap
+            .bind_password(tenant.id)
+            .map_err(|err| TaskError::Settings {
+                tenant: tenant.id,
+                reason: err.to_string(),
+            })?;
+        let directory =
+            LdapDirectory::new(&tenant.ldap, password).map_err(|err| TaskError::Settings {
+                tenant: tenant.id,
+                reason: err.to_string(),
+            })?;
+        Ok(self
+            .engine
+            .run(tenant, plugin, &directory, request, progress)
+            .await)
+    }
+
+    fn spawn_progress_writer(&self, id: TaskId, progress: Progress) -> JoinHandle<()> {
+        let tasks = self.tasks.clone();
+        let clock = self.clock.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(PROGRESS_EVERY);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let now = progress.snapshot();
+                let message = match now.phase {
+                    Phase::Starting => "connecting".to_owned(),
+                    Phase::Reading => format!("{} read, {} mapped", now.read, now.mapped),
+                    Phase::Applying => format!("{}/{} changes written", now.written, now.to_write),
+                    Phase::Done => return,
+                };
+                let tasks = tasks.clone();
+                let at = clock();
+                let written = tokio::task::spawn_blocking(move || {
+                    tasks.update_task(id, TaskState::Running, &message, None, at)
+                })
+                .await;
+                if !matches!(written, Ok(Ok(true))) {
+                    return;
+                }
+            }
+        })
+    }
+
+    fn record_metrics(&self, report: &SyncReport, error: Option<&SyncError>) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.bump_outcome(&report.outcome);
+        self.metrics
+            .duration_ms_sum
+            .fetch_add(report.timings.total_ms, Relaxed);
+        self.metrics
+            .entries_read
+            .fetch_add(report.counts.read, Relaxed);
+        let entry_errors = report
+            .results
+            .iter()
+            .filter(|result| result.code == super::report::code::MAPPING_ERROR)
+            .count() as u64;
+        let call_errors = u64::from(matches!(error, Some(SyncError::Plugin { .. })));
+        self.metrics
+            .plugin_errors
+            .fetch_add(entry_errors + call_errors, Relaxed);
+    }
+
+    fn bump_outcome(&self, outcome: &str) {
+        *self
+            .metrics
+            .outcomes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(outcome.to_owned())
+            .or_default() += 1;
+    }
+
+    fn slots(&self) -> std::sync::MutexGuard<'_, HashMap<TenantId, TenantSlot>> {
+        // Maps updated in single statements: a panic cannot leave them torn.
+        self.slots.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn running_tasks(&self) -> std::sync::MutexGuard<'_, HashMap<TaskId, Progress>> {
+        self.running.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// grommunio's task message: `X/Y synced[, N created][, N error(s)] (T.Ts)`.
+pub fn summary_message(report: &SyncReport) -> String {
+    let c = &report.counts;
+    let synced = c.created + c.updated + c.unchanged + c.reactivated + c.deactivated;
+    let mut message = format!("{synced}/{} synced", c.read);
+    if c.created > 0 {
+        message.push_str(&format!(", {} created", c.created));
+    }
+    if c.failed > 0 {
+        let plural = if c.failed == 1 { "" } else { "s" };
+        message.push_str(&format!(", {} error{plural}", c.failed));
+    }
+    message.push_str(&format!(
+        " ({:.1}s)",
+        report.timings.total_ms as f64 / 1000.0
+    ));
+    if let Some(error) = &report.error {
+        message.push_str(&format!(": {error}"));
+    }
+    message
+}
