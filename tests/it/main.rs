@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod active_directory;
+mod api;
 mod cli;
 mod golden;
 mod loading;
