@@ -7,13 +7,14 @@
 
 use std::sync::Arc;
 
+use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, Method, StatusCode};
-use axum::routing::{delete, get, post};
-use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::error::ApiError;
 use super::session::{self, Session};
@@ -26,21 +27,18 @@ use crate::plugin::model::SyncMode;
 use crate::store::{AuditEvent, AuditQuery, NewAccount, StoredUser, UserId, UserQuery};
 use crate::sync::SyncRequest;
 
-pub(super) fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/admin/tenants", get(tenants))
-        .route("/api/v1/admin/tenants/{tenant}", get(tenant))
-        .route(
-            "/api/v1/admin/tenants/{tenant}/connection-test",
-            post(connection_test),
-        )
-        .route("/api/v1/admin/tenants/{tenant}/dry-run", post(dry_run))
-        .route("/api/v1/admin/tenants/{tenant}/users", get(users))
-        .route("/api/v1/admin/tenants/{tenant}/users/{user}", get(user))
-        .route("/api/v1/admin/tenants/{tenant}/audit", get(audit))
-        .route("/api/v1/admin/tenants/{tenant}/runs", get(runs))
-        .route("/api/v1/admin/accounts", get(accounts).post(create_account))
-        .route("/api/v1/admin/accounts/{account}", delete(delete_account))
+pub(super) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(tenants))
+        .routes(routes!(tenant))
+        .routes(routes!(connection_test))
+        .routes(routes!(dry_run))
+        .routes(routes!(users))
+        .routes(routes!(user))
+        .routes(routes!(audit))
+        .routes(routes!(runs))
+        .routes(routes!(accounts, create_account))
+        .routes(routes!(delete_account))
 }
 
 async fn caller(
@@ -114,6 +112,9 @@ fn tenant_json(tenant: &TenantConfig) -> Value {
     })
 }
 
+/// Tenants the caller may see, without secrets.
+#[utoipa::path(get, path = "/api/v1/admin/tenants", tag = "admin", security(("grommunio" = []), ("rocketchat" = [])),
+    responses((status = 200, description = "Tenants", body = Value), (status = 403, description = "No view-admin", body = Value)))]
 async fn tenants(
     State(state): State<AppState>,
     method: Method,
@@ -130,6 +131,9 @@ async fn tenants(
     Ok(Json(json!({ "data": data })))
 }
 
+/// One tenant's settings, without secrets (the bind password's source only).
+#[utoipa::path(get, path = "/api/v1/admin/tenants/{tenant}", tag = "admin", security(("grommunio" = []), ("rocketchat" = [])), params(("tenant" = u64, Path, description = "Tenant (domain) ID")),
+    responses((status = 200, description = "The tenant", body = Value), (status = 404, description = "Not found (or another tenant's)", body = Value)))]
 async fn tenant(
     State(state): State<AppState>,
     Path(id): Path<u64>,
@@ -142,6 +146,10 @@ async fn tenant(
 }
 
 /// Connects and binds to the tenant's directory, then closes.
+#[utoipa::path(post, path = "/api/v1/admin/tenants/{tenant}/connection-test", tag = "admin", security(("grommunio" = []), ("rocketchat" = [])), params(("tenant" = u64, Path, description = "Tenant (domain) ID")),
+    responses((status = 200, description = "Whether connecting and binding worked", body = Value,
+        example = json!({"ok": false, "error": "cannot connect to the directory: ldap://127.0.0.1:389: connection refused"})),
+        (status = 404, description = "Not found", body = Value)))]
 async fn connection_test(
     State(state): State<AppState>,
     Path(id): Path<u64>,
@@ -172,6 +180,11 @@ struct DryRunBody {
 }
 
 /// A sync of the live directory with nothing written: the full diff against the store.
+#[utoipa::path(post, path = "/api/v1/admin/tenants/{tenant}/dry-run", tag = "admin", security(("grommunio" = []), ("rocketchat" = [])), params(("tenant" = u64, Path, description = "Tenant (domain) ID")),
+    request_body(content = Value, description = "Optional: mode (full or incremental), import", example = json!({"mode": "full", "import": true})),
+    responses((status = 200, description = "The sync report: every user's diff, nothing written", body = Value),
+        (status = 400, description = "Invalid body", body = Value), (status = 404, description = "Not found", body = Value),
+        (status = 422, description = "The sync could not run (plugin or settings)", body = Value)))]
 async fn dry_run(
     State(state): State<AppState>,
     Path(id): Path<u64>,
@@ -273,6 +286,15 @@ struct UsersQuery {
 }
 
 /// Users, filtered by ABAC key (and value), activity, or a search text.
+#[utoipa::path(get, path = "/api/v1/admin/tenants/{tenant}/users", tag = "admin", security(("grommunio" = []), ("rocketchat" = [])),
+    params(("tenant" = u64, Path, description = "Tenant (domain) ID"), ("key" = Option<String>, Query, description = "Users with this ABAC key"),
+        ("value" = Option<String>, Query, description = "…with this value (needs key)"),
+        ("active" = Option<bool>, Query, description = "Active or inactive only"),
+        ("search" = Option<String>, Query, description = "Username, email or display name contains"),
+        ("after" = Option<i64>, Query, description = "Ids after this (pagination)"),
+        ("limit" = Option<u32>, Query, description = "At most this many (default 100, max 1000)")),
+    responses((status = 200, description = "Users", body = Value), (status = 400, description = "Invalid query", body = Value),
+        (status = 404, description = "Not found", body = Value)))]
 async fn users(
     State(state): State<AppState>,
     Path(id): Path<u64>,
@@ -301,6 +323,9 @@ async fn users(
 }
 
 /// One user with attributes and change history.
+#[utoipa::path(get, path = "/api/v1/admin/tenants/{tenant}/users/{user}", tag = "admin", security(("grommunio" = []), ("rocketchat" = [])),
+    params(("tenant" = u64, Path, description = "Tenant (domain) ID"), ("user" = i64, Path, description = "User ID")),
+    responses((status = 200, description = "The user with attributes and history", body = Value), (status = 404, description = "Not found", body = Value)))]
 async fn user(
     State(state): State<AppState>,
     Path((id, user)): Path<(u64, i64)>,
@@ -337,6 +362,11 @@ struct AuditParams {
     limit: Option<u32>,
 }
 
+/// Audit events of a tenant, newest first.
+#[utoipa::path(get, path = "/api/v1/admin/tenants/{tenant}/audit", tag = "admin", security(("grommunio" = []), ("rocketchat" = [])),
+    params(("tenant" = u64, Path, description = "Tenant (domain) ID"), ("user" = Option<i64>, Query, description = "One user's events"), ("key" = Option<String>, Query, description = "One ABAC key's events"),
+        ("before" = Option<i64>, Query, description = "Event ids before this (pagination)"), ("limit" = Option<u32>, Query, description = "At most this many")),
+    responses((status = 200, description = "Events", body = Value), (status = 404, description = "Not found", body = Value)))]
 async fn audit(
     State(state): State<AppState>,
     Path(id): Path<u64>,
@@ -359,6 +389,9 @@ async fn audit(
     ))
 }
 
+/// A tenant's recent sync runs.
+#[utoipa::path(get, path = "/api/v1/admin/tenants/{tenant}/runs", tag = "admin", security(("grommunio" = []), ("rocketchat" = [])), params(("tenant" = u64, Path, description = "Tenant (domain) ID")),
+    responses((status = 200, description = "Runs, newest first", body = Value), (status = 404, description = "Not found", body = Value)))]
 async fn runs(
     State(state): State<AppState>,
     Path(id): Path<u64>,
@@ -398,6 +431,9 @@ fn account_json(account: &crate::store::Account) -> Value {
     })
 }
 
+/// Admin accounts (a tenant-scoped caller: its tenant's).
+#[utoipa::path(get, path = "/api/v1/admin/accounts", tag = "admin", security(("grommunio" = []), ("rocketchat" = [])),
+    responses((status = 200, description = "Accounts", body = Value), (status = 403, description = "No manage-accounts", body = Value)))]
 async fn accounts(
     State(state): State<AppState>,
     method: Method,
@@ -423,6 +459,10 @@ struct NewAccountBody {
 
 /// Creates an account. A tenant-scoped caller creates accounts of its own tenant
 /// only, and never grants a permission it lacks.
+#[utoipa::path(post, path = "/api/v1/admin/accounts", tag = "admin", security(("grommunio" = []), ("rocketchat" = [])),
+    request_body(content = Value, example = json!({"username": "ops", "password": "at least 12 chars", "tenant": 1, "role": "sync-operator"})),
+    responses((status = 201, description = "Created", body = Value), (status = 400, description = "Invalid", body = Value),
+        (status = 409, description = "Name taken", body = Value)))]
 async fn create_account(
     State(state): State<AppState>,
     method: Method,
@@ -495,6 +535,11 @@ async fn create_account(
     Ok((StatusCode::CREATED, Json(account_json(&created))))
 }
 
+/// Deletes an account and its sessions.
+#[utoipa::path(delete, path = "/api/v1/admin/accounts/{account}", tag = "admin", security(("grommunio" = []), ("rocketchat" = [])),
+    params(("account" = i64, Path, description = "Account ID")),
+    responses((status = 200, description = "Deleted", body = Value), (status = 404, description = "Not found", body = Value),
+        (status = 409, description = "Your own account", body = Value)))]
 async fn delete_account(
     State(state): State<AppState>,
     Path(id): Path<i64>,

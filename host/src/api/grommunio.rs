@@ -3,12 +3,13 @@
 
 use std::time::Duration;
 
+use axum::Json;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use axum::{Json, Router};
 use serde_json::{Value, json};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::AppState;
 use super::error::ApiError;
@@ -23,8 +24,8 @@ const DEFAULT_TIMEOUT_SECS: f64 = 1.0;
 /// The longest wait a request may ask for.
 const MAX_TIMEOUT_SECS: f64 = 3600.0;
 
-pub(super) fn router() -> Router<AppState> {
-    Router::new().route("/api/v1/domains/{domain}/ldap/downsync", post(downsync))
+pub(super) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(downsync))
 }
 
 /// The query's parameters, validated.
@@ -89,9 +90,38 @@ pub fn parse_params(query: Option<&str>) -> Result<DownsyncParams, Vec<String>> 
     }
 }
 
-/// Updates (with `import=true` also creates) the domain's users from its directory:
-/// a full sync as a task. Answers 200 with the per-user results when it ends within
-/// `timeout` seconds, else 202 with the task's id while it goes on.
+/// Updates all LDAP imported users of a domain (grommunio `ldap/downsync`).
+///
+/// With `import=true` also creates users not yet in the store. Runs a full sync as a
+/// task; answers 200 with the per-user results when it ends within `timeout` seconds,
+/// else 202 with the task's id while it goes on.
+#[utoipa::path(
+    post,
+    path = "/api/v1/domains/{domainID}/ldap/downsync",
+    tag = "grommunio",
+    security(("grommunio" = [])),
+    params(
+        ("domainID" = u64, Path, description = "ID of the domain (tenant)"),
+        ("import" = Option<bool>, Query, description = "Import new users from LDAP"),
+        ("lang" = Option<String>, Query, description = "Default language for imported users"),
+        ("timeout" = Option<f64>, Query, description = "Time in seconds to wait for completion (default 1)"),
+        ("X-Csrf-Token" = Option<String>, Header, description = "CSRF token from the login; required from browsers"),
+    ),
+    responses(
+        (status = 200, description = "Update process successful", body = Value,
+            example = json!({"message": "6/6 synced, 6 created (0.1s)", "data": [{"ID": 1, "username": "alice", "code": 201, "message": "created"}]})),
+        (status = 202, description = "Task took more than timeout seconds and is resumed in the background", body = Value,
+            example = json!({"message": "Created background task #1", "taskID": 1})),
+        (status = 400, description = "Validation of input parameters failed", body = Value,
+            example = json!({"message": "Bad Request", "errors": ["timeout: 'x' is not a non-negative number"]})),
+        (status = 401, description = "Not logged in", body = Value, example = json!({"message": "Access denied", "error": "No token provided"})),
+        (status = 403, description = "Not an admin of the domain", body = Value,
+            example = json!({"message": "Insufficient permissions for this operation"})),
+        (status = 404, description = "The requested resource could not be found", body = Value, example = json!({"message": "Domain not found"})),
+        (status = 500, description = "An error occurred while processing the request", body = Value),
+        (status = 503, description = "The directory is unreachable", body = Value),
+    ),
+)]
 async fn downsync(
     State(state): State<AppState>,
     Path(domain): Path<String>,

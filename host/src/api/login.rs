@@ -8,14 +8,15 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
+use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::error::{ApiError, RcError};
 use super::session::{self, COOKIE, Session};
@@ -23,13 +24,13 @@ use super::{AppState, blocking};
 use crate::auth::{jwt, password, token, totp};
 use crate::store::{Account, Dialect, StoreError};
 
-pub(super) fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/login", post(login))
-        .route("/api/v1/logout", post(logout).get(logout))
-        .route("/api/v1/me", axum::routing::get(me))
-        .route("/api/v1/me/totp", post(totp_begin).delete(totp_disable))
-        .route("/api/v1/me/totp/confirm", post(totp_confirm))
+pub(super) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(login))
+        .routes(routes!(logout))
+        .routes(routes!(me))
+        .routes(routes!(totp_begin, totp_disable))
+        .routes(routes!(totp_confirm))
 }
 
 #[derive(Deserialize)]
@@ -63,6 +64,23 @@ fn is_form(headers: &HeaderMap) -> bool {
         })
 }
 
+/// Logs in: Rocket.Chat's JSON login or grommunio's form login.
+///
+/// JSON (`{"user", "password", "code"?}`, the password as text or `{"digest",
+/// "algorithm": "sha-256"}`) answers Rocket.Chat's `authToken` and `userId`. A form
+/// (`user`, `pass`) sets the `grommunioAuthJwt` cookie and answers it with the CSRF
+/// token. Failed attempts are rate-limited per account name and client address.
+#[utoipa::path(post, path = "/api/v1/login", tag = "sessions",
+    request_body(content = Value, description = "JSON (Rocket.Chat) or application/x-www-form-urlencoded (grommunio)",
+        example = json!({"user": "admin", "password": "secret"})),
+    responses(
+        (status = 200, description = "Logged in", body = Value,
+            example = json!({"status": "success", "data": {"userId": "2tTEqR7ZNMJ4HGGNa", "authToken": "…", "me": {"_id": "2tTEqR7ZNMJ4HGGNa", "username": "admin"}}})),
+        (status = 400, description = "Incomplete login form (grommunio)", body = Value, example = json!({"message": "Incomplete login form"})),
+        (status = 401, description = "Wrong credentials, or a two-factor code needed or wrong", body = Value,
+            example = json!({"status": "error", "error": "Unauthorized", "message": "Unauthorized"})),
+        (status = 429, description = "Too many failed attempts", body = Value),
+    ))]
 async fn login(
     State(state): State<AppState>,
     ConnectInfo(client): ConnectInfo<SocketAddr>,
@@ -275,6 +293,12 @@ fn serde_urlencoded_form<T: serde::de::DeserializeOwned>(body: &[u8]) -> Option<
     serde_urlencoded::from_bytes(body).ok()
 }
 
+/// Ends the session (either dialect).
+#[utoipa::path(method(get, post), path = "/api/v1/logout", tag = "sessions", security(("grommunio" = []), ("rocketchat" = [])),
+    responses(
+        (status = 200, description = "Logged out", body = Value, example = json!({"status": "success", "data": {"message": "You've been logged out!"}})),
+        (status = 401, description = "Not logged in", body = Value),
+    ))]
 async fn logout(State(state): State<AppState>, method: Method, headers: HeaderMap) -> Response {
     match session::rocketchat(&state, &headers).await {
         Ok(Some(session)) => {
@@ -312,6 +336,9 @@ async fn logout(State(state): State<AppState>, method: Method, headers: HeaderMa
     }
 }
 
+/// The caller's account.
+#[utoipa::path(get, path = "/api/v1/me", tag = "sessions", security(("grommunio" = []), ("rocketchat" = [])),
+    responses((status = 200, description = "The account", body = Value), (status = 401, description = "Not logged in", body = Value)))]
 async fn me(
     State(state): State<AppState>,
     method: Method,
@@ -323,6 +350,12 @@ async fn me(
 
 /// Starts TOTP enrolment: a new secret, not yet required. Replaces an unconfirmed one;
 /// refused while TOTP is enabled (disable it first, with a code).
+#[utoipa::path(post, path = "/api/v1/me/totp", tag = "sessions", security(("grommunio" = []), ("rocketchat" = [])),
+    responses(
+        (status = 200, description = "A new secret and its otpauth URI", body = Value,
+            example = json!({"secret": "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ", "url": "otpauth://totp/abacsync:admin?secret=…"})),
+        (status = 409, description = "TOTP is already enabled", body = Value),
+    ))]
 async fn totp_begin(
     State(state): State<AppState>,
     method: Method,
@@ -353,6 +386,13 @@ struct CodeBody {
 }
 
 /// Confirms enrolment with a first code; from then on TOTP is required.
+#[utoipa::path(post, path = "/api/v1/me/totp/confirm", tag = "sessions", security(("grommunio" = []), ("rocketchat" = [])),
+    request_body(content = Value, example = json!({"code": "123456"})),
+    responses(
+        (status = 200, description = "TOTP enabled", body = Value, example = json!({"enabled": true})),
+        (status = 400, description = "Not a current code", body = Value),
+        (status = 409, description = "No enrolment begun, or already enabled", body = Value),
+    ))]
 async fn totp_confirm(
     State(state): State<AppState>,
     method: Method,
@@ -392,6 +432,12 @@ async fn totp_confirm(
 }
 
 /// Disables TOTP; needs a current code (Rocket.Chat's two-factor check).
+#[utoipa::path(delete, path = "/api/v1/me/totp", tag = "sessions", security(("grommunio" = []), ("rocketchat" = [])),
+    params(("x-2fa-code" = String, Header, description = "A current TOTP code")),
+    responses(
+        (status = 200, description = "TOTP disabled", body = Value, example = json!({"enabled": false})),
+        (status = 400, description = "totp-required or totp-invalid", body = Value),
+    ))]
 async fn totp_disable(
     State(state): State<AppState>,
     method: Method,

@@ -18,6 +18,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use axum::Router;
+use utoipa_axum::router::OpenApiRouter;
 
 use crate::auth::ratelimit::RateLimiter;
 use crate::config::ServerConfig;
@@ -126,14 +127,122 @@ pub async fn blocking<T: Send + 'static>(
         .map_err(|err| StoreError::Panicked(err.to_string()))?
 }
 
-/// The whole API.
-pub fn router(state: AppState) -> Router {
-    Router::new()
+/// Where the OpenAPI description is served.
+pub const OPENAPI_PATH: &str = "/api/v1/openapi.json";
+
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "abacsync",
+        description = "Keeps users and their ABAC attributes in step with LDAP and Active Directory: Rocket.Chat's and grommunio's sync triggers, tasks, and the admin API."
+    ),
+    modifiers(&SecuritySchemes),
+    tags(
+        (name = "rocket.chat", description = "Rocket.Chat's documented endpoints"),
+        (name = "grommunio", description = "grommunio-admin-api's documented endpoint"),
+        (name = "tasks", description = "Background tasks (grommunio TasQ style)"),
+        (name = "sessions", description = "Logins, logout, two-factor enrolment"),
+        (name = "admin", description = "Tenants, users, audit, runs, dry runs, accounts"),
+        (name = "operations", description = "Health and metrics"),
+    )
+)]
+struct ApiDoc;
+
+struct SecuritySchemes;
+
+impl utoipa::Modify for SecuritySchemes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "rocketchat",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "X-Auth-Token",
+                "Rocket.Chat dialect: the authToken from /api/v1/login, with X-User-Id",
+            ))),
+        );
+        components.add_security_scheme(
+            "grommunio",
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
+                "grommunioAuthJwt",
+                "grommunio dialect: the cookie from the form login; browsers also send X-Csrf-Token",
+            ))),
+        );
+    }
+}
+
+/// The API's routes and their OpenAPI description, from the same annotations.
+pub fn documented_router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    OpenApiRouter::with_openapi(<ApiDoc as utoipa::OpenApi>::openapi())
         .merge(ops::router())
         .merge(login::router())
         .merge(rocketchat::router())
         .merge(grommunio::router())
         .merge(tasks::router())
         .merge(admin::router())
+        .split_for_parts()
+}
+
+/// The OpenAPI description of the whole API.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    documented_router().1
+}
+
+/// The whole API, with its OpenAPI description served at [`OPENAPI_PATH`].
+pub fn router(state: AppState) -> Router {
+    let (routes, openapi) = documented_router();
+    let document = Arc::new(openapi);
+    routes
+        .route(
+            OPENAPI_PATH,
+            axum::routing::get(move || {
+                let document = document.clone();
+                async move { axum::Json(document.as_ref().clone()) }
+            }),
+        )
         .with_state(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn statuses(doc: &serde_json::Value, path: &str, method: &str) -> Vec<String> {
+        let mut codes: Vec<String> = doc["paths"][path][method]["responses"]
+            .as_object()
+            .unwrap_or_else(|| panic!("{method} {path} is not documented"))
+            .keys()
+            .cloned()
+            .collect();
+        codes.sort();
+        codes
+    }
+
+    #[test]
+    fn the_description_covers_the_documented_contracts() {
+        let doc = serde_json::to_value(openapi()).unwrap();
+        assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
+        assert_eq!(
+            statuses(&doc, "/api/v1/ldap.syncNow", "post"),
+            ["200", "400", "401", "429"]
+        );
+        assert_eq!(
+            statuses(&doc, "/api/v1/abac/users/sync", "post"),
+            ["200", "400", "401", "403"]
+        );
+        assert_eq!(
+            statuses(&doc, "/api/v1/domains/{domainID}/ldap/downsync", "post"),
+            ["200", "202", "400", "401", "403", "404", "500", "503"]
+        );
+        // Every operation is described and tagged.
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, operation) in item.as_object().unwrap() {
+                assert!(
+                    operation["summary"].is_string() || operation["description"].is_string(),
+                    "{method} {path} has no description"
+                );
+                assert!(operation["tags"].is_array(), "{method} {path} has no tag");
+            }
+        }
+    }
 }

@@ -3,21 +3,25 @@
 use std::fmt::Write;
 use std::sync::atomic::Ordering::Relaxed;
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
-use axum::routing::get;
-use axum::{Json, Router};
 use serde_json::json;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::AppState;
 
-pub(super) fn router() -> Router<AppState> {
-    Router::new()
-        .route("/health", get(health))
-        .route("/metrics", get(metrics))
+pub(super) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(health))
+        .routes(routes!(metrics))
 }
 
+/// Liveness: answers while the server runs.
+#[utoipa::path(get, path = "/health", tag = "operations",
+    responses((status = 200, description = "Running", body = Value, example = json!({"status": "ok", "version": "0.1.0", "tenants": 2}))))]
 async fn health(State(state): State<AppState>) -> impl IntoResponse {
     Json(json!({
         "status": "ok",
@@ -26,6 +30,9 @@ async fn health(State(state): State<AppState>) -> impl IntoResponse {
     }))
 }
 
+/// Prometheus metrics: syncs by outcome, durations, entries read, plugin errors, task queue.
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String)))]
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let m = state.service.metrics();
     let mut out = String::new();

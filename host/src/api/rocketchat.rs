@@ -3,12 +3,13 @@
 
 use std::collections::HashSet;
 
+use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::HeaderMap;
-use axum::routing::post;
-use axum::{Json, Router};
 use serde_json::{Value, json};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::AppState;
 use super::error::RcError;
@@ -22,10 +23,10 @@ use crate::sync::{StartError, SyncRequest};
 /// Most identifiers per list (Rocket.Chat's `MAX_USERS_SYNC_ITEMS`).
 pub const MAX_SYNC_ITEMS: usize = 100;
 
-pub(super) fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/ldap.syncNow", post(sync_now))
-        .route("/api/v1/abac/users/sync", post(abac_users_sync))
+pub(super) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(sync_now))
+        .routes(routes!(abac_users_sync))
 }
 
 /// The tenants `principal` acts on: its own, or every tenant for a system-wide one.
@@ -38,11 +39,35 @@ fn tenants_of(state: &AppState, principal: &Principal) -> Vec<std::sync::Arc<Ten
         .collect()
 }
 
+/// Syncs LDAP data now (Rocket.Chat `ldap.syncNow`).
+///
 /// Checks, in Rocket.Chat's order: logged in (401), two-factor (400 `totp-required`
 /// / `totp-invalid`), the permission (400 `error-not-authorized`), LDAP enabled
 /// (400 `LDAP_disabled`). Then starts a full sync of each of the caller's tenants
 /// with LDAP enabled, avatars included where the tenant syncs them, and answers at
 /// once; a tenant's sync already queued is joined, never doubled.
+#[utoipa::path(
+    post,
+    path = "/api/v1/ldap.syncNow",
+    tag = "rocket.chat",
+    security(("rocketchat" = [])),
+    params(
+        ("X-Auth-Token" = String, Header, description = "The authenticated user's token."),
+        ("X-User-Id" = String, Header, description = "The authenticated user's id."),
+        ("x-2fa-code" = Option<String>, Header, description = "A TOTP code, or the SHA-256 hex digest of the password when the account has no TOTP."),
+        ("x-2fa-method" = Option<String>, Header, description = "totp or password."),
+    ),
+    responses(
+        (status = 200, description = "Sync started", body = Value,
+            example = json!({"message": "Sync_in_progress", "success": true})),
+        (status = 400, description = "totp-required, totp-invalid, error-not-authorized or LDAP_disabled", body = Value,
+            example = json!({"success": false, "error": "TOTP Required [totp-required]", "errorType": "totp-required",
+                "details": {"method": "totp", "codeGenerated": false, "availableMethods": ["totp"]}})),
+        (status = 401, description = "Not logged in", body = Value,
+            example = json!({"status": "error", "message": "You must be logged in to do this."})),
+        (status = 429, description = "Too many failed two-factor codes", body = Value),
+    ),
+)]
 async fn sync_now(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -124,10 +149,32 @@ pub fn parse_abac_body(body: &[u8]) -> Option<UserIdentifiers> {
     any.then_some(identifiers)
 }
 
+/// Syncs users' ABAC attributes from LDAP (Rocket.Chat `abac/users/sync`).
+///
 /// Checks, in Rocket.Chat's order: the body (400 `error-invalid-body-params`), logged
 /// in (401 `error-unauthorized`), both ABAC permissions (403 `error-not-authorized`),
 /// ABAC enabled (400 `error-abac-not-enabled`). Then refreshes the named users' ABAC
 /// attributes from the directory (one search per tenant) and answers when done.
+#[utoipa::path(
+    post,
+    path = "/api/v1/abac/users/sync",
+    tag = "rocket.chat",
+    security(("rocketchat" = [])),
+    params(
+        ("X-Auth-Token" = String, Header, description = "The authenticated user's token."),
+        ("X-User-Id" = String, Header, description = "The authenticated user's id."),
+    ),
+    request_body(content = Value, description = "At least one of usernames, ids, emails, ldapIds: each 1–100 unique strings.",
+        example = json!({"usernames": ["alice"], "ids": ["userId1"], "emails": ["bob@example.com"], "ldapIds": ["ldapId123"]})),
+    responses(
+        (status = 200, description = "Attributes refreshed", body = Value, example = json!({"success": true})),
+        (status = 400, description = "error-invalid-body-params or error-abac-not-enabled", body = Value,
+            example = json!({"success": false, "error": "error-abac-not-enabled"})),
+        (status = 401, description = "Not logged in", body = Value, example = json!({"success": false, "error": "error-unauthorized"})),
+        (status = 403, description = "Missing abac-management or manage-abac-admin-room-attributes", body = Value,
+            example = json!({"success": false, "error": "error-not-authorized"})),
+    ),
+)]
 async fn abac_users_sync(
     State(state): State<AppState>,
     headers: HeaderMap,

@@ -2,12 +2,13 @@
 //! /api/v1/tasq/tasks/{ID}`, `POST /api/v1/tasq/tasks/{ID}/cancel`, `GET
 //! /api/v1/tasq/status`. A caller sees only its tenants' tasks.
 
+use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, Method};
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::AppState;
 use super::error::ApiError;
@@ -15,12 +16,12 @@ use super::session::{self, Session};
 use crate::auth::Permission;
 use crate::store::{Task, TaskId};
 
-pub(super) fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/tasq/status", get(status))
-        .route("/api/v1/tasq/tasks", get(list))
-        .route("/api/v1/tasq/tasks/{id}", get(one))
-        .route("/api/v1/tasq/tasks/{id}/cancel", post(cancel))
+pub(super) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(status))
+        .routes(routes!(list))
+        .routes(routes!(one))
+        .routes(routes!(cancel))
 }
 
 #[derive(Deserialize)]
@@ -112,6 +113,9 @@ async fn authorised(
     }
 }
 
+/// Task queue status: running and queued tasks.
+#[utoipa::path(get, path = "/api/v1/tasq/status", tag = "tasks",
+    responses((status = 200, description = "Counts", body = Value, example = json!({"running": 0, "queued": 0, "workers": 2}))))]
 async fn status(State(state): State<AppState>) -> Json<Value> {
     use std::sync::atomic::Ordering::Relaxed;
     let metrics = state.service.metrics();
@@ -122,6 +126,19 @@ async fn status(State(state): State<AppState>) -> Json<Value> {
     }))
 }
 
+/// The caller's tenants' newest tasks.
+///
+/// `level` 0: ID and command; 1 (default): with state, message, times; 2: with
+/// parameters and result.
+#[utoipa::path(get, path = "/api/v1/tasq/tasks", tag = "tasks", security(("grommunio" = []), ("rocketchat" = [])),
+    params(("level" = Option<u8>, Query, description = "Detail level 0–2"), ("limit" = Option<u32>, Query, description = "At most this many (default 100)")),
+    responses(
+        (status = 200, description = "Tasks, newest first", body = Value,
+            example = json!({"data": [{"ID": 1, "command": "ldap.downsync", "state": 3, "stateName": "completed", "message": "6/6 synced (0.1s)",
+                "created": "2026-11-23T10:00:00.000Z", "updated": "2026-11-23T10:00:01.000Z", "domainID": 1}]})),
+        (status = 401, description = "Not logged in", body = Value),
+        (status = 403, description = "Neither domain-admin nor view-admin", body = Value),
+    ))]
 async fn list(
     State(state): State<AppState>,
     Query(query): Query<ListQuery>,
@@ -146,6 +163,13 @@ async fn visible_task(state: &AppState, session: &Session, id: TaskId) -> Result
         .ok_or_else(|| ApiError::not_found("Task not found"))
 }
 
+/// One task (level 2 by default: with parameters and result).
+#[utoipa::path(get, path = "/api/v1/tasq/tasks/{id}", tag = "tasks", security(("grommunio" = []), ("rocketchat" = [])),
+    params(("id" = i64, Path, description = "Task ID"), ("level" = Option<u8>, Query, description = "Detail level 0–2")),
+    responses(
+        (status = 200, description = "The task", body = Value),
+        (status = 404, description = "No such task among the caller's tenants", body = Value, example = json!({"message": "Task not found"})),
+    ))]
 async fn one(
     State(state): State<AppState>,
     Path(id): Path<TaskId>,
@@ -158,6 +182,14 @@ async fn one(
     Ok(Json(task_json(&task, query.level.unwrap_or(2))))
 }
 
+/// Cancels a task: a queued one never runs; a running one stops before writing more.
+#[utoipa::path(post, path = "/api/v1/tasq/tasks/{id}/cancel", tag = "tasks", security(("grommunio" = []), ("rocketchat" = [])),
+    params(("id" = i64, Path, description = "Task ID")),
+    responses(
+        (status = 200, description = "Cancelled", body = Value, example = json!({"message": "Canceled task #1"})),
+        (status = 404, description = "No such task among the caller's tenants", body = Value),
+        (status = 409, description = "The task has already ended", body = Value),
+    ))]
 async fn cancel(
     State(state): State<AppState>,
     Path(id): Path<TaskId>,
