@@ -189,7 +189,9 @@ impl Config {
         };
         resolve(&mut self.data_dir);
         for tenant in &mut self.tenants {
-            resolve(&mut tenant.plugin.path);
+            if let Some(path) = tenant.plugin.path.as_mut() {
+                resolve(path);
+            }
             if let Some(ca) = tenant.ldap.ca_file.as_mut() {
                 resolve(ca);
             }
@@ -229,7 +231,8 @@ pub struct TenantConfig {
     pub sync_interval_secs: Option<u64>,
     /// The directory.
     pub ldap: LdapConfig,
-    /// The mapping plugin.
+    /// The mapping plugin (a plugin assigned through the API takes precedence).
+    #[serde(default)]
     pub plugin: PluginConfig,
     /// What happens to users no longer in the directory.
     #[serde(default)]
@@ -241,7 +244,11 @@ fn yes() -> bool {
 }
 
 impl TenantConfig {
-    fn validate(&self) -> Result<(), String> {
+    /// Checks the settings for consistency; says what is wrong.
+    ///
+    /// # Errors
+    /// A message naming the setting at fault.
+    pub fn validate(&self) -> Result<(), String> {
         let ldap = &self.ldap;
         if ldap.servers.is_empty() {
             return Err("ldap.servers is empty".into());
@@ -498,11 +505,12 @@ impl LdapConfig {
 }
 
 /// The tenant's plugin.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PluginConfig {
-    /// The component file.
-    pub path: PathBuf,
+    /// The component file (none when the plugin is assigned through the API).
+    #[serde(default)]
+    pub path: Option<PathBuf>,
     /// Its settings for this tenant.
     #[serde(default)]
     pub settings: BTreeMap<String, String>,
@@ -620,7 +628,10 @@ mod tests {
         let path = dir.path().join("tenants.toml");
         std::fs::write(&path, MINIMAL).unwrap();
         let config = Config::load(&path).unwrap();
-        assert_eq!(config.tenants[0].plugin.path, dir.path().join("p.wasm"));
+        assert_eq!(
+            config.tenants[0].plugin.path,
+            Some(dir.path().join("p.wasm"))
+        );
         assert_eq!(config.data_dir, dir.path().join("data"));
     }
 }

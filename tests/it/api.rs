@@ -15,18 +15,18 @@ use serde_json::{Value, json};
 
 use crate::sync::tenant_toml;
 
-const ADMIN: &str = "admin";
-const ADMIN_PASSWORD: &str = "correct horse battery";
+pub const ADMIN: &str = "admin";
+pub const ADMIN_PASSWORD: &str = "correct horse battery";
 
 /// A running `abacsync serve`, killed on drop.
-struct Server {
+pub struct Server {
     child: Child,
     base: String,
-    agent: ureq::Agent,
+    pub agent: ureq::Agent,
 }
 
 impl Server {
-    fn start(config: &Path) -> Self {
+    pub fn start(config: &Path) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_abacsync"))
             .args(["serve", "--listen", "127.0.0.1:0", "--config"])
             .arg(config)
@@ -53,12 +53,12 @@ impl Server {
         Self { child, base, agent }
     }
 
-    fn url(&self, path: &str) -> String {
+    pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
 
     /// A request; returns status and JSON body (Null when the body is not JSON).
-    fn call(
+    pub fn call(
         &self,
         method: &str,
         path: &str,
@@ -91,16 +91,16 @@ impl Server {
         (status, serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 
-    fn post(&self, path: &str, headers: &[(&str, &str)], body: Option<Value>) -> (u16, Value) {
+    pub fn post(&self, path: &str, headers: &[(&str, &str)], body: Option<Value>) -> (u16, Value) {
         self.call("POST", path, headers, body)
     }
 
-    fn get(&self, path: &str, headers: &[(&str, &str)]) -> (u16, Value) {
+    pub fn get(&self, path: &str, headers: &[(&str, &str)]) -> (u16, Value) {
         self.call("GET", path, headers, None)
     }
 
     /// Rocket.Chat login: (userId, authToken).
-    fn login(&self, user: &str, password: &str) -> RcAuth {
+    pub fn login(&self, user: &str, password: &str) -> RcAuth {
         let (status, body) = self.post(
             "/api/v1/login",
             &[],
@@ -115,7 +115,7 @@ impl Server {
     }
 
     /// grommunio login: (jwt, csrf), checking the cookie is set.
-    fn form_login(&self, user: &str, password: &str) -> (String, String) {
+    pub fn form_login(&self, user: &str, password: &str) -> (String, String) {
         let mut response = self
             .agent
             .post(&self.url("/api/v1/login"))
@@ -140,13 +140,13 @@ impl Server {
     }
 
     /// Creates an account through the admin API.
-    fn create_account(&self, admin: &RcAuth, body: Value) {
+    pub fn create_account(&self, admin: &RcAuth, body: Value) {
         let (status, answer) = self.post("/api/v1/admin/accounts", &admin.headers(), Some(body));
         assert_eq!(status, 201, "{answer}");
     }
 
     /// Polls a task until it ends.
-    fn wait_task(&self, auth: &RcAuth, id: i64) -> Value {
+    pub fn wait_task(&self, auth: &RcAuth, id: i64) -> Value {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let (status, task) = self.get(&format!("/api/v1/tasq/tasks/{id}"), &auth.headers());
@@ -159,13 +159,13 @@ impl Server {
         }
     }
 
-    fn tasks(&self, auth: &RcAuth) -> Vec<Value> {
+    pub fn tasks(&self, auth: &RcAuth) -> Vec<Value> {
         let (status, body) = self.get("/api/v1/tasq/tasks?level=2", &auth.headers());
         assert_eq!(status, 200, "{body}");
         body["data"].as_array().unwrap().clone()
     }
 
-    fn kill(&mut self) {
+    pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -177,26 +177,26 @@ impl Drop for Server {
     }
 }
 
-struct RcAuth {
-    user_id: String,
-    token: String,
+pub struct RcAuth {
+    pub user_id: String,
+    pub token: String,
 }
 
 impl RcAuth {
-    fn headers(&self) -> Vec<(&str, &str)> {
+    pub fn headers(&self) -> Vec<(&str, &str)> {
         vec![("x-user-id", &self.user_id), ("x-auth-token", &self.token)]
     }
 }
 
 /// A directory of `count` people and a configuration with tenant 1 on it and tenant 2
 /// with LDAP and ABAC disabled.
-struct Setup {
-    slapd: Slapd,
+pub struct Setup {
+    pub slapd: Slapd,
     dir: tempfile::TempDir,
 }
 
 impl Setup {
-    fn new(count: usize) -> Self {
+    pub fn new(count: usize) -> Self {
         let ldif = people_ldif("dc=example,dc=org", count, &PeopleOptions::default()).unwrap();
         let slapd = Slapd::builder().ldif(ldif).start().unwrap();
         let dir = tempfile::tempdir().unwrap();
@@ -223,7 +223,7 @@ impl Setup {
         std::fs::write(self.config(), text).unwrap();
     }
 
-    fn config(&self) -> std::path::PathBuf {
+    pub fn config(&self) -> std::path::PathBuf {
         self.dir.path().join("abacsync.toml")
     }
 }

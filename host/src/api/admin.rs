@@ -22,17 +22,10 @@ use super::tasks::iso8601;
 use super::{AppState, blocking};
 use crate::auth::{Permission, Role, password, token};
 use crate::config::TenantConfig;
-use crate::ldap::LdapDirectory;
-use crate::plugin::model::SyncMode;
 use crate::store::{AuditEvent, AuditQuery, NewAccount, StoredUser, UserId, UserQuery};
-use crate::sync::SyncRequest;
 
 pub(super) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(routes!(tenants))
-        .routes(routes!(tenant))
-        .routes(routes!(connection_test))
-        .routes(routes!(dry_run))
         .routes(routes!(users))
         .routes(routes!(user))
         .routes(routes!(audit))
@@ -41,7 +34,7 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(delete_account))
 }
 
-async fn caller(
+pub(super) async fn caller(
     state: &AppState,
     method: &Method,
     headers: &HeaderMap,
@@ -56,7 +49,7 @@ async fn caller(
 }
 
 /// The tenant, when the caller may see it; 404 otherwise.
-fn visible_tenant(
+pub(super) fn visible_tenant(
     state: &AppState,
     session: &Session,
     id: u64,
@@ -65,179 +58,7 @@ fn visible_tenant(
         .service
         .tenant(id)
         .filter(|_| session.principal.may_see(id))
-        .cloned()
         .ok_or_else(|| ApiError::not_found(format!("Tenant {id} not found")))
-}
-
-/// A tenant's settings as shown: everything but secrets (where the bind password
-/// comes from is shown, never the password).
-fn tenant_json(tenant: &TenantConfig) -> Value {
-    let ldap = &tenant.ldap;
-    let password_source = if ldap.bind_password.is_some() {
-        "inline"
-    } else if ldap.bind_password_file.is_some() {
-        "file"
-    } else if ldap.bind_password_env.is_some() {
-        "environment"
-    } else {
-        "none"
-    };
-    json!({
-        "id": tenant.id,
-        "name": tenant.name,
-        "ldapEnabled": tenant.ldap_enabled,
-        "abacEnabled": tenant.abac_enabled,
-        "importNewUsers": tenant.import_new_users,
-        "defaultLanguage": tenant.default_language,
-        "syncAvatars": tenant.sync_avatars,
-        "syncIntervalSecs": tenant.sync_interval_secs,
-        "ldap": {
-            "servers": ldap.servers,
-            "tls": ldap.tls.as_str(),
-            "caFile": ldap.ca_file,
-            "bindDn": ldap.bind_dn,
-            "bindPassword": password_source,
-            "baseDn": ldap.base_dn,
-            "userFilter": ldap.user_filter,
-            "pageSize": ldap.page_size,
-            "uniqueIdentifiers": ldap.unique_identifiers,
-            "changeAttribute": ldap.change_attribute,
-        },
-        "plugin": {"path": tenant.plugin.path, "settings": tenant.plugin.settings},
-        "removal": {
-            "policy": tenant.removal.policy.as_str(),
-            "maxCount": tenant.removal.max_count,
-            "maxPercent": tenant.removal.max_percent,
-        },
-    })
-}
-
-/// Tenants the caller may see, without secrets.
-#[utoipa::path(get, path = "/api/v1/admin/tenants", tag = "admin", security(("grommunio" = []), ("rocketchat" = [])),
-    responses((status = 200, description = "Tenants", body = Value), (status = 403, description = "No view-admin", body = Value)))]
-async fn tenants(
-    State(state): State<AppState>,
-    method: Method,
-    headers: HeaderMap,
-) -> Result<Json<Value>, ApiError> {
-    let session = caller(&state, &method, &headers, Permission::ViewAdmin).await?;
-    let data: Vec<Value> = state
-        .service
-        .tenants()
-        .iter()
-        .filter(|tenant| session.principal.may_see(tenant.id))
-        .map(|tenant| tenant_json(tenant))
-        .collect();
-    Ok(Json(json!({ "data": data })))
-}
-
-/// One tenant's settings, without secrets (the bind password's source only).
-#[utoipa::path(get, path = "/api/v1/admin/tenants/{tenant}", tag = "admin", security(("grommunio" = []), ("rocketchat" = [])), params(("tenant" = u64, Path, description = "Tenant (domain) ID")),
-    responses((status = 200, description = "The tenant", body = Value), (status = 404, description = "Not found (or another tenant's)", body = Value)))]
-async fn tenant(
-    State(state): State<AppState>,
-    Path(id): Path<u64>,
-    method: Method,
-    headers: HeaderMap,
-) -> Result<Json<Value>, ApiError> {
-    let session = caller(&state, &method, &headers, Permission::ViewAdmin).await?;
-    let tenant = visible_tenant(&state, &session, id)?;
-    Ok(Json(tenant_json(&tenant)))
-}
-
-/// Connects and binds to the tenant's directory, then closes.
-#[utoipa::path(post, path = "/api/v1/admin/tenants/{tenant}/connection-test", tag = "admin", security(("grommunio" = []), ("rocketchat" = [])), params(("tenant" = u64, Path, description = "Tenant (domain) ID")),
-    responses((status = 200, description = "Whether connecting and binding worked", body = Value,
-        example = json!({"ok": false, "error": "cannot connect to the directory: ldap://127.0.0.1:389: connection refused"})),
-        (status = 404, description = "Not found", body = Value)))]
-async fn connection_test(
-    State(state): State<AppState>,
-    Path(id): Path<u64>,
-    method: Method,
-    headers: HeaderMap,
-) -> Result<Json<Value>, ApiError> {
-    let session = caller(&state, &method, &headers, Permission::ManageTenants).await?;
-    let tenant = visible_tenant(&state, &session, id)?;
-    let password = tenant
-        .ldap
-        .bind_password(tenant.id)
-        .map_err(|err| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, err.to_string()))?;
-    let directory = LdapDirectory::new(&tenant.ldap, password)
-        .map_err(|err| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, err.to_string()))?;
-    match directory.test_connection().await {
-        Ok(server) => Ok(Json(json!({"ok": true, "server": server}))),
-        Err(err) => Ok(Json(json!({"ok": false, "error": err.to_string()}))),
-    }
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct DryRunBody {
-    #[serde(default)]
-    mode: Option<String>,
-    #[serde(default)]
-    import: Option<bool>,
-}
-
-/// A sync of the live directory with nothing written: the full diff against the store.
-#[utoipa::path(post, path = "/api/v1/admin/tenants/{tenant}/dry-run", tag = "admin", security(("grommunio" = []), ("rocketchat" = [])), params(("tenant" = u64, Path, description = "Tenant (domain) ID")),
-    request_body(content = Value, description = "Optional: mode (full or incremental), import", example = json!({"mode": "full", "import": true})),
-    responses((status = 200, description = "The sync report: every user's diff, nothing written", body = Value),
-        (status = 400, description = "Invalid body", body = Value), (status = 404, description = "Not found", body = Value),
-        (status = 422, description = "The sync could not run (plugin or settings)", body = Value)))]
-async fn dry_run(
-    State(state): State<AppState>,
-    Path(id): Path<u64>,
-    method: Method,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Json<Value>, ApiError> {
-    let session = caller(&state, &method, &headers, Permission::ManageTenants).await?;
-    let tenant = visible_tenant(&state, &session, id)?;
-    let body: DryRunBody = if body.is_empty() {
-        DryRunBody::default()
-    } else {
-        serde_json::from_slice(&body)
-            .map_err(|err| ApiError::invalid(vec![format!("body: {err}")]))?
-    };
-    let mode = match body.mode.as_deref().unwrap_or("full") {
-        "full" => SyncMode::Full,
-        "incremental" => SyncMode::Incremental,
-        other => {
-            return Err(ApiError::invalid(vec![format!(
-                "mode: '{other}' is not full or incremental"
-            )]));
-        }
-    };
-    let mut request = SyncRequest::new(mode, "", "api:dry-run");
-    request.dry_run = true;
-    request.import_new_users = body.import;
-    let started = state
-        .service
-        .start(
-            tenant.id,
-            "dry-run",
-            json!({"mode": body.mode.unwrap_or_else(|| "full".into()), "import": body.import}),
-            Some(session.principal.account),
-            request,
-        )
-        .map_err(ApiError::internal)?;
-    let Some(handle) = started.handle else {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "An identical dry run is queued",
-        ));
-    };
-    let outcome = handle.await.map_err(ApiError::internal)?;
-    match outcome.report {
-        Some(report) => Ok(Json(
-            serde_json::to_value(report).map_err(ApiError::internal)?,
-        )),
-        None => Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            outcome.message,
-        )),
-    }
 }
 
 fn user_json(user: &StoredUser) -> Value {

@@ -169,6 +169,14 @@ impl ApiError {
         }
     }
 
+    /// 422 with `message` and the list of reasons.
+    pub fn unprocessable(message: &str, errors: Vec<String>) -> Self {
+        Self {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            body: json!({"message": message, "errors": errors}),
+        }
+    }
+
     /// 401 `{"message":"Access denied","error":…}`.
     pub fn access_denied(error: &str) -> Self {
         Self {

@@ -149,7 +149,7 @@ async fn downsync(
     if !principal.has_for(Permission::DomainAdmin, domain) {
         return Err(ApiError::forbidden());
     }
-    let Some(tenant) = state.service.tenant(domain).cloned() else {
+    let Some(tenant) = state.service.tenant(domain) else {
         return Err(ApiError::not_found("Domain not found"));
     };
     if !tenant.ldap_enabled {

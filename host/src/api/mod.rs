@@ -9,9 +9,11 @@ pub mod error;
 mod grommunio;
 mod login;
 mod ops;
+mod plugins;
 mod rocketchat;
 pub mod session;
 mod tasks;
+mod tenants;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -142,7 +144,9 @@ pub const OPENAPI_PATH: &str = "/api/v1/openapi.json";
         (name = "grommunio", description = "grommunio-admin-api's documented endpoint"),
         (name = "tasks", description = "Background tasks (grommunio TasQ style)"),
         (name = "sessions", description = "Logins, logout, two-factor enrolment"),
-        (name = "admin", description = "Tenants, users, audit, runs, dry runs, accounts"),
+        (name = "admin", description = "Users, audit events, runs, accounts"),
+        (name = "tenants", description = "Tenants, connection tests, dry runs, schedules"),
+        (name = "plugins", description = "Upload, try, assign, version and roll back mapping plugins"),
         (name = "operations", description = "Health and metrics"),
     )
 )]
@@ -180,6 +184,8 @@ pub fn documented_router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(grommunio::router())
         .merge(tasks::router())
         .merge(admin::router())
+        .merge(plugins::router())
+        .merge(tenants::router())
         .split_for_parts()
 }
 

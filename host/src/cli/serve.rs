@@ -8,10 +8,9 @@ use std::time::Duration;
 use abacsync::api::{self, AppState};
 use abacsync::auth::{Role, password, token};
 use abacsync::config::{Config, TenantConfig};
-use abacsync::plugin::model::SyncMode;
 use abacsync::plugin::{PluginEngine, PluginRegistry, SandboxConfig};
-use abacsync::store::{AccountStore, NewAccount, SqliteStore, TaskStore};
-use abacsync::sync::{SyncEngine, SyncRequest, SyncService, system_clock};
+use abacsync::store::{AccountStore, CatalogStore, NewAccount, SqliteStore, TaskStore};
+use abacsync::sync::{SyncEngine, SyncService, Tenants, run_scheduler, system_clock};
 use anyhow::Context;
 use clap::Args;
 
@@ -61,11 +60,13 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<Outcome> {
         Some(config.data_dir.join("plugin-cache")),
     )
     .context("starting the plugin engine")?;
+    let tenants = load_tenants(&config, store.as_ref())?;
     let service = Arc::new(SyncService::new(
         SyncEngine::new(store.clone(), clock.clone()),
         store.clone(),
+        store.clone(),
         PluginRegistry::new(engine),
-        config.tenants.clone(),
+        tenants,
         clock,
     ));
     let mut settings = config.server.clone();
@@ -86,9 +87,7 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<Outcome> {
         let address = listener.local_addr()?;
         // The first line on stdout: scripts and tests read the address from it.
         println!("abacsync listening on http://{address}");
-        for tenant in service.tenants() {
-            spawn_schedule(service.clone(), &tenant);
-        }
+        tokio::spawn(run_scheduler(service.clone()));
         let app = api::router(state).into_make_service_with_connect_info::<SocketAddr>();
         axum::serve(listener, app)
             .with_graceful_shutdown(shutdown_signal())
@@ -135,34 +134,29 @@ async fn shutdown_signal() {
     let _ = interrupt.await;
 }
 
-/// Background syncs of a tenant with `sync_interval_secs`: a full sync each interval,
-/// joining one already queued.
-fn spawn_schedule(service: Arc<SyncService>, tenant: &TenantConfig) {
-    let Some(secs) = tenant.sync_interval_secs.filter(|&s| s > 0) else {
-        return;
-    };
-    if !tenant.ldap_enabled {
-        return;
-    }
-    let id = tenant.id;
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(secs));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        tick.tick().await;
-        loop {
-            tick.tick().await;
-            let request = SyncRequest::new(SyncMode::Full, "", "schedule");
-            if let Err(err) = service.start(
-                id,
-                "schedule",
-                serde_json::json!({"mode": "full"}),
-                None,
-                request,
-            ) {
-                tracing::error!(tenant = id, %err, "cannot start the scheduled sync");
+/// The configuration file's tenants and the API's; an API tenant whose id the file
+/// now uses is left out, with a warning.
+fn load_tenants(config: &Config, store: &dyn CatalogStore) -> anyhow::Result<Tenants> {
+    let mut api = Vec::new();
+    for stored in store.api_tenants()? {
+        match serde_json::from_str::<TenantConfig>(&stored.config)
+            .map_err(|err| err.to_string())
+            .and_then(|tenant| tenant.validate().map(|()| tenant))
+        {
+            Ok(tenant) => api.push(tenant),
+            Err(err) => {
+                tracing::error!(tenant = stored.id, %err, "a stored tenant is invalid; left out")
             }
         }
-    });
+    }
+    let (tenants, conflicts) = Tenants::new(config.tenants.clone(), api, store.schedules()?);
+    for id in conflicts {
+        tracing::warn!(
+            tenant = id,
+            "the configuration file defines this tenant too; the file's settings win"
+        );
+    }
+    Ok(tenants)
 }
 
 fn create_first_admin(store: &dyn AccountStore, args: &ServeArgs, now: i64) -> anyhow::Result<()> {

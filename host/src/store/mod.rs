@@ -7,11 +7,13 @@
 //! `spawn_blocking`); each [`UserStore::apply`] is one transaction.
 
 mod accounts;
+mod catalog;
 mod model;
 mod sqlite;
 mod tasks;
 
 pub use accounts::*;
+pub use catalog::*;
 pub use model::*;
 pub use sqlite::SqliteStore;
 pub use tasks::*;

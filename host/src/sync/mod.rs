@@ -13,13 +13,17 @@ mod diff;
 mod engine;
 mod progress;
 mod report;
+mod schedule;
 mod service;
+mod tenants;
 
 pub use diff::{PlanRules, Planned, attribute_changes, plan_deactivate, plan_upsert};
 pub use engine::{Clock, SyncEngine, SyncError, SyncRequest, system_clock};
 pub use progress::{Phase, Progress, ProgressSnapshot};
 pub use report::{Action, Counts, RemovalOutcome, SyncReport, Timings, UserResult, code};
+pub use schedule::run_scheduler;
 pub use service::{
     PluginLoadError, StartError, StartedTask, SyncMetrics, SyncService, TaskError, TaskOutcome,
     load_tenant_plugin, summary_message,
 };
+pub use tenants::{TenantEntry, TenantSource, Tenants};

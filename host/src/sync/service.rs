@@ -14,11 +14,15 @@ use tokio::task::JoinHandle;
 use super::engine::{Clock, SyncEngine, SyncError, SyncRequest};
 use super::progress::{Phase, Progress};
 use super::report::SyncReport;
+use super::tenants::{TenantEntry, Tenants};
 use crate::config::TenantConfig;
 use crate::ldap::LdapDirectory;
 use crate::plugin::model::TenantId;
 use crate::plugin::{PluginRegistry, RegistryError, TenantPlugin};
-use crate::store::{AccountId, StoreError, Task, TaskId, TaskState, TaskStore, UserStore};
+use crate::store::{
+    AccountId, Assignment, CatalogStore, PluginId, StoreError, Task, TaskId, TaskState, TaskStore,
+    UserStore,
+};
 
 /// How often a running task's progress message is written to the store.
 const PROGRESS_EVERY: Duration = Duration::from_secs(1);
@@ -50,6 +54,20 @@ pub enum PluginLoadError {
     /// The component or its settings were refused.
     #[error(transparent)]
     Refused(#[from] RegistryError),
+    /// The tenant has no plugin: none configured, none assigned.
+    #[error("tenant {0} has no plugin: set plugin.path or assign one through the API")]
+    Missing(TenantId),
+    /// An assigned plugin is not in the store.
+    #[error("tenant {tenant}: assigned plugin {plugin} is not in the store")]
+    NotStored {
+        /// The tenant.
+        tenant: TenantId,
+        /// The plugin.
+        plugin: PluginId,
+    },
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 /// Loads `tenant`'s plugin from its configured file and assigns it (compiled once per
@@ -61,7 +79,9 @@ pub fn load_tenant_plugin(
     registry: &PluginRegistry,
     tenant: &TenantConfig,
 ) -> Result<Arc<TenantPlugin>, PluginLoadError> {
-    let path = &tenant.plugin.path;
+    let Some(path) = &tenant.plugin.path else {
+        return Err(PluginLoadError::Missing(tenant.id));
+    };
     let bytes = std::fs::read(path).map_err(|cause| PluginLoadError::Read {
         tenant: tenant.id,
         path: path.display().to_string(),
@@ -159,8 +179,9 @@ struct TenantSlot {
 pub struct SyncService {
     engine: SyncEngine,
     tasks: Arc<dyn TaskStore>,
+    catalog: Arc<dyn CatalogStore>,
     registry: PluginRegistry,
-    tenants: HashMap<TenantId, Arc<TenantConfig>>,
+    tenants: Tenants,
     slots: Mutex<HashMap<TenantId, TenantSlot>>,
     running: Mutex<HashMap<TaskId, Progress>>,
     clock: Clock,
@@ -168,22 +189,22 @@ pub struct SyncService {
 }
 
 impl SyncService {
-    /// A service over `tenants`, writing users through `engine` and tasks to `tasks`.
+    /// A service over `tenants`, writing users through `engine`, tasks to `tasks`,
+    /// reading assigned plugins from `catalog`.
     pub fn new(
         engine: SyncEngine,
         tasks: Arc<dyn TaskStore>,
+        catalog: Arc<dyn CatalogStore>,
         registry: PluginRegistry,
-        tenants: impl IntoIterator<Item = TenantConfig>,
+        tenants: Tenants,
         clock: Clock,
     ) -> Self {
         Self {
             engine,
             tasks,
+            catalog,
             registry,
-            tenants: tenants
-                .into_iter()
-                .map(|tenant| (tenant.id, Arc::new(tenant)))
-                .collect(),
+            tenants,
             slots: Mutex::new(HashMap::new()),
             running: Mutex::new(HashMap::new()),
             clock,
@@ -192,15 +213,49 @@ impl SyncService {
     }
 
     /// The tenant with this id.
-    pub fn tenant(&self, id: TenantId) -> Option<&Arc<TenantConfig>> {
-        self.tenants.get(&id)
+    pub fn tenant(&self, id: TenantId) -> Option<Arc<TenantConfig>> {
+        self.tenants.get(id).map(|entry| entry.config)
+    }
+
+    /// The tenant with this id and where its settings live.
+    pub fn tenant_entry(&self, id: TenantId) -> Option<TenantEntry> {
+        self.tenants.get(id)
     }
 
     /// Every tenant, ordered by id.
     pub fn tenants(&self) -> Vec<Arc<TenantConfig>> {
-        let mut all: Vec<_> = self.tenants.values().cloned().collect();
-        all.sort_by_key(|tenant| tenant.id);
-        all
+        self.tenants
+            .all()
+            .into_iter()
+            .map(|entry| entry.config)
+            .collect()
+    }
+
+    /// Adds or replaces an API tenant (its plugin is loaded anew at its next sync).
+    pub fn put_tenant(&self, tenant: TenantConfig) {
+        self.registry.remove(tenant.id);
+        self.tenants.put(tenant);
+    }
+
+    /// Forgets a tenant.
+    pub fn remove_tenant(&self, id: TenantId) -> Option<TenantEntry> {
+        self.registry.remove(id);
+        self.tenants.remove(id)
+    }
+
+    /// Seconds between the tenant's background syncs, and what set them.
+    pub fn interval(&self, id: TenantId) -> (Option<u64>, &'static str) {
+        self.tenants.interval(id)
+    }
+
+    /// Overrides the tenant's background-sync interval (`None`: none).
+    pub fn set_interval(&self, id: TenantId, interval: Option<u64>) {
+        self.tenants.set_interval(id, interval);
+    }
+
+    /// Plugins, assignments, API tenants, schedules.
+    pub fn catalog(&self) -> &Arc<dyn CatalogStore> {
+        &self.catalog
     }
 
     /// The user store.
@@ -228,15 +283,75 @@ impl SyncService {
         (self.clock)()
     }
 
-    /// The tenant's plugin, loaded on first use.
+    /// The tenant's plugin, loaded on first use: its newest assignment through the
+    /// API, else the configured file. Blocking (it may compile the component).
     ///
     /// # Errors
     /// [`PluginLoadError`] when it cannot be loaded.
     pub fn plugin(&self, tenant: &TenantConfig) -> Result<Arc<TenantPlugin>, PluginLoadError> {
-        match self.registry.get(tenant.id) {
-            Some(plugin) => Ok(plugin),
+        if let Some(plugin) = self.registry.get(tenant.id) {
+            return Ok(plugin);
+        }
+        match self.catalog.assignments(tenant.id)?.into_iter().next() {
+            Some(assignment) => self.load_assignment(&assignment),
             None => load_tenant_plugin(&self.registry, tenant),
         }
+    }
+
+    fn load_assignment(
+        &self,
+        assignment: &Assignment,
+    ) -> Result<Arc<TenantPlugin>, PluginLoadError> {
+        let missing = || PluginLoadError::NotStored {
+            tenant: assignment.tenant,
+            plugin: assignment.plugin,
+        };
+        let stored = self
+            .catalog
+            .plugin(assignment.plugin)?
+            .ok_or_else(missing)?;
+        let bytes = self
+            .catalog
+            .plugin_component(assignment.plugin)?
+            .ok_or_else(missing)?;
+        let settings = assignment
+            .settings
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        Ok(self
+            .registry
+            .assign(assignment.tenant, &stored.label, &bytes, settings)?)
+    }
+
+    /// Gives `tenant` the stored plugin `plugin` with `settings`, after the plugin
+    /// accepted them; the assignment becomes the newest version in the tenant's
+    /// history. Blocking (it may compile the component).
+    ///
+    /// # Errors
+    /// [`PluginLoadError`] when the plugin is not stored or refuses the settings.
+    pub fn assign_plugin(
+        &self,
+        tenant: TenantId,
+        plugin: PluginId,
+        settings: &std::collections::BTreeMap<String, String>,
+        by: Option<AccountId>,
+        reason: &str,
+    ) -> Result<Assignment, PluginLoadError> {
+        let probe = Assignment {
+            id: 0,
+            tenant,
+            plugin,
+            settings: settings.clone(),
+            assigned_by: by,
+            assigned_at: self.now(),
+            reason: reason.to_owned(),
+        };
+        // Compiles and checks the settings; on success the registry holds it already.
+        self.load_assignment(&probe)?;
+        Ok(self
+            .catalog
+            .assign_plugin(tenant, plugin, settings, by, reason, self.now())?)
     }
 
     /// Starts a sync of `tenant` as a task (`command` and `params` are recorded; an
@@ -254,7 +369,6 @@ impl SyncService {
     ) -> Result<StartedTask, StartError> {
         let config = self
             .tenant(tenant)
-            .cloned()
             .ok_or(StartError::UnknownTenant(tenant))?;
         let key = format!("{command}\u{0}{params}");
         let mut slots = self.slots();
@@ -338,7 +452,7 @@ impl SyncService {
     }
 
     async fn run_task(
-        &self,
+        self: &Arc<Self>,
         id: TaskId,
         tenant: &TenantConfig,
         request: SyncRequest,
@@ -410,12 +524,19 @@ impl SyncService {
     }
 
     async fn sync(
-        &self,
+        self: &Arc<Self>,
         tenant: &TenantConfig,
         request: SyncRequest,
         progress: Progress,
     ) -> Result<(SyncReport, Option<SyncError>), TaskError> {
-        let plugin = self.plugin(tenant)?;
+        let service = self.clone();
+        let config = tenant.clone();
+        let plugin = tokio::task::spawn_blocking(move || service.plugin(&config))
+            .await
+            .map_err(|err| TaskError::Settings {
+                tenant: tenant.id,
+                reason: format!("loading the plugin panicked: {err}"),
+            })??;
         let password = tenant
             .ldap
             .bind_password(tenant.id)

@@ -34,6 +34,10 @@ pub(super) const MIGRATIONS: &[Migration] = &[
         version: 4,
         sql: include_str!("../../../migrations/0004_accounts_tasks.sql"),
     },
+    Migration {
+        version: 5,
+        sql: include_str!("../../../migrations/0005_catalog.sql"),
+    },
 ];
 
 /// Brings the database up to the newest of `migrations`; returns how many ran.

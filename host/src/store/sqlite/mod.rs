@@ -13,6 +13,7 @@
 mod accounts;
 mod apply;
 mod audit;
+mod catalog;
 mod migrate;
 mod sync_state;
 mod tasks;
@@ -30,9 +31,10 @@ use std::time::Duration;
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 
 use super::{
-    Account, AccountId, AccountStore, AuditEvent, AuditQuery, Avatar, Change, ChangeCause, Dialect,
-    LdapUserRef, NewAccount, StoreError, StoredUser, SyncRunRecord, SyncState, Task, TaskId,
-    TaskState, TaskStore, Timestamp, UserId, UserIdentifiers, UserQuery, UserStore,
+    Account, AccountId, AccountStore, Assignment, AuditEvent, AuditQuery, Avatar, CatalogStore,
+    Change, ChangeCause, Dialect, LdapUserRef, NewAccount, NewPlugin, PluginId, StoreError,
+    StoredPlugin, StoredTenant, StoredUser, SyncRunRecord, SyncState, Task, TaskId, TaskState,
+    TaskStore, Timestamp, UserId, UserIdentifiers, UserQuery, UserStore,
 };
 use crate::plugin::model::TenantId;
 
@@ -465,5 +467,68 @@ impl TaskStore for SqliteStore {
 
     fn interrupt_unfinished(&self, now: Timestamp) -> Result<u64, StoreError> {
         tasks::interrupt_unfinished(&self.writer(), now)
+    }
+}
+
+impl CatalogStore for SqliteStore {
+    fn add_plugin(
+        &self,
+        plugin: &NewPlugin<'_>,
+        now: Timestamp,
+    ) -> Result<StoredPlugin, StoreError> {
+        catalog::add_plugin(&self.writer(), plugin, now)
+    }
+
+    fn list_plugins(&self, tenant: Option<TenantId>) -> Result<Vec<StoredPlugin>, StoreError> {
+        self.read(|conn| catalog::list_plugins(conn, tenant))
+    }
+
+    fn plugin(&self, id: PluginId) -> Result<Option<StoredPlugin>, StoreError> {
+        self.read(|conn| catalog::plugin(conn, id))
+    }
+
+    fn plugin_component(&self, id: PluginId) -> Result<Option<Vec<u8>>, StoreError> {
+        self.read(|conn| catalog::plugin_component(conn, id))
+    }
+
+    fn assign_plugin(
+        &self,
+        tenant: TenantId,
+        plugin: PluginId,
+        settings: &std::collections::BTreeMap<String, String>,
+        by: Option<AccountId>,
+        reason: &str,
+        now: Timestamp,
+    ) -> Result<Assignment, StoreError> {
+        catalog::assign(&self.writer(), tenant, plugin, settings, by, reason, now)
+    }
+
+    fn assignments(&self, tenant: TenantId) -> Result<Vec<Assignment>, StoreError> {
+        self.read(|conn| catalog::assignments(conn, tenant))
+    }
+
+    fn api_tenants(&self) -> Result<Vec<StoredTenant>, StoreError> {
+        self.read(catalog::api_tenants)
+    }
+
+    fn put_tenant(&self, id: TenantId, config: &str, now: Timestamp) -> Result<(), StoreError> {
+        catalog::put_tenant(&self.writer(), id, config, now)
+    }
+
+    fn delete_tenant(&self, id: TenantId) -> Result<bool, StoreError> {
+        catalog::delete_tenant(&self.writer(), id)
+    }
+
+    fn schedules(&self) -> Result<std::collections::BTreeMap<TenantId, Option<u64>>, StoreError> {
+        self.read(catalog::schedules)
+    }
+
+    fn set_schedule(
+        &self,
+        tenant: TenantId,
+        interval_secs: Option<u64>,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        catalog::set_schedule(&self.writer(), tenant, interval_secs, now)
     }
 }

@@ -1,0 +1,447 @@
+//! Plugins through the admin API: upload a component (refused ones answer with the
+//! validation error), try one over posted entries, assign one to a tenant with
+//! settings, list a tenant's versions, roll back.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{HeaderMap, Method, StatusCode};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::admin::{caller, visible_tenant};
+use super::error::ApiError;
+use super::session::Session;
+use super::tasks::iso8601;
+use super::{AppState, blocking};
+use crate::auth::Permission;
+use crate::mapping_test;
+use crate::plugin::model::{MappingContext, SyncMode};
+use crate::store::{Assignment, NewPlugin, PluginId, StoreError, StoredPlugin};
+use crate::sync::PluginLoadError;
+
+/// Entries per call when trying a plugin over posted entries.
+const TEST_BATCH: usize = 500;
+
+pub(super) fn router() -> OpenApiRouter<AppState> {
+    let max_component_bytes = crate::plugin::SandboxConfig::default().max_component_bytes;
+    OpenApiRouter::new()
+        .routes(routes!(upload, list))
+        .layer(DefaultBodyLimit::max(max_component_bytes.saturating_add(1)))
+        .routes(routes!(one))
+        .routes(routes!(test))
+        .routes(routes!(assign, current))
+        .routes(routes!(versions))
+        .routes(routes!(rollback))
+}
+
+fn plugin_json(plugin: &StoredPlugin) -> Value {
+    json!({
+        "id": plugin.id,
+        "sha256": plugin.sha256,
+        "label": plugin.label,
+        "name": plugin.name,
+        "version": plugin.version,
+        "size": plugin.size,
+        "tenant": plugin.tenant,
+        "created": iso8601(plugin.created_at),
+    })
+}
+
+fn assignment_json(assignment: &Assignment) -> Value {
+    json!({
+        "id": assignment.id,
+        "tenant": assignment.tenant,
+        "pluginId": assignment.plugin,
+        "settings": assignment.settings,
+        "assignedBy": assignment.assigned_by,
+        "assigned": iso8601(assignment.assigned_at),
+        "reason": assignment.reason,
+    })
+}
+
+#[derive(Deserialize)]
+struct UploadQuery {
+    name: Option<String>,
+}
+
+/// Uploads a plugin component (the request body, `application/wasm`).
+///
+/// The component is validated and compiled as a sync would; a refused one answers 422
+/// with the reason. A tenant-scoped caller's upload is visible to its tenant only.
+#[utoipa::path(post, path = "/api/v1/admin/plugins", tag = "plugins", security(("grommunio" = []), ("rocketchat" = [])),
+    params(("name" = Option<String>, Query, description = "A name for people (default: the plugin's own)")),
+    request_body(content = Vec<u8>, content_type = "application/wasm", description = "The component"),
+    responses(
+        (status = 201, description = "Stored (or already stored: the same id)", body = Value),
+        (status = 413, description = "Larger than the sandbox's component limit", body = Value),
+        (status = 422, description = "Not a valid plugin", body = Value,
+            example = json!({"message": "Plugin refused", "errors": ["plugin `x.wasm` imports `wasi:sockets/tcp@0.2.0`, which plugins may not use"]})),
+    ))]
+async fn upload(
+    State(state): State<AppState>,
+    Query(query): Query<UploadQuery>,
+    method: Method,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let session = caller(&state, &method, &headers, Permission::ManageTenants).await?;
+    let label = query.name.unwrap_or_else(|| "upload.wasm".to_owned());
+    let service = state.service.clone();
+    let bytes = body.clone();
+    let checked_label = label.clone();
+    let loaded = blocking(move || {
+        Ok(service
+            .registry()
+            .load_shared(&checked_label, &bytes)
+            .map(|plugin| (plugin.info().clone(), plugin.report().sha256.clone())))
+    })
+    .await?;
+    let (info, sha256) =
+        loaded.map_err(|err| ApiError::unprocessable("Plugin refused", vec![err.to_string()]))?;
+    let catalog = state.service.catalog().clone();
+    let owner = session.principal.tenant;
+    let by = session.principal.account;
+    let now = state.now_ms();
+    let stored = blocking(move || {
+        catalog.add_plugin(
+            &NewPlugin {
+                sha256,
+                tenant: owner,
+                label,
+                name: info.name,
+                version: info.version,
+                component: &body,
+                uploaded_by: Some(by),
+            },
+            now,
+        )
+    })
+    .await?;
+    Ok((StatusCode::CREATED, Json(plugin_json(&stored))))
+}
+
+/// Plugins the caller may use: its tenant's and system-wide ones.
+#[utoipa::path(get, path = "/api/v1/admin/plugins", tag = "plugins", security(("grommunio" = []), ("rocketchat" = [])),
+    responses((status = 200, description = "Plugins", body = Value)))]
+async fn list(
+    State(state): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let session = caller(&state, &method, &headers, Permission::ViewAdmin).await?;
+    let catalog = state.service.catalog().clone();
+    let scope = session.principal.tenant;
+    let plugins = blocking(move || catalog.list_plugins(scope)).await?;
+    Ok(Json(
+        json!({"data": plugins.iter().map(plugin_json).collect::<Vec<_>>()}),
+    ))
+}
+
+async fn visible_plugin(
+    state: &AppState,
+    session: &Session,
+    id: PluginId,
+) -> Result<StoredPlugin, ApiError> {
+    let catalog = state.service.catalog().clone();
+    let plugin = blocking(move || catalog.plugin(id)).await?;
+    plugin
+        .filter(|plugin| {
+            plugin.tenant.is_none()
+                || session.principal.tenant.is_none()
+                || plugin.tenant == session.principal.tenant
+        })
+        .ok_or_else(|| ApiError::not_found(format!("Plugin {id} not found")))
+}
+
+/// One plugin.
+#[utoipa::path(get, path = "/api/v1/admin/plugins/{id}", tag = "plugins", security(("grommunio" = []), ("rocketchat" = [])),
+    params(("id" = i64, Path, description = "Plugin ID")),
+    responses((status = 200, description = "The plugin", body = Value), (status = 404, description = "Not found", body = Value)))]
+async fn one(
+    State(state): State<AppState>,
+    Path(id): Path<PluginId>,
+    method: Method,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let session = caller(&state, &method, &headers, Permission::ViewAdmin).await?;
+    Ok(Json(plugin_json(
+        &visible_plugin(&state, &session, id).await?,
+    )))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TestBody {
+    /// Entries in the JSON fixture format.
+    entries: Option<Value>,
+    /// Entries as LDIF.
+    ldif: Option<String>,
+    #[serde(default)]
+    settings: BTreeMap<String, String>,
+    mode: Option<String>,
+    tenant: Option<u64>,
+    /// Expected output: differences are listed.
+    expected: Option<Value>,
+}
+
+/// Runs a plugin over posted entries (JSON fixture format or LDIF), with no directory
+/// and nothing written: what it would decide for each, and the differences from
+/// `expected` when given.
+#[utoipa::path(post, path = "/api/v1/admin/plugins/{id}/test", tag = "plugins", security(("grommunio" = []), ("rocketchat" = [])),
+    params(("id" = i64, Path, description = "Plugin ID")),
+    request_body(content = Value, example = json!({
+        "entries": [{"dn": "uid=alice,ou=people,dc=example,dc=org", "attributes": {"uid": ["alice"], "mail": ["alice@example.org"]}}],
+        "settings": {"abac.department": "departmentNumber"},
+        "expected": [{"dn": "uid=alice,ou=people,dc=example,dc=org", "decision": "upsert"}]})),
+    responses(
+        (status = 200, description = "Decisions, cost, logs, differences", body = Value),
+        (status = 400, description = "Invalid entries or body", body = Value),
+        (status = 404, description = "Not found", body = Value),
+        (status = 422, description = "The plugin refused the settings or failed", body = Value),
+    ))]
+async fn test(
+    State(state): State<AppState>,
+    Path(id): Path<PluginId>,
+    method: Method,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let session = caller(&state, &method, &headers, Permission::ManageTenants).await?;
+    let stored = visible_plugin(&state, &session, id).await?;
+    let body: TestBody = serde_json::from_slice(&body)
+        .map_err(|err| ApiError::invalid(vec![format!("body: {err}")]))?;
+    let entries = match (&body.entries, &body.ldif) {
+        (Some(entries), None) => crate::fixtures::json::parse(&entries.to_string())
+            .map_err(|err| ApiError::invalid(vec![format!("entries: {err}")]))?,
+        (None, Some(ldif)) => crate::fixtures::ldif::parse(ldif)
+            .map_err(|err| ApiError::invalid(vec![format!("ldif: {err}")]))?,
+        _ => {
+            return Err(ApiError::invalid(vec![
+                "give either entries or ldif".into(),
+            ]));
+        }
+    };
+    let mode = match body.mode.as_deref() {
+        None => SyncMode::Full,
+        Some(name) => name
+            .parse()
+            .map_err(|err| ApiError::invalid(vec![format!("mode: {err}")]))?,
+    };
+    let context = MappingContext {
+        tenant_id: body.tenant.or(session.principal.tenant).unwrap_or(0),
+        mode,
+        settings: body.settings.into_iter().collect(),
+    };
+    let catalog = state.service.catalog().clone();
+    let service = state.service.clone();
+    let run =
+        blocking(move || {
+            let bytes = catalog.plugin_component(id)?.unwrap_or_default();
+            let plugin = match service.registry().load_shared(&stored.label, &bytes) {
+                Ok(plugin) => plugin,
+                Err(err) => return Ok(Err(err.to_string())),
+            };
+            if let Err(err) = plugin.required_attributes(&context) {
+                return Ok(Err(err.to_string()));
+            }
+            Ok(mapping_test::run(&plugin, &context, entries, TEST_BATCH)
+                .map_err(|err| err.to_string()))
+        })
+        .await?
+        .map_err(|err| ApiError::unprocessable("The plugin failed", vec![err]))?;
+    let actual = mapping_test::to_json(&run.results);
+    let mut answer = json!({
+        "results": actual,
+        "stats": {
+            "entries": run.stats.entries,
+            "calls": run.stats.calls,
+            "durationMs": run.stats.duration.as_secs_f64() * 1000.0,
+            "peakMemory": run.stats.peak_memory,
+        },
+        "logs": run.logs.iter().map(|log| json!({"level": log.level.as_str(), "message": log.message})).collect::<Vec<_>>(),
+    });
+    if let Some(expected) = &body.expected {
+        let differences = mapping_test::compare(expected, &answer["results"]);
+        answer["matches"] = json!(differences.is_empty());
+        answer["differences"] = json!(
+            differences
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+        );
+    }
+    Ok(Json(answer))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct AssignBody {
+    plugin_id: PluginId,
+    #[serde(default)]
+    settings: BTreeMap<String, String>,
+}
+
+fn load_error(err: PluginLoadError) -> ApiError {
+    match err {
+        PluginLoadError::Store(err) => err.into(),
+        PluginLoadError::NotStored { plugin, .. } => {
+            ApiError::not_found(format!("Plugin {plugin} not found"))
+        }
+        other => ApiError::unprocessable("Plugin refused", vec![other.to_string()]),
+    }
+}
+
+async fn assign_to(
+    state: &AppState,
+    session: &Session,
+    tenant: u64,
+    plugin: PluginId,
+    settings: BTreeMap<String, String>,
+    reason: &'static str,
+) -> Result<Assignment, ApiError> {
+    visible_plugin(state, session, plugin).await?;
+    let service = state.service.clone();
+    let by = session.principal.account;
+    let result =
+        blocking(move || Ok(service.assign_plugin(tenant, plugin, &settings, Some(by), reason)))
+            .await?;
+    result.map_err(load_error)
+}
+
+/// Gives a tenant a plugin with settings; its syncs use it from now on. The plugin
+/// must accept the settings.
+#[utoipa::path(put, path = "/api/v1/admin/tenants/{tenant}/plugin", tag = "plugins", security(("grommunio" = []), ("rocketchat" = [])),
+    params(("tenant" = u64, Path, description = "Tenant ID")),
+    request_body(content = Value, example = json!({"pluginId": 3, "settings": {"abac.department": "departmentNumber"}})),
+    responses(
+        (status = 200, description = "The new current assignment", body = Value),
+        (status = 404, description = "No such tenant or plugin", body = Value),
+        (status = 422, description = "The plugin refused the settings", body = Value),
+    ))]
+async fn assign(
+    State(state): State<AppState>,
+    Path(tenant): Path<u64>,
+    method: Method,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let session = caller(&state, &method, &headers, Permission::ManageTenants).await?;
+    visible_tenant(&state, &session, tenant)?;
+    let body: AssignBody = serde_json::from_slice(&body)
+        .map_err(|err| ApiError::invalid(vec![format!("body: {err}")]))?;
+    let assignment = assign_to(
+        &state,
+        &session,
+        tenant,
+        body.plugin_id,
+        body.settings,
+        "assign",
+    )
+    .await?;
+    Ok(Json(assignment_json(&assignment)))
+}
+
+async fn history(state: &AppState, tenant: u64) -> Result<Vec<Assignment>, StoreError> {
+    let catalog = state.service.catalog().clone();
+    blocking(move || catalog.assignments(tenant)).await
+}
+
+/// The tenant's current plugin: its newest assignment, or the configured file.
+#[utoipa::path(get, path = "/api/v1/admin/tenants/{tenant}/plugin", tag = "plugins", security(("grommunio" = []), ("rocketchat" = [])),
+    params(("tenant" = u64, Path, description = "Tenant ID")),
+    responses((status = 200, description = "The current plugin", body = Value), (status = 404, description = "Not found", body = Value)))]
+async fn current(
+    State(state): State<AppState>,
+    Path(tenant): Path<u64>,
+    method: Method,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let session = caller(&state, &method, &headers, Permission::ViewAdmin).await?;
+    let config = visible_tenant(&state, &session, tenant)?;
+    match history(&state, tenant).await?.first() {
+        Some(assignment) => Ok(Json(
+            json!({"source": "api", "assignment": assignment_json(assignment)}),
+        )),
+        None => Ok(Json(json!({
+            "source": "file",
+            "path": config.plugin.path,
+            "settings": config.plugin.settings,
+        }))),
+    }
+}
+
+/// The tenant's plugin versions: every assignment, newest (current) first.
+#[utoipa::path(get, path = "/api/v1/admin/tenants/{tenant}/plugin/versions", tag = "plugins", security(("grommunio" = []), ("rocketchat" = [])),
+    params(("tenant" = u64, Path, description = "Tenant ID")),
+    responses((status = 200, description = "Assignments", body = Value), (status = 404, description = "Not found", body = Value)))]
+async fn versions(
+    State(state): State<AppState>,
+    Path(tenant): Path<u64>,
+    method: Method,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let session = caller(&state, &method, &headers, Permission::ViewAdmin).await?;
+    visible_tenant(&state, &session, tenant)?;
+    let all = history(&state, tenant).await?;
+    Ok(Json(
+        json!({"data": all.iter().map(assignment_json).collect::<Vec<_>>()}),
+    ))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RollbackBody {
+    /// The assignment to go back to (default: the one before the current).
+    to: Option<i64>,
+}
+
+/// Goes back to an earlier version (default: the previous one), as a new assignment.
+#[utoipa::path(post, path = "/api/v1/admin/tenants/{tenant}/plugin/rollback", tag = "plugins", security(("grommunio" = []), ("rocketchat" = [])),
+    params(("tenant" = u64, Path, description = "Tenant ID")),
+    request_body(content = Value, description = "Optional: the assignment id to go back to", example = json!({"to": 1})),
+    responses(
+        (status = 200, description = "The new current assignment", body = Value),
+        (status = 404, description = "No such tenant or version", body = Value),
+        (status = 409, description = "No earlier version", body = Value),
+    ))]
+async fn rollback(
+    State(state): State<AppState>,
+    Path(tenant): Path<u64>,
+    method: Method,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let session = caller(&state, &method, &headers, Permission::ManageTenants).await?;
+    visible_tenant(&state, &session, tenant)?;
+    let body: RollbackBody = if body.is_empty() {
+        RollbackBody::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|err| ApiError::invalid(vec![format!("body: {err}")]))?
+    };
+    let all = history(&state, tenant).await?;
+    let target = match body.to {
+        Some(id) => all
+            .iter()
+            .find(|a| a.id == id)
+            .ok_or_else(|| ApiError::not_found(format!("Version {id} not found")))?,
+        None => all.get(1).ok_or_else(|| {
+            ApiError::new(StatusCode::CONFLICT, "No earlier version to roll back to")
+        })?,
+    };
+    let assignment = assign_to(
+        &state,
+        &session,
+        tenant,
+        target.plugin,
+        target.settings.clone(),
+        "rollback",
+    )
+    .await?;
+    Ok(Json(assignment_json(&assignment)))
+}

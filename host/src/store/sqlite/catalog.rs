@@ -1,0 +1,218 @@
+//! Plugins, assignments, API tenants and schedules.
+
+use std::collections::BTreeMap;
+
+use rusqlite::{Connection, OptionalExtension, Row};
+
+use super::tenant_key;
+use crate::plugin::model::TenantId;
+use crate::store::{
+    AccountId, Assignment, NewPlugin, PluginId, StoreError, StoredPlugin, StoredTenant, Timestamp,
+};
+
+fn tenant_of(key: i64) -> TenantId {
+    u64::from_ne_bytes(key.to_ne_bytes())
+}
+
+const PLUGIN_COLUMNS: &str =
+    "id, sha256, tenant_id, label, name, version, size, uploaded_by, created_at";
+
+fn plugin_row(row: &Row<'_>) -> rusqlite::Result<StoredPlugin> {
+    let tenant: Option<i64> = row.get(2)?;
+    let size: i64 = row.get(6)?;
+    Ok(StoredPlugin {
+        id: row.get(0)?,
+        sha256: row.get(1)?,
+        tenant: tenant.map(tenant_of),
+        label: row.get(3)?,
+        name: row.get(4)?,
+        version: row.get(5)?,
+        size: u64::try_from(size).unwrap_or(0),
+        uploaded_by: row.get(7)?,
+        created_at: row.get(8)?,
+    })
+}
+
+pub(super) fn add_plugin(
+    conn: &Connection,
+    plugin: &NewPlugin<'_>,
+    now: Timestamp,
+) -> Result<StoredPlugin, StoreError> {
+    let owner = plugin.tenant.map(tenant_key);
+    let existing = conn
+        .prepare_cached(&format!(
+            "SELECT {PLUGIN_COLUMNS} FROM plugins WHERE sha256 = ?1 AND coalesce(tenant_id, -1) = coalesce(?2, -1)"
+        ))?
+        .query_row((&plugin.sha256, owner), plugin_row)
+        .optional()?;
+    if let Some(existing) = existing {
+        return Ok(existing);
+    }
+    let mut stmt = conn.prepare_cached(&format!(
+        "INSERT INTO plugins (sha256, tenant_id, label, name, version, size, component, uploaded_by, created_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) RETURNING {PLUGIN_COLUMNS}"
+    ))?;
+    Ok(stmt.query_row(
+        (
+            &plugin.sha256,
+            owner,
+            &plugin.label,
+            &plugin.name,
+            &plugin.version,
+            i64::try_from(plugin.component.len()).unwrap_or(i64::MAX),
+            plugin.component,
+            plugin.uploaded_by,
+            now,
+        ),
+        plugin_row,
+    )?)
+}
+
+pub(super) fn list_plugins(
+    conn: &Connection,
+    tenant: Option<TenantId>,
+) -> Result<Vec<StoredPlugin>, StoreError> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {PLUGIN_COLUMNS} FROM plugins \
+         WHERE ?1 IS NULL OR tenant_id IS NULL OR tenant_id = ?1 ORDER BY id"
+    ))?;
+    let rows = stmt.query_map([tenant.map(tenant_key)], plugin_row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+pub(super) fn plugin(conn: &Connection, id: PluginId) -> Result<Option<StoredPlugin>, StoreError> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {PLUGIN_COLUMNS} FROM plugins WHERE id = ?1"
+    ))?;
+    Ok(stmt.query_row([id], plugin_row).optional()?)
+}
+
+pub(super) fn plugin_component(
+    conn: &Connection,
+    id: PluginId,
+) -> Result<Option<Vec<u8>>, StoreError> {
+    let mut stmt = conn.prepare_cached("SELECT component FROM plugins WHERE id = ?1")?;
+    Ok(stmt.query_row([id], |row| row.get(0)).optional()?)
+}
+
+type RawAssignment = (Assignment, String);
+
+fn assignment_row(row: &Row<'_>) -> rusqlite::Result<RawAssignment> {
+    let tenant: i64 = row.get(1)?;
+    Ok((
+        Assignment {
+            id: row.get(0)?,
+            tenant: tenant_of(tenant),
+            plugin: row.get(2)?,
+            settings: BTreeMap::new(),
+            assigned_by: row.get(4)?,
+            assigned_at: row.get(5)?,
+            reason: row.get(6)?,
+        },
+        row.get(3)?,
+    ))
+}
+
+fn finish_assignment((mut assignment, settings): RawAssignment) -> Result<Assignment, StoreError> {
+    assignment.settings = serde_json::from_str(&settings).map_err(|err| StoreError::Corrupt {
+        table: "tenant_plugins",
+        column: "settings",
+        reason: err.to_string(),
+    })?;
+    Ok(assignment)
+}
+
+const ASSIGNMENT_COLUMNS: &str =
+    "id, tenant_id, plugin_id, settings, assigned_by, assigned_at, reason";
+
+pub(super) fn assign(
+    conn: &Connection,
+    tenant: TenantId,
+    plugin: PluginId,
+    settings: &BTreeMap<String, String>,
+    by: Option<AccountId>,
+    reason: &str,
+    now: Timestamp,
+) -> Result<Assignment, StoreError> {
+    let settings = serde_json::to_string(settings).unwrap_or_else(|_| "{}".into());
+    let mut stmt = conn.prepare_cached(&format!(
+        "INSERT INTO tenant_plugins (tenant_id, plugin_id, settings, assigned_by, assigned_at, reason) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING {ASSIGNMENT_COLUMNS}"
+    ))?;
+    finish_assignment(stmt.query_row(
+        (tenant_key(tenant), plugin, settings, by, now, reason),
+        assignment_row,
+    )?)
+}
+
+pub(super) fn assignments(
+    conn: &Connection,
+    tenant: TenantId,
+) -> Result<Vec<Assignment>, StoreError> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {ASSIGNMENT_COLUMNS} FROM tenant_plugins WHERE tenant_id = ?1 ORDER BY id DESC"
+    ))?;
+    let rows = stmt.query_map([tenant_key(tenant)], assignment_row)?;
+    rows.map(|row| finish_assignment(row?)).collect()
+}
+
+pub(super) fn api_tenants(conn: &Connection) -> Result<Vec<StoredTenant>, StoreError> {
+    let mut stmt =
+        conn.prepare_cached("SELECT id, config, created_at, updated_at FROM tenants ORDER BY id")?;
+    let rows = stmt.query_map([], |row| {
+        let id: i64 = row.get(0)?;
+        Ok(StoredTenant {
+            id: tenant_of(id),
+            config: row.get(1)?,
+            created_at: row.get(2)?,
+            updated_at: row.get(3)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+pub(super) fn put_tenant(
+    conn: &Connection,
+    id: TenantId,
+    config: &str,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO tenants (id, config, created_at, updated_at) VALUES (?1, ?2, ?3, ?3) \
+         ON CONFLICT (id) DO UPDATE SET config = excluded.config, updated_at = excluded.updated_at",
+        (tenant_key(id), config, now),
+    )?;
+    Ok(())
+}
+
+pub(super) fn delete_tenant(conn: &Connection, id: TenantId) -> Result<bool, StoreError> {
+    Ok(conn.execute("DELETE FROM tenants WHERE id = ?1", [tenant_key(id)])? > 0)
+}
+
+pub(super) fn schedules(conn: &Connection) -> Result<BTreeMap<TenantId, Option<u64>>, StoreError> {
+    let mut stmt = conn.prepare_cached("SELECT tenant_id, interval_secs FROM schedules")?;
+    let rows = stmt.query_map([], |row| {
+        let id: i64 = row.get(0)?;
+        let secs: Option<i64> = row.get(1)?;
+        Ok((tenant_of(id), secs.map(|s| u64::try_from(s).unwrap_or(0))))
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+pub(super) fn set_schedule(
+    conn: &Connection,
+    tenant: TenantId,
+    interval_secs: Option<u64>,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO schedules (tenant_id, interval_secs, updated_at) VALUES (?1, ?2, ?3) \
+         ON CONFLICT (tenant_id) DO UPDATE SET interval_secs = excluded.interval_secs, updated_at = excluded.updated_at",
+        (
+            tenant_key(tenant),
+            interval_secs.map(|s| i64::try_from(s).unwrap_or(i64::MAX)),
+            now,
+        ),
+    )?;
+    Ok(())
+}
