@@ -165,6 +165,26 @@ impl Server {
         body["data"].as_array().unwrap().clone()
     }
 
+    /// Sends SIGTERM and waits for the process to end; its exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "abacsync did not stop on SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -803,6 +823,35 @@ fn a_task_cut_short_by_a_crash_is_marked_on_restart() {
     // The cookie session survived the restart.
     let (status, _) = server.get("/api/v1/tasq/tasks", &[("cookie", &cookie)]);
     assert_eq!(status, 200);
+}
+
+#[test]
+fn a_graceful_stop_finishes_the_running_sync_and_marks_the_queued_one() {
+    let setup = Setup::new(3000);
+    let mut server = Server::start(&setup.config());
+    let (jwt, csrf) = server.form_login(ADMIN, ADMIN_PASSWORD);
+    let cookie = format!("grommunioAuthJwt={jwt}");
+    let auth = [("cookie", cookie.as_str()), ("x-csrf-token", csrf.as_str())];
+    let (_, first) = server.post(
+        "/api/v1/domains/1/ldap/downsync?import=true&timeout=0",
+        &auth,
+        None,
+    );
+    let (_, second) = server.post("/api/v1/domains/1/ldap/downsync?timeout=0", &auth, None);
+    assert!(server.terminate().success());
+
+    let server = Server::start(&setup.config());
+    let admin = server.login(ADMIN, ADMIN_PASSWORD);
+    let first = server.wait_task(&admin, first["taskID"].as_i64().unwrap());
+    assert_eq!(
+        first["stateName"], "completed",
+        "the running sync finished: {first}"
+    );
+    assert_eq!(first["result"]["counts"]["created"], 3000);
+    let second = server.wait_task(&admin, second["taskID"].as_i64().unwrap());
+    assert_eq!(second["stateName"], "interrupted", "{second}");
+    let (_, users) = server.get("/api/v1/admin/tenants/1/users?limit=1000", &admin.headers());
+    assert_eq!(users["data"].as_array().unwrap().len(), 1000);
 }
 
 #[test]

@@ -221,6 +221,19 @@ impl ApiError {
     }
 }
 
+impl From<crate::sync::StartError> for ApiError {
+    fn from(err: crate::sync::StartError) -> Self {
+        use crate::sync::StartError;
+        match err {
+            StartError::UnknownTenant(id) => ApiError::not_found(format!("Tenant {id} not found")),
+            StartError::ShuttingDown => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "abacsync is shutting down")
+            }
+            StartError::Store(err) => err.into(),
+        }
+    }
+}
+
 impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
         ApiError::internal(err)

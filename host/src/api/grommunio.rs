@@ -175,7 +175,7 @@ async fn downsync(
             Some(principal.account),
             request,
         )
-        .map_err(ApiError::internal)?;
+        .map_err(ApiError::from)?;
     let id = started.task.id;
     let background = || {
         (

@@ -192,7 +192,7 @@ async fn dry_run(
             Some(session.principal.account),
             request,
         )
-        .map_err(ApiError::internal)?;
+        .map_err(ApiError::from)?;
     let Some(handle) = started.handle else {
         return Err(ApiError::new(
             StatusCode::CONFLICT,

@@ -93,6 +93,7 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<Outcome> {
             .with_graceful_shutdown(shutdown_signal())
             .await
             .context("serving the API")?;
+        service.begin_shutdown();
         tracing::info!("shutting down: waiting for running syncs");
         let deadline = tokio::time::Instant::now() + grace;
         while service.running_count() > 0 && tokio::time::Instant::now() < deadline {

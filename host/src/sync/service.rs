@@ -33,6 +33,9 @@ pub enum StartError {
     /// No such tenant.
     #[error("no tenant {0}")]
     UnknownTenant(TenantId),
+    /// The server is shutting down: no new tasks.
+    #[error("abacsync is shutting down")]
+    ShuttingDown,
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -186,6 +189,7 @@ pub struct SyncService {
     running: Mutex<HashMap<TaskId, Progress>>,
     clock: Clock,
     metrics: SyncMetrics,
+    stopping: std::sync::atomic::AtomicBool,
 }
 
 impl SyncService {
@@ -209,6 +213,7 @@ impl SyncService {
             running: Mutex::new(HashMap::new()),
             clock,
             metrics: SyncMetrics::default(),
+            stopping: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -367,6 +372,9 @@ impl SyncService {
         account: Option<AccountId>,
         request: SyncRequest,
     ) -> Result<StartedTask, StartError> {
+        if self.stopping.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(StartError::ShuttingDown);
+        }
         let config = self
             .tenant(tenant)
             .ok_or(StartError::UnknownTenant(tenant))?;
@@ -439,6 +447,13 @@ impl SyncService {
         Ok(cancelled)
     }
 
+    /// Starts shutting down: no new tasks; queued ones end as interrupted when their
+    /// turn comes instead of running; running ones go on (see [`Self::cancel_all`]).
+    pub fn begin_shutdown(&self) {
+        self.stopping
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// Cancels every running task (at shutdown).
     pub fn cancel_all(&self) {
         for progress in self.running_tasks().values() {
@@ -458,6 +473,21 @@ impl SyncService {
         request: SyncRequest,
     ) -> TaskOutcome {
         use std::sync::atomic::Ordering::Relaxed;
+        if self.stopping.load(Relaxed) {
+            let message = "interrupted: abacsync stopped before the task started; run it again";
+            if let Err(err) =
+                self.tasks
+                    .update_task(id, TaskState::Interrupted, message, None, self.now())
+            {
+                tracing::error!(task = id, %err, "cannot mark the task interrupted");
+            }
+            return TaskOutcome {
+                state: TaskState::Interrupted,
+                message: message.into(),
+                report: None,
+                error: None,
+            };
+        }
         // A task cancelled while queued stays cancelled.
         match self
             .tasks
