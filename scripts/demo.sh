@@ -4,7 +4,8 @@
 # Builds abacsync and the example plugins, checks the OpenLDAP plugin and runs it over
 # its golden fixtures, then starts a throw-away OpenLDAP directory (slapd on a free
 # loopback port, 1,000 generated people) and syncs it into a fresh store: a dry run, a
-# full sync, a change in the directory, an incremental sync, and a removal.
+# full sync, a change in the directory, an incremental sync, and a removal. Then it
+# serves the API and triggers syncs the way grommunio's and Rocket.Chat's clients do.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -47,4 +48,35 @@ test-directory --users "${DEMO_USERS:-1000}" --plugin "$plugin" --dir "$demo" --
     report="$(dirname "$ABACSYNC_CONFIG")/report.json"
     abacsync sync --tenant 1 --json > "$report"
     head -n 24 "$report"
+    echo
+    echo "== abacsync serve   (the REST API on a free loopback port)"
+    out="$(dirname "$ABACSYNC_CONFIG")/serve.out"
+    ABACSYNC_ADMIN_USER=admin ABACSYNC_ADMIN_PASSWORD="demo password 1" ABACSYNC_LOG=warn \
+        abacsync serve --listen 127.0.0.1:0 > "$out" &
+    server=$!
+    trap "kill -TERM $server 2>/dev/null || true" EXIT
+    for _ in $(seq 100); do grep -q listening "$out" 2>/dev/null && break; sleep 0.1; done
+    url=$(sed -n "s/^abacsync listening on //p" "$out")
+    echo "listening on $url"
+    echo
+    echo "== grommunio: form login, then POST /api/v1/domains/1/ldap/downsync?import=true&timeout=30"
+    jwt=$(curl -s -d user=admin -d "pass=demo password 1" "$url/api/v1/login" | sed -n "s/.*\"grommunioAuthJwt\":\"\([^\"]*\)\".*/\1/p")
+    curl -s --request POST --url "$url/api/v1/domains/1/ldap/downsync?import=true&timeout=30" --cookie "grommunioAuthJwt=$jwt" | head -c 400
+    echo
+    echo
+    echo "== Rocket.Chat: login, then POST /api/v1/ldap.syncNow with the two-factor code"
+    login=$(curl -s -H "content-type: application/json" -d "{\"user\":\"admin\",\"password\":\"demo password 1\"}" "$url/api/v1/login")
+    token=$(echo "$login" | sed -n "s/.*\"authToken\":\"\([^\"]*\)\".*/\1/p")
+    user_id=$(echo "$login" | sed -n "s/.*\"userId\":\"\([^\"]*\)\".*/\1/p")
+    code=$(printf "%s" "demo password 1" | sha256sum | cut -d" " -f1)
+    curl -s --location --request POST "$url/api/v1/ldap.syncNow" \
+        --header "x-auth-token: $token" --header "x-user-id: $user_id" --header "x-2fa-code: $code"
+    echo
+    sleep 1
+    echo
+    echo "== GET /api/v1/tasq/tasks"
+    curl -s "$url/api/v1/tasq/tasks" --header "x-auth-token: $token" --header "x-user-id: $user_id"
+    echo
+    kill -TERM $server
+    wait $server
 '
