@@ -85,6 +85,9 @@ pub enum ConfigError {
     },
 }
 
+/// The longest background-sync interval: a year.
+pub const MAX_SYNC_INTERVAL_SECS: u64 = 366 * 24 * 3600;
+
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -120,6 +123,51 @@ pub struct ServerConfig {
     pub shutdown_grace_secs: u64,
     /// Whether the session cookie is marked `Secure` (set behind HTTPS).
     pub secure_cookies: bool,
+    /// The mail server for two-factor codes by email; without it the `email` method is
+    /// not offered.
+    pub smtp: Option<SmtpConfig>,
+}
+
+/// How the SMTP connection is secured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpTls {
+    /// STARTTLS, required (the default): no code is ever sent in clear text.
+    #[default]
+    Starttls,
+    /// TLS from the first byte (port 465).
+    Tls,
+    /// No TLS: for a relay on loopback only.
+    Plain,
+}
+
+/// `[server.smtp]`: where two-factor codes are sent from.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpConfig {
+    /// The server's host name (checked against its certificate).
+    pub host: String,
+    /// The port (default 587; 465 for `tls`).
+    #[serde(default)]
+    pub port: Option<u16>,
+    /// How the connection is secured.
+    #[serde(default)]
+    pub tls: SmtpTls,
+    /// User name, when the server wants a login.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Environment variable holding the password.
+    #[serde(default)]
+    pub password_env: Option<String>,
+    /// The sender, e.g. `abacsync <noreply@example.org>`.
+    pub from: String,
+    /// Seconds an emailed code stays valid (default 600).
+    #[serde(default = "default_code_ttl")]
+    pub code_ttl_secs: u64,
+}
+
+fn default_code_ttl() -> u64 {
+    600
 }
 
 impl Default for ServerConfig {
@@ -132,6 +180,7 @@ impl Default for ServerConfig {
             rate_limit_window_secs: 300,
             shutdown_grace_secs: 30,
             secure_cookies: false,
+            smtp: None,
         }
     }
 }
@@ -288,6 +337,14 @@ impl TenantConfig {
         }
         if ldap.unique_identifiers.is_empty() {
             return Err("ldap.unique_identifiers is empty".into());
+        }
+        if self
+            .sync_interval_secs
+            .is_some_and(|secs| secs > MAX_SYNC_INTERVAL_SECS)
+        {
+            return Err(format!(
+                "sync_interval_secs is more than {MAX_SYNC_INTERVAL_SECS} (a year)"
+            ));
         }
         if let Some(percent) = self.removal.max_percent
             && !(0.0..=100.0).contains(&percent)

@@ -65,25 +65,20 @@ impl Server {
         headers: &[(&str, &str)],
         body: Option<Value>,
     ) -> (u16, Value) {
-        let url = self.url(path);
-        let mut response = match method {
-            "GET" => {
-                let mut request = self.agent.get(&url);
-                for (k, v) in headers {
-                    request = request.header(*k, *v);
-                }
-                request.call()
-            }
-            _ => {
-                let mut request = self.agent.post(&url);
-                for (k, v) in headers {
-                    request = request.header(*k, *v);
-                }
-                match body {
-                    Some(body) => request.send_json(&body),
-                    None => request.send_empty(),
-                }
-            }
+        let mut request = ureq::http::Request::builder()
+            .method(method)
+            .uri(self.url(path));
+        for (k, v) in headers {
+            request = request.header(*k, *v);
+        }
+        let mut response = match body {
+            Some(body) => self.agent.run(
+                request
+                    .header("content-type", "application/json")
+                    .body(body.to_string())
+                    .unwrap(),
+            ),
+            None => self.agent.run(request.body(()).unwrap()),
         }
         .unwrap();
         let status = response.status().as_u16();
@@ -217,15 +212,20 @@ pub struct Setup {
 
 impl Setup {
     pub fn new(count: usize) -> Self {
+        Self::with_server(count, "")
+    }
+
+    /// With `server` appended to the configuration (e.g. a `[server.smtp]` table).
+    pub fn with_server(count: usize, server: &str) -> Self {
         let ldif = people_ldif("dc=example,dc=org", count, &PeopleOptions::default()).unwrap();
         let slapd = Slapd::builder().ldif(ldif).start().unwrap();
         let dir = tempfile::tempdir().unwrap();
         let setup = Self { slapd, dir };
-        setup.write_config();
+        setup.write_config(server);
         setup
     }
 
-    fn write_config(&self) {
+    fn write_config(&self, server: &str) {
         let plugin = plugins::component("openldap-mapping");
         let one = tenant_toml(&self.slapd, &plugin, "", "");
         let two = tenant_toml(
@@ -237,7 +237,7 @@ impl Setup {
         .replace("id = 1", "id = 2")
         .replace("name = \"example\"", "name = \"other\"");
         let text = format!(
-            "data_dir = \"{}\"\n{one}\n{two}",
+            "data_dir = \"{}\"\n{one}\n{two}\n{server}",
             self.dir.path().join("data").display()
         );
         std::fs::write(self.config(), text).unwrap();
@@ -879,6 +879,7 @@ fn failed_logins_are_rate_limited() {
     );
     assert_eq!(status, 429, "{body}");
     assert_eq!(body["errorType"], "error-too-many-requests");
+    assert_eq!(server.get("/api/v1/tasq/status", &[]).0, 401);
     let (status, body) = server.get("/health", &[]);
     assert_eq!((status, &body["status"]), (200, &json!("ok")));
     let metrics = server
@@ -928,4 +929,78 @@ fn the_served_openapi_description_matches_the_routes() {
             );
         }
     }
+}
+
+#[test]
+fn email_codes_are_sent_and_accepted_once() {
+    let sink = abacsync_testkit::smtp::SmtpSink::start().unwrap();
+    let smtp = format!(
+        "[server.smtp]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"plain\"\nfrom = \"abacsync <noreply@example.org>\"\n",
+        sink.port()
+    );
+    let setup = Setup::with_server(2, &smtp);
+    let server = Server::start(&setup.config());
+    let admin = server.login(ADMIN, ADMIN_PASSWORD);
+    let (status, body) = server.call(
+        "PUT",
+        "/api/v1/me/email2fa",
+        &admin.headers(),
+        Some(json!({"enabled": true, "email": "ops@example.org"})),
+    );
+    assert_eq!(status, 200, "{body}");
+
+    // No code: one is mailed, and the error says so.
+    let url = "/api/v1/ldap.syncNow";
+    let (status, body) = server.post(url, &admin.headers(), None);
+    assert_eq!(status, 400);
+    assert_eq!(
+        body["details"],
+        json!({"method": "email", "codeGenerated": true, "availableMethods": ["email"]})
+    );
+    let messages = sink.messages();
+    assert_eq!(messages.len(), 1);
+    assert_eq!(messages[0].to, ["<ops@example.org>"]);
+    let code = messages[0]
+        .data
+        .lines()
+        .find_map(|line| line.strip_prefix("Subject: abacsync verification code: "))
+        .unwrap()
+        .trim()
+        .to_owned();
+    // The password digest is no method once email is on; the mailed code works once.
+    let digest = token::sha256_hex(ADMIN_PASSWORD);
+    let mut headers = admin.headers();
+    headers.push(("x-2fa-code", &digest));
+    let (status, body) = server.post(url, &headers, None);
+    assert_eq!(
+        (status, &body["errorType"]),
+        (400, &json!("totp-invalid")),
+        "{body}"
+    );
+    let mut headers = admin.headers();
+    headers.push(("x-2fa-code", &code));
+    assert_eq!(
+        server.post(url, &headers, None),
+        (200, json!({"message": "Sync_in_progress", "success": true}))
+    );
+    let (status, body) = server.post(url, &headers, None);
+    assert_eq!(
+        (status, &body["errorType"]),
+        (400, &json!("totp-invalid")),
+        "replayed: {body}"
+    );
+
+    // Logging in now needs a code too: the method is named, a code is mailed.
+    let (status, body) = server.post(
+        "/api/v1/login",
+        &[("x-2fa-method", "email")],
+        Some(json!({"user": ADMIN, "password": ADMIN_PASSWORD})),
+    );
+    assert_eq!(
+        (status, &body["error"]),
+        (401, &json!("totp-required")),
+        "{body}"
+    );
+    assert_eq!(body["details"]["codeGenerated"], true);
+    assert_eq!(sink.messages().len(), 2);
 }

@@ -335,6 +335,29 @@ fn tenants_are_created_replaced_scheduled_and_deleted_through_the_api() {
             .0,
         200
     );
+    // Nor may it point its tenant at the server's files or environment.
+    let mut sneaky = tenant.clone();
+    sneaky["ldap"]["bind_password_env"] = json!("ABACSYNC_ADMIN_PASSWORD");
+    sneaky["ldap"]
+        .as_object_mut()
+        .unwrap()
+        .remove("bind_password");
+    let (status, body) = put(&server, &five, "/api/v1/admin/tenants/5", sneaky);
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["errors"][0]
+            .as_str()
+            .unwrap()
+            .contains("bind_password_env"),
+        "{body}"
+    );
+    let (status, _) = put(
+        &server,
+        &five,
+        "/api/v1/admin/tenants/5/schedule",
+        json!({"intervalSecs": u64::MAX}),
+    );
+    assert_eq!(status, 400, "an interval beyond a year");
 
     drop(server);
     let server = Server::start(&setup.config());

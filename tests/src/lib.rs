@@ -6,6 +6,7 @@
 //! - [`slapd`]: a real OpenLDAP server on free loopback ports, with TLS, `memberOf`
 //!   and bulk-loaded entries on request.
 //! - [`directory`]: deterministic LDIF of people and groups for that server.
+//! - [`smtp`]: a mail sink on a free loopback port, for codes sent by email.
 
 // Test support: a panic is how a test or benchmark fails.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -14,6 +15,7 @@ pub mod ad_server;
 pub mod directory;
 pub mod plugins;
 pub mod slapd;
+pub mod smtp;
 
 use std::path::PathBuf;
 

@@ -248,6 +248,8 @@ fn account_json(account: &crate::store::Account) -> Value {
         "tenant": account.tenant,
         "permissions": account.permissions,
         "totpEnabled": account.totp_enabled,
+        "email": account.email,
+        "email2fa": account.email_2fa,
         "created": iso8601(account.created_at),
     })
 }
@@ -276,6 +278,7 @@ struct NewAccountBody {
     tenant: Option<u64>,
     role: Option<Role>,
     permissions: Option<Vec<String>>,
+    email: Option<String>,
 }
 
 /// Creates an account. A tenant-scoped caller creates accounts of its own tenant
@@ -296,6 +299,13 @@ async fn create_account(
     let mut errors = Vec::new();
     if body.username.trim().is_empty() || body.username.len() > 128 {
         errors.push("username: 1 to 128 characters".to_owned());
+    }
+    if body
+        .email
+        .as_deref()
+        .is_some_and(|email| email.parse::<lettre::Address>().is_err())
+    {
+        errors.push("email: not an email address".to_owned());
     }
     if body.password.chars().count() < 12 {
         errors.push("password: at least 12 characters".to_owned());
@@ -341,6 +351,7 @@ async fn create_account(
         password_hash: hash,
         tenant,
         permissions,
+        email: body.email,
     };
     let now = state.now_ms();
     let created = state

@@ -26,6 +26,8 @@ pub enum RcError {
     TotpRequired {
         /// The method the code must come from.
         method: &'static str,
+        /// Whether a code was just sent (by email).
+        code_generated: bool,
         /// The methods the account has.
         available: Vec<&'static str>,
     },
@@ -45,6 +47,12 @@ pub enum RcError {
     LoginTwoFactor {
         /// `totp-required` or `totp-invalid`.
         error: &'static str,
+        /// The method.
+        method: &'static str,
+        /// Whether a code was just sent.
+        code_generated: bool,
+        /// The account's methods.
+        available: Vec<&'static str>,
     },
     /// 500, detail logged.
     Internal(String),
@@ -79,13 +87,17 @@ impl IntoResponse for RcError {
                 StatusCode::BAD_REQUEST,
                 json!({"success": false, "error": error}),
             ),
-            RcError::TotpRequired { method, available } => (
+            RcError::TotpRequired {
+                method,
+                code_generated,
+                available,
+            } => (
                 StatusCode::BAD_REQUEST,
                 json!({
                     "success": false,
                     "error": "TOTP Required [totp-required]",
                     "errorType": "totp-required",
-                    "details": {"method": method, "codeGenerated": false, "availableMethods": available},
+                    "details": {"method": method, "codeGenerated": code_generated, "availableMethods": available},
                 }),
             ),
             RcError::TotpInvalid { method } => (
@@ -116,7 +128,12 @@ impl IntoResponse for RcError {
                 StatusCode::UNAUTHORIZED,
                 json!({"status": "error", "error": "Unauthorized", "message": "Unauthorized"}),
             ),
-            RcError::LoginTwoFactor { error } => {
+            RcError::LoginTwoFactor {
+                error,
+                method,
+                code_generated,
+                available,
+            } => {
                 let message = if error == "totp-required" {
                     "TOTP Required"
                 } else {
@@ -128,7 +145,7 @@ impl IntoResponse for RcError {
                         "status": "error",
                         "error": error,
                         "message": message,
-                        "details": {"method": "totp", "codeGenerated": false, "availableMethods": ["totp"]},
+                        "details": {"method": method, "codeGenerated": code_generated, "availableMethods": available},
                     }),
                 )
             }

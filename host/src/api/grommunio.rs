@@ -175,6 +175,7 @@ async fn downsync(
             Some(principal.account),
             request,
         )
+        .await
         .map_err(ApiError::from)?;
     let id = started.task.id;
     let background = || {

@@ -31,6 +31,7 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(me))
         .routes(routes!(totp_begin, totp_disable))
         .routes(routes!(totp_confirm))
+        .routes(routes!(set_email_two_factor))
 }
 
 #[derive(Deserialize)]
@@ -107,7 +108,7 @@ async fn check_password(
     let now = Instant::now();
     let keys = [format!("user:{username}"), format!("ip:{}", client.ip())];
     for key in &keys {
-        if let Some(wait) = state.login_limiter.retry_after(key, now) {
+        if let Err(wait) = state.login_limiter.attempt(key, now) {
             return Err(LoginRefusal::TooMany(wait.as_secs().max(1)));
         }
     }
@@ -123,13 +124,13 @@ async fn check_password(
         .await
         .map_err(LoginRefusal::Store)?;
     match account {
-        Some(account) if matches => Ok(Ok(account)),
-        _ => {
-            for key in &keys {
-                state.login_limiter.failed(key, now);
-            }
-            Ok(Err(()))
+        Some(account) if matches => {
+            // The account's count is forgiven; the address's stays, so one good
+            // password does not reset guessing at other accounts.
+            state.login_limiter.succeeded(&keys[0]);
+            Ok(Ok(account))
         }
+        _ => Ok(Err(())),
     }
 }
 
@@ -183,21 +184,19 @@ async fn rocketchat_login(
         }
         Err(LoginRefusal::Store(err)) => return Err(err.into()),
     };
-    if account.totp_enabled {
-        let code = login.code.or_else(|| {
-            headers
-                .get("x-2fa-code")
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned)
-        });
-        let Some(code) = code else {
-            return Err(RcError::LoginTwoFactor {
-                error: "totp-required",
-            });
-        };
+    // An account with a two-factor method needs a code to log in (body `code` or
+    // `x-2fa-code`); the password fallback does not apply here.
+    if !session::available_methods(state, &account).is_empty() {
         let mut code_headers = HeaderMap::new();
-        if let Ok(value) = HeaderValue::from_str(&code) {
-            code_headers.insert("x-2fa-code", value);
+        if let Some(method) = headers.get("x-2fa-method") {
+            code_headers.insert("x-2fa-method", method.clone());
+        }
+        let code = login
+            .code
+            .as_deref()
+            .and_then(|c| HeaderValue::from_str(c).ok());
+        if let Some(code) = code.or_else(|| headers.get("x-2fa-code").cloned()) {
+            code_headers.insert("x-2fa-code", code);
         }
         let probe = Session {
             principal: (&account).into(),
@@ -207,9 +206,24 @@ async fn rocketchat_login(
         };
         match session::two_factor(state, &probe, &code_headers).await {
             Ok(()) => {}
-            Err(RcError::TotpInvalid { .. } | RcError::TotpRequired { .. }) => {
+            Err(RcError::TotpRequired {
+                method,
+                code_generated,
+                available,
+            }) => {
+                return Err(RcError::LoginTwoFactor {
+                    error: "totp-required",
+                    method,
+                    code_generated,
+                    available,
+                });
+            }
+            Err(RcError::TotpInvalid { method }) => {
                 return Err(RcError::LoginTwoFactor {
                     error: "totp-invalid",
+                    method,
+                    code_generated: false,
+                    available: session::available_methods(state, &account),
                 });
             }
             Err(other) => return Err(other),
@@ -232,7 +246,11 @@ fn me_body(account: &Account) -> serde_json::Value {
         "username": account.username,
         "tenant": account.tenant,
         "permissions": account.permissions,
-        "services": {"totp": {"enabled": account.totp_enabled}},
+        "email": account.email,
+        "services": {
+            "totp": {"enabled": account.totp_enabled},
+            "email2fa": {"enabled": account.email_2fa},
+        },
     })
 }
 
@@ -458,4 +476,57 @@ async fn totp_disable(
         Ok(()) => Json(json!({"enabled": false})).into_response(),
         Err(err) => ApiError::from(err).into_response(),
     }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EmailTwoFactorBody {
+    enabled: bool,
+    email: Option<String>,
+}
+
+/// Turns two-factor codes by email on or off (and sets the address). Needs a mail
+/// server (`[server.smtp]`) and an address.
+#[utoipa::path(put, path = "/api/v1/me/email2fa", tag = "sessions", security(("grommunio" = []), ("rocketchat" = [])),
+    request_body(content = Value, example = json!({"enabled": true, "email": "ops@example.org"})),
+    responses(
+        (status = 200, description = "The setting", body = Value, example = json!({"enabled": true, "email": "ops@example.org"})),
+        (status = 400, description = "No address, or not an address", body = Value),
+        (status = 409, description = "No mail server configured", body = Value),
+    ))]
+async fn set_email_two_factor(
+    State(state): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let session = session::any(&state, &method, &headers).await?;
+    let body: EmailTwoFactorBody = serde_json::from_slice(&body)
+        .map_err(|err| ApiError::invalid(vec![format!("body: {err}")]))?;
+    if body.enabled && state.mailer.is_none() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "No mail server is configured ([server.smtp])",
+        ));
+    }
+    let email = body.email.or(session.account.email.clone());
+    if let Some(address) = &email
+        && address.parse::<lettre::Address>().is_err()
+    {
+        return Err(ApiError::invalid(vec![
+            "email: not an email address".into(),
+        ]));
+    }
+    if body.enabled && email.is_none() {
+        return Err(ApiError::invalid(vec![
+            "email: the account has no address".into(),
+        ]));
+    }
+    let id = session.account.id;
+    let stored = email.clone();
+    let enabled = body.enabled;
+    state
+        .accounts(move |accounts| accounts.set_email(id, stored.as_deref(), enabled))
+        .await?;
+    Ok(Json(json!({"enabled": enabled, "email": email})))
 }

@@ -45,6 +45,8 @@ pub struct Inner {
     pub login_limiter: RateLimiter,
     /// Failed two-factor codes per account.
     pub two_factor_limiter: RateLimiter,
+    /// Sends two-factor codes by email, when `[server.smtp]` is set.
+    pub mailer: Option<crate::auth::mail::Mailer>,
     /// Sessions that passed a two-factor check, and when (Rocket.Chat's "remember").
     remembered: Mutex<HashMap<Vec<u8>, Instant>>,
 }
@@ -64,6 +66,7 @@ impl AppState {
         accounts: Arc<dyn AccountStore>,
         settings: ServerConfig,
         jwt_secret: Vec<u8>,
+        mailer: Option<crate::auth::mail::Mailer>,
     ) -> Self {
         let window = Duration::from_secs(settings.rate_limit_window_secs);
         let attempts = settings.rate_limit_attempts;
@@ -74,6 +77,7 @@ impl AppState {
             two_factor_limiter: RateLimiter::new(attempts, window),
             settings,
             jwt_secret,
+            mailer,
             remembered: Mutex::new(HashMap::new()),
         }))
     }

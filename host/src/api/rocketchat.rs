@@ -98,6 +98,7 @@ async fn sync_now(
                 Some(principal.account),
                 request,
             )
+            .await
             .map_err(start_error)?;
     }
     Ok(Json(
@@ -216,18 +217,31 @@ async fn abac_users_sync(
                 Some(principal.account),
                 request,
             )
+            .await
             .map_err(start_error)?;
         handles.push(started);
     }
     for started in handles {
-        let Some(handle) = started.handle else {
-            continue;
+        // A joined task (an identical request was queued) is waited for too.
+        let state = match started.handle {
+            Some(handle) => {
+                handle
+                    .await
+                    .map_err(|err| RcError::Internal(err.to_string()))?
+                    .state
+            }
+            None => state
+                .service
+                .wait(started.task.id)
+                .await?
+                .unwrap_or(TaskState::Error),
         };
-        let outcome = handle
-            .await
-            .map_err(|err| RcError::Internal(err.to_string()))?;
-        if outcome.state != TaskState::Completed {
-            tracing::warn!(task = started.task.id, message = %outcome.message, "ABAC sync failed");
+        if state != TaskState::Completed {
+            tracing::warn!(
+                task = started.task.id,
+                state = state.as_str(),
+                "ABAC sync failed"
+            );
             return Err(RcError::Plain("error-abac-sync-failed"));
         }
     }

@@ -169,11 +169,26 @@ pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
         .map(|(_, value)| value.trim_matches('"').to_owned())
 }
 
+/// The two-factor methods `account` can use, in Rocket.Chat's order of preference.
+pub fn available_methods(state: &AppState, account: &Account) -> Vec<&'static str> {
+    let mut methods = Vec::new();
+    if account.totp_enabled && account.totp_secret.is_some() {
+        methods.push("totp");
+    }
+    if account.email_2fa && account.email.is_some() && state.mailer.is_some() {
+        methods.push("email");
+    }
+    methods
+}
+
 /// Rocket.Chat's two-factor check of an endpoint that requires it.
 ///
-/// With TOTP enabled the code must be a current TOTP code never used before; without
-/// it, Rocket.Chat's password fallback applies: the code is the SHA-256 hex digest of
-/// the account's password. Failed codes count towards the account's rate limit.
+/// The method is the one `x-2fa-method` names when the account has it, else the
+/// account's first (TOTP, then email). TOTP codes must be current and are never
+/// accepted twice; an email code is sent when a request comes without one, valid for
+/// `[server.smtp].code_ttl_secs`, and is used once. An account with neither falls back
+/// to Rocket.Chat's password method: the code is the SHA-256 hex digest of the
+/// password. Failed codes (and sent emails) count towards the account's rate limit.
 ///
 /// # Errors
 /// `totp-required` without a code, `totp-invalid` with a wrong or replayed one, 429
@@ -183,28 +198,51 @@ pub async fn two_factor(
     session: &Session,
     headers: &HeaderMap,
 ) -> Result<(), RcError> {
-    if state.two_factor_remembered(&session.token_hash) {
+    // A login's probe has no session yet: nothing to remember it under.
+    let remember = !session.token_hash.is_empty();
+    if remember && state.two_factor_remembered(&session.token_hash) {
         return Ok(());
     }
     let account = &session.account;
-    let totp_secret = account.totp_secret.clone().filter(|_| account.totp_enabled);
-    let (method, available) = if totp_secret.is_some() {
-        ("totp", vec!["totp"])
-    } else {
-        ("password", Vec::new())
-    };
-    let Some(code) = header(headers, "x-2fa-code") else {
-        return Err(RcError::TotpRequired { method, available });
+    let available = available_methods(state, account);
+    let requested = header(headers, "x-2fa-method");
+    let method = match requested {
+        Some(name) if available.contains(&name) => {
+            if name == "totp" {
+                "totp"
+            } else {
+                "email"
+            }
+        }
+        _ => available.first().copied().unwrap_or("password"),
     };
     let key = format!("account:{}", account.id);
     let now = Instant::now();
-    if let Some(wait) = state.two_factor_limiter.retry_after(&key, now) {
+    let code = header(headers, "x-2fa-code");
+    if code.is_none() && method != "email" {
+        return Err(RcError::TotpRequired {
+            method,
+            code_generated: false,
+            available,
+        });
+    }
+    if let Err(wait) = state.two_factor_limiter.attempt(&key, now) {
         return Err(RcError::TooManyRequests {
             retry_after: wait.as_secs().max(1),
         });
     }
-    let accepted = match totp_secret {
-        Some(secret) => {
+    let Some(code) = code else {
+        // An email is sent; the attempt counted stays counted: mails are rate-limited.
+        send_email_code(state, account).await?;
+        return Err(RcError::TotpRequired {
+            method,
+            code_generated: true,
+            available,
+        });
+    };
+    let accepted = match method {
+        "totp" => {
+            let secret = account.totp_secret.clone().unwrap_or_default();
             let unix = u64::try_from(state.now_ms() / 1000).unwrap_or(0);
             match totp::matching_step(&secret, code, unix) {
                 Some(step) => {
@@ -217,17 +255,57 @@ pub async fn two_factor(
                 None => false,
             }
         }
-        None => {
+        "email" => {
+            let id = account.id;
+            let hash = token::token_hash(code.trim());
+            let at = state.now_ms();
+            state
+                .accounts(move |accounts| accounts.take_email_code(id, &hash, at))
+                .await?
+        }
+        _ => {
             let digest = code.to_ascii_lowercase();
             let stored = account.password_hash.clone();
             super::blocking(move || Ok(password::verify_digest(&digest, &stored))).await?
         }
     };
     if !accepted {
-        state.two_factor_limiter.failed(&key, now);
         return Err(RcError::TotpInvalid { method });
     }
     state.two_factor_limiter.succeeded(&key);
-    state.remember_two_factor(&session.token_hash);
+    if remember {
+        state.remember_two_factor(&session.token_hash);
+    }
     Ok(())
+}
+
+/// Draws a 6-digit code, stores its hash and mails it.
+async fn send_email_code(state: &AppState, account: &Account) -> Result<(), RcError> {
+    let (Some(mailer), Some(address)) = (&state.mailer, &account.email) else {
+        return Err(RcError::Internal(
+            "email two-factor without a mailer".into(),
+        ));
+    };
+    let mut bytes = [0u8; 4];
+    getrandom::fill(&mut bytes).map_err(|err| RcError::Internal(err.to_string()))?;
+    let code = format!("{:06}", u32::from_le_bytes(bytes) % 1_000_000);
+    let ttl = state
+        .settings
+        .smtp
+        .as_ref()
+        .map_or(600, |smtp| smtp.code_ttl_secs);
+    let hash = token::token_hash(&code);
+    let id = account.id;
+    let expires = state.now_ms().saturating_add(
+        i64::try_from(ttl)
+            .unwrap_or(i64::MAX / 1000)
+            .saturating_mul(1000),
+    );
+    state
+        .accounts(move |accounts| accounts.put_email_code(id, &hash, expires))
+        .await?;
+    mailer
+        .send_code(address, &code, ttl)
+        .await
+        .map_err(|err| RcError::Internal(err.to_string()))
 }

@@ -192,6 +192,7 @@ async fn dry_run(
             Some(session.principal.account),
             request,
         )
+        .await
         .map_err(ApiError::from)?;
     let Some(handle) = started.handle else {
         return Err(ApiError::new(
@@ -211,15 +212,42 @@ async fn dry_run(
     }
 }
 
+/// Settings that name files or environment variables of the server: only system-wide
+/// accounts may set them, or a tenant's admin could have the server read its secrets
+/// (say `bind_password_env = "ABACSYNC_ADMIN_PASSWORD"`) and bind with them to a
+/// directory of the admin's choosing.
+const SERVER_PATHS: [(&str, &str); 4] = [
+    ("ldap", "bind_password_file"),
+    ("ldap", "bind_password_env"),
+    ("ldap", "ca_file"),
+    ("plugin", "path"),
+];
+
 /// Parses and checks a tenant's settings (the configuration file's schema as JSON).
+/// `system_wide` callers may name server files and environment variables.
 fn parse_tenant(
     id: u64,
     mut body: Value,
     previous: Option<&Value>,
+    system_wide: bool,
 ) -> Result<(TenantConfig, Value), ApiError> {
     let Some(object) = body.as_object_mut() else {
         return Err(ApiError::invalid(vec!["body: expected an object".into()]));
     };
+    if !system_wide {
+        let named: Vec<String> = SERVER_PATHS
+            .iter()
+            .filter(|(table, key)| object.get(*table).and_then(|t| t.get(*key)).is_some())
+            .map(|(table, key)| {
+                format!(
+                    "{table}.{key}: only system-wide accounts may name server files or variables"
+                )
+            })
+            .collect();
+        if !named.is_empty() {
+            return Err(ApiError::invalid(named));
+        }
+    }
     match object.get("id") {
         None => {
             object.insert("id".into(), json!(id));
@@ -231,12 +259,15 @@ fn parse_tenant(
             )]));
         }
     }
-    // A replacement that names no password keeps the stored one: secrets are never
-    // returned, so clients cannot send them back.
+    // A replacement that names no password keeps the stored one (secrets are never
+    // returned, so clients cannot send them back), unless it points the password at
+    // other servers or another bind DN: then it must be given again.
     if let (Some(previous), Some(ldap)) = (
         previous,
         object.get_mut("ldap").and_then(Value::as_object_mut),
     ) && !SECRET_KEYS.iter().any(|key| ldap.contains_key(*key))
+        && ldap.get("servers") == previous["ldap"].get("servers")
+        && ldap.get("bind_dn") == previous["ldap"].get("bind_dn")
     {
         for key in SECRET_KEYS {
             if let Some(value) = previous["ldap"].get(key) {
@@ -305,7 +336,7 @@ async fn create(
             format!("Tenant {id} already exists"),
         ));
     }
-    let (tenant, raw) = parse_tenant(id, body, None)?;
+    let (tenant, raw) = parse_tenant(id, body, None, session.principal.is_system_wide())?;
     save(&state, tenant.clone(), raw).await?;
     Ok((StatusCode::CREATED, Json(tenant_json(&state, &tenant))))
 }
@@ -342,7 +373,12 @@ async fn replace(
     let body: Value = serde_json::from_slice(&body)
         .map_err(|err| ApiError::invalid(vec![format!("body: {err}")]))?;
     let previous = stored_config(&state, id).await?;
-    let (tenant, raw) = parse_tenant(id, body, previous.as_ref())?;
+    let (tenant, raw) = parse_tenant(
+        id,
+        body,
+        previous.as_ref(),
+        session.principal.is_system_wide(),
+    )?;
     save(&state, tenant.clone(), raw).await?;
     Ok(Json(tenant_json(&state, &tenant)))
 }
@@ -423,10 +459,14 @@ async fn set_schedule(
     visible_tenant(&state, &session, id)?;
     let body: ScheduleBody = serde_json::from_slice(&body)
         .map_err(|err| ApiError::invalid(vec![format!("body: {err}")]))?;
-    if body.interval_secs.is_some_and(|secs| secs < 60) {
-        return Err(ApiError::invalid(vec![
-            "intervalSecs: at least 60, or null for none".into(),
-        ]));
+    if body
+        .interval_secs
+        .is_some_and(|secs| !(60..=crate::config::MAX_SYNC_INTERVAL_SECS).contains(&secs))
+    {
+        return Err(ApiError::invalid(vec![format!(
+            "intervalSecs: 60 to {} seconds, or null for none",
+            crate::config::MAX_SYNC_INTERVAL_SECS
+        )]));
     }
     let catalog = state.service.catalog().clone();
     let now = state.now_ms();

@@ -3,6 +3,7 @@
 //! this module knows nothing of requests.
 
 pub mod jwt;
+pub mod mail;
 pub mod password;
 mod permission;
 pub mod ratelimit;

@@ -1,5 +1,7 @@
-//! Rate limits of login and two-factor attempts: a fixed number of failures per key
-//! (account name, client address) within a sliding window, in memory.
+//! Rate limits of login and two-factor attempts: a fixed number of attempts per key
+//! (account name, client address) within a sliding window, in memory. An attempt is
+//! counted when it begins ([`RateLimiter::attempt`], one lock for the check and the
+//! count, so parallel guesses cannot all slip through) and forgiven when it succeeds.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -39,11 +41,37 @@ impl RateLimiter {
             .map(|&oldest| self.window.saturating_sub(now.duration_since(oldest)))
     }
 
+    /// Begins an attempt of `key`: counts it and returns `Ok`, or refuses with the
+    /// time to wait when `max` attempts are already counted within the window.
+    ///
+    /// # Errors
+    /// The time `key` must wait.
+    pub fn attempt(&self, key: &str, now: Instant) -> Result<(), Duration> {
+        let mut failures = self.lock();
+        if let Some(recent) = failures.get_mut(key) {
+            recent.retain(|&at| now.duration_since(at) < self.window);
+            if recent.len() >= self.max {
+                let oldest = recent.first().copied().unwrap_or(now);
+                return Err(self.window.saturating_sub(now.duration_since(oldest)));
+            }
+        }
+        Self::record(&mut failures, self.window, key, now);
+        Ok(())
+    }
+
     /// Records a failed attempt of `key`.
     pub fn failed(&self, key: &str, now: Instant) {
         let mut failures = self.lock();
+        Self::record(&mut failures, self.window, key, now);
+    }
+
+    fn record(
+        failures: &mut HashMap<String, Vec<Instant>>,
+        window: Duration,
+        key: &str,
+        now: Instant,
+    ) {
         if failures.len() >= SWEEP_AT {
-            let window = self.window;
             failures.retain(|_, times| {
                 times.retain(|&at| now.duration_since(at) < window);
                 !times.is_empty()
@@ -87,5 +115,16 @@ mod tests {
         limiter.failed("alice", start);
         limiter.succeeded("alice");
         assert_eq!(limiter.retry_after("alice", start), None);
+    }
+
+    #[test]
+    fn attempts_count_when_they_begin() {
+        let limiter = RateLimiter::new(2, Duration::from_secs(60));
+        let start = Instant::now();
+        assert!(limiter.attempt("bob", start).is_ok());
+        assert!(limiter.attempt("bob", start).is_ok());
+        assert_eq!(limiter.attempt("bob", start), Err(Duration::from_secs(60)));
+        limiter.succeeded("bob");
+        assert!(limiter.attempt("bob", start).is_ok());
     }
 }

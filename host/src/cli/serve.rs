@@ -37,6 +37,11 @@ pub(crate) struct ServeArgs {
 }
 
 pub(crate) fn run(args: ServeArgs) -> anyhow::Result<Outcome> {
+    // The first admin's password has been read; it must not stay where a tenant's
+    // settings (`bind_password_env`) or a child process could reach it.
+    // SAFETY: no other thread exists yet (the runtime starts below), so nothing reads
+    // the environment concurrently.
+    unsafe { std::env::remove_var("ABACSYNC_ADMIN_PASSWORD") };
     let config = Config::load(&args.config)?;
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
@@ -75,7 +80,12 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<Outcome> {
     }
     let grace = Duration::from_secs(settings.shutdown_grace_secs);
     let listen = settings.listen.clone();
-    let state = AppState::new(service.clone(), store.clone(), settings, jwt_secret);
+    let mailer = settings
+        .smtp
+        .as_ref()
+        .map(abacsync::auth::mail::Mailer::new)
+        .transpose()?;
+    let state = AppState::new(service.clone(), store.clone(), settings, jwt_secret, mailer);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -89,13 +99,35 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<Outcome> {
         println!("abacsync listening on http://{address}");
         tokio::spawn(run_scheduler(service.clone()));
         let app = api::router(state).into_make_service_with_connect_info::<SocketAddr>();
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown_signal())
-            .await
-            .context("serving the API")?;
-        service.begin_shutdown();
-        tracing::info!("shutting down: waiting for running syncs");
-        let deadline = tokio::time::Instant::now() + grace;
+        // At the signal: no new tasks, no new connections; requests under way and the
+        // running sync share one grace period, then whatever runs is cancelled.
+        let stopping = Arc::new(tokio::sync::Notify::new());
+        let on_signal = {
+            let (service, stopping) = (service.clone(), stopping.clone());
+            async move {
+                shutdown_signal().await;
+                service.begin_shutdown();
+                tracing::info!("shutting down: finishing requests and the running syncs");
+                stopping.notify_one();
+            }
+        };
+        let serving = axum::serve(listener, app).with_graceful_shutdown(on_signal);
+        let deadline = tokio::select! {
+            served = serving => {
+                served.context("serving the API")?;
+                // Stopped by the signal: the grace period began there.
+                tokio::time::Instant::now() + grace
+            }
+            deadline = async {
+                stopping.notified().await;
+                let deadline = tokio::time::Instant::now() + grace;
+                tokio::time::sleep_until(deadline).await;
+                deadline
+            } => {
+                tracing::warn!("requests still under way after the grace period are dropped");
+                deadline
+            }
+        };
         while service.running_count() > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -179,6 +211,7 @@ fn create_first_admin(store: &dyn AccountStore, args: &ServeArgs, now: i64) -> a
         password_hash: password::hash(pass)?,
         tenant: None,
         permissions: Role::Admin.permissions(),
+        email: None,
     };
     store.create_account(&account, now)?;
     tracing::info!(user, "created the first admin account");

@@ -30,6 +30,10 @@ pub struct Account {
     pub totp_enabled: bool,
     /// The last accepted TOTP step.
     pub totp_last_step: Option<i64>,
+    /// Email address (for two-factor codes by email).
+    pub email: Option<String>,
+    /// Whether two-factor codes by email are on.
+    pub email_2fa: bool,
     /// Creation time.
     pub created_at: Timestamp,
 }
@@ -47,6 +51,8 @@ pub struct NewAccount {
     pub tenant: Option<TenantId>,
     /// What it may do.
     pub permissions: BTreeSet<Permission>,
+    /// Email address.
+    pub email: Option<String>,
 }
 
 /// Which API dialect a session belongs to.
@@ -102,6 +108,31 @@ pub trait AccountStore: Send + Sync {
     /// Records `step` as used if it is later than the last used one; false when it is
     /// not (a replayed code). Atomic: two requests with one code cannot both pass.
     fn use_totp_step(&self, id: AccountId, step: i64) -> Result<bool, StoreError>;
+
+    /// Sets the account's email address and whether codes by email are on.
+    fn set_email(
+        &self,
+        id: AccountId,
+        email: Option<&str>,
+        email_2fa: bool,
+    ) -> Result<(), StoreError>;
+
+    /// Replaces the account's outstanding email code.
+    fn put_email_code(
+        &self,
+        id: AccountId,
+        code_hash: &[u8],
+        expires_at: Timestamp,
+    ) -> Result<(), StoreError>;
+
+    /// Consumes the account's email code if it is `code_hash` and unexpired; false
+    /// otherwise. Atomic: a code is accepted once.
+    fn take_email_code(
+        &self,
+        id: AccountId,
+        code_hash: &[u8],
+        now: Timestamp,
+    ) -> Result<bool, StoreError>;
 
     /// Stores a session under the token's hash.
     fn create_session(

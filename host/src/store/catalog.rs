@@ -122,7 +122,8 @@ pub trait CatalogStore: Send + Sync {
     /// Creates or replaces an API tenant.
     fn put_tenant(&self, id: TenantId, config: &str, now: Timestamp) -> Result<(), StoreError>;
 
-    /// Deletes an API tenant; whether it existed.
+    /// Deletes an API tenant with its schedule and plugin assignments; whether it
+    /// existed.
     fn delete_tenant(&self, id: TenantId) -> Result<bool, StoreError>;
 
     /// Schedule overrides: tenant → interval (`None`: no background syncs).

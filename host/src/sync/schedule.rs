@@ -32,27 +32,38 @@ pub async fn run_scheduler(service: Arc<SyncService>) {
             if secs == 0 || !entry.ldap_enabled {
                 continue;
             }
+            let Some(then) = now.checked_add(Duration::from_secs(secs)) else {
+                tracing::warn!(
+                    tenant = id,
+                    secs,
+                    "the sync interval is too long; no background syncs"
+                );
+                continue;
+            };
             seen.push(id);
             let due = match next.get(&id) {
                 // A changed interval restarts the countdown.
                 Some(&(interval, due)) if interval == secs => due,
                 _ => {
-                    next.insert(id, (secs, now + Duration::from_secs(secs)));
+                    next.insert(id, (secs, then));
                     continue;
                 }
             };
             if now < due {
                 continue;
             }
-            next.insert(id, (secs, now + Duration::from_secs(secs)));
+            next.insert(id, (secs, then));
             let request = SyncRequest::new(SyncMode::Full, "", "schedule");
-            if let Err(err) = service.start(
-                id,
-                "schedule",
-                serde_json::json!({"mode": "full"}),
-                None,
-                request,
-            ) {
+            if let Err(err) = service
+                .start(
+                    id,
+                    "schedule",
+                    serde_json::json!({"mode": "full"}),
+                    None,
+                    request,
+                )
+                .await
+            {
                 tracing::error!(tenant = id, %err, "cannot start the scheduled sync");
             }
         }

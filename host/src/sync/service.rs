@@ -187,6 +187,8 @@ pub struct SyncService {
     tenants: Tenants,
     slots: Mutex<HashMap<TenantId, TenantSlot>>,
     running: Mutex<HashMap<TaskId, Progress>>,
+    /// Tells waiters (joined requests) when a task this process runs has ended.
+    done: Mutex<HashMap<TaskId, tokio::sync::watch::Sender<Option<TaskState>>>>,
     clock: Clock,
     metrics: SyncMetrics,
     stopping: std::sync::atomic::AtomicBool,
@@ -211,6 +213,7 @@ impl SyncService {
             tenants,
             slots: Mutex::new(HashMap::new()),
             running: Mutex::new(HashMap::new()),
+            done: Mutex::new(HashMap::new()),
             clock,
             metrics: SyncMetrics::default(),
             stopping: std::sync::atomic::AtomicBool::new(false),
@@ -360,11 +363,13 @@ impl SyncService {
     }
 
     /// Starts a sync of `tenant` as a task (`command` and `params` are recorded; an
-    /// identical queued task is joined instead).
+    /// identical queued task is joined instead). The tenant's settings are read again
+    /// when the task's turn comes: a queued task never runs on stale ones.
     ///
     /// # Errors
-    /// [`StartError`] when the tenant is unknown or the task cannot be recorded.
-    pub fn start(
+    /// [`StartError`] when the tenant is unknown, the server is stopping, or the task
+    /// cannot be recorded.
+    pub async fn start(
         self: &Arc<Self>,
         tenant: TenantId,
         command: &str,
@@ -375,25 +380,38 @@ impl SyncService {
         if self.stopping.load(std::sync::atomic::Ordering::Relaxed) {
             return Err(StartError::ShuttingDown);
         }
-        let config = self
-            .tenant(tenant)
-            .ok_or(StartError::UnknownTenant(tenant))?;
+        if self.tenant(tenant).is_none() {
+            return Err(StartError::UnknownTenant(tenant));
+        }
         let key = format!("{command}\u{0}{params}");
-        let mut slots = self.slots();
-        let slot = slots.entry(tenant).or_default();
-        if let Some(task) = slot.queued.get(&key) {
+        if let Some(task) = self
+            .slots()
+            .get(&tenant)
+            .and_then(|slot| slot.queued.get(&key).cloned())
+        {
             return Ok(StartedTask {
-                task: task.clone(),
+                task,
                 joined: true,
                 handle: None,
             });
         }
-        let task = self
-            .tasks
-            .create_task(tenant, command, &params, account, self.now())?;
-        slot.queued.insert(key.clone(), task.clone());
-        let lock = slot.lock.clone();
-        drop(slots);
+        // The write may wait for a long sync's transaction: off the async workers,
+        // and without holding the slots.
+        let tasks = self.tasks.clone();
+        let (name, now) = (command.to_owned(), self.now());
+        let task = tokio::task::spawn_blocking(move || {
+            tasks.create_task(tenant, &name, &params, account, now)
+        })
+        .await
+        .map_err(|err| StoreError::Panicked(err.to_string()))??;
+        let (done, _) = tokio::sync::watch::channel(None);
+        self.done().insert(task.id, done);
+        let lock = {
+            let mut slots = self.slots();
+            let slot = slots.entry(tenant).or_default();
+            slot.queued.insert(key.clone(), task.clone());
+            slot.lock.clone()
+        };
         self.metrics
             .queued
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -410,8 +428,11 @@ impl SyncService {
             if let Some(slot) = service.slots().get_mut(&tenant) {
                 slot.queued.remove(&key);
             }
-            let outcome = service.run_task(id, &config, request).await;
+            let outcome = service.run_task(id, tenant, request).await;
             drop(guard);
+            if let Some(done) = service.done().remove(&id) {
+                done.send_replace(Some(outcome.state));
+            }
             outcome
         });
         Ok(StartedTask {
@@ -421,13 +442,38 @@ impl SyncService {
         })
     }
 
+    /// Waits until task `id` has ended; its final state (read from the store for a
+    /// task this process does not run).
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store fails.
+    pub async fn wait(&self, id: TaskId) -> Result<Option<TaskState>, StoreError> {
+        let receiver = self
+            .done()
+            .get(&id)
+            .map(tokio::sync::watch::Sender::subscribe);
+        if let Some(mut receiver) = receiver
+            && let Ok(state) = receiver.wait_for(Option::is_some).await
+        {
+            return Ok(*state);
+        }
+        let tasks = self.tasks.clone();
+        tokio::task::spawn_blocking(move || tasks.task(id))
+            .await
+            .map_err(|err| StoreError::Panicked(err.to_string()))?
+            .map(|task| task.map(|task| task.state))
+    }
+
     /// Asks a task to stop: a queued one never runs, a running one stops before it
     /// writes anything more. Whether the task was still going.
     ///
     /// # Errors
     /// [`StoreError`] when the store fails.
     pub fn cancel(&self, id: TaskId) -> Result<bool, StoreError> {
-        if let Some(progress) = self.running_tasks().get(&id) {
+        // Held while deciding, so the task cannot move from queued to running between
+        // the two checks (run_task registers itself under this lock).
+        let running = self.running_tasks();
+        if let Some(progress) = running.get(&id) {
             progress.cancel();
             return Ok(true);
         }
@@ -438,6 +484,7 @@ impl SyncService {
             None,
             self.now(),
         )?;
+        drop(running);
         if cancelled {
             let mut slots = self.slots();
             for slot in slots.values_mut() {
@@ -466,52 +513,74 @@ impl SyncService {
         self.running_tasks().len()
     }
 
+    /// Ends a task that will not run, with `state` and `message`.
+    fn end_unrun(&self, id: TaskId, state: TaskState, message: &str) -> TaskOutcome {
+        if let Err(err) = self.tasks.update_task(id, state, message, None, self.now()) {
+            tracing::error!(task = id, %err, "cannot record the task's end");
+        }
+        TaskOutcome {
+            state,
+            message: message.into(),
+            report: None,
+            error: None,
+        }
+    }
+
     async fn run_task(
         self: &Arc<Self>,
         id: TaskId,
-        tenant: &TenantConfig,
+        tenant: TenantId,
         request: SyncRequest,
     ) -> TaskOutcome {
         use std::sync::atomic::Ordering::Relaxed;
         if self.stopping.load(Relaxed) {
-            let message = "interrupted: abacsync stopped before the task started; run it again";
-            if let Err(err) =
-                self.tasks
-                    .update_task(id, TaskState::Interrupted, message, None, self.now())
-            {
-                tracing::error!(task = id, %err, "cannot mark the task interrupted");
-            }
-            return TaskOutcome {
-                state: TaskState::Interrupted,
-                message: message.into(),
-                report: None,
-                error: None,
-            };
+            return self.end_unrun(
+                id,
+                TaskState::Interrupted,
+                "interrupted: abacsync stopped before the task started; run it again",
+            );
         }
-        // A task cancelled while queued stays cancelled.
-        match self
-            .tasks
-            .update_task(id, TaskState::Running, "starting", None, self.now())
-        {
-            Ok(true) => {}
-            Ok(false) => {
-                return TaskOutcome {
-                    state: TaskState::Cancelled,
-                    message: "cancelled before it started".into(),
-                    report: None,
-                    error: None,
-                };
-            }
-            Err(err) => tracing::error!(task = id, %err, "cannot mark the task running"),
+        // The settings as they are now, not as they were when the task was queued.
+        let Some(config) = self.tenant(tenant) else {
+            return self.end_unrun(
+                id,
+                TaskState::Error,
+                &format!("tenant {tenant} no longer exists"),
+            );
+        };
+        if !config.ldap_enabled {
+            return self.end_unrun(
+                id,
+                TaskState::Error,
+                &format!("tenant {tenant}: LDAP is disabled"),
+            );
         }
         let progress = Progress::new();
-        self.running_tasks().insert(id, progress.clone());
+        {
+            // Registered and marked running under one lock: `cancel` sees either a
+            // queued task it can mark cancelled, or a running one it can stop.
+            let mut running = self.running_tasks();
+            match self
+                .tasks
+                .update_task(id, TaskState::Running, "starting", None, self.now())
+            {
+                Ok(true) => {}
+                Ok(false) => {
+                    return TaskOutcome {
+                        state: TaskState::Cancelled,
+                        message: "cancelled before it started".into(),
+                        report: None,
+                        error: None,
+                    };
+                }
+                Err(err) => tracing::error!(task = id, %err, "cannot mark the task running"),
+            }
+            running.insert(id, progress.clone());
+        }
         self.metrics.running.fetch_add(1, Relaxed);
         let reporter = self.spawn_progress_writer(id, progress.clone());
-        let result = self.sync(tenant, request, progress.clone()).await;
+        let result = self.sync(&config, request, progress.clone()).await;
         reporter.abort();
-        self.running_tasks().remove(&id);
-        self.metrics.running.fetch_sub(1, Relaxed);
         let outcome = match result {
             Ok((report, error)) => {
                 self.record_metrics(&report, error.as_ref());
@@ -550,6 +619,8 @@ impl SyncService {
         ) {
             tracing::error!(task = id, %err, "cannot record the task's end");
         }
+        self.running_tasks().remove(&id);
+        self.metrics.running.fetch_sub(1, Relaxed);
         outcome
     }
 
@@ -646,6 +717,13 @@ impl SyncService {
     fn slots(&self) -> std::sync::MutexGuard<'_, HashMap<TenantId, TenantSlot>> {
         // Maps updated in single statements: a panic cannot leave them torn.
         self.slots.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn done(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<TaskId, tokio::sync::watch::Sender<Option<TaskState>>>>
+    {
+        self.done.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn running_tasks(&self) -> std::sync::MutexGuard<'_, HashMap<TaskId, Progress>> {

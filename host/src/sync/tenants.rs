@@ -109,8 +109,12 @@ impl Tenants {
             );
     }
 
-    /// Removes a tenant.
+    /// Removes a tenant and its schedule override.
     pub fn remove(&self, id: TenantId) -> Option<TenantEntry> {
+        self.schedules
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&id);
         self.entries
             .write()
             .unwrap_or_else(PoisonError::into_inner)

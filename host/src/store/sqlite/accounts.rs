@@ -10,7 +10,7 @@ use crate::plugin::model::TenantId;
 use crate::store::{Account, AccountId, Dialect, NewAccount, StoreError, Timestamp};
 
 const COLUMNS: &str = "a.id, a.public_id, a.username, a.password_hash, a.tenant_id, a.permissions, \
-                       a.totp_secret, a.totp_enabled, a.totp_last_step, a.created_at";
+                       a.totp_secret, a.totp_enabled, a.totp_last_step, a.created_at, a.email, a.email_2fa";
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<(Account, String)> {
     let tenant: Option<i64> = row.get(4)?;
@@ -26,6 +26,8 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<(Account, String)> {
             totp_enabled: row.get(7)?,
             totp_last_step: row.get(8)?,
             created_at: row.get(9)?,
+            email: row.get(10)?,
+            email_2fa: row.get(11)?,
         },
         row.get(5)?,
     ))
@@ -66,8 +68,8 @@ pub(super) fn create(
 ) -> Result<Account, StoreError> {
     let permissions: Vec<&str> = new.permissions.iter().map(|p| p.as_str()).collect();
     let mut stmt = conn.prepare_cached(
-        "INSERT INTO accounts (public_id, username, password_hash, tenant_id, permissions, created_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING id",
+        "INSERT INTO accounts (public_id, username, password_hash, tenant_id, permissions, created_at, email) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING id",
     )?;
     let id: AccountId = stmt
         .query_row(
@@ -78,6 +80,7 @@ pub(super) fn create(
                 new.tenant.map(tenant_key),
                 serde_json::to_string(&permissions).unwrap_or_else(|_| "[]".into()),
                 now,
+                &new.email,
             ),
             |row| row.get(0),
         )
@@ -197,4 +200,44 @@ pub(super) fn session_account(
 
 pub(super) fn delete_session(conn: &Connection, token_hash: &[u8]) -> Result<bool, StoreError> {
     Ok(conn.execute("DELETE FROM sessions WHERE token_hash = ?1", [token_hash])? > 0)
+}
+
+pub(super) fn set_email(
+    conn: &Connection,
+    id: AccountId,
+    email: Option<&str>,
+    email_2fa: bool,
+) -> Result<(), StoreError> {
+    conn.execute(
+        "UPDATE accounts SET email = ?2, email_2fa = ?3 WHERE id = ?1",
+        (id, email, email_2fa),
+    )?;
+    Ok(())
+}
+
+pub(super) fn put_email_code(
+    conn: &Connection,
+    id: AccountId,
+    code_hash: &[u8],
+    expires_at: Timestamp,
+) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO email_codes (account_id, code_hash, expires_at) VALUES (?1, ?2, ?3) \
+         ON CONFLICT (account_id) DO UPDATE SET code_hash = excluded.code_hash, expires_at = excluded.expires_at",
+        (id, code_hash, expires_at),
+    )?;
+    Ok(())
+}
+
+pub(super) fn take_email_code(
+    conn: &Connection,
+    id: AccountId,
+    code_hash: &[u8],
+    now: Timestamp,
+) -> Result<bool, StoreError> {
+    let taken = conn.execute(
+        "DELETE FROM email_codes WHERE account_id = ?1 AND code_hash = ?2 AND expires_at > ?3",
+        (id, code_hash, now),
+    )?;
+    Ok(taken == 1)
 }

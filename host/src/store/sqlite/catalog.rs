@@ -185,8 +185,18 @@ pub(super) fn put_tenant(
     Ok(())
 }
 
-pub(super) fn delete_tenant(conn: &Connection, id: TenantId) -> Result<bool, StoreError> {
-    Ok(conn.execute("DELETE FROM tenants WHERE id = ?1", [tenant_key(id)])? > 0)
+/// Deletes an API tenant with its schedule and plugin assignments, in one transaction:
+/// a tenant created again with the same id starts afresh.
+pub(super) fn delete_tenant(conn: &mut Connection, id: TenantId) -> Result<bool, StoreError> {
+    let tx = conn.transaction()?;
+    let key = tenant_key(id);
+    let existed = tx.execute("DELETE FROM tenants WHERE id = ?1", [key])? > 0;
+    if existed {
+        tx.execute("DELETE FROM schedules WHERE tenant_id = ?1", [key])?;
+        tx.execute("DELETE FROM tenant_plugins WHERE tenant_id = ?1", [key])?;
+    }
+    tx.commit()?;
+    Ok(existed)
 }
 
 pub(super) fn schedules(conn: &Connection) -> Result<BTreeMap<TenantId, Option<u64>>, StoreError> {

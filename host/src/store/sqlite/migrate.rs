@@ -38,6 +38,10 @@ pub(super) const MIGRATIONS: &[Migration] = &[
         version: 5,
         sql: include_str!("../../../migrations/0005_catalog.sql"),
     },
+    Migration {
+        version: 6,
+        sql: include_str!("../../../migrations/0006_email_codes.sql"),
+    },
 ];
 
 /// Brings the database up to the newest of `migrations`; returns how many ran.

@@ -402,6 +402,33 @@ impl AccountStore for SqliteStore {
         accounts::use_totp_step(&self.writer(), id, step)
     }
 
+    fn set_email(
+        &self,
+        id: AccountId,
+        email: Option<&str>,
+        email_2fa: bool,
+    ) -> Result<(), StoreError> {
+        accounts::set_email(&self.writer(), id, email, email_2fa)
+    }
+
+    fn put_email_code(
+        &self,
+        id: AccountId,
+        code_hash: &[u8],
+        expires_at: Timestamp,
+    ) -> Result<(), StoreError> {
+        accounts::put_email_code(&self.writer(), id, code_hash, expires_at)
+    }
+
+    fn take_email_code(
+        &self,
+        id: AccountId,
+        code_hash: &[u8],
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        accounts::take_email_code(&self.writer(), id, code_hash, now)
+    }
+
     fn create_session(
         &self,
         token_hash: &[u8],
@@ -516,7 +543,7 @@ impl CatalogStore for SqliteStore {
     }
 
     fn delete_tenant(&self, id: TenantId) -> Result<bool, StoreError> {
-        catalog::delete_tenant(&self.writer(), id)
+        catalog::delete_tenant(&mut self.writer(), id)
     }
 
     fn schedules(&self) -> Result<std::collections::BTreeMap<TenantId, Option<u64>>, StoreError> {
