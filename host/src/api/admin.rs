@@ -10,14 +10,15 @@ use std::sync::Arc;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, Method, StatusCode};
+use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::error::ApiError;
-use super::session::{self, Session};
+use super::error::json_body;
+use super::session::{Caller, Session};
 use super::tasks::iso8601;
 use super::{AppState, blocking};
 use crate::auth::{Permission, Role, password, token};
@@ -32,20 +33,6 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(runs))
         .routes(routes!(accounts, create_account))
         .routes(routes!(delete_account))
-}
-
-pub(super) async fn caller(
-    state: &AppState,
-    method: &Method,
-    headers: &HeaderMap,
-    permission: Permission,
-) -> Result<Session, ApiError> {
-    let session = session::any(state, method, headers).await?;
-    if session.principal.has(permission) {
-        Ok(session)
-    } else {
-        Err(ApiError::forbidden())
-    }
 }
 
 /// The tenant, when the caller may see it; 404 otherwise.
@@ -118,12 +105,11 @@ struct UsersQuery {
         (status = 404, description = "Not found", body = Value)))]
 async fn users(
     State(state): State<AppState>,
+    caller: Caller,
     Path(id): Path<u64>,
     Query(query): Query<UsersQuery>,
-    method: Method,
-    headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    let session = caller(&state, &method, &headers, Permission::ViewAdmin).await?;
+    let session = caller.require(Permission::ViewAdmin)?;
     let tenant = visible_tenant(&state, &session, id)?;
     if query.value.is_some() && query.key.is_none() {
         return Err(ApiError::invalid(vec!["value: needs key".into()]));
@@ -149,11 +135,10 @@ async fn users(
     responses((status = 200, description = "The user with attributes and history", body = Value), (status = 404, description = "Not found", body = Value)))]
 async fn user(
     State(state): State<AppState>,
+    caller: Caller,
     Path((id, user)): Path<(u64, i64)>,
-    method: Method,
-    headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    let session = caller(&state, &method, &headers, Permission::ViewAdmin).await?;
+    let session = caller.require(Permission::ViewAdmin)?;
     let tenant = visible_tenant(&state, &session, id)?;
     let store = state.service.store().clone();
     let (found, history) = blocking(move || {
@@ -190,12 +175,11 @@ struct AuditParams {
     responses((status = 200, description = "Events", body = Value), (status = 404, description = "Not found", body = Value)))]
 async fn audit(
     State(state): State<AppState>,
+    caller: Caller,
     Path(id): Path<u64>,
     Query(params): Query<AuditParams>,
-    method: Method,
-    headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    let session = caller(&state, &method, &headers, Permission::ViewAdmin).await?;
+    let session = caller.require(Permission::ViewAdmin)?;
     let tenant = visible_tenant(&state, &session, id)?;
     let store = state.service.store().clone();
     let query = AuditQuery {
@@ -215,11 +199,10 @@ async fn audit(
     responses((status = 200, description = "Runs, newest first", body = Value), (status = 404, description = "Not found", body = Value)))]
 async fn runs(
     State(state): State<AppState>,
+    caller: Caller,
     Path(id): Path<u64>,
-    method: Method,
-    headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    let session = caller(&state, &method, &headers, Permission::ViewAdmin).await?;
+    let session = caller.require(Permission::ViewAdmin)?;
     let tenant = visible_tenant(&state, &session, id)?;
     let store = state.service.store().clone();
     let runs = blocking(move || store.sync_runs(tenant.id, 100)).await?;
@@ -257,12 +240,8 @@ fn account_json(account: &crate::store::Account) -> Value {
 /// Admin accounts (a tenant-scoped caller: its tenant's).
 #[utoipa::path(get, path = "/api/v1/admin/accounts", tag = "admin", security(("grommunio" = []), ("rocketchat" = [])),
     responses((status = 200, description = "Accounts", body = Value), (status = 403, description = "No manage-accounts", body = Value)))]
-async fn accounts(
-    State(state): State<AppState>,
-    method: Method,
-    headers: HeaderMap,
-) -> Result<Json<Value>, ApiError> {
-    let session = caller(&state, &method, &headers, Permission::ManageAccounts).await?;
+async fn accounts(State(state): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
+    let session = caller.require(Permission::ManageAccounts)?;
     let scope = session.principal.tenant;
     let list = state.accounts(move |a| a.list_accounts(scope)).await?;
     Ok(Json(
@@ -289,13 +268,11 @@ struct NewAccountBody {
         (status = 409, description = "Name taken", body = Value)))]
 async fn create_account(
     State(state): State<AppState>,
-    method: Method,
-    headers: HeaderMap,
+    caller: Caller,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let session = caller(&state, &method, &headers, Permission::ManageAccounts).await?;
-    let body: NewAccountBody = serde_json::from_slice(&body)
-        .map_err(|err| ApiError::invalid(vec![format!("body: {err}")]))?;
+    let session = caller.require(Permission::ManageAccounts)?;
+    let body: NewAccountBody = json_body(&body)?;
     let mut errors = Vec::new();
     if body.username.trim().is_empty() || body.username.len() > 128 {
         errors.push("username: 1 to 128 characters".to_owned());
@@ -374,11 +351,10 @@ async fn create_account(
         (status = 409, description = "Your own account", body = Value)))]
 async fn delete_account(
     State(state): State<AppState>,
+    caller: Caller,
     Path(id): Path<i64>,
-    method: Method,
-    headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    let session = caller(&state, &method, &headers, Permission::ManageAccounts).await?;
+    let session = caller.require(Permission::ManageAccounts)?;
     if id == session.principal.account {
         return Err(ApiError::new(
             StatusCode::CONFLICT,

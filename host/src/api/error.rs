@@ -238,6 +238,14 @@ impl ApiError {
     }
 }
 
+/// A JSON request body, or 400 saying what is wrong with it.
+///
+/// # Errors
+/// [`ApiError::invalid`] with serde's message.
+pub fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|err| ApiError::invalid(vec![format!("body: {err}")]))
+}
+
 impl From<crate::sync::StartError> for ApiError {
     fn from(err: crate::sync::StartError) -> Self {
         use crate::sync::StartError;

@@ -19,7 +19,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::error::{ApiError, RcError};
-use super::session::{self, COOKIE, Session};
+use super::session::{self, COOKIE, Caller, Session};
 use super::{AppState, blocking};
 use crate::auth::{jwt, password, token, totp};
 use crate::store::{Account, Dialect, StoreError};
@@ -357,13 +357,8 @@ async fn logout(State(state): State<AppState>, method: Method, headers: HeaderMa
 /// The caller's account.
 #[utoipa::path(get, path = "/api/v1/me", tag = "sessions", security(("grommunio" = []), ("rocketchat" = [])),
     responses((status = 200, description = "The account", body = Value), (status = 401, description = "Not logged in", body = Value)))]
-async fn me(
-    State(state): State<AppState>,
-    method: Method,
-    headers: HeaderMap,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    let session = session::any(&state, &method, &headers).await?;
-    Ok(Json(me_body(&session.account)))
+async fn me(caller: Caller) -> Json<serde_json::Value> {
+    Json(me_body(&caller.0.account))
 }
 
 /// Starts TOTP enrolment: a new secret, not yet required. Replaces an unconfirmed one;
@@ -376,10 +371,9 @@ async fn me(
     ))]
 async fn totp_begin(
     State(state): State<AppState>,
-    method: Method,
-    headers: HeaderMap,
+    caller: Caller,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let session = session::any(&state, &method, &headers).await?;
+    let session = caller.0;
     if session.account.totp_enabled {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -413,11 +407,10 @@ struct CodeBody {
     ))]
 async fn totp_confirm(
     State(state): State<AppState>,
-    method: Method,
-    headers: HeaderMap,
+    caller: Caller,
     body: Bytes,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let session = session::any(&state, &method, &headers).await?;
+    let session = caller.0;
     let code: CodeBody = serde_json::from_slice(&body)
         .map_err(|err| ApiError::invalid(vec![format!("body: {err}")]))?;
     let Some(secret) = session.account.totp_secret.clone() else {
@@ -458,13 +451,10 @@ async fn totp_confirm(
     ))]
 async fn totp_disable(
     State(state): State<AppState>,
-    method: Method,
+    caller: Caller,
     headers: HeaderMap,
 ) -> Response {
-    let session = match session::any(&state, &method, &headers).await {
-        Ok(session) => session,
-        Err(err) => return err.into_response(),
-    };
+    let session = caller.0;
     if let Err(err) = session::two_factor(&state, &session, &headers).await {
         return err.into_response();
     }
@@ -496,11 +486,10 @@ struct EmailTwoFactorBody {
     ))]
 async fn set_email_two_factor(
     State(state): State<AppState>,
-    method: Method,
-    headers: HeaderMap,
+    caller: Caller,
     body: Bytes,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let session = session::any(&state, &method, &headers).await?;
+    let session = caller.0;
     let body: EmailTwoFactorBody = serde_json::from_slice(&body)
         .map_err(|err| ApiError::invalid(vec![format!("body: {err}")]))?;
     if body.enabled && state.mailer.is_none() {

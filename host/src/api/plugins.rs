@@ -7,14 +7,16 @@ use std::collections::BTreeMap;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
-use axum::http::{HeaderMap, Method, StatusCode};
+use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::admin::{caller, visible_tenant};
+use super::admin::visible_tenant;
 use super::error::ApiError;
+use super::error::json_body;
+use super::session::Caller;
 use super::session::Session;
 use super::tasks::iso8601;
 use super::{AppState, blocking};
@@ -84,12 +86,11 @@ struct UploadQuery {
     ))]
 async fn upload(
     State(state): State<AppState>,
+    caller: Caller,
     Query(query): Query<UploadQuery>,
-    method: Method,
-    headers: HeaderMap,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let session = caller(&state, &method, &headers, Permission::ManageTenants).await?;
+    let session = caller.require(Permission::ManageTenants)?;
     let label = query.name.unwrap_or_else(|| "upload.wasm".to_owned());
     let service = state.service.clone();
     let bytes = body.clone();
@@ -128,12 +129,8 @@ async fn upload(
 /// Plugins the caller may use: its tenant's and system-wide ones.
 #[utoipa::path(get, path = "/api/v1/admin/plugins", tag = "plugins", security(("grommunio" = []), ("rocketchat" = [])),
     responses((status = 200, description = "Plugins", body = Value)))]
-async fn list(
-    State(state): State<AppState>,
-    method: Method,
-    headers: HeaderMap,
-) -> Result<Json<Value>, ApiError> {
-    let session = caller(&state, &method, &headers, Permission::ViewAdmin).await?;
+async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
+    let session = caller.require(Permission::ViewAdmin)?;
     let catalog = state.service.catalog().clone();
     let scope = session.principal.tenant;
     let plugins = blocking(move || catalog.list_plugins(scope)).await?;
@@ -164,11 +161,10 @@ async fn visible_plugin(
     responses((status = 200, description = "The plugin", body = Value), (status = 404, description = "Not found", body = Value)))]
 async fn one(
     State(state): State<AppState>,
+    caller: Caller,
     Path(id): Path<PluginId>,
-    method: Method,
-    headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    let session = caller(&state, &method, &headers, Permission::ViewAdmin).await?;
+    let session = caller.require(Permission::ViewAdmin)?;
     Ok(Json(plugin_json(
         &visible_plugin(&state, &session, id).await?,
     )))
@@ -206,15 +202,13 @@ struct TestBody {
     ))]
 async fn test(
     State(state): State<AppState>,
+    caller: Caller,
     Path(id): Path<PluginId>,
-    method: Method,
-    headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let session = caller(&state, &method, &headers, Permission::ManageTenants).await?;
+    let session = caller.require(Permission::ManageTenants)?;
     let stored = visible_plugin(&state, &session, id).await?;
-    let body: TestBody = serde_json::from_slice(&body)
-        .map_err(|err| ApiError::invalid(vec![format!("body: {err}")]))?;
+    let body: TestBody = json_body(&body)?;
     let entries = match (&body.entries, &body.ldif) {
         (Some(entries), None) => crate::fixtures::json::parse(&entries.to_string())
             .map_err(|err| ApiError::invalid(vec![format!("entries: {err}")]))?,
@@ -325,15 +319,13 @@ async fn assign_to(
     ))]
 async fn assign(
     State(state): State<AppState>,
+    caller: Caller,
     Path(tenant): Path<u64>,
-    method: Method,
-    headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let session = caller(&state, &method, &headers, Permission::ManageTenants).await?;
+    let session = caller.require(Permission::ManageTenants)?;
     visible_tenant(&state, &session, tenant)?;
-    let body: AssignBody = serde_json::from_slice(&body)
-        .map_err(|err| ApiError::invalid(vec![format!("body: {err}")]))?;
+    let body: AssignBody = json_body(&body)?;
     let assignment = assign_to(
         &state,
         &session,
@@ -357,11 +349,10 @@ async fn history(state: &AppState, tenant: u64) -> Result<Vec<Assignment>, Store
     responses((status = 200, description = "The current plugin", body = Value), (status = 404, description = "Not found", body = Value)))]
 async fn current(
     State(state): State<AppState>,
+    caller: Caller,
     Path(tenant): Path<u64>,
-    method: Method,
-    headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    let session = caller(&state, &method, &headers, Permission::ViewAdmin).await?;
+    let session = caller.require(Permission::ViewAdmin)?;
     let config = visible_tenant(&state, &session, tenant)?;
     match history(&state, tenant).await?.first() {
         Some(assignment) => Ok(Json(
@@ -381,11 +372,10 @@ async fn current(
     responses((status = 200, description = "Assignments", body = Value), (status = 404, description = "Not found", body = Value)))]
 async fn versions(
     State(state): State<AppState>,
+    caller: Caller,
     Path(tenant): Path<u64>,
-    method: Method,
-    headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    let session = caller(&state, &method, &headers, Permission::ViewAdmin).await?;
+    let session = caller.require(Permission::ViewAdmin)?;
     visible_tenant(&state, &session, tenant)?;
     let all = history(&state, tenant).await?;
     Ok(Json(
@@ -411,18 +401,16 @@ struct RollbackBody {
     ))]
 async fn rollback(
     State(state): State<AppState>,
+    caller: Caller,
     Path(tenant): Path<u64>,
-    method: Method,
-    headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let session = caller(&state, &method, &headers, Permission::ManageTenants).await?;
+    let session = caller.require(Permission::ManageTenants)?;
     visible_tenant(&state, &session, tenant)?;
     let body: RollbackBody = if body.is_empty() {
         RollbackBody::default()
     } else {
-        serde_json::from_slice(&body)
-            .map_err(|err| ApiError::invalid(vec![format!("body: {err}")]))?
+        json_body(&body)?
     };
     let all = history(&state, tenant).await?;
     let target = match body.to {

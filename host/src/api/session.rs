@@ -309,3 +309,32 @@ async fn send_email_code(state: &AppState, account: &Account) -> Result<(), RcEr
         .await
         .map_err(|err| RcError::Internal(err.to_string()))
 }
+
+/// The caller of an admin endpoint, in either dialect: extracting it authenticates
+/// (401 otherwise), before any query or body is looked at.
+pub struct Caller(pub Session);
+
+impl axum::extract::FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &AppState,
+    ) -> Result<Self, ApiError> {
+        any(state, &parts.method, &parts.headers).await.map(Caller)
+    }
+}
+
+impl Caller {
+    /// The session, when it has `permission`; 403 otherwise.
+    ///
+    /// # Errors
+    /// [`ApiError::forbidden`].
+    pub fn require(self, permission: crate::auth::Permission) -> Result<Session, ApiError> {
+        if self.0.principal.has(permission) {
+            Ok(self.0)
+        } else {
+            Err(ApiError::forbidden())
+        }
+    }
+}

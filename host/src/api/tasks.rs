@@ -4,7 +4,6 @@
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, Method};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use utoipa_axum::router::OpenApiRouter;
@@ -12,7 +11,7 @@ use utoipa_axum::routes;
 
 use super::AppState;
 use super::error::ApiError;
-use super::session::{self, Session};
+use super::session::{Caller, Session};
 use crate::auth::Permission;
 use crate::store::{Task, TaskId};
 
@@ -99,12 +98,8 @@ pub fn task_json(task: &Task, level: u8) -> Value {
     body
 }
 
-async fn authorised(
-    state: &AppState,
-    method: &Method,
-    headers: &HeaderMap,
-) -> Result<Session, ApiError> {
-    let session = session::any(state, method, headers).await?;
+fn authorised(caller: Caller) -> Result<Session, ApiError> {
+    let session = caller.0;
     let principal = &session.principal;
     if principal.has(Permission::DomainAdmin) || principal.has(Permission::ViewAdmin) {
         Ok(session)
@@ -117,13 +112,9 @@ async fn authorised(
 #[utoipa::path(get, path = "/api/v1/tasq/status", tag = "tasks", security(("grommunio" = []), ("rocketchat" = [])),
     responses((status = 200, description = "Counts (a tenant's admin: its tenant's)", body = Value, example = json!({"running": 0, "queued": 0, "workers": 2})),
         (status = 401, description = "Not logged in", body = Value)))]
-async fn status(
-    State(state): State<AppState>,
-    method: Method,
-    headers: HeaderMap,
-) -> Result<Json<Value>, ApiError> {
+async fn status(State(state): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
     use std::sync::atomic::Ordering::Relaxed;
-    let session = authorised(&state, &method, &headers).await?;
+    let session = authorised(caller)?;
     let Some(tenant) = session.principal.tenant else {
         let metrics = state.service.metrics();
         return Ok(Json(json!({
@@ -158,11 +149,10 @@ async fn status(
     ))]
 async fn list(
     State(state): State<AppState>,
+    caller: Caller,
     Query(query): Query<ListQuery>,
-    method: Method,
-    headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    let session = authorised(&state, &method, &headers).await?;
+    let session = authorised(caller)?;
     let tenant = session.principal.tenant;
     let limit = query.limit.unwrap_or(100);
     let tasks = state.service.task_store().clone();
@@ -189,12 +179,11 @@ async fn visible_task(state: &AppState, session: &Session, id: TaskId) -> Result
     ))]
 async fn one(
     State(state): State<AppState>,
+    caller: Caller,
     Path(id): Path<TaskId>,
     Query(query): Query<ListQuery>,
-    method: Method,
-    headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    let session = authorised(&state, &method, &headers).await?;
+    let session = authorised(caller)?;
     let task = visible_task(&state, &session, id).await?;
     Ok(Json(task_json(&task, query.level.unwrap_or(2))))
 }
@@ -209,11 +198,10 @@ async fn one(
     ))]
 async fn cancel(
     State(state): State<AppState>,
+    caller: Caller,
     Path(id): Path<TaskId>,
-    method: Method,
-    headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    let session = authorised(&state, &method, &headers).await?;
+    let session = authorised(caller)?;
     if !session.principal.has(Permission::DomainAdmin) {
         return Err(ApiError::forbidden());
     }

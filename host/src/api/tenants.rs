@@ -6,14 +6,16 @@
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, Method, StatusCode};
+use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::admin::{caller, visible_tenant};
+use super::admin::visible_tenant;
 use super::error::ApiError;
+use super::error::json_body;
+use super::session::Caller;
 use super::{AppState, blocking};
 use crate::auth::Permission;
 use crate::config::TenantConfig;
@@ -86,12 +88,8 @@ fn tenant_json(state: &AppState, tenant: &TenantConfig) -> Value {
 /// Tenants the caller may see, without secrets.
 #[utoipa::path(get, path = "/api/v1/admin/tenants", tag = "tenants", security(("grommunio" = []), ("rocketchat" = [])),
     responses((status = 200, description = "Tenants", body = Value), (status = 403, description = "No view-admin", body = Value)))]
-async fn tenants(
-    State(state): State<AppState>,
-    method: Method,
-    headers: HeaderMap,
-) -> Result<Json<Value>, ApiError> {
-    let session = caller(&state, &method, &headers, Permission::ViewAdmin).await?;
+async fn tenants(State(state): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
+    let session = caller.require(Permission::ViewAdmin)?;
     let data: Vec<Value> = state
         .service
         .tenants()
@@ -107,11 +105,10 @@ async fn tenants(
     responses((status = 200, description = "The tenant", body = Value), (status = 404, description = "Not found (or another tenant's)", body = Value)))]
 async fn tenant(
     State(state): State<AppState>,
+    caller: Caller,
     Path(id): Path<u64>,
-    method: Method,
-    headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    let session = caller(&state, &method, &headers, Permission::ViewAdmin).await?;
+    let session = caller.require(Permission::ViewAdmin)?;
     let tenant = visible_tenant(&state, &session, id)?;
     Ok(Json(tenant_json(&state, &tenant)))
 }
@@ -123,11 +120,10 @@ async fn tenant(
         (status = 404, description = "Not found", body = Value)))]
 async fn connection_test(
     State(state): State<AppState>,
+    caller: Caller,
     Path(id): Path<u64>,
-    method: Method,
-    headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    let session = caller(&state, &method, &headers, Permission::ManageTenants).await?;
+    let session = caller.require(Permission::ManageTenants)?;
     let tenant = visible_tenant(&state, &session, id)?;
     let password = tenant
         .ldap
@@ -158,18 +154,16 @@ struct DryRunBody {
         (status = 422, description = "The sync could not run (plugin or settings)", body = Value)))]
 async fn dry_run(
     State(state): State<AppState>,
+    caller: Caller,
     Path(id): Path<u64>,
-    method: Method,
-    headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let session = caller(&state, &method, &headers, Permission::ManageTenants).await?;
+    let session = caller.require(Permission::ManageTenants)?;
     let tenant = visible_tenant(&state, &session, id)?;
     let body: DryRunBody = if body.is_empty() {
         DryRunBody::default()
     } else {
-        serde_json::from_slice(&body)
-            .map_err(|err| ApiError::invalid(vec![format!("body: {err}")]))?
+        json_body(&body)?
     };
     let mode = match body.mode.as_deref().unwrap_or("full") {
         "full" => SyncMode::Full,
@@ -315,16 +309,14 @@ async fn save(state: &AppState, tenant: TenantConfig, raw: Value) -> Result<(), 
     ))]
 async fn create(
     State(state): State<AppState>,
-    method: Method,
-    headers: HeaderMap,
+    caller: Caller,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let session = caller(&state, &method, &headers, Permission::ManageTenants).await?;
+    let session = caller.require(Permission::ManageTenants)?;
     if !session.principal.is_system_wide() {
         return Err(ApiError::forbidden());
     }
-    let body: Value = serde_json::from_slice(&body)
-        .map_err(|err| ApiError::invalid(vec![format!("body: {err}")]))?;
+    let body: Value = json_body(&body)?;
     let Some(id) = body.get("id").and_then(Value::as_u64) else {
         return Err(ApiError::invalid(vec![
             "id: a non-negative integer is required".into(),
@@ -353,12 +345,11 @@ async fn create(
     ))]
 async fn replace(
     State(state): State<AppState>,
+    caller: Caller,
     Path(id): Path<u64>,
-    method: Method,
-    headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let session = caller(&state, &method, &headers, Permission::ManageTenants).await?;
+    let session = caller.require(Permission::ManageTenants)?;
     visible_tenant(&state, &session, id)?;
     if state
         .service
@@ -370,8 +361,7 @@ async fn replace(
             format!("Tenant {id} is defined in the configuration file; edit the file"),
         ));
     }
-    let body: Value = serde_json::from_slice(&body)
-        .map_err(|err| ApiError::invalid(vec![format!("body: {err}")]))?;
+    let body: Value = json_body(&body)?;
     let previous = stored_config(&state, id).await?;
     let (tenant, raw) = parse_tenant(
         id,
@@ -394,11 +384,10 @@ async fn replace(
     ))]
 async fn delete(
     State(state): State<AppState>,
+    caller: Caller,
     Path(id): Path<u64>,
-    method: Method,
-    headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    let session = caller(&state, &method, &headers, Permission::ManageTenants).await?;
+    let session = caller.require(Permission::ManageTenants)?;
     visible_tenant(&state, &session, id)?;
     if !session.principal.is_system_wide() {
         return Err(ApiError::forbidden());
@@ -426,11 +415,10 @@ async fn delete(
         (status = 404, description = "Not found", body = Value)))]
 async fn schedule(
     State(state): State<AppState>,
+    caller: Caller,
     Path(id): Path<u64>,
-    method: Method,
-    headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    let session = caller(&state, &method, &headers, Permission::ViewAdmin).await?;
+    let session = caller.require(Permission::ViewAdmin)?;
     visible_tenant(&state, &session, id)?;
     Ok(Json(schedule_json(&state, id)))
 }
@@ -450,15 +438,13 @@ struct ScheduleBody {
         (status = 404, description = "Not found", body = Value)))]
 async fn set_schedule(
     State(state): State<AppState>,
+    caller: Caller,
     Path(id): Path<u64>,
-    method: Method,
-    headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let session = caller(&state, &method, &headers, Permission::ManageTenants).await?;
+    let session = caller.require(Permission::ManageTenants)?;
     visible_tenant(&state, &session, id)?;
-    let body: ScheduleBody = serde_json::from_slice(&body)
-        .map_err(|err| ApiError::invalid(vec![format!("body: {err}")]))?;
+    let body: ScheduleBody = json_body(&body)?;
     if body
         .interval_secs
         .is_some_and(|secs| !(60..=crate::config::MAX_SYNC_INTERVAL_SECS).contains(&secs))
