@@ -855,6 +855,88 @@ fn a_graceful_stop_finishes_the_running_sync_and_marks_the_queued_one() {
 }
 
 #[test]
+fn two_hundred_concurrent_triggers_run_one_sync_at_a_time() {
+    let setup = Setup::new(500);
+    let server = Server::start(&setup.config());
+    let admin = server.login(ADMIN, ADMIN_PASSWORD);
+    let digest = token::sha256_hex(ADMIN_PASSWORD);
+    let answers: Vec<(u16, Value)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..200)
+            .map(|_| {
+                let (server, admin, digest) = (&server, &admin, &digest);
+                scope.spawn(move || {
+                    let mut headers = admin.headers();
+                    headers.push(("x-2fa-code", digest));
+                    server.post("/api/v1/ldap.syncNow", &headers, None)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    // Every request is answered: the sync started, or (two-factor attempts are
+    // counted when they begin, per account) a 429 once more than the limit are in
+    // flight at once.
+    let ok = json!({"message": "Sync_in_progress", "success": true});
+    let started = answers
+        .iter()
+        .filter(|answer| **answer == (200, ok.clone()))
+        .count();
+    let limited = answers
+        .iter()
+        .filter(|(status, body)| *status == 429 && body["errorType"] == "error-too-many-requests")
+        .count();
+    assert_eq!(started + limited, 200, "{answers:?}");
+    assert!(started >= 1);
+    // Identical requests joined the queued one: a handful of tasks, never 200.
+    let tasks = server.tasks(&admin);
+    assert!(tasks.len() < 200, "{} tasks", tasks.len());
+    for task in &tasks {
+        let task = server.wait_task(&admin, task["ID"].as_i64().unwrap());
+        assert_eq!(task["stateName"], "completed", "{task}");
+    }
+    let (_, runs) = server.get("/api/v1/admin/tenants/1/runs", &admin.headers());
+    let mut spans: Vec<(String, String)> = runs["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["started"].as_str().unwrap().to_owned(),
+                r["finished"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    spans.sort();
+    assert_eq!(spans.len(), tasks.len());
+    for pair in spans.windows(2) {
+        assert!(pair[0].1 <= pair[1].0, "overlapping runs: {pair:?}");
+    }
+    // Bodies over the limit are refused, and the server keeps serving.
+    // (curl, which waits for the early answer instead of writing into a closed socket.)
+    let body_file = setup.config().with_file_name("huge.json");
+    let huge = json!({"usernames": ["x".repeat(3 * 1024 * 1024)]});
+    std::fs::write(&body_file, huge.to_string()).unwrap();
+    let output = Command::new("curl")
+        .args([
+            "--silent",
+            "--output",
+            "/dev/null",
+            "--write-out",
+            "%{http_code}",
+        ])
+        .args(["--header", "content-type: application/json"])
+        .args(["--header", &format!("x-auth-token: {}", admin.token)])
+        .args(["--header", &format!("x-user-id: {}", admin.user_id)])
+        .arg("--data-binary")
+        .arg(format!("@{}", body_file.display()))
+        .arg(server.url("/api/v1/abac/users/sync"))
+        .output()
+        .expect("curl");
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "413");
+    assert_eq!(server.get("/health", &[]).0, 200);
+}
+
+#[test]
 fn failed_logins_are_rate_limited() {
     let setup = Setup::new(1);
     let server = Server::start(&setup.config());

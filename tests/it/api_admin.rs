@@ -379,3 +379,59 @@ fn tenants_are_created_replaced_scheduled_and_deleted_through_the_api() {
         404
     );
 }
+
+#[test]
+fn a_plugin_that_keeps_failing_is_suspended_until_resumed() {
+    let setup = Setup::new(3);
+    let server = Server::start(&setup.config());
+    let admin = server.login(ADMIN, ADMIN_PASSWORD);
+    let (_, hostile) = upload(&server, &admin, "hostile-mapping");
+    let (status, body) = put(
+        &server,
+        &admin,
+        "/api/v1/admin/tenants/1/plugin",
+        json!({"pluginId": hostile["id"], "settings": {"behaviour": "panic"}}),
+    );
+    assert_eq!(status, 200, "{body}");
+    for attempt in 1..=abacsync::sync::SUSPEND_AFTER {
+        let (status, body) = downsync(&server, &admin, 1);
+        assert_eq!(status, 500, "{body}");
+        assert!(
+            !body["message"].as_str().unwrap().contains("suspended"),
+            "attempt {attempt}: {body}"
+        );
+    }
+    let (_, current) = server.get("/api/v1/admin/tenants/1/plugin", &admin.headers());
+    assert_eq!(current["health"]["status"], "suspended", "{current}");
+    assert_eq!(
+        current["health"]["consecutiveFailures"],
+        abacsync::sync::SUSPEND_AFTER
+    );
+    // Suspended: the next sync does not run the plugin, and says why.
+    let (status, body) = downsync(&server, &admin, 1);
+    assert_eq!(status, 500);
+    assert!(
+        body["message"].as_str().unwrap().contains("suspended"),
+        "{body}"
+    );
+    let (_, tenant) = server.get("/api/v1/admin/tenants/1", &admin.headers());
+    assert_eq!(tenant["pluginHealth"]["status"], "suspended");
+    // Resumed, it runs (and fails) again; a healthy plugin assigned lifts it for good.
+    let (status, health) = server.post(
+        "/api/v1/admin/tenants/1/plugin/resume",
+        &admin.headers(),
+        None,
+    );
+    assert_eq!((status, &health["status"]), (200, &json!("active")));
+    let (_, openldap) = upload(&server, &admin, "openldap-mapping");
+    let (status, _) = put(
+        &server,
+        &admin,
+        "/api/v1/admin/tenants/1/plugin",
+        json!({"pluginId": openldap["id"]}),
+    );
+    assert_eq!(status, 200);
+    let (status, body) = downsync(&server, &admin, 1);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"].as_array().unwrap().len(), 3);
+}

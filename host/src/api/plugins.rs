@@ -39,6 +39,7 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(assign, current))
         .routes(routes!(versions))
         .routes(routes!(rollback))
+        .routes(routes!(resume))
 }
 
 fn plugin_json(plugin: &StoredPlugin) -> Value {
@@ -354,14 +355,16 @@ async fn current(
 ) -> Result<Json<Value>, ApiError> {
     let session = caller.require(Permission::ViewAdmin)?;
     let config = visible_tenant(&state, &session, tenant)?;
+    let health = state.service.plugin_status(tenant);
     match history(&state, tenant).await?.first() {
         Some(assignment) => Ok(Json(
-            json!({"source": "api", "assignment": assignment_json(assignment)}),
+            json!({"source": "api", "assignment": assignment_json(assignment), "health": health}),
         )),
         None => Ok(Json(json!({
             "source": "file",
             "path": config.plugin.path,
             "settings": config.plugin.settings,
+            "health": health,
         }))),
     }
 }
@@ -432,4 +435,22 @@ async fn rollback(
     )
     .await?;
     Ok(Json(assignment_json(&assignment)))
+}
+
+/// Lifts the suspension of a tenant's plugin (suspended after repeated failed syncs);
+/// its next sync runs it again.
+#[utoipa::path(post, path = "/api/v1/admin/tenants/{tenant}/plugin/resume", tag = "plugins", security(("grommunio" = []), ("rocketchat" = [])),
+    params(("tenant" = u64, Path, description = "Tenant ID")),
+    responses((status = 200, description = "The plugin's health", body = Value,
+        example = json!({"status": "active", "consecutiveFailures": 0, "lastError": null})),
+        (status = 404, description = "Not found", body = Value)))]
+async fn resume(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(tenant): Path<u64>,
+) -> Result<Json<Value>, ApiError> {
+    let session = caller.require(Permission::ManageTenants)?;
+    visible_tenant(&state, &session, tenant)?;
+    state.service.resume_plugin(tenant);
+    Ok(Json(json!(state.service.plugin_status(tenant))))
 }

@@ -77,6 +77,7 @@ fn tenant_json(state: &AppState, tenant: &TenantConfig) -> Value {
         "plugin": {"path": tenant.plugin.path, "settings": tenant.plugin.settings},
         "source": state.service.tenant_entry(tenant.id).map(|entry| entry.source.as_str()),
         "schedule": schedule_json(state, tenant.id),
+        "pluginHealth": state.service.plugin_status(tenant.id),
         "removal": {
             "policy": tenant.removal.policy.as_str(),
             "maxCount": tenant.removal.max_count,

@@ -11,6 +11,7 @@
 mod changes;
 mod diff;
 mod engine;
+mod health;
 mod progress;
 mod report;
 mod schedule;
@@ -19,6 +20,7 @@ mod tenants;
 
 pub use diff::{PlanRules, Planned, attribute_changes, plan_deactivate, plan_upsert};
 pub use engine::{Clock, SyncEngine, SyncError, SyncRequest, system_clock};
+pub use health::{PluginHealth, PluginStatus, SUSPEND_AFTER};
 pub use progress::{Phase, Progress, ProgressSnapshot};
 pub use report::{Action, Counts, RemovalOutcome, SyncReport, Timings, UserResult, code};
 pub use schedule::run_scheduler;

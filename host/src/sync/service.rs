@@ -192,6 +192,7 @@ pub struct SyncService {
     clock: Clock,
     metrics: SyncMetrics,
     stopping: std::sync::atomic::AtomicBool,
+    health: super::health::PluginHealth,
 }
 
 impl SyncService {
@@ -217,6 +218,7 @@ impl SyncService {
             clock,
             metrics: SyncMetrics::default(),
             stopping: std::sync::atomic::AtomicBool::new(false),
+            health: super::health::PluginHealth::default(),
         }
     }
 
@@ -242,6 +244,7 @@ impl SyncService {
     /// Adds or replaces an API tenant (its plugin is loaded anew at its next sync).
     pub fn put_tenant(&self, tenant: TenantConfig) {
         self.registry.remove(tenant.id);
+        self.health.resume(tenant.id);
         self.tenants.put(tenant);
     }
 
@@ -357,9 +360,20 @@ impl SyncService {
         };
         // Compiles and checks the settings; on success the registry holds it already.
         self.load_assignment(&probe)?;
+        self.health.resume(tenant);
         Ok(self
             .catalog
             .assign_plugin(tenant, plugin, settings, by, reason, self.now())?)
+    }
+
+    /// The health of `tenant`'s plugin.
+    pub fn plugin_status(&self, tenant: TenantId) -> super::health::PluginStatus {
+        self.health.status(tenant)
+    }
+
+    /// Lifts a suspension of `tenant`'s plugin.
+    pub fn resume_plugin(&self, tenant: TenantId) {
+        self.health.resume(tenant);
     }
 
     /// Starts a sync of `tenant` as a task (`command` and `params` are recorded; an
@@ -548,6 +562,9 @@ impl SyncService {
                 &format!("tenant {tenant} no longer exists"),
             );
         };
+        if let Some(reason) = self.health.suspended(tenant) {
+            return self.end_unrun(id, TaskState::Error, &format!("tenant {tenant}: {reason}"));
+        }
         if !config.ldap_enabled {
             return self.end_unrun(
                 id,
@@ -606,6 +623,19 @@ impl SyncService {
                 }
             }
         };
+        let plugin_failure = match &outcome.error {
+            Some(TaskError::Plugin(err)) => Some(err.to_string()),
+            Some(TaskError::Sync(err @ SyncError::Plugin { .. })) => Some(err.to_string()),
+            _ => None,
+        };
+        // Only a sync that got as far as the plugin says anything of its health.
+        let reached_plugin = plugin_failure.is_some() || outcome.state == TaskState::Completed;
+        if reached_plugin && self.health.record(tenant, plugin_failure.as_deref()) {
+            tracing::warn!(
+                tenant,
+                "the tenant's plugin is suspended after repeated failures"
+            );
+        }
         let result = outcome
             .report
             .as_ref()
