@@ -6,7 +6,6 @@
 
 mod active_directory;
 mod api;
-mod api_admin;
 mod cli;
 mod golden;
 mod loading;

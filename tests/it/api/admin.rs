@@ -6,7 +6,7 @@ use abacsync_testkit::directory::uid;
 use abacsync_testkit::plugins;
 use serde_json::{Value, json};
 
-use crate::api::{ADMIN, ADMIN_PASSWORD, RcAuth, Server, Setup};
+use super::{ADMIN, ADMIN_PASSWORD, RcAuth, Server, Setup};
 
 /// Uploads the component of `package`; returns status and body.
 fn upload(server: &Server, auth: &RcAuth, package: &str) -> (u16, Value) {

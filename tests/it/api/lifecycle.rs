@@ -1,0 +1,315 @@
+//! Tenant isolation, one sync at a time, crashes and graceful stops, rate limits, body
+//! limits, and the served OpenAPI description.
+
+use std::process::Command;
+
+use abacsync::auth::token;
+use serde_json::{Value, json};
+
+use super::{ADMIN, ADMIN_PASSWORD, Server, Setup};
+
+#[test]
+fn tenants_are_isolated_and_a_tenant_runs_one_sync_at_a_time() {
+    let setup = Setup::new(300);
+    let server = Server::start(&setup.config());
+    let admin = server.login(ADMIN, ADMIN_PASSWORD);
+    server.create_account(
+        &admin,
+        json!({"username": "ops2", "password": "operator password", "tenant": 2, "role": "admin"}),
+    );
+    let ops2 = server.login("ops2", "operator password");
+
+    // Concurrent triggers on tenant 1.
+    let (jwt, csrf) = server.form_login(ADMIN, ADMIN_PASSWORD);
+    let cookie = format!("grommunioAuthJwt={jwt}");
+    let ids: Vec<i64> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..6)
+            .map(|i| {
+                let (server, cookie, csrf) = (&server, &cookie, &csrf);
+                scope.spawn(move || {
+                    let import = if i % 2 == 0 { "true" } else { "false" };
+                    let (status, body) = server.post(
+                        &format!("/api/v1/domains/1/ldap/downsync?import={import}&timeout=0"),
+                        &[("cookie", cookie), ("x-csrf-token", csrf)],
+                        None,
+                    );
+                    assert_eq!(status, 202, "{body}");
+                    body["taskID"].as_i64().unwrap()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for id in &ids {
+        let task = server.wait_task(&admin, *id);
+        assert_eq!(task["stateName"], "completed", "{task}");
+    }
+    // Identical queued requests were joined; the runs never overlapped.
+    let (_, runs) = server.get("/api/v1/admin/tenants/1/runs", &admin.headers());
+    let mut spans: Vec<(String, String)> = runs["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["started"].as_str().unwrap().to_owned(),
+                r["finished"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    spans.sort();
+    assert!(!spans.is_empty() && spans.len() <= ids.len());
+    for pair in spans.windows(2) {
+        assert!(pair[0].1 <= pair[1].0, "overlapping runs: {pair:?}");
+    }
+
+    // Tenant 2's admin sees nothing of tenant 1.
+    assert_eq!(
+        server
+            .get("/api/v1/admin/tenants/1/users", &ops2.headers())
+            .0,
+        404
+    );
+    assert_eq!(
+        server
+            .get(&format!("/api/v1/tasq/tasks/{}", ids[0]), &ops2.headers())
+            .0,
+        404
+    );
+    let (_, tasks) = server.get("/api/v1/tasq/tasks", &ops2.headers());
+    assert_eq!(tasks["data"], json!([]));
+    let (_, tenants) = server.get("/api/v1/admin/tenants", &ops2.headers());
+    assert_eq!(tenants["data"].as_array().unwrap().len(), 1);
+    assert_eq!(tenants["data"][0]["id"], 2);
+    let (status, body) = server.post("/api/v1/domains/1/ldap/downsync", &ops2.headers(), None);
+    assert_eq!(
+        (status, body),
+        (
+            403,
+            json!({"message": "Insufficient permissions for this operation"})
+        )
+    );
+    // Secrets are never returned.
+    let (_, tenant) = server.get("/api/v1/admin/tenants/1", &admin.headers());
+    assert_eq!(tenant["ldap"]["bindPassword"], "inline");
+    assert!(!tenant.to_string().contains(setup.slapd.admin_password()));
+}
+
+#[test]
+fn a_task_cut_short_by_a_crash_is_marked_on_restart() {
+    let setup = Setup::new(2000);
+    let mut server = Server::start(&setup.config());
+    let (jwt, csrf) = server.form_login(ADMIN, ADMIN_PASSWORD);
+    let cookie = format!("grommunioAuthJwt={jwt}");
+    let auth = [("cookie", cookie.as_str()), ("x-csrf-token", csrf.as_str())];
+    let (status, first) = server.post(
+        "/api/v1/domains/1/ldap/downsync?import=true&timeout=0",
+        &auth,
+        None,
+    );
+    assert_eq!(status, 202, "{first}");
+    let (status, second) = server.post("/api/v1/domains/1/ldap/downsync?timeout=0", &auth, None);
+    assert_eq!(status, 202, "{second}");
+    server.kill();
+
+    let server = Server::start(&setup.config());
+    let admin = server.login(ADMIN, ADMIN_PASSWORD);
+    let second = server.wait_task(&admin, second["taskID"].as_i64().unwrap());
+    assert_eq!(
+        (second["stateName"].as_str(), second["state"].as_i64()),
+        (Some("interrupted"), Some(4)),
+        "{second}"
+    );
+    assert!(second["message"].as_str().unwrap().contains("interrupted"));
+    // The cookie session survived the restart.
+    let (status, _) = server.get("/api/v1/tasq/tasks", &[("cookie", &cookie)]);
+    assert_eq!(status, 200);
+}
+
+#[test]
+fn a_graceful_stop_finishes_the_running_sync_and_marks_the_queued_one() {
+    let setup = Setup::new(3000);
+    let mut server = Server::start(&setup.config());
+    let (jwt, csrf) = server.form_login(ADMIN, ADMIN_PASSWORD);
+    let cookie = format!("grommunioAuthJwt={jwt}");
+    let auth = [("cookie", cookie.as_str()), ("x-csrf-token", csrf.as_str())];
+    let (_, first) = server.post(
+        "/api/v1/domains/1/ldap/downsync?import=true&timeout=0",
+        &auth,
+        None,
+    );
+    let (_, second) = server.post("/api/v1/domains/1/ldap/downsync?timeout=0", &auth, None);
+    assert!(server.terminate().success());
+
+    let server = Server::start(&setup.config());
+    let admin = server.login(ADMIN, ADMIN_PASSWORD);
+    let first = server.wait_task(&admin, first["taskID"].as_i64().unwrap());
+    assert_eq!(
+        first["stateName"], "completed",
+        "the running sync finished: {first}"
+    );
+    assert_eq!(first["result"]["counts"]["created"], 3000);
+    let second = server.wait_task(&admin, second["taskID"].as_i64().unwrap());
+    assert_eq!(second["stateName"], "interrupted", "{second}");
+    let (_, users) = server.get("/api/v1/admin/tenants/1/users?limit=1000", &admin.headers());
+    assert_eq!(users["data"].as_array().unwrap().len(), 1000);
+}
+
+#[test]
+fn two_hundred_concurrent_triggers_run_one_sync_at_a_time() {
+    let setup = Setup::new(500);
+    let server = Server::start(&setup.config());
+    let admin = server.login(ADMIN, ADMIN_PASSWORD);
+    let digest = token::sha256_hex(ADMIN_PASSWORD);
+    let answers: Vec<(u16, Value)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..200)
+            .map(|_| {
+                let (server, admin, digest) = (&server, &admin, &digest);
+                scope.spawn(move || {
+                    let mut headers = admin.headers();
+                    headers.push(("x-2fa-code", digest));
+                    server.post("/api/v1/ldap.syncNow", &headers, None)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    // Every request is answered: the sync started, or (two-factor attempts are
+    // counted when they begin, per account) a 429 once more than the limit are in
+    // flight at once.
+    let ok = json!({"message": "Sync_in_progress", "success": true});
+    let started = answers
+        .iter()
+        .filter(|answer| **answer == (200, ok.clone()))
+        .count();
+    let limited = answers
+        .iter()
+        .filter(|(status, body)| *status == 429 && body["errorType"] == "error-too-many-requests")
+        .count();
+    assert_eq!(started + limited, 200, "{answers:?}");
+    assert!(started >= 1);
+    // Identical requests joined the queued one: a handful of tasks, never 200.
+    let tasks = server.tasks(&admin);
+    assert!(tasks.len() < 200, "{} tasks", tasks.len());
+    for task in &tasks {
+        let task = server.wait_task(&admin, task["ID"].as_i64().unwrap());
+        assert_eq!(task["stateName"], "completed", "{task}");
+    }
+    let (_, runs) = server.get("/api/v1/admin/tenants/1/runs", &admin.headers());
+    let mut spans: Vec<(String, String)> = runs["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["started"].as_str().unwrap().to_owned(),
+                r["finished"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    spans.sort();
+    assert_eq!(spans.len(), tasks.len());
+    for pair in spans.windows(2) {
+        assert!(pair[0].1 <= pair[1].0, "overlapping runs: {pair:?}");
+    }
+    // Bodies over the limit are refused, and the server keeps serving.
+    // (curl, which waits for the early answer instead of writing into a closed socket.)
+    let body_file = setup.config().with_file_name("huge.json");
+    let huge = json!({"usernames": ["x".repeat(3 * 1024 * 1024)]});
+    std::fs::write(&body_file, huge.to_string()).unwrap();
+    let output = Command::new("curl")
+        .args([
+            "--silent",
+            "--output",
+            "/dev/null",
+            "--write-out",
+            "%{http_code}",
+        ])
+        .args(["--header", "content-type: application/json"])
+        .args(["--header", &format!("x-auth-token: {}", admin.token)])
+        .args(["--header", &format!("x-user-id: {}", admin.user_id)])
+        .arg("--data-binary")
+        .arg(format!("@{}", body_file.display()))
+        .arg(server.url("/api/v1/abac/users/sync"))
+        .output()
+        .expect("curl");
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "413");
+    assert_eq!(server.get("/health", &[]).0, 200);
+}
+
+#[test]
+fn failed_logins_are_rate_limited() {
+    let setup = Setup::new(1);
+    let server = Server::start(&setup.config());
+    for _ in 0..10 {
+        let (status, body) = server.post(
+            "/api/v1/login",
+            &[],
+            Some(json!({"user": ADMIN, "password": "wrong"})),
+        );
+        assert_eq!(
+            (status, body),
+            (
+                401,
+                json!({"status": "error", "error": "Unauthorized", "message": "Unauthorized"})
+            )
+        );
+    }
+    let (status, body) = server.post(
+        "/api/v1/login",
+        &[],
+        Some(json!({"user": ADMIN, "password": ADMIN_PASSWORD})),
+    );
+    assert_eq!(status, 429, "{body}");
+    assert_eq!(body["errorType"], "error-too-many-requests");
+    assert_eq!(server.get("/api/v1/tasq/status", &[]).0, 401);
+    let (status, body) = server.get("/health", &[]);
+    assert_eq!((status, &body["status"]), (200, &json!("ok")));
+    let metrics = server
+        .agent
+        .get(&server.url("/metrics"))
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap();
+    assert!(metrics.contains("abacsync_tasks_running 0"), "{metrics}");
+}
+
+#[test]
+fn the_served_openapi_description_matches_the_routes() {
+    let setup = Setup::new(1);
+    let server = Server::start(&setup.config());
+    let (status, doc) = server.get("/api/v1/openapi.json", &[]);
+    assert_eq!(status, 200);
+    let paths = doc["paths"].as_object().unwrap();
+    assert!(paths.len() >= 20, "{}", paths.len());
+    // Every documented operation is routed: without credentials it answers with a body
+    // of its own (401, 400, …), never the router's bare 404 or 405.
+    for (path, item) in paths {
+        let concrete = path
+            .replace("{domainID}", "1")
+            .replace("{tenant}", "1")
+            .replace("{user}", "1")
+            .replace("{account}", "1")
+            .replace("{id}", "1");
+        for method in item.as_object().unwrap().keys() {
+            let mut response = server
+                .agent
+                .run(
+                    ureq::http::Request::builder()
+                        .method(method.to_uppercase().as_str())
+                        .uri(server.url(&concrete))
+                        .body(())
+                        .unwrap(),
+                )
+                .unwrap();
+            let status = response.status().as_u16();
+            let body = response.body_mut().read_to_string().unwrap_or_default();
+            assert!(
+                status != 405 && !(status == 404 && body.is_empty()),
+                "{method} {path}: {status}"
+            );
+        }
+    }
+}

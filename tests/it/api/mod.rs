@@ -1,0 +1,258 @@
+//! The HTTP API end to end: the real `abacsync serve` binary on a free loopback port,
+//! a real slapd, the OpenLDAP plugin, real HTTP (and the seed documents' own `curl`
+//! calls). Every documented status and body of the three triggers is checked here.
+//!
+//! - [`rocketchat`]: `ldap.syncNow`, `abac/users/sync`, logins, two-factor codes.
+//! - [`grommunio`]: `ldap/downsync`, the cookie login, CSRF.
+//! - [`lifecycle`]: isolation, concurrency, crashes, graceful stops, limits, OpenAPI.
+//! - [`admin`]: plugins, tenants, schedules through the admin API.
+
+mod admin;
+mod grommunio;
+mod lifecycle;
+mod rocketchat;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use abacsync_testkit::directory::{PeopleOptions, people_ldif};
+use abacsync_testkit::plugins;
+use abacsync_testkit::slapd::Slapd;
+use serde_json::{Value, json};
+
+use crate::sync::tenant_toml;
+
+pub const ADMIN: &str = "admin";
+pub const ADMIN_PASSWORD: &str = "correct horse battery";
+
+/// A running `abacsync serve`, killed on drop.
+pub struct Server {
+    child: Child,
+    base: String,
+    pub agent: ureq::Agent,
+}
+
+impl Server {
+    pub fn start(config: &Path) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_abacsync"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+            .arg(config)
+            .env("ABACSYNC_ADMIN_USER", ADMIN)
+            .env("ABACSYNC_ADMIN_PASSWORD", ADMIN_PASSWORD)
+            .env("ABACSYNC_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start abacsync serve");
+        let stdout = child.stdout.take().unwrap();
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).unwrap();
+        let base = line
+            .trim()
+            .strip_prefix("abacsync listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
+            .to_owned();
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(60)))
+            .build()
+            .into();
+        Self { child, base, agent }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// A request; returns status and JSON body (Null when the body is not JSON).
+    pub fn call(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut request = ureq::http::Request::builder()
+            .method(method)
+            .uri(self.url(path));
+        for (k, v) in headers {
+            request = request.header(*k, *v);
+        }
+        let mut response = match body {
+            Some(body) => self.agent.run(
+                request
+                    .header("content-type", "application/json")
+                    .body(body.to_string())
+                    .unwrap(),
+            ),
+            None => self.agent.run(request.body(()).unwrap()),
+        }
+        .unwrap();
+        let status = response.status().as_u16();
+        let text = response.body_mut().read_to_string().unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    pub fn post(&self, path: &str, headers: &[(&str, &str)], body: Option<Value>) -> (u16, Value) {
+        self.call("POST", path, headers, body)
+    }
+
+    pub fn get(&self, path: &str, headers: &[(&str, &str)]) -> (u16, Value) {
+        self.call("GET", path, headers, None)
+    }
+
+    /// Rocket.Chat login: (userId, authToken).
+    pub fn login(&self, user: &str, password: &str) -> RcAuth {
+        let (status, body) = self.post(
+            "/api/v1/login",
+            &[],
+            Some(json!({"user": user, "password": password})),
+        );
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["status"], "success");
+        RcAuth {
+            user_id: body["data"]["userId"].as_str().unwrap().to_owned(),
+            token: body["data"]["authToken"].as_str().unwrap().to_owned(),
+        }
+    }
+
+    /// grommunio login: (jwt, csrf), checking the cookie is set.
+    pub fn form_login(&self, user: &str, password: &str) -> (String, String) {
+        let mut response = self
+            .agent
+            .post(&self.url("/api/v1/login"))
+            .send_form([("user", user), ("pass", password)])
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 200);
+        let cookie = response
+            .headers()
+            .get("set-cookie")
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_owned();
+        let body: Value = response.body_mut().read_json().unwrap();
+        let jwt = body["grommunioAuthJwt"].as_str().unwrap().to_owned();
+        assert!(
+            cookie.starts_with(&format!("grommunioAuthJwt={jwt};")),
+            "{cookie}"
+        );
+        assert!(cookie.contains("HttpOnly"));
+        (jwt, body["csrf"].as_str().unwrap().to_owned())
+    }
+
+    /// Creates an account through the admin API.
+    pub fn create_account(&self, admin: &RcAuth, body: Value) {
+        let (status, answer) = self.post("/api/v1/admin/accounts", &admin.headers(), Some(body));
+        assert_eq!(status, 201, "{answer}");
+    }
+
+    /// Polls a task until it ends.
+    pub fn wait_task(&self, auth: &RcAuth, id: i64) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let (status, task) = self.get(&format!("/api/v1/tasq/tasks/{id}"), &auth.headers());
+            assert_eq!(status, 200, "{task}");
+            if !matches!(task["stateName"].as_str(), Some("queued" | "running")) {
+                return task;
+            }
+            assert!(Instant::now() < deadline, "task {id} did not end: {task}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn tasks(&self, auth: &RcAuth) -> Vec<Value> {
+        let (status, body) = self.get("/api/v1/tasq/tasks?level=2", &auth.headers());
+        assert_eq!(status, 200, "{body}");
+        body["data"].as_array().unwrap().clone()
+    }
+
+    /// Sends SIGTERM and waits for the process to end; its exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "abacsync did not stop on SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+pub struct RcAuth {
+    pub user_id: String,
+    pub token: String,
+}
+
+impl RcAuth {
+    pub fn headers(&self) -> Vec<(&str, &str)> {
+        vec![("x-user-id", &self.user_id), ("x-auth-token", &self.token)]
+    }
+}
+
+/// A directory of `count` people and a configuration with tenant 1 on it and tenant 2
+/// with LDAP and ABAC disabled.
+pub struct Setup {
+    pub slapd: Slapd,
+    dir: tempfile::TempDir,
+}
+
+impl Setup {
+    pub fn new(count: usize) -> Self {
+        Self::with_server(count, "")
+    }
+
+    /// With `server` appended to the configuration (e.g. a `[server.smtp]` table).
+    pub fn with_server(count: usize, server: &str) -> Self {
+        let ldif = people_ldif("dc=example,dc=org", count, &PeopleOptions::default()).unwrap();
+        let slapd = Slapd::builder().ldif(ldif).start().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let setup = Self { slapd, dir };
+        setup.write_config(server);
+        setup
+    }
+
+    fn write_config(&self, server: &str) {
+        let plugin = plugins::component("openldap-mapping");
+        let one = tenant_toml(&self.slapd, &plugin, "", "");
+        let two = tenant_toml(
+            &self.slapd,
+            &plugin,
+            "",
+            "ldap_enabled = false\nabac_enabled = false",
+        )
+        .replace("id = 1", "id = 2")
+        .replace("name = \"example\"", "name = \"other\"");
+        let text = format!(
+            "data_dir = \"{}\"\n{one}\n{two}\n{server}",
+            self.dir.path().join("data").display()
+        );
+        std::fs::write(self.config(), text).unwrap();
+    }
+
+    pub fn config(&self) -> std::path::PathBuf {
+        self.dir.path().join("abacsync.toml")
+    }
+}
