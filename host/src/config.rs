@@ -498,6 +498,12 @@ pub struct LdapConfig {
     /// The attribute incremental syncs compare (`modifyTimestamp`; `uSNChanged` on AD).
     #[serde(default = "default_change_attribute")]
     pub change_attribute: String,
+    /// Whether continuation references (parts of the base held by other servers,
+    /// never followed) may be ignored. By default a full sync that gets any removes
+    /// nobody: users held elsewhere would look removed. Set it when the referred
+    /// parts hold no users (e.g. Active Directory's DNS partitions under a domain root).
+    #[serde(default)]
+    pub ignore_referrals: bool,
     /// Group memberships.
     #[serde(default)]
     pub groups: GroupConfig,

@@ -143,6 +143,7 @@ pub struct SlapdBuilder {
     tls: bool,
     require_tls: bool,
     size_limit: Option<usize>,
+    paged_total_limit: Option<usize>,
     sources: Vec<LdifSource>,
 }
 
@@ -158,6 +159,7 @@ impl Default for SlapdBuilder {
             tls: false,
             require_tls: false,
             size_limit: None,
+            paged_total_limit: None,
             sources: Vec::new(),
         }
     }
@@ -172,6 +174,7 @@ impl std::fmt::Debug for SlapdBuilder {
             .field("tls", &self.tls)
             .field("require_tls", &self.require_tls)
             .field("size_limit", &self.size_limit)
+            .field("paged_total_limit", &self.paged_total_limit)
             .field("sources", &self.sources)
             .finish()
     }
@@ -221,6 +224,14 @@ impl SlapdBuilder {
     /// Active Directory's `MaxPageSize` behaves. `None` (the default) is unlimited.
     pub fn size_limit(mut self, limit: Option<usize>) -> Self {
         self.size_limit = limit;
+        self
+    }
+
+    /// Also limit paged searches by anyone but the root DN to `limit` entries in all
+    /// (`size.prtotal`): a paged search that matches more ends with
+    /// `sizeLimitExceeded`. Needs [`SlapdBuilder::size_limit`] set at or above it.
+    pub fn paged_total_limit(mut self, limit: Option<usize>) -> Self {
+        self.paged_total_limit = limit;
         self
     }
 
@@ -279,6 +290,7 @@ impl SlapdBuilder {
             tls,
             require_tls: self.require_tls,
             size_limit: self.size_limit,
+            paged_total_limit: self.paged_total_limit,
         })?;
         let config_path = dir.path().join("slapd.conf");
         fs::write(&config_path, config).map_err(|source| io_error("writing slapd.conf", source))?;

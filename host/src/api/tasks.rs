@@ -90,6 +90,8 @@ pub fn task_json(task: &Task, level: u8) -> Value {
             body["result"] = json!({
                 "counts": result.get("counts"),
                 "outcome": result.get("outcome"),
+                "removal": result.get("removal"),
+                "references": result.get("references"),
                 "error": result.get("error"),
                 "data": data,
             });

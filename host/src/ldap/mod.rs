@@ -63,7 +63,8 @@ pub struct ReadStats {
     pub groups: u64,
     /// Text values that were not UTF-8 (kept as bytes).
     pub invalid_utf8_values: u64,
-    /// Continuation references ignored.
+    /// Continuation references received: parts of the base held by other servers,
+    /// never followed (they could send the bind credentials anywhere).
     pub references: u64,
 }
 

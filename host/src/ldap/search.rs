@@ -36,7 +36,7 @@ pub struct SearchSpec {
 pub struct SearchStats {
     /// Entries received.
     pub entries: u64,
-    /// Search continuation references received (not followed).
+    /// Search continuation references received (never followed).
     pub references: u64,
     /// Follow-up searches for ranged attribute values.
     pub range_searches: u64,

@@ -149,6 +149,8 @@ struct Diff {
     /// Usernames mapped, with the index of the first entry's result.
     seen_usernames: HashMap<String, usize>,
     failed_entries: u64,
+    /// Continuation references the read got.
+    references: u64,
     high_water_mark: Option<String>,
     changed_keys: BTreeSet<String>,
     plugin_ms: u64,
@@ -274,6 +276,7 @@ impl SyncEngine {
             server: String::new(),
             filter: String::new(),
             searches: 0,
+            references: 0,
             invalid_utf8_values: 0,
             changed_keys: BTreeSet::new(),
             timings: Timings::default(),
@@ -462,6 +465,8 @@ impl SyncEngine {
         report.filter = stats.filter;
         report.searches = stats.searches;
         report.invalid_utf8_values = stats.invalid_utf8_values;
+        report.references = stats.references;
+        diff.references = stats.references;
         diff.counts.read = stats.entries;
         report.timings.read_map_ms = millis(reading);
         report.timings.plugin_ms = diff.plugin_ms;
@@ -707,6 +712,11 @@ impl SyncEngine {
         if diff.failed_entries > 0 {
             return Ok(RemovalOutcome::SkippedAfterErrors {
                 failed_entries: diff.failed_entries,
+            });
+        }
+        if diff.references > 0 && !context.tenant.ldap.ignore_referrals {
+            return Ok(RemovalOutcome::SkippedAfterReferrals {
+                references: diff.references,
             });
         }
         let tenant_id = context.tenant.id;

@@ -145,6 +145,12 @@ pub enum RemovalOutcome {
         /// Entries that failed.
         failed_entries: u64,
     },
+    /// Skipped because the directory referred parts of the base to other servers:
+    /// users held there would look removed (see `ldap.ignore_referrals`).
+    SkippedAfterReferrals {
+        /// Continuation references received.
+        references: u64,
+    },
     /// Refused: more removals than the threshold allows, and the sync was not forced.
     Refused {
         /// Users that would have been removed.
@@ -186,6 +192,9 @@ pub struct SyncReport {
     pub filter: String,
     /// Searches sent to the directory.
     pub searches: u64,
+    /// Continuation references received (parts of the base on other servers, not
+    /// followed).
+    pub references: u64,
     /// Text values that were not UTF-8, kept as bytes.
     pub invalid_utf8_values: u64,
     /// ABAC keys whose values changed.

@@ -6,8 +6,11 @@
 //! - [`grommunio`]: `ldap/downsync`, the cookie login, CSRF.
 //! - [`lifecycle`]: isolation, concurrency, crashes, graceful stops, limits, OpenAPI.
 //! - [`admin`]: plugins, tenants, schedules through the admin API.
+//! - [`faults`]: directory faults seen through tasks: limits, referrals, a directory
+//!   that stops answering, large values, duplicate ids.
 
 mod admin;
+mod faults;
 mod grommunio;
 mod lifecycle;
 mod rocketchat;
@@ -228,15 +231,21 @@ impl Setup {
     pub fn with_server(count: usize, server: &str) -> Self {
         let ldif = people_ldif("dc=example,dc=org", count, &PeopleOptions::default()).unwrap();
         let slapd = Slapd::builder().ldif(ldif).start().unwrap();
+        Self::custom(slapd, "", "", server)
+    }
+
+    /// Tenant 1 on `slapd` with `ldap_extra` lines in its `[tenant.ldap]` and
+    /// `tenant_extra` in `[tenant]`.
+    pub fn custom(slapd: Slapd, ldap_extra: &str, tenant_extra: &str, server: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let setup = Self { slapd, dir };
-        setup.write_config(server);
+        setup.write_config(ldap_extra, tenant_extra, server);
         setup
     }
 
-    fn write_config(&self, server: &str) {
+    fn write_config(&self, ldap_extra: &str, tenant_extra: &str, server: &str) {
         let plugin = plugins::component("openldap-mapping");
-        let one = tenant_toml(&self.slapd, &plugin, "", "");
+        let one = tenant_toml(&self.slapd, &plugin, ldap_extra, tenant_extra);
         let two = tenant_toml(
             &self.slapd,
             &plugin,

@@ -307,6 +307,7 @@ pub(super) struct ConfigInput<'a> {
     pub tls: bool,
     pub require_tls: bool,
     pub size_limit: Option<usize>,
+    pub paged_total_limit: Option<usize>,
 }
 
 /// The `slapd.conf`. Ports are not in it (they are slapd's `-h` argument), so the
@@ -333,9 +334,12 @@ pub(super) fn render_config(input: &ConfigInput<'_>) -> Result<String, SlapdErro
     }
     lines.push(format!("pidfile {}", quote(&dir.join("slapd.pid"))));
     lines.push(format!("argsfile {}", quote(&dir.join("slapd.args"))));
+    let paged_total = input
+        .paged_total_limit
+        .map_or_else(|| "unlimited".to_owned(), |total| total.to_string());
     lines.push(match input.size_limit {
         Some(limit) => {
-            format!("sizelimit size.soft={limit} size.hard={limit} size.prtotal=unlimited")
+            format!("sizelimit size.soft={limit} size.hard={limit} size.prtotal={paged_total}")
         }
         None => "sizelimit unlimited".to_owned(),
     });

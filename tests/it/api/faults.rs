@@ -1,0 +1,263 @@
+//! Directory faults, seen the way an operator sees them: through the API and its
+//! tasks. Each fault fails the sync with a clear cause (or is handled as documented),
+//! leaves the store as it was, is recorded in the task, and the next sync succeeds
+//! once the fault is gone.
+
+use std::process::Command;
+
+use abacsync_testkit::directory::{PeopleOptions, people_ldif, uid};
+use abacsync_testkit::slapd::Slapd;
+use base64::Engine;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use super::{ADMIN, ADMIN_PASSWORD, RcAuth, Server, Setup};
+
+const BASE: &str = "dc=example,dc=org";
+
+fn people(count: usize) -> String {
+    people_ldif(BASE, count, &PeopleOptions::default()).unwrap()
+}
+
+/// Adds `lines` to the entry of user `i` in `ldif`.
+fn with_lines(ldif: &str, i: usize, lines: &str) -> String {
+    let dn = format!("dn: uid={},ou=people,{BASE}\n", uid(i));
+    let start = ldif.find(&dn).unwrap();
+    let end = ldif[start..]
+        .find("\n\n")
+        .map_or(ldif.len(), |at| start + at + 1);
+    format!("{}{lines}\n{}", &ldif[..end], &ldif[end..])
+}
+
+fn downsync(server: &Server, auth: &RcAuth) -> (u16, Value) {
+    server.post(
+        "/api/v1/domains/1/ldap/downsync?import=true&timeout=60",
+        &auth.headers(),
+        None,
+    )
+}
+
+fn users(server: &Server, auth: &RcAuth) -> Vec<Value> {
+    let (status, body) = server.get("/api/v1/admin/tenants/1/users?limit=1000", &auth.headers());
+    assert_eq!(status, 200, "{body}");
+    body["data"].as_array().unwrap().clone()
+}
+
+fn signal(slapd: &Slapd, name: &str) {
+    let pid = slapd.pid().unwrap().to_string();
+    assert!(
+        Command::new("kill")
+            .args([name, &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+}
+
+/// The newest task's state name and message.
+fn last_task(server: &Server, auth: &RcAuth) -> (String, String) {
+    let tasks = server.tasks(auth);
+    let task = &tasks[0];
+    (
+        task["stateName"].as_str().unwrap().to_owned(),
+        task["message"].as_str().unwrap().to_owned(),
+    )
+}
+
+#[test]
+fn a_directory_that_stops_answering_times_out_and_changes_nothing() {
+    let slapd = Slapd::builder().ldif(people(20)).start().unwrap();
+    let setup = Setup::custom(slapd, "operation_timeout_secs = 2", "", "");
+    let server = Server::start(&setup.config());
+    let admin = server.login(ADMIN, ADMIN_PASSWORD);
+    assert_eq!(downsync(&server, &admin).0, 200);
+    let before = users(&server, &admin);
+    assert_eq!(before.len(), 20);
+
+    // slapd frozen: connections are accepted by the kernel, nothing answers.
+    signal(&setup.slapd, "-STOP");
+    let (status, body) = downsync(&server, &admin);
+    signal(&setup.slapd, "-CONT");
+    assert_eq!(status, 503, "{body}");
+    let (state, message) = last_task(&server, &admin);
+    assert_eq!(state, "error");
+    assert!(message.contains("no answer"), "{message}");
+    assert_eq!(users(&server, &admin), before, "nothing changed");
+
+    let (status, body) = downsync(&server, &admin);
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["code"] == 304),
+        "{body}"
+    );
+}
+
+/// Makes the configuration bind anonymously: the root DN has no limits.
+fn anonymous(setup: &Setup) {
+    let text = std::fs::read_to_string(setup.config()).unwrap();
+    let text: String = text
+        .lines()
+        .filter(|line| !line.trim_start().starts_with("bind_"))
+        .map(|line| format!("{line}\n"))
+        .collect();
+    std::fs::write(setup.config(), text).unwrap();
+}
+
+#[test]
+fn a_size_limit_is_an_error_never_a_short_list() {
+    // Paged searches may return 10 entries in all; the directory holds 20.
+    let slapd = Slapd::builder()
+        .size_limit(Some(10))
+        .paged_total_limit(Some(10))
+        .ldif(people(20))
+        .start()
+        .unwrap();
+    let setup = Setup::custom(slapd, "", "", "");
+    anonymous(&setup);
+    let server = Server::start(&setup.config());
+    let admin = server.login(ADMIN, ADMIN_PASSWORD);
+    let (status, body) = downsync(&server, &admin);
+    assert_eq!(status, 500, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("size limit"),
+        "{body}"
+    );
+    let (state, message) = last_task(&server, &admin);
+    assert_eq!(state, "error", "{message}");
+    assert!(
+        users(&server, &admin).is_empty(),
+        "nothing half-read was written"
+    );
+}
+
+/// A directory of 10 people with a referral to another server inside the base;
+/// tenant 1 synced once, then user 3 deleted from the directory.
+fn referral_setup(ldap_extra: &str) -> (Setup, Server, RcAuth) {
+    let mut ldif = people(10);
+    ldif.push_str(&format!(
+        "\ndn: ou=moved,ou=people,{BASE}\nobjectClass: referral\nobjectClass: extensibleObject\nou: moved\nref: ldap://ldap.elsewhere.example/ou=people,dc=elsewhere\n"
+    ));
+    let slapd = Slapd::builder().ldif(ldif).start().unwrap();
+    let setup = Setup::custom(slapd, ldap_extra, "", "");
+    let server = Server::start(&setup.config());
+    let admin = server.login(ADMIN, ADMIN_PASSWORD);
+    let (status, body) = downsync(&server, &admin);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(users(&server, &admin).len(), 10);
+    setup
+        .slapd
+        .delete(&format!("uid={},ou=people,{BASE}", uid(3)))
+        .unwrap();
+    (setup, server, admin)
+}
+
+#[test]
+fn a_referral_inside_the_base_means_nobody_is_removed() {
+    let (_setup, server, admin) = referral_setup("");
+    let (status, body) = downsync(&server, &admin);
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["code"] != 410),
+        "{body}"
+    );
+    let tasks = server.tasks(&admin);
+    let result = &tasks[0]["result"];
+    assert_eq!(
+        (&result["removal"]["state"], &result["references"]),
+        (&json!("skipped-after-referrals"), &json!(1)),
+        "{result}"
+    );
+    assert!(users(&server, &admin).iter().all(|u| u["active"] == true));
+}
+
+#[test]
+fn referrals_ignored_on_request_let_removals_happen() {
+    let (_setup, server, admin) = referral_setup("ignore_referrals = true");
+    let (status, body) = downsync(&server, &admin);
+    assert_eq!(status, 200, "{body}");
+    let removed: Vec<&Value> = body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["code"] == 410)
+        .collect();
+    assert_eq!(removed.len(), 1, "{body}");
+    assert_eq!(removed[0]["username"], uid(3));
+}
+
+#[test]
+fn a_five_megabyte_photo_becomes_an_avatar() {
+    let photo: Vec<u8> = (0..5 * 1024 * 1024)
+        .map(|i: usize| (i % 251) as u8)
+        .collect();
+    let encoded = base64::engine::general_purpose::STANDARD.encode(&photo);
+    let ldif = with_lines(&people(3), 0, &format!("jpegPhoto:: {encoded}"));
+    let slapd = Slapd::builder().ldif(ldif).start().unwrap();
+    let setup = Setup::custom(slapd, "", "sync_avatars = true", "");
+    let server = Server::start(&setup.config());
+    let admin = server.login(ADMIN, ADMIN_PASSWORD);
+    let (status, body) = downsync(&server, &admin);
+    assert_eq!(status, 200, "{body}");
+    let all = users(&server, &admin);
+    let with_photo = all.iter().find(|u| u["username"] == uid(0)).unwrap();
+    let sha: String = Sha256::digest(&photo)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(with_photo["avatarSha256"], sha);
+    assert!(all.iter().filter(|u| u["avatarSha256"].is_string()).count() == 1);
+}
+
+#[test]
+fn two_entries_with_one_unique_id_conflict_and_the_rest_sync() {
+    let ldif = with_lines(&people(4), 1, "employeeNumber: 4711");
+    let ldif = with_lines(&ldif, 2, "employeeNumber: 4711");
+    let ldif = with_lines(&ldif, 0, "employeeNumber: 1000");
+    let ldif = with_lines(&ldif, 3, "employeeNumber: 1003");
+    let slapd = Slapd::builder().ldif(ldif).start().unwrap();
+    let setup = Setup::custom(slapd, "unique_identifiers = [\"employeeNumber\"]", "", "");
+    let server = Server::start(&setup.config());
+    let admin = server.login(ADMIN, ADMIN_PASSWORD);
+    // The settings-map plugin takes the directory id from employeeNumber.
+    let bytes = abacsync_testkit::plugins::bytes("settings-map-mapping");
+    let mut request = server
+        .agent
+        .post(&server.url("/api/v1/admin/plugins?name=settings-map.wasm"))
+        .header("content-type", "application/wasm");
+    for (k, v) in admin.headers() {
+        request = request.header(k, v);
+    }
+    let plugin: Value = request
+        .send(&bytes[..])
+        .unwrap()
+        .body_mut()
+        .read_json()
+        .unwrap();
+    let (status, body) = server.call(
+        "PUT",
+        "/api/v1/admin/tenants/1/plugin",
+        &admin.headers(),
+        Some(json!({"pluginId": plugin["id"], "settings": {"ldap-id": "employeeNumber"}})),
+    );
+    assert_eq!(status, 200, "{body}");
+    for _ in 0..2 {
+        let (status, body) = downsync(&server, &admin);
+        assert_eq!(status, 200, "{body}");
+        let conflicts = body["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["code"] == 409)
+            .count();
+        assert_eq!(conflicts, 1, "{body}");
+    }
+    assert_eq!(users(&server, &admin).len(), 3);
+}
