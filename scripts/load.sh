@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Read-endpoint latency while a large sync runs, measured with wrk (issue 5's load
+# figure). Reported, not asserted.
+#
+#   scripts/load.sh                 # 100,000 users; LOAD_USERS, LOAD_SECONDS to change
+#
+# Starts a throw-away slapd with LOAD_USERS people (test-directory), serves the API,
+# and runs wrk against GET /api/v1/admin/tenants/1/users?limit=100 twice, LOAD_SECONDS
+# each: idle (the baseline of the same run), then while a full import of every user
+# runs (grommunio's downsync, in the background). Prints wrk's latency distributions
+# and the sync's own time.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/setup.sh
+if ! command -v wrk > /dev/null; then
+    echo "installing wrk (apt)"
+    sudo_cmd=""
+    [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
+    $sudo_cmd apt-get install -y -qq wrk > /dev/null
+fi
+scripts/build-plugins.sh --quiet
+cargo build --release --quiet -p abacsync -p abacsync-testkit --bins
+export PATH="$PWD/target/release:$PATH"
+plugin=target/wasm-plugins/wasm32-wasip2/plugin/openldap_mapping.wasm
+work=$(mktemp -d -t abacsync-load.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+export LOAD_SECONDS="${LOAD_SECONDS:-10}"
+
+test-directory --users "${LOAD_USERS:-100000}" --plugin "$plugin" --dir "$work" -- bash -euo pipefail -c '
+    out="$(dirname "$ABACSYNC_CONFIG")/serve.out"
+    ABACSYNC_ADMIN_USER=admin ABACSYNC_ADMIN_PASSWORD="load test password" ABACSYNC_LOG=warn \
+        abacsync serve --listen 127.0.0.1:0 > "$out" &
+    server=$!
+    trap "kill -TERM $server 2>/dev/null || true" EXIT
+    for _ in $(seq 300); do grep -q listening "$out" 2>/dev/null && break; sleep 0.1; done
+    url=$(sed -n "s/^abacsync listening on //p" "$out")
+    login=$(curl -s -H "content-type: application/json" \
+        -d "{\"user\":\"admin\",\"password\":\"load test password\"}" "$url/api/v1/login")
+    token=$(echo "$login" | sed -n "s/.*\"authToken\":\"\([^\"]*\)\".*/\1/p")
+    user_id=$(echo "$login" | sed -n "s/.*\"userId\":\"\([^\"]*\)\".*/\1/p")
+    auth=(-H "x-auth-token: $token" -H "x-user-id: $user_id")
+    target="$url/api/v1/admin/tenants/1/users?limit=100"
+
+    measure() {
+        echo "== $1: wrk -t2 -c16 -d${LOAD_SECONDS}s --latency GET /api/v1/admin/tenants/1/users?limit=100"
+        wrk -t2 -c16 -d"${LOAD_SECONDS}s" --latency "${auth[@]}" "$target" |
+            sed -n "/Latency Distribution/,/Requests\/sec/p"
+        echo
+    }
+    sync_in_background() {
+        curl -s -X POST "${auth[@]}" "$url/api/v1/domains/1/ldap/downsync?import=true&timeout=0" |
+            sed -n "s/.*\"taskID\":\([0-9]*\).*/\1/p"
+    }
+    wait_task() {
+        while :; do
+            body=$(curl -s "${auth[@]}" "$url/api/v1/tasq/tasks/$1?level=1")
+            state=$(echo "$body" | sed -n "s/.*\"stateName\":\"\([a-z]*\)\".*/\1/p")
+            [ "$state" != queued ] && [ "$state" != running ] && break
+            sleep 0.5
+        done
+        echo "   task $1: $state: $(echo "$body" | sed -n "s/.*\"message\":\"\([^\"]*\)\".*/\1/p")"
+        echo
+    }
+
+    started=$(date +%s%N)
+    task=$(sync_in_background)
+    measure "during the first full import (task $task)"
+    wait_task "$task"
+    echo "   first import done after $(( ($(date +%s%N) - started) / 1000000 )) ms (wall clock, with the load)"
+    echo
+    measure "idle, store populated (the baseline)"
+    task=$(sync_in_background)
+    measure "during a full sync that changes nothing (task $task)"
+    wait_task "$task"
+'
