@@ -3,7 +3,8 @@
 # - the wasm32-wasip2 Rust target (plugins are compiled to it);
 # - OpenLDAP's server and tools (slapd, slapadd, ldapsearch…): the tests, the demo and
 #   the benchmark start their own directory on a free loopback port;
-# - openssl, which the test directory uses to make its TLS certificates.
+# - openssl, which the test directory uses to make its TLS certificates;
+# - curl: the API tests and the demo replay the seed documents' own curl calls.
 # Safe to run again; used by scripts/demo.sh, scripts/test.sh and .ci/run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,6 +18,7 @@ missing=()
 command -v slapd >/dev/null 2>&1 || [ -x /usr/sbin/slapd ] || missing+=(slapd)
 command -v ldapsearch >/dev/null 2>&1 || missing+=(ldap-utils)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+command -v curl >/dev/null 2>&1 || missing+=(curl)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "setup: installing ${missing[*]} from apt"
     sudo=""

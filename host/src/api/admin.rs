@@ -18,8 +18,8 @@ use utoipa_axum::routes;
 
 use super::error::ApiError;
 use super::error::json_body;
+use super::iso8601;
 use super::session::{Caller, Session};
-use super::tasks::iso8601;
 use super::{AppState, blocking};
 use crate::auth::{Permission, Role, password, token};
 use crate::config::TenantConfig;

@@ -17,7 +17,7 @@ use super::session;
 use crate::auth::Permission;
 use crate::plugin::model::SyncMode;
 use crate::store::TaskState;
-use crate::sync::{SyncReport, SyncRequest, TaskOutcome};
+use crate::sync::{SyncRequest, TaskOutcome, UserResult};
 
 /// Seconds waited when `timeout` is absent (grommunio's default).
 const DEFAULT_TIMEOUT_SECS: f64 = 1.0;
@@ -201,7 +201,11 @@ async fn downsync(
 fn finished(outcome: TaskOutcome) -> Response {
     match outcome.state {
         TaskState::Completed => {
-            let data = outcome.report.as_ref().map(results).unwrap_or_default();
+            let data = outcome
+                .report
+                .as_ref()
+                .map(|report| results(&report.results))
+                .unwrap_or_default();
             Json(json!({"message": outcome.message, "data": data})).into_response()
         }
         _ if outcome
@@ -224,9 +228,8 @@ fn finished(outcome: TaskOutcome) -> Response {
 }
 
 /// grommunio's per-user results: `{"ID", "username", "code", "message"}`.
-pub fn results(report: &SyncReport) -> Vec<Value> {
-    report
-        .results
+pub fn results(results: &[UserResult]) -> Vec<Value> {
+    results
         .iter()
         .map(|result| {
             let mut item = json!({

@@ -5,13 +5,15 @@
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use serde::Deserialize;
+
+use crate::sync::UserResult;
 use serde_json::{Value, json};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::AppState;
 use super::error::ApiError;
 use super::session::{Caller, Session};
+use super::{AppState, iso8601};
 use crate::auth::Permission;
 use crate::store::{Task, TaskId};
 
@@ -29,30 +31,6 @@ struct ListQuery {
     limit: Option<u32>,
 }
 
-/// `ms` since the epoch as `YYYY-MM-DDTHH:MM:SS.mmmZ`.
-pub fn iso8601(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let millis = ms.rem_euclid(1000);
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{millis:03}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
 /// A task as TasQ shows it at `level` (0: id and command; 1: with state, message and
 /// times; 2: with parameters and result).
 pub fn task_json(task: &Task, level: u8) -> Value {
@@ -68,25 +46,11 @@ pub fn task_json(task: &Task, level: u8) -> Value {
     if level >= 2 {
         body["params"] = task.params.clone();
         if let Some(result) = &task.result {
+            // The stored report's results, in grommunio's shape as downsync answers.
             let data = result
                 .get("results")
-                .and_then(Value::as_array)
-                .map(|results| {
-                    results
-                        .iter()
-                        .map(|r| {
-                            let mut item = json!({
-                                "username": r.get("username"),
-                                "code": r.get("code"),
-                                "message": r.get("message"),
-                            });
-                            if let Some(id) = r.get("ID") {
-                                item["ID"] = id.clone();
-                            }
-                            item
-                        })
-                        .collect::<Vec<_>>()
-                });
+                .and_then(|stored| Vec::<UserResult>::deserialize(stored).ok())
+                .map(|stored| super::grommunio::results(&stored));
             body["result"] = json!({
                 "counts": result.get("counts"),
                 "outcome": result.get("outcome"),
@@ -217,16 +181,4 @@ async fn cancel(
     let service = state.service.clone();
     super::blocking(move || service.cancel(id)).await?;
     Ok(Json(json!({"message": format!("Canceled task #{id}")})))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn iso8601_formats_utc() {
-        assert_eq!(iso8601(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(iso8601(951_782_400_123), "2000-02-29T00:00:00.123Z");
-        assert_eq!(iso8601(1_795_392_000_000), "2026-11-23T00:00:00.000Z");
-    }
 }

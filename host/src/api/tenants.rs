@@ -207,6 +207,21 @@ async fn dry_run(
     }
 }
 
+/// 409 for a tenant of the configuration file: it is changed by editing the file.
+fn ensure_api_tenant(state: &AppState, id: u64) -> Result<(), ApiError> {
+    if state
+        .service
+        .tenant_entry(id)
+        .is_some_and(|entry| entry.source == TenantSource::File)
+    {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("Tenant {id} is defined in the configuration file; edit the file"),
+        ));
+    }
+    Ok(())
+}
+
 /// Settings that name files or environment variables of the server: only system-wide
 /// accounts may set them, or a tenant's admin could have the server read its secrets
 /// (say `bind_password_env = "ABACSYNC_ADMIN_PASSWORD"`) and bind with them to a
@@ -352,16 +367,7 @@ async fn replace(
 ) -> Result<Json<Value>, ApiError> {
     let session = caller.require(Permission::ManageTenants)?;
     visible_tenant(&state, &session, id)?;
-    if state
-        .service
-        .tenant_entry(id)
-        .is_some_and(|entry| entry.source == TenantSource::File)
-    {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            format!("Tenant {id} is defined in the configuration file; edit the file"),
-        ));
-    }
+    ensure_api_tenant(&state, id)?;
     let body: Value = json_body(&body)?;
     let previous = stored_config(&state, id).await?;
     let (tenant, raw) = parse_tenant(
@@ -393,16 +399,7 @@ async fn delete(
     if !session.principal.is_system_wide() {
         return Err(ApiError::forbidden());
     }
-    if state
-        .service
-        .tenant_entry(id)
-        .is_some_and(|entry| entry.source == TenantSource::File)
-    {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            format!("Tenant {id} is defined in the configuration file; edit the file"),
-        ));
-    }
+    ensure_api_tenant(&state, id)?;
     let catalog = state.service.catalog().clone();
     blocking(move || catalog.delete_tenant(id)).await?;
     state.service.remove_tenant(id);

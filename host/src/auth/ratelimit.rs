@@ -28,19 +28,6 @@ impl RateLimiter {
         }
     }
 
-    /// How long `key` must wait before trying again; `None` when it may try now.
-    pub fn retry_after(&self, key: &str, now: Instant) -> Option<Duration> {
-        let mut failures = self.lock();
-        let recent = failures.get_mut(key)?;
-        recent.retain(|&at| now.duration_since(at) < self.window);
-        if recent.len() < self.max {
-            return None;
-        }
-        recent
-            .first()
-            .map(|&oldest| self.window.saturating_sub(now.duration_since(oldest)))
-    }
-
     /// Begins an attempt of `key`: counts it and returns `Ok`, or refuses with the
     /// time to wait when `max` attempts are already counted within the window.
     ///
@@ -55,29 +42,15 @@ impl RateLimiter {
                 return Err(self.window.saturating_sub(now.duration_since(oldest)));
             }
         }
-        Self::record(&mut failures, self.window, key, now);
-        Ok(())
-    }
-
-    /// Records a failed attempt of `key`.
-    pub fn failed(&self, key: &str, now: Instant) {
-        let mut failures = self.lock();
-        Self::record(&mut failures, self.window, key, now);
-    }
-
-    fn record(
-        failures: &mut HashMap<String, Vec<Instant>>,
-        window: Duration,
-        key: &str,
-        now: Instant,
-    ) {
         if failures.len() >= SWEEP_AT {
+            let window = self.window;
             failures.retain(|_, times| {
                 times.retain(|&at| now.duration_since(at) < window);
                 !times.is_empty()
             });
         }
         failures.entry(key.to_owned()).or_default().push(now);
+        Ok(())
     }
 
     /// Forgets `key`'s failures (after a success).
@@ -98,23 +71,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn refuses_after_max_failures_until_the_window_passes() {
+    fn refuses_after_max_attempts_until_the_window_passes() {
         let limiter = RateLimiter::new(3, Duration::from_secs(60));
         let start = Instant::now();
         for _ in 0..3 {
-            assert_eq!(limiter.retry_after("alice", start), None);
-            limiter.failed("alice", start);
+            assert_eq!(limiter.attempt("alice", start), Ok(()));
         }
-        let wait = limiter.retry_after("alice", start + Duration::from_secs(10));
-        assert_eq!(wait, Some(Duration::from_secs(50)));
-        assert_eq!(limiter.retry_after("bob", start), None);
+        let wait = limiter.attempt("alice", start + Duration::from_secs(10));
+        assert_eq!(wait, Err(Duration::from_secs(50)));
+        assert_eq!(limiter.attempt("bob", start), Ok(()));
         assert_eq!(
-            limiter.retry_after("alice", start + Duration::from_secs(61)),
-            None
+            limiter.attempt("alice", start + Duration::from_secs(61)),
+            Ok(())
         );
-        limiter.failed("alice", start);
-        limiter.succeeded("alice");
-        assert_eq!(limiter.retry_after("alice", start), None);
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! What a sync did: counts, one result per user in grommunio's style (an HTTP-like
 //! code and a message), and the error that stopped it, if any.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 
 /// The result codes of per-user results, HTTP-like as in grommunio's downsync.
@@ -29,7 +29,7 @@ pub mod code {
 }
 
 /// What happened to one user or entry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Action {
     /// A new user.
@@ -57,7 +57,7 @@ pub enum Action {
 }
 
 /// The result for one user or entry.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserResult {
     /// The store id, when the user exists (or was created; set after writing).
     #[serde(rename = "ID", skip_serializing_if = "Option::is_none")]

@@ -147,9 +147,8 @@ impl TaskError {
 pub struct StartedTask {
     /// The task as created (or joined).
     pub task: Task,
-    /// Whether an identical queued task was joined instead of creating one.
-    pub joined: bool,
-    /// Completes when the task ends; `None` for a joined task.
+    /// Completes when the task ends; `None` when an identical queued task was joined
+    /// instead of creating one.
     pub handle: Option<JoinHandle<TaskOutcome>>,
 }
 
@@ -403,11 +402,7 @@ impl SyncService {
             .get(&tenant)
             .and_then(|slot| slot.queued.get(&key).cloned())
         {
-            return Ok(StartedTask {
-                task,
-                joined: true,
-                handle: None,
-            });
+            return Ok(StartedTask { task, handle: None });
         }
         // The write may wait for a long sync's transaction: off the async workers,
         // and without holding the slots.
@@ -451,7 +446,6 @@ impl SyncService {
         });
         Ok(StartedTask {
             task,
-            joined: false,
             handle: Some(handle),
         })
     }

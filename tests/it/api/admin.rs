@@ -3,48 +3,20 @@
 //! over real HTTP against the real binary and a real slapd.
 
 use abacsync_testkit::directory::uid;
-use abacsync_testkit::plugins;
 use serde_json::{Value, json};
 
 use super::{ADMIN, ADMIN_PASSWORD, RcAuth, Server, Setup};
 
-/// Uploads the component of `package`; returns status and body.
 fn upload(server: &Server, auth: &RcAuth, package: &str) -> (u16, Value) {
-    let bytes = plugins::bytes(package);
-    let mut request = server
-        .agent
-        .post(&server.url(&format!("/api/v1/admin/plugins?name={package}.wasm")))
-        .header("content-type", "application/wasm");
-    for (k, v) in auth.headers() {
-        request = request.header(k, v);
-    }
-    let mut response = request.send(&bytes[..]).unwrap();
-    let status = response.status().as_u16();
-    (
-        status,
-        response.body_mut().read_json().unwrap_or(Value::Null),
-    )
+    server.upload(auth, package)
 }
 
 fn put(server: &Server, auth: &RcAuth, path: &str, body: Value) -> (u16, Value) {
-    let mut request = server.agent.put(&server.url(path));
-    for (k, v) in auth.headers() {
-        request = request.header(k, v);
-    }
-    let mut response = request.send_json(&body).unwrap();
-    let status = response.status().as_u16();
-    (
-        status,
-        response.body_mut().read_json().unwrap_or(Value::Null),
-    )
+    server.call("PUT", path, &auth.headers(), Some(body))
 }
 
 fn delete(server: &Server, auth: &RcAuth, path: &str) -> u16 {
-    let mut request = server.agent.delete(&server.url(path));
-    for (k, v) in auth.headers() {
-        request = request.header(k, v);
-    }
-    request.call().unwrap().status().as_u16()
+    server.call("DELETE", path, &auth.headers(), None).0
 }
 
 /// A full sync with import through grommunio's endpoint, as the admin; its results.

@@ -227,20 +227,8 @@ fn two_entries_with_one_unique_id_conflict_and_the_rest_sync() {
     let server = Server::start(&setup.config());
     let admin = server.login(ADMIN, ADMIN_PASSWORD);
     // The settings-map plugin takes the directory id from employeeNumber.
-    let bytes = abacsync_testkit::plugins::bytes("settings-map-mapping");
-    let mut request = server
-        .agent
-        .post(&server.url("/api/v1/admin/plugins?name=settings-map.wasm"))
-        .header("content-type", "application/wasm");
-    for (k, v) in admin.headers() {
-        request = request.header(k, v);
-    }
-    let plugin: Value = request
-        .send(&bytes[..])
-        .unwrap()
-        .body_mut()
-        .read_json()
-        .unwrap();
+    let (status, plugin) = server.upload(&admin, "settings-map-mapping");
+    assert_eq!(status, 201, "{plugin}");
     let (status, body) = server.call(
         "PUT",
         "/api/v1/admin/tenants/1/plugin",

@@ -146,6 +146,45 @@ impl Server {
         (jwt, body["csrf"].as_str().unwrap().to_owned())
     }
 
+    /// Uploads the component of `package` through the admin API; status and body.
+    pub fn upload(&self, auth: &RcAuth, package: &str) -> (u16, Value) {
+        let bytes = plugins::bytes(package);
+        let mut request = self
+            .agent
+            .post(&self.url(&format!("/api/v1/admin/plugins?name={package}.wasm")))
+            .header("content-type", "application/wasm");
+        for (k, v) in auth.headers() {
+            request = request.header(k, v);
+        }
+        let mut response = request.send(&bytes[..]).unwrap();
+        let status = response.status().as_u16();
+        (
+            status,
+            response.body_mut().read_json().unwrap_or(Value::Null),
+        )
+    }
+
+    /// Tenant 1's sync runs as (start, end), sorted, checked never to overlap.
+    pub fn runs_never_overlapping(&self, auth: &RcAuth) -> Vec<(String, String)> {
+        let (_, runs) = self.get("/api/v1/admin/tenants/1/runs", &auth.headers());
+        let mut spans: Vec<(String, String)> = runs["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    r["started"].as_str().unwrap().to_owned(),
+                    r["finished"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        spans.sort();
+        for pair in spans.windows(2) {
+            assert!(pair[0].1 <= pair[1].0, "overlapping runs: {pair:?}");
+        }
+        spans
+    }
+
     /// Creates an account through the admin API.
     pub fn create_account(&self, admin: &RcAuth, body: Value) {
         let (status, answer) = self.post("/api/v1/admin/accounts", &admin.headers(), Some(body));

@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 
 use rusqlite::{Connection, OptionalExtension, Row};
 
-use super::tenant_key;
+use super::{tenant_from_key, tenant_key};
 use crate::auth::Permission;
 use crate::plugin::model::TenantId;
 use crate::store::{Account, AccountId, Dialect, NewAccount, StoreError, Timestamp};
@@ -20,7 +20,7 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<(Account, String)> {
             public_id: row.get(1)?,
             username: row.get(2)?,
             password_hash: row.get(3)?,
-            tenant: tenant.map(|key| u64::from_ne_bytes(key.to_ne_bytes())),
+            tenant: tenant.map(tenant_from_key),
             permissions: BTreeSet::new(),
             totp_secret: row.get(6)?,
             totp_enabled: row.get(7)?,

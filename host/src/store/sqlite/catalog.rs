@@ -4,15 +4,11 @@ use std::collections::BTreeMap;
 
 use rusqlite::{Connection, OptionalExtension, Row};
 
-use super::tenant_key;
+use super::{tenant_from_key, tenant_key};
 use crate::plugin::model::TenantId;
 use crate::store::{
     AccountId, Assignment, NewPlugin, PluginId, StoreError, StoredPlugin, StoredTenant, Timestamp,
 };
-
-fn tenant_of(key: i64) -> TenantId {
-    u64::from_ne_bytes(key.to_ne_bytes())
-}
 
 const PLUGIN_COLUMNS: &str =
     "id, sha256, tenant_id, label, name, version, size, uploaded_by, created_at";
@@ -23,7 +19,7 @@ fn plugin_row(row: &Row<'_>) -> rusqlite::Result<StoredPlugin> {
     Ok(StoredPlugin {
         id: row.get(0)?,
         sha256: row.get(1)?,
-        tenant: tenant.map(tenant_of),
+        tenant: tenant.map(tenant_from_key),
         label: row.get(3)?,
         name: row.get(4)?,
         version: row.get(5)?,
@@ -102,7 +98,7 @@ fn assignment_row(row: &Row<'_>) -> rusqlite::Result<RawAssignment> {
     Ok((
         Assignment {
             id: row.get(0)?,
-            tenant: tenant_of(tenant),
+            tenant: tenant_from_key(tenant),
             plugin: row.get(2)?,
             settings: BTreeMap::new(),
             assigned_by: row.get(4)?,
@@ -162,7 +158,7 @@ pub(super) fn api_tenants(conn: &Connection) -> Result<Vec<StoredTenant>, StoreE
     let rows = stmt.query_map([], |row| {
         let id: i64 = row.get(0)?;
         Ok(StoredTenant {
-            id: tenant_of(id),
+            id: tenant_from_key(id),
             config: row.get(1)?,
             created_at: row.get(2)?,
             updated_at: row.get(3)?,
@@ -204,7 +200,10 @@ pub(super) fn schedules(conn: &Connection) -> Result<BTreeMap<TenantId, Option<u
     let rows = stmt.query_map([], |row| {
         let id: i64 = row.get(0)?;
         let secs: Option<i64> = row.get(1)?;
-        Ok((tenant_of(id), secs.map(|s| u64::try_from(s).unwrap_or(0))))
+        Ok((
+            tenant_from_key(id),
+            secs.map(|s| u64::try_from(s).unwrap_or(0)),
+        ))
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
 }

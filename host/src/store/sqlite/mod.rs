@@ -260,6 +260,11 @@ fn tenant_key(tenant: TenantId) -> i64 {
     i64::from_ne_bytes(tenant.to_ne_bytes())
 }
 
+/// The tenant of a stored key: the inverse of [`tenant_key`].
+fn tenant_from_key(key: i64) -> TenantId {
+    u64::from_ne_bytes(key.to_ne_bytes())
+}
+
 /// A JSON array of strings, bound as one parameter and unpacked with `json_each`.
 fn json_strings<'a>(values: impl IntoIterator<Item = &'a String>) -> String {
     serde_json::Value::Array(

@@ -2,7 +2,7 @@
 
 use rusqlite::{Connection, OptionalExtension, Row};
 
-use super::tenant_key;
+use super::{tenant_from_key, tenant_key};
 use crate::plugin::model::TenantId;
 use crate::store::{AccountId, StoreError, Task, TaskId, TaskState, Timestamp};
 
@@ -19,7 +19,7 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<RawTask> {
     Ok((
         Task {
             id: row.get(0)?,
-            tenant: u64::from_ne_bytes(tenant.to_ne_bytes()),
+            tenant: tenant_from_key(tenant),
             command: row.get(2)?,
             state: TaskState::Queued,
             message: row.get(4)?,
