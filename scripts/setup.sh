@@ -4,7 +4,8 @@
 # - OpenLDAP's server and tools (slapd, slapadd, ldapsearch…): the tests, the demo and
 #   the benchmark start their own directory on a free loopback port;
 # - openssl, which the test directory uses to make its TLS certificates;
-# - curl: the API tests and the demo replay the seed documents' own curl calls.
+# - curl: the API tests and the demo replay the seed documents' own curl calls;
+# - python3 (with venv), node and npm, for the Python and JavaScript plugin toolchains.
 # Safe to run again; used by scripts/demo.sh, scripts/test.sh and .ci/run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,6 +20,12 @@ command -v slapd >/dev/null 2>&1 || [ -x /usr/sbin/slapd ] || missing+=(slapd)
 command -v ldapsearch >/dev/null 2>&1 || missing+=(ldap-utils)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
+# Python and JavaScript plugins: componentize-py comes from PyPI into a venv,
+# componentize-js from npm (scripts/build-python-plugin.sh, scripts/build-js-plugin.sh).
+command -v python3 >/dev/null 2>&1 || missing+=(python3)
+python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
+command -v node >/dev/null 2>&1 || missing+=(nodejs)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "setup: installing ${missing[*]} from apt"
     sudo=""

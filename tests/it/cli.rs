@@ -148,5 +148,5 @@ fn check_reports_contract_imports_and_toolchain() {
     let output = abacsync(&["plugin", "check", forbidden.to_str().expect("path")]);
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("imports `wasi:sockets/"), "{stderr}");
+    assert!(stderr.contains("imports `evil:backdoor/shell"), "{stderr}");
 }

@@ -8,6 +8,7 @@ mod active_directory;
 mod api;
 mod cli;
 mod golden;
+mod languages;
 mod loading;
 mod registry;
 mod sandbox;

@@ -155,6 +155,43 @@ fn console_flood_is_bounded_not_fatal() {
 }
 
 #[test]
+fn network_and_files_are_denied_at_run_time() {
+    // A real listener the plugin is told to reach: it must never see a connection.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listener");
+    listener.set_nonblocking(true).expect("nonblocking");
+    let mut network = context("network");
+    network.settings.push((
+        "address".into(),
+        listener.local_addr().expect("address").to_string(),
+    ));
+    let output = hostile()
+        .map_entries(&network, entries(2))
+        .expect("the call itself succeeds");
+    for outcome in &output.outcomes {
+        let Err(err) = outcome else {
+            panic!("expected the connection to fail, got {outcome:?}");
+        };
+        assert!(err.message.starts_with("connect:"), "{err}");
+    }
+    assert_eq!(
+        listener.accept().map(|_| ()).map_err(|e| e.kind()),
+        Err(std::io::ErrorKind::WouldBlock),
+        "a plugin reached the host's network"
+    );
+
+    let output = hostile()
+        .map_entries(&context("files"), entries(1))
+        .expect("the call itself succeeds");
+    let Err(err) = &output.outcomes[0] else {
+        panic!(
+            "expected reading a host file to fail, got {:?}",
+            output.outcomes[0]
+        );
+    };
+    assert!(err.message.starts_with("read:"), "{err}");
+}
+
+#[test]
 fn every_call_gets_a_fresh_instance() {
     for _ in 0..3 {
         let output = hostile()

@@ -2,9 +2,9 @@
 //! out their components.
 
 use crate::workspace_root;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 
 /// Every plugin crate the tests use: example plugins and hostile test plugins.
 pub const PACKAGES: &[&str] = &[
@@ -70,4 +70,59 @@ pub fn fixtures_dir(plugin_dir: &str) -> PathBuf {
         .join("plugins")
         .join(plugin_dir)
         .join("fixtures")
+}
+
+/// The languages besides Rust that plugins are written in, each with its build script.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Language {
+    /// componentize-py: `scripts/build-python-plugin.sh`, output in
+    /// `target/wasm-plugins/python`.
+    Python,
+    /// componentize-js: `scripts/build-js-plugin.sh`, output in `target/wasm-plugins/js`.
+    JavaScript,
+}
+
+impl Language {
+    fn script_and_folder(self) -> (&'static str, &'static str) {
+        match self {
+            Language::Python => ("scripts/build-python-plugin.sh", "python"),
+            Language::JavaScript => ("scripts/build-js-plugin.sh", "js"),
+        }
+    }
+}
+
+/// The component built from the script plugin in `dir` (relative to the workspace:
+/// `plugins/openldap-py`), built once per process by its language's build script,
+/// which installs the pinned toolchain on first use. Panics with the script's output
+/// when the build fails: a missing toolchain is a failure, never a skip.
+pub fn script_component(language: Language, dir: &str) -> PathBuf {
+    static BUILT: Mutex<Vec<(Language, String, PathBuf)>> = Mutex::new(Vec::new());
+    // Held while building: the scripts share one toolchain folder per language.
+    let mut built = BUILT.lock().unwrap_or_else(|poison| poison.into_inner());
+    if let Some((_, _, path)) = built.iter().find(|(l, d, _)| *l == language && d == dir) {
+        return path.clone();
+    }
+    let (script, folder) = language.script_and_folder();
+    let root = workspace_root();
+    let name = Path::new(dir)
+        .file_name()
+        .unwrap_or_else(|| panic!("{dir} has no folder name"))
+        .to_string_lossy()
+        .replace('-', "_");
+    let out = target_dir().join(folder).join(format!("{name}.wasm"));
+    let output = Command::new("bash")
+        .current_dir(&root)
+        .arg(script)
+        .arg(dir)
+        .arg(&out)
+        .output()
+        .unwrap_or_else(|err| panic!("running {script}: {err}"));
+    assert!(
+        output.status.success(),
+        "{script} {dir} failed (python3 with venv, node and npm are needed; the toolchain comes from PyPI or npm):\n{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    built.push((language, dir.to_owned(), out.clone()));
+    out
 }

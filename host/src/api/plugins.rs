@@ -83,7 +83,7 @@ struct UploadQuery {
         (status = 201, description = "Stored (or already stored: the same id)", body = Value),
         (status = 413, description = "Larger than the sandbox's component limit", body = Value),
         (status = 422, description = "Not a valid plugin", body = Value,
-            example = json!({"message": "Plugin refused", "errors": ["plugin `x.wasm` imports `wasi:sockets/tcp@0.2.0`, which plugins may not use"]})),
+            example = json!({"message": "Plugin refused", "errors": ["plugin `x.wasm` imports `wasi:http/outgoing-handler@0.2.0`, which the sandbox does not provide: plugins have no network access"]})),
     ))]
 async fn upload(
     State(state): State<AppState>,

@@ -143,14 +143,46 @@ fn read_plugin(path: &Path) -> anyhow::Result<(String, Vec<u8>)> {
 fn check(args: CheckArgs) -> anyhow::Result<Outcome> {
     let engine = engine(&args.engine)?;
     let (label, bytes) = read_plugin(&args.plugin)?;
-    let report = engine.check(&label, &bytes)?;
+    let plugin = engine.load(&label, &bytes)?;
+    let memory_limit = plugin.limits().memory_limit;
     if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&report_json(&label, &report))?
-        );
+        let mut json = report_json(&label, plugin.report());
+        let load = plugin.load_stats();
+        json["name"] = plugin.info().name.clone().into();
+        json["version"] = plugin.info().version.clone().into();
+        json["memoryAtStartBytes"] = load.probe.peak_memory.into();
+        json["memoryLimitBytes"] = memory_limit.into();
+        json["instantiateMicros"] = u64::try_from(load.probe.instantiate.as_micros())
+            .unwrap_or(u64::MAX)
+            .into();
+        json["loadMillis"] = u64::try_from(load.duration.as_millis())
+            .unwrap_or(u64::MAX)
+            .into();
+        json["compiledFromCache"] = load.from_cache.into();
+        println!("{}", serde_json::to_string_pretty(&json)?);
     } else {
-        print_report(&label, &report);
+        print_report(&label, plugin.report());
+        let load = plugin.load_stats();
+        println!(
+            "  plugin:         {} {}",
+            plugin.info().name,
+            plugin.info().version
+        );
+        println!(
+            "  memory:         {} at start, of {} per call",
+            human_bytes(load.probe.peak_memory as u64),
+            human_bytes(memory_limit as u64)
+        );
+        println!(
+            "  loading:        {:.1?}{}; instantiation {:.1?}",
+            load.duration,
+            if load.from_cache {
+                " (compiled code from cache)"
+            } else {
+                " (compiled)"
+            },
+            load.probe.instantiate
+        );
     }
     Ok(Outcome::Success)
 }

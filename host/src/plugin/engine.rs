@@ -82,15 +82,6 @@ impl PluginEngine {
         &self.inner.config
     }
 
-    /// Check a component without running it: the static checks of `inspect`, then
-    /// compilation and type-checking of its imports and exports against the contract.
-    pub fn check(&self, label: &str, bytes: &[u8]) -> Result<ComponentReport, LoadError> {
-        let report = inspect(label, bytes, &self.inner.config)?;
-        let (component, _) = self.compile(label, bytes, &report.sha256)?;
-        self.pre(label, &component)?;
-        Ok(report)
-    }
-
     /// Load a component: check it, compile it (or take it from the cache), and ask it
     /// for its name and version.
     pub fn load(&self, label: &str, bytes: &[u8]) -> Result<Plugin, LoadError> {
@@ -111,12 +102,15 @@ impl PluginEngine {
             load: LoadStats {
                 duration: Duration::ZERO,
                 from_cache,
+                probe: CallStats::default(),
             },
         };
-        plugin.info = plugin.info_call().map_err(|source| LoadError::Probe {
+        let (info, probe) = plugin.info_call().map_err(|source| LoadError::Probe {
             plugin: label.to_owned(),
             cause: Box::new(source),
         })?;
+        plugin.info = info;
+        plugin.load.probe = probe;
         plugin.load.duration = started.elapsed();
         Ok(plugin)
     }
@@ -199,6 +193,9 @@ pub struct LoadStats {
     pub duration: Duration,
     /// Whether compilation was skipped thanks to the disk cache.
     pub from_cache: bool,
+    /// The first call (`info`) in a fresh instance: its instantiation time and the
+    /// memory the guest needs before it maps anything (a language runtime's heap).
+    pub probe: CallStats,
 }
 
 /// What one call cost.
@@ -290,11 +287,11 @@ impl Plugin {
         };
     }
 
-    fn info_call(&self) -> Result<super::model::PluginInfo, CallError> {
-        let (info, _, _) = self.call("info", |store, plugin| {
+    fn info_call(&self) -> Result<(super::model::PluginInfo, CallStats), CallError> {
+        let (info, stats, _) = self.call("info", |store, plugin| {
             plugin.abacsync_mapping_mapper().call_info(store)
         })?;
-        Ok(info.into())
+        Ok((info.into(), stats))
     }
 
     /// The LDAP attributes the plugin needs for `context`.
@@ -475,6 +472,22 @@ impl Plugin {
             CallErrorKind::Instantiate(format!("{err:#}"))
         } else {
             CallErrorKind::Trap(format!("{err:#}"))
+        };
+        let kind = match kind {
+            // componentize-py's runtime panics, in its own Rust, when a script's
+            // exception escapes an export or its result does not fit the WIT types.
+            CallErrorKind::Panic { message }
+                if self.report.language.as_deref() == Some("Python")
+                    && message.contains("(at runtime/src/") =>
+            {
+                CallErrorKind::Panic {
+                    message: format!(
+                        "{message}: the script raised outside the SDK's per-entry guard, \
+                         or returned a value that does not fit the WIT types"
+                    ),
+                }
+            }
+            kind => kind,
         };
         self.error(function, kind, console)
     }

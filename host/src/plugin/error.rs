@@ -121,11 +121,25 @@ impl fmt::Display for CallError {
             "plugin `{}` ({}): {}",
             self.plugin, self.function, self.kind
         )?;
-        let console = self.console.trim_end();
-        if !console.is_empty() && !matches!(self.kind, CallErrorKind::Panic { .. }) {
+        // A panic's own lines are already in the message; what the guest printed
+        // before them (a Python traceback, say) is shown.
+        let console = match self.kind {
+            CallErrorKind::Panic { .. } => output_before_panic(&self.console),
+            _ => &self.console,
+        }
+        .trim_end();
+        if !console.is_empty() {
             write!(f, "; its output: {console}")?;
         }
         Ok(())
+    }
+}
+
+/// The console output up to the line of a Rust panic (`thread '…' panicked at`).
+fn output_before_panic(console: &str) -> &str {
+    match console.find("panicked at ") {
+        Some(at) => &console[..console[..at].rfind('\n').map_or(0, |newline| newline + 1)],
+        None => console,
     }
 }
 

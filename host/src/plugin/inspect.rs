@@ -6,7 +6,7 @@ use super::error::LoadError;
 use super::limits::SandboxConfig;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeSet;
-use wasmtime::wasmparser::{Encoding, KnownCustom, Parser, Payload};
+use wasmtime::wasmparser::{ComponentName, Encoding, KnownCustom, Parser, Payload};
 
 /// The contract's package and interface names.
 pub const CONTRACT_PACKAGE: &str = "abacsync:mapping";
@@ -106,8 +106,27 @@ pub fn inspect(
                         initial_memory_bytes.saturating_add(pages.saturating_mul(65536));
                 }
             }
-            Payload::CustomSection(section) => {
-                if let KnownCustom::Producers(fields) = section.as_known() {
+            Payload::CustomSection(section) => match section.as_known() {
+                // componentize-py links CPython as a library module named
+                // `libpython3.N.so`; its producers section does not say so.
+                KnownCustom::ComponentName(names) => {
+                    for subsection in names.into_iter().flatten() {
+                        if let ComponentName::CoreModules(map) | ComponentName::CoreInstances(map) =
+                            subsection
+                        {
+                            for naming in map.into_iter().flatten() {
+                                if let Some(version) = naming
+                                    .name
+                                    .strip_prefix("libpython")
+                                    .and_then(|rest| rest.strip_suffix(".so"))
+                                {
+                                    toolchain.insert(format!("CPython {version}"));
+                                }
+                            }
+                        }
+                    }
+                }
+                KnownCustom::Producers(fields) => {
                     for field in fields.into_iter().flatten() {
                         for value in field.values.into_iter().flatten() {
                             let entry = if value.version.is_empty() {
@@ -119,7 +138,8 @@ pub fn inspect(
                         }
                     }
                 }
-            }
+                _ => {}
+            },
             _ => {}
         }
     }
@@ -146,6 +166,13 @@ pub fn inspect(
 /// WASI 0.2 interfaces a language runtime needs to start (I/O streams, clocks,
 /// randomness, stdio, exit, an environment that is empty, and a filesystem with
 /// nothing opened).
+///
+/// `wasi:sockets` is linked but gives nothing: CPython (componentize-py) imports it
+/// whether or not a script uses the network, so refusing it would refuse every Python
+/// plugin. Creating a socket or looking up a name fails with `access-denied` at run
+/// time (see `StoreState::new`); `it::sandbox::network_and_files_are_denied_at_run_time`
+/// proves no connection leaves. `wasi:http`, which only a plugin that means to talk
+/// to the network imports, is refused here.
 fn check_import(plugin: &str, import: &str) -> Result<(), LoadError> {
     let forbidden = |why| LoadError::ForbiddenImport {
         plugin: plugin.to_owned(),
@@ -176,7 +203,17 @@ fn check_import(plugin: &str, import: &str) -> Result<(), LoadError> {
                 | "terminal-stderr"
         ),
         "wasi:filesystem" => matches!(interface, "types" | "preopens"),
-        "wasi:sockets" | "wasi:http" => return Err(forbidden("plugins have no network access")),
+        "wasi:sockets" => matches!(
+            interface,
+            "network"
+                | "instance-network"
+                | "ip-name-lookup"
+                | "tcp"
+                | "tcp-create-socket"
+                | "udp"
+                | "udp-create-socket"
+        ),
+        "wasi:http" => return Err(forbidden("plugins have no network access")),
         CONTRACT_PACKAGE => matches!(interface, "host" | "types"),
         _ => false,
     };
@@ -213,7 +250,7 @@ fn contract_version(plugin: &str, exports: &[String]) -> Result<String, LoadErro
 
 fn guess_language(toolchain: &[String]) -> Option<String> {
     let has = |needle: &str| toolchain.iter().any(|entry| entry.starts_with(needle));
-    let language = if has("componentize-py") {
+    let language = if has("componentize-py") || has("CPython") {
         "Python"
     } else if has("componentize-js") || has("ComponentizeJS") || has("StarlingMonkey") {
         "JavaScript"
@@ -262,11 +299,14 @@ mod tests {
     fn allow_list() {
         assert!(check_import("p", "wasi:cli/environment@0.2.3").is_ok());
         assert!(check_import("p", "abacsync:mapping/host@0.1.0").is_ok());
-        let err = check_import("p", "wasi:sockets/tcp@0.2.0").unwrap_err();
+        // Linked, but denied at run time.
+        assert!(check_import("p", "wasi:sockets/tcp@0.2.0").is_ok());
+        let err = check_import("p", "wasi:http/outgoing-handler@0.2.0").unwrap_err();
         assert_eq!(
             err.to_string(),
-            "plugin `p` imports `wasi:sockets/tcp@0.2.0`, which the sandbox does not provide: plugins have no network access"
+            "plugin `p` imports `wasi:http/outgoing-handler@0.2.0`, which the sandbox does not provide: plugins have no network access"
         );
+        assert!(check_import("p", "wasi:sockets/something-new@0.2.0").is_err());
         assert!(check_import("p", "wasi:filesystem/something@0.2.0").is_err());
         assert!(check_import("p", "evil:host/exec").is_err());
         assert!(check_import("p", "exec").is_err());

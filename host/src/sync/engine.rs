@@ -38,12 +38,15 @@ pub enum SyncError {
         cause: DirectoryError,
     },
     /// The plugin failed a whole call (trap, timeout, limits, refused context).
-    #[error("tenant {tenant}: plugin {plugin}: {cause}")]
+    #[error("tenant {tenant}: plugin {plugin}{batch}: {cause}")]
     Plugin {
         /// The tenant.
         tenant: u64,
         /// The plugin's label.
         plugin: String,
+        /// Which entries the failed call was mapping (` mapping entry `dn``, ` mapping
+        /// 500 entries from `dn` to `dn``), or empty for a call about no entries.
+        batch: String,
         /// The call's error.
         cause: Box<CallError>,
     },
@@ -379,6 +382,7 @@ impl SyncEngine {
                 .map_err(|cause| SyncError::Plugin {
                     tenant: tenant_id,
                     plugin: plugin.plugin.label().to_owned(),
+                    batch: String::new(),
                     cause: Box::new(cause),
                 })?
         };
@@ -981,6 +985,7 @@ async fn forward(
         .map_err(|cause| SyncError::Plugin {
             tenant: stage.tenant,
             plugin: stage.plugin.plugin.label().to_owned(),
+            batch: describe_batch(&pending.dns),
             cause: Box::new(cause),
         })?;
     stage.progress.add_mapped(pending.dns.len() as u64);
@@ -993,6 +998,16 @@ async fn forward(
     };
     // A closed channel means the diff stage stopped; its error is the one to report.
     Ok(sender.send(batch).await.is_ok())
+}
+
+/// Names the entries of a failed call for its error: a whole-call failure (a trap, an
+/// exception outside a plugin SDK's per-entry guard) cannot say which entry caused it.
+fn describe_batch(dns: &[String]) -> String {
+    match dns {
+        [] => String::new(),
+        [dn] => format!(" mapping entry `{dn}`"),
+        [first, .., last] => format!(" mapping {} entries from `{first}` to `{last}`", dns.len()),
+    }
 }
 
 /// Records `key` as first seen at `index`; returns the first index when it was seen

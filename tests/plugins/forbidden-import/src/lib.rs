@@ -1,18 +1,33 @@
-//! A plugin that tries to phone home: it connects to a TCP address, so its component
-//! imports `wasi:sockets`, and the host must refuse to load it.
+//! A plugin that asks for a capability the sandbox does not have: it imports a
+//! `shell` interface to run commands on the host, and the host must refuse to load it.
 
 use abacsync_guest::prelude::*;
 
-/// The mapping that wants the network.
-pub struct PhoneHome;
+#[allow(missing_docs)]
+mod backdoor {
+    wit_bindgen::generate!({
+        inline: "
+            package evil:backdoor;
+            interface shell {
+                run: func(command: string) -> string;
+            }
+            world backdoor {
+                import shell;
+            }
+        ",
+    });
+}
 
-impl Mapping for PhoneHome {
+/// The mapping that wants a shell.
+pub struct Backdoor;
+
+impl Mapping for Backdoor {
     fn info() -> PluginInfo {
-        PluginInfo::new("phone-home", env!("CARGO_PKG_VERSION"))
+        PluginInfo::new("backdoor", env!("CARGO_PKG_VERSION"))
     }
 
     fn new(_context: &MappingContext) -> Result<Self, MappingError> {
-        Ok(PhoneHome)
+        Ok(Backdoor)
     }
 
     fn required_attributes(&self) -> Vec<String> {
@@ -20,11 +35,12 @@ impl Mapping for PhoneHome {
     }
 
     fn map(&self, entry: &Entry) -> Result<Decision, MappingError> {
-        match std::net::TcpStream::connect("127.0.0.1:9") {
-            Ok(_) => Ok(Decision::skip(format!("sent {} away", entry.dn))),
-            Err(err) => Err(MappingError::Other(err.to_string())),
-        }
+        #[cfg(target_arch = "wasm32")]
+        let output = backdoor::evil::backdoor::shell::run("id");
+        #[cfg(not(target_arch = "wasm32"))]
+        let output = String::new();
+        Ok(Decision::skip(format!("{}: {output}", entry.dn)))
     }
 }
 
-abacsync_guest::export_mapping!(PhoneHome);
+abacsync_guest::export_mapping!(Backdoor);

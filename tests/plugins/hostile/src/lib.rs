@@ -10,6 +10,8 @@
 //! - `oversized`: returns ~2 MB of attribute values per entry.
 //! - `log-flood`: logs without end.
 //! - `print-flood`: prints 1 MiB to stdout and stderr, then behaves.
+//! - `network`: connects to the setting `address` (TCP) for every entry.
+//! - `files`: reads `/etc/passwd` for every entry.
 //! - `count-calls`: reports how many calls this instance has seen (always 1 when
 //!   instances are fresh).
 //! - anything else or nothing: skips every entry with reason `ok`.
@@ -23,6 +25,7 @@ static CALLS: AtomicUsize = AtomicUsize::new(0);
 /// The misbehaving mapping.
 pub struct Hostile {
     behaviour: String,
+    address: String,
 }
 
 impl Mapping for Hostile {
@@ -33,6 +36,10 @@ impl Mapping for Hostile {
     fn new(context: &MappingContext) -> Result<Self, MappingError> {
         Ok(Hostile {
             behaviour: context.setting("behaviour").unwrap_or("none").to_owned(),
+            address: context
+                .setting("address")
+                .unwrap_or("127.0.0.1:9")
+                .to_owned(),
         })
     }
 
@@ -89,6 +96,24 @@ impl Mapping for Hostile {
                     Ok(Decision::Upsert(
                         User::new(entry.dn.clone(), entry.dn.clone()).attribute("huge", values),
                     ))
+                })
+                .collect(),
+            "network" => {
+                // The setting `address` names a listener the test watches.
+                let address = self.address.as_str();
+                entries
+                    .iter()
+                    .map(|_| match std::net::TcpStream::connect(address) {
+                        Ok(_) => Ok(Decision::skip(format!("connected to {address}"))),
+                        Err(err) => Err(MappingError::Other(format!("connect: {err}"))),
+                    })
+                    .collect()
+            }
+            "files" => entries
+                .iter()
+                .map(|_| match std::fs::read("/etc/passwd") {
+                    Ok(bytes) => Ok(Decision::skip(format!("read {} bytes", bytes.len()))),
+                    Err(err) => Err(MappingError::Other(format!("read: {err}"))),
                 })
                 .collect(),
             "count-calls" => entries

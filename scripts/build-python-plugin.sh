@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Builds a Python mapping plugin into a WebAssembly component.
+#
+#   scripts/build-python-plugin.sh plugins/openldap-py [out.wasm]
+#
+# The plugin folder holds `app.py`, whose `Mapper` class derives from
+# `abacsync_mapping.Mapping` (guest-sdk/python). componentize-py (pinned in
+# guest-sdk/python/requirements.txt, installed from PyPI into
+# target/toolchains/python on first use) generates the bindings from wit/v0.1.0 and
+# bundles CPython, the SDK and the script into one component. The default output is
+# target/wasm-plugins/python/<folder name with _>.wasm. Nothing is rebuilt when the
+# script, the SDK, the WIT and the toolchain are unchanged.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+[ $# -ge 1 ] || { echo "usage: $0 <plugin folder> [out.wasm]" >&2; exit 2; }
+plugin="$(cd "$1" && pwd)"
+[ -f "$plugin/app.py" ] || { echo "$0: $plugin has no app.py" >&2; exit 2; }
+name="$(basename "$plugin" | tr - _)"
+out="${2:-$root/target/wasm-plugins/python/$name.wasm}"
+mkdir -p "$(dirname "$out")"
+
+toolchain="$root/target/toolchains/python"
+requirements="$root/guest-sdk/python/requirements.txt"
+if ! cmp -s "$requirements" "$toolchain/requirements.txt" 2>/dev/null; then
+    echo "build-python-plugin: installing $(grep -v '^#' "$requirements" | xargs) into $toolchain" >&2
+    python3 -m venv --clear "$toolchain"
+    "$toolchain/bin/pip" install --quiet --disable-pip-version-check -r "$requirements"
+    cp "$requirements" "$toolchain/requirements.txt"
+fi
+
+stamp="$out.inputs"
+inputs="$( { find "$plugin" "$root/guest-sdk/python" "$root/wit/v0.1.0" -type f \
+    \( -name '*.py' -o -name '*.wit' -o -name requirements.txt \) -print0 | sort -z |
+    xargs -0 sha256sum; } | sha256sum | cut -d' ' -f1)"
+if [ -f "$out" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$inputs" ]; then
+    exit 0
+fi
+"$toolchain/bin/componentize-py" --quiet -d "$root/wit/v0.1.0" -w mapping-plugin \
+    componentize -p "$plugin" -p "$root/guest-sdk/python" app -o "$out.$$.tmp"
+mv "$out.$$.tmp" "$out"
+echo "$inputs" > "$stamp"
+echo "build-python-plugin: $out" >&2

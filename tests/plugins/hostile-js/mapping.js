@@ -1,0 +1,61 @@
+// A JavaScript plugin that misbehaves on purpose. The setting `behaviour` chooses how
+// (in `map-entries`; `info` and `required-attributes` behave):
+//
+// - `raise`: throws a TypeError for the entry `uid=u1,...` and maps the others.
+// - `raise-batch`: throws outside the SDK's per-entry guard, so the whole call fails.
+// - `wrong-shape`: returns a plain object where a decision belongs.
+// - `loop`: spins forever.
+// - `memory`: grows an array until it is stopped.
+// - `recursion`: recurses without end.
+// - `network`: calls fetch(), which the sandbox's build leaves out.
+// - `print`: logs a line to the console, then skips every entry.
+// - anything else: skips every entry with reason `ok`.
+
+import { defineMapping, skip } from "./abacsync-mapping.js";
+
+function recurse(depth) {
+  return recurse(depth + 1) + 1;
+}
+
+const mapping = defineMapping({
+  name: "hostile-js",
+  version: "0.1.0",
+  attributes: ["uid"],
+  setup(settings) {
+    return settings;
+  },
+  map(entry, settings) {
+    switch (settings.behaviour) {
+      case "raise":
+        if (entry.dn.startsWith("uid=u1,")) throw new TypeError(`cannot map ${entry.dn}`);
+        break;
+      case "loop":
+        for (;;) {}
+      case "memory": {
+        const hoard = [];
+        for (;;) hoard.push(new Uint8Array(1 << 20).fill(1));
+      }
+      case "recursion":
+        recurse(0);
+        break;
+      case "network":
+        fetch(`http://${settings.address}/`);
+        return skip("fetched");
+      case "print":
+        console.log(`mapping ${entry.dn}`);
+        break;
+    }
+    return skip("ok");
+  },
+});
+
+export const mapper = {
+  info: mapping.info,
+  requiredAttributes: mapping.requiredAttributes,
+  mapEntries(context, entries) {
+    const behaviour = context.settings.find((s) => s.key === "behaviour")?.value;
+    if (behaviour === "raise-batch") throw new Error(`gave up on a batch of ${entries.length} entries`);
+    if (behaviour === "wrong-shape") return entries.map((entry) => ({ username: entry.dn }));
+    return mapping.mapEntries(context, entries);
+  },
+};

@@ -1,0 +1,62 @@
+"""A Python plugin that misbehaves on purpose. The setting ``behaviour`` chooses how
+(in ``map-entries``; ``info`` and ``required-attributes`` behave):
+
+- ``raise``: raises ``ValueError`` for the entry ``uid=u1,...`` and maps the others.
+- ``raise-batch``: raises outside the SDK's per-entry guard (from ``map_entries``), so
+  the whole call fails and only the traceback on stderr tells why.
+- ``wrong-shape``: returns a ``dict`` where a decision belongs.
+- ``loop``: spins forever.
+- ``memory``: grows a list until it is stopped.
+- ``recursion``: recurses without end.
+- ``network``: connects to the setting ``address`` (TCP).
+- ``files``: reads ``/etc/passwd``.
+- ``print``: prints a line, then skips every entry.
+- anything else: skips every entry with reason ``ok``.
+"""
+
+import abacsync_mapping as abacsync
+
+
+def _recurse(depth):
+    return _recurse(depth + 1) + 1
+
+
+class Mapper(abacsync.Mapping):
+    name = "hostile-python"
+    version = "0.1.0"
+    attributes = ["uid"]
+
+    def map_entries(self, context, entries):
+        behaviour = {s.key: s.value for s in context.settings}.get("behaviour")
+        if behaviour == "raise-batch":
+            raise RuntimeError(f"gave up on a batch of {len(entries)} entries")
+        if behaviour == "wrong-shape":
+            return [{"username": entry.dn} for entry in entries]
+        return super().map_entries(context, entries)
+
+    def map(self, entry):
+        behaviour = self.settings.get("behaviour")
+        if behaviour == "raise":
+            if entry.dn.startswith("uid=u1,"):
+                raise ValueError(f"cannot map {entry.dn}")
+        elif behaviour == "loop":
+            while True:
+                pass
+        elif behaviour == "memory":
+            hoard = []
+            while True:
+                hoard.append(bytearray(1 << 20))
+        elif behaviour == "recursion":
+            _recurse(0)
+        elif behaviour == "network":
+            import socket
+
+            host, port = self.settings["address"].rsplit(":", 1)
+            socket.create_connection((host, int(port)), timeout=1)
+            return abacsync.skip("connected")
+        elif behaviour == "files":
+            with open("/etc/passwd", "rb") as f:
+                return abacsync.skip(f"read {len(f.read())} bytes")
+        elif behaviour == "print":
+            print(f"mapping {entry.dn}")
+        return abacsync.skip("ok")
