@@ -1,7 +1,10 @@
 //! Plugin runtime benchmark: 100,000 synthetic inetOrgPerson entries through the
 //! OpenLDAP example plugin, as batch calls and as one call per entry, the cost of
 //! instantiating a fresh instance, and, as the baseline taken in the same run, the
-//! same mapping compiled natively.
+//! same mapping compiled natively. Then the same mapping written in Python
+//! (plugins/openldap-py) and JavaScript (plugins/openldap-js) over the same entries:
+//! batch calls, instantiation, and the Python component's load time compiled and from
+//! the disk cache.
 //!
 //! Run: `cargo bench -p abacsync --bench plugin_runtime` (optionally `-- --entries N
 //! --runs R`). Medians of R runs are printed with the ratio to the native baseline.
@@ -10,8 +13,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use abacsync::plugin::model::{Entry, MappingContext, SyncMode};
-use abacsync::plugin::{PluginEngine, SandboxConfig};
+use abacsync::plugin::{Plugin, PluginEngine, SandboxConfig};
 use abacsync_guest::testing;
+use abacsync_testkit::plugins::{Language, script_component};
 use openldap_mapping::OpenLdap;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -49,14 +53,7 @@ fn main() {
         started.elapsed()
     });
 
-    let batched = median(runs, || {
-        let batches: Vec<Vec<Entry>> = entries.chunks(BATCH).map(<[_]>::to_vec).collect();
-        let started = Instant::now();
-        for batch in batches {
-            black_box(plugin.map_entries(&context, batch).expect("batch call"));
-        }
-        started.elapsed()
-    });
+    let batched = batch_calls(&plugin, &context, &entries, runs);
 
     let single_count = (count / 10).max(1);
     let single = median(runs, || {
@@ -71,17 +68,7 @@ fn main() {
         started.elapsed()
     });
 
-    let mut instantiations: Vec<Duration> = (0..5_000)
-        .map(|_| {
-            plugin
-                .map_entries(&context, Vec::new())
-                .expect("empty call")
-                .stats
-                .instantiate
-        })
-        .collect();
-    instantiations.sort();
-    let instantiate = instantiations[instantiations.len() / 2];
+    let instantiate = instantiation(&plugin, &context, 5_000);
 
     let rate = |entries: usize, time: Duration| entries as f64 / time.as_secs_f64();
     let native_rate = rate(count, native);
@@ -105,10 +92,7 @@ fn main() {
         single_rate,
         native_rate / single_rate
     );
-    println!(
-        "  instantiation (median of {}): {instantiate:?}",
-        instantiations.len()
-    );
+    println!("  instantiation (median of 5000): {instantiate:?}");
     println!(
         "  targets: batch >= 500000 entries/s: {}; instantiation <= 50us: {}",
         if batch_rate >= 500_000.0 {
@@ -122,6 +106,102 @@ fn main() {
             "MISSED"
         }
     );
+
+    languages(&entries, &context, runs, native_rate);
+}
+
+/// The Python and JavaScript versions of the mapping over the same entries.
+fn languages(entries: &[Entry], context: &MappingContext, runs: usize, native_rate: f64) {
+    let cache = tempfile::tempdir().expect("cache dir");
+    let load = |language: Language, dir: &str| -> (Plugin, Duration) {
+        let bytes = std::fs::read(script_component(language, dir)).expect("component");
+        let engine = PluginEngine::new(SandboxConfig::default(), Some(cache.path().to_owned()))
+            .expect("engine");
+        let started = Instant::now();
+        let plugin = engine.load(dir, &bytes).expect("load");
+        (plugin, started.elapsed())
+    };
+    let (python, python_cold) = load(Language::Python, "plugins/openldap-py");
+    assert!(!python.load_stats().from_cache);
+    // A new engine each time, as after a restart: the compiled code comes from disk.
+    let python_cached = median(runs, || {
+        let (plugin, took) = load(Language::Python, "plugins/openldap-py");
+        assert!(plugin.load_stats().from_cache);
+        took
+    });
+    let (javascript, javascript_cold) = load(Language::JavaScript, "plugins/openldap-js");
+    let python_size = python.report().size;
+
+    let count = entries.len();
+    let rate = |time: Duration| count as f64 / time.as_secs_f64();
+    let python_batches = batch_calls(&python, context, entries, runs);
+    let javascript_batches = batch_calls(&javascript, context, entries, runs);
+    let python_instantiate = instantiation(&python, context, 1_000);
+    let javascript_instantiate = instantiation(&javascript, context, 1_000);
+    let (python_rate, javascript_rate) = (rate(python_batches), rate(javascript_batches));
+
+    println!(
+        "scripted plugins: the same mapping, the same {count} entries, batches of {BATCH}, median of {runs} runs"
+    );
+    println!(
+        "  Python, batch calls:        {python_rate:>12.0} entries/s  ({python_batches:?})  {:.1}x native time",
+        native_rate / python_rate
+    );
+    println!(
+        "  JavaScript, batch calls:    {javascript_rate:>12.0} entries/s  ({javascript_batches:?})  {:.1}x native time",
+        native_rate / javascript_rate
+    );
+    println!(
+        "  Python component ({:.1} MiB): compiled in {python_cold:?}; from the disk cache in {python_cached:?}",
+        python_size as f64 / (1 << 20) as f64
+    );
+    println!("  JavaScript component: compiled in {javascript_cold:?}");
+    println!(
+        "  instantiation (median of 1000): Python {python_instantiate:?}, JavaScript {javascript_instantiate:?}"
+    );
+    let verdict = |met: bool| if met { "met" } else { "MISSED" };
+    println!(
+        "  targets: Python >= 50000 entries/s: {}; JavaScript >= 10000 entries/s: {}; cached load < 100ms: {}; instantiation <= 1ms: {}",
+        verdict(python_rate >= 50_000.0),
+        verdict(javascript_rate >= 10_000.0),
+        verdict(python_cached < Duration::from_millis(100)),
+        verdict(
+            python_instantiate <= Duration::from_millis(1)
+                && javascript_instantiate <= Duration::from_millis(1)
+        ),
+    );
+}
+
+/// Median time to map every entry in batch calls.
+fn batch_calls(
+    plugin: &Plugin,
+    context: &MappingContext,
+    entries: &[Entry],
+    runs: usize,
+) -> Duration {
+    median(runs, || {
+        let batches: Vec<Vec<Entry>> = entries.chunks(BATCH).map(<[_]>::to_vec).collect();
+        let started = Instant::now();
+        for batch in batches {
+            black_box(plugin.map_entries(context, batch).expect("batch call"));
+        }
+        started.elapsed()
+    })
+}
+
+/// Median instantiation time of `calls` fresh instances.
+fn instantiation(plugin: &Plugin, context: &MappingContext, calls: usize) -> Duration {
+    let mut times: Vec<Duration> = (0..calls)
+        .map(|_| {
+            plugin
+                .map_entries(context, Vec::new())
+                .expect("empty call")
+                .stats
+                .instantiate
+        })
+        .collect();
+    times.sort();
+    times[times.len() / 2]
 }
 
 fn median(runs: usize, mut f: impl FnMut() -> Duration) -> Duration {

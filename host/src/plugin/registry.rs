@@ -52,6 +52,9 @@ pub struct PluginRegistry {
     engine: PluginEngine,
     tenants: RwLock<HashMap<TenantId, Arc<TenantPlugin>>>,
     loaded: Mutex<HashMap<String, Weak<Plugin>>>,
+    /// One lock per component being loaded, so that tenants asking for the same new
+    /// component at once compile it once: the others wait for it, not for each other.
+    loading: Mutex<HashMap<String, Arc<Mutex<()>>>>,
 }
 
 impl PluginRegistry {
@@ -61,6 +64,7 @@ impl PluginRegistry {
             engine,
             tenants: RwLock::default(),
             loaded: Mutex::default(),
+            loading: Mutex::default(),
         }
     }
 
@@ -69,17 +73,41 @@ impl PluginRegistry {
         &self.engine
     }
 
-    /// Load `bytes`, or return the plugin already loaded from the same bytes.
+    /// Load `bytes`, or return the plugin already loaded from the same bytes. Blocking:
+    /// it may compile the component (seconds for a language runtime), so async callers
+    /// run it on a blocking thread; other components load and run meanwhile.
     pub fn load_shared(&self, label: &str, bytes: &[u8]) -> Result<Arc<Plugin>, LoadError> {
         let sha256 = hex(&Sha256::digest(bytes));
         if let Some(plugin) = self.lock_loaded().get(&sha256).and_then(Weak::upgrade) {
             return Ok(plugin);
         }
-        let plugin = Arc::new(self.engine.load(label, bytes)?);
-        let mut loaded = self.lock_loaded();
-        loaded.retain(|_, plugin| plugin.strong_count() > 0);
-        loaded.insert(sha256, Arc::downgrade(&plugin));
-        Ok(plugin)
+        let gate = self
+            .loading
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(sha256.clone())
+            .or_default()
+            .clone();
+        let result = {
+            let _only_loader = gate.lock().unwrap_or_else(PoisonError::into_inner);
+            // Whoever held the gate before may have loaded it.
+            match self.lock_loaded().get(&sha256).and_then(Weak::upgrade) {
+                Some(plugin) => Ok(plugin),
+                None => self.engine.load(label, bytes).map(|plugin| {
+                    let plugin = Arc::new(plugin);
+                    let mut loaded = self.lock_loaded();
+                    loaded.retain(|_, plugin| plugin.strong_count() > 0);
+                    loaded.insert(sha256.clone(), Arc::downgrade(&plugin));
+                    plugin
+                }),
+            }
+        };
+        drop(gate);
+        self.loading
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|_, gate| Arc::strong_count(gate) > 1);
+        result
     }
 
     /// Give `tenant` the plugin in `bytes` with `settings`, after the plugin accepted
