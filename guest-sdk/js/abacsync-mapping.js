@@ -73,49 +73,60 @@ export class InvalidSettings extends MappingFailure {
   }
 }
 
+const EMPTY = Object.freeze([]);
+
+// Finds `name` in a list of `{ name, values }`: the spelling the directory used first
+// (the common case, and cheap in an interpreter), then case-insensitively.
+function lookup(attributes, name) {
+  for (let i = 0; i < attributes.length; i++) {
+    if (attributes[i].name === name) return attributes[i].values;
+  }
+  const lower = name.toLowerCase();
+  let found;
+  for (let i = 0; i < attributes.length; i++) {
+    if (attributes[i].name.toLowerCase() === lower) {
+      found = found === undefined ? attributes[i].values : found.concat(attributes[i].values);
+    }
+  }
+  return found ?? EMPTY;
+}
+
 /** A directory entry, with attribute names matched case-insensitively as LDAP does. */
 export class Entry {
   constructor(raw) {
     this.dn = raw.dn;
     /** The DNs of the entry's groups (nested ones resolved), or undefined when unknown. */
     this.groups = raw.groups;
-    const text = new Map();
-    for (const attr of raw.attributes) {
-      const key = attr.name.toLowerCase();
-      const known = text.get(key);
-      text.set(key, known ? known.concat(attr.values) : attr.values);
-    }
-    this._text = text;
-    this._binary = new Map(raw.binaryAttributes.map((attr) => [attr.name.toLowerCase(), attr.values]));
+    this._text = raw.attributes;
+    this._binary = raw.binaryAttributes;
   }
 
   /** Every value of text attribute `name`, in the directory's order ([] if absent). */
   values(name) {
-    return this._text.get(name.toLowerCase()) ?? [];
+    return lookup(this._text, name);
   }
 
   /** The first value of `name`, or undefined. */
   first(name) {
-    const values = this._text.get(name.toLowerCase());
-    return values && values.length > 0 ? values[0] : undefined;
+    const values = lookup(this._text, name);
+    return values.length > 0 ? values[0] : undefined;
   }
 
   /** The first value of `name`; throws MissingAttribute when absent. */
   require(name) {
-    const value = this.first(name);
-    if (value === undefined) throw new MissingAttribute(name);
-    return value;
+    const values = lookup(this._text, name);
+    if (values.length === 0) throw new MissingAttribute(name);
+    return values[0];
   }
 
   /** Whether the entry has `name`, as text or binary. */
   has(name) {
-    const key = name.toLowerCase();
-    return (this._text.get(key)?.length ?? 0) > 0 || (this._binary.get(key)?.length ?? 0) > 0;
+    return lookup(this._text, name).length > 0 || lookup(this._binary, name).length > 0;
   }
 
   /** Every value of binary attribute `name`, as Uint8Arrays ([] if absent). */
   binary(name) {
-    return this._binary.get(name.toLowerCase()) ?? [];
+    return lookup(this._binary, name);
   }
 }
 
@@ -125,15 +136,20 @@ export class Entry {
  */
 export function user(username, ldapId, options = {}) {
   const attributes = [];
-  for (const [key, values] of Object.entries(options.attributes ?? {})) {
-    const list = typeof values === "string" ? [values] : Array.from(values ?? []);
-    if (list.length === 0) continue;
-    for (const value of list) {
-      if (typeof value !== "string") {
-        throw new TypeError(`attribute ${JSON.stringify(key)}: values must be strings, got ${typeof value} ${String(value)}`);
+  const given = options.attributes;
+  if (given) {
+    for (const key in given) {
+      let list = given[key];
+      if (typeof list === "string") list = [list];
+      else if (!Array.isArray(list)) list = Array.from(list ?? EMPTY);
+      if (list.length === 0) continue;
+      for (let i = 0; i < list.length; i++) {
+        if (typeof list[i] !== "string") {
+          throw new TypeError(`attribute ${JSON.stringify(key)}: values must be strings, got ${typeof list[i]} ${String(list[i])}`);
+        }
       }
+      attributes.push({ key, values: list });
     }
-    attributes.push({ key, values: list });
   }
   return {
     tag: "upsert",

@@ -90,6 +90,22 @@ class InvalidSettings(MappingFailure):
         return types.MappingError_InvalidSettings(str(self))
 
 
+_EMPTY = ()
+
+
+def _lookup(attributes, name):
+    # The spelling the directory used first (the common case), then case-insensitively.
+    for attr in attributes:
+        if attr.name == name:
+            return attr.values
+    lower = name.lower()
+    found = None
+    for attr in attributes:
+        if attr.name.lower() == lower:
+            found = attr.values if found is None else found + attr.values
+    return _EMPTY if found is None else found
+
+
 class Entry:
     """A directory entry, with attribute names matched case-insensitively as LDAP does."""
 
@@ -100,40 +116,32 @@ class Entry:
         #: The DNs of the entry's groups (nested ones resolved), or ``None`` when the
         #: host does not know them.
         self.groups = raw.groups
-        text = {}
-        for attr in raw.attributes:
-            key = attr.name.lower()
-            if key in text:
-                text[key] = text[key] + attr.values
-            else:
-                text[key] = attr.values
-        self._text = text
-        self._binary = {attr.name.lower(): attr.values for attr in raw.binary_attributes}
+        self._text = raw.attributes
+        self._binary = raw.binary_attributes
 
     def values(self, name):
-        """Every value of text attribute ``name``, in the directory's order (``[]`` if absent)."""
-        return self._text.get(name.lower(), [])
+        """Every value of text attribute ``name``, in the directory's order (empty if absent)."""
+        return _lookup(self._text, name)
 
     def first(self, name):
         """The first value of ``name``, or ``None``."""
-        values = self._text.get(name.lower())
+        values = _lookup(self._text, name)
         return values[0] if values else None
 
     def require(self, name):
         """The first value of ``name``; raises :class:`MissingAttribute` when absent."""
-        values = self._text.get(name.lower())
+        values = _lookup(self._text, name)
         if not values:
             raise MissingAttribute(name)
         return values[0]
 
     def has(self, name):
         """Whether the entry has ``name``, as text or binary."""
-        key = name.lower()
-        return bool(self._text.get(key) or self._binary.get(key))
+        return bool(_lookup(self._text, name) or _lookup(self._binary, name))
 
     def binary(self, name):
-        """Every value of binary attribute ``name``, as ``bytes`` (``[]`` if absent)."""
-        return self._binary.get(name.lower(), [])
+        """Every value of binary attribute ``name``, as ``bytes`` (empty if absent)."""
+        return _lookup(self._binary, name)
 
 
 def user(

@@ -130,6 +130,9 @@ fn languages(entries: &[Entry], context: &MappingContext, runs: usize, native_ra
         took
     });
     let (javascript, javascript_cold) = load(Language::JavaScript, "plugins/openldap-js");
+    // The bindings alone: a prebuilt user for every entry, the entry unread.
+    let (python_floor, _) = load(Language::Python, "tests/plugins/constant-py");
+    let (javascript_floor, _) = load(Language::JavaScript, "tests/plugins/constant-js");
     let python_size = python.report().size;
 
     let count = entries.len();
@@ -139,6 +142,8 @@ fn languages(entries: &[Entry], context: &MappingContext, runs: usize, native_ra
     let python_instantiate = instantiation(&python, context, 1_000);
     let javascript_instantiate = instantiation(&javascript, context, 1_000);
     let (python_rate, javascript_rate) = (rate(python_batches), rate(javascript_batches));
+    let python_floor_rate = rate(batch_calls(&python_floor, context, entries, runs));
+    let javascript_floor_rate = rate(batch_calls(&javascript_floor, context, entries, runs));
 
     println!(
         "scripted plugins: the same mapping, the same {count} entries, batches of {BATCH}, median of {runs} runs"
@@ -150,6 +155,9 @@ fn languages(entries: &[Entry], context: &MappingContext, runs: usize, native_ra
     println!(
         "  JavaScript, batch calls:    {javascript_rate:>12.0} entries/s  ({javascript_batches:?})  {:.1}x native time",
         native_rate / javascript_rate
+    );
+    println!(
+        "  bindings alone (a constant user per entry, the entry unread): Python {python_floor_rate:.0} entries/s, JavaScript {javascript_floor_rate:.0} entries/s"
     );
     println!(
         "  Python component ({:.1} MiB): compiled in {python_cold:?}; from the disk cache in {python_cached:?}",

@@ -407,3 +407,41 @@ fn compiled_code_is_reused_from_the_disk_cache() {
     let warm_out = warm.map_entries(&context, vec![entry]).expect("map");
     assert_eq!(cold_out.outcomes, warm_out.outcomes);
 }
+
+/// Compiling a big component (seconds) holds up neither another plugin's calls nor
+/// the tenants waiting for the same component: they share one compilation.
+#[test]
+fn compiling_a_big_component_holds_up_no_one_and_happens_once() {
+    use abacsync::plugin::PluginRegistry;
+    use std::sync::Arc;
+    let registry =
+        PluginRegistry::new(PluginEngine::new(SandboxConfig::default(), None).expect("engine"));
+    let rust = registry
+        .load_shared("openldap", &plugins::bytes("openldap-mapping"))
+        .expect("rust plugin");
+    let python = std::fs::read(plugins::script_component(
+        Language::Python,
+        "plugins/openldap-py",
+    ))
+    .expect("component");
+    let context = MappingContext {
+        tenant_id: 2,
+        mode: SyncMode::Full,
+        settings: Vec::new(),
+    };
+    std::thread::scope(|scope| {
+        let first = scope.spawn(|| registry.load_shared("tenant-a", &python));
+        let second = scope.spawn(|| registry.load_shared("tenant-b", &python));
+        for _ in 0..20 {
+            let output = rust.map_entries(&context, entries(10)).expect("rust call");
+            assert_eq!(output.outcomes.len(), 10);
+        }
+        assert!(
+            !first.is_finished() || !second.is_finished(),
+            "the other plugin's calls should have finished while the component compiled"
+        );
+        let first = first.join().expect("thread").expect("load");
+        let second = second.join().expect("thread").expect("load");
+        assert!(Arc::ptr_eq(&first, &second), "compiled twice");
+    });
+}

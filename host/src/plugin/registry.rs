@@ -90,8 +90,10 @@ impl PluginRegistry {
             .clone();
         let result = {
             let _only_loader = gate.lock().unwrap_or_else(PoisonError::into_inner);
-            // Whoever held the gate before may have loaded it.
-            match self.lock_loaded().get(&sha256).and_then(Weak::upgrade) {
+            // Whoever held the gate before may have loaded it. (Bound first: a guard
+            // in the `match` scrutinee would live through the arms and deadlock.)
+            let already = self.lock_loaded().get(&sha256).and_then(Weak::upgrade);
+            match already {
                 Some(plugin) => Ok(plugin),
                 None => self.engine.load(label, bytes).map(|plugin| {
                     let plugin = Arc::new(plugin);
