@@ -448,6 +448,7 @@ async fn totp_confirm(
     responses(
         (status = 200, description = "TOTP disabled", body = Value, example = json!({"enabled": false})),
         (status = 400, description = "totp-required or totp-invalid", body = Value),
+        (status = 429, description = "Too many failed two-factor codes", body = Value),
     ))]
 async fn totp_disable(
     State(state): State<AppState>,

@@ -181,7 +181,7 @@ impl utoipa::Modify for SecuritySchemes {
 
 /// The API's routes and their OpenAPI description, from the same annotations.
 pub fn documented_router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
-    OpenApiRouter::with_openapi(<ApiDoc as utoipa::OpenApi>::openapi())
+    let (routes, mut openapi) = OpenApiRouter::with_openapi(<ApiDoc as utoipa::OpenApi>::openapi())
         .merge(ops::router())
         .merge(login::router())
         .merge(rocketchat::router())
@@ -190,7 +190,56 @@ pub fn documented_router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(admin::router())
         .merge(plugins::router())
         .merge(tenants::router())
-        .split_for_parts()
+        .split_for_parts();
+    document_malformed_requests(&mut openapi);
+    (routes, openapi)
+}
+
+/// Every operation that takes a parameter or a body may answer 400 when they do not
+/// parse (`/tenants/abc`, `?limit=x`, a body that is not JSON), with a JSON
+/// `{"message"}` body ([`json_rejections`]); the description says so for each
+/// operation that does not document its own 400.
+fn document_malformed_requests(openapi: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    use utoipa::openapi::{ContentBuilder, ResponseBuilder};
+    let response = ResponseBuilder::new()
+        .description(
+            "The request is malformed: a path or query parameter, or the body, does not parse",
+        )
+        .content(
+            "application/json",
+            ContentBuilder::new()
+                .schema(Some(
+                    ObjectBuilder::new()
+                        .property("message", ObjectBuilder::new().schema_type(Type::String))
+                        .required("message"),
+                ))
+                .build(),
+        )
+        .build();
+    for item in openapi.paths.paths.values_mut() {
+        let item_has_parameters = item.parameters.as_ref().is_some_and(|p| !p.is_empty());
+        for operation in [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let takes_input = item_has_parameters
+                || operation.request_body.is_some()
+                || operation.parameters.as_ref().is_some_and(|p| !p.is_empty());
+            if takes_input && !operation.responses.responses.contains_key("400") {
+                operation
+                    .responses
+                    .responses
+                    .insert("400".to_owned(), response.clone().into());
+            }
+        }
+    }
 }
 
 /// The OpenAPI description of the whole API.
@@ -234,8 +283,44 @@ pub fn router(state: AppState) -> Router {
                 async move { axum::Json(document.as_ref().clone()) }
             }),
         )
+        .layer(axum::middleware::from_fn(json_rejections))
         .layer(axum::middleware::from_fn(log_request))
         .with_state(state)
+}
+
+/// axum's own rejections (a path or query parameter that does not parse, a wrong
+/// content type, a body over the limit, a method not allowed) answer in plain text;
+/// this gives them the API's JSON error body, `{"message": …}`, keeping the status and
+/// headers (`Allow`).
+async fn json_rejections(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let response = next.run(request).await;
+    let plain_text = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.starts_with("text/plain"));
+    if !response.status().is_client_error() || !plain_text {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let text = match axum::body::to_bytes(body, 64 * 1024).await {
+        Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+        Err(_) => parts
+            .status
+            .canonical_reason()
+            .unwrap_or("Bad request")
+            .to_owned(),
+    };
+    parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+    parts.headers.insert(
+        axum::http::header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("application/json"),
+    );
+    let body = serde_json::json!({ "message": text.trim() }).to_string();
+    axum::response::Response::from_parts(parts, axum::body::Body::from(body))
 }
 
 /// Logs each request: method, route, status, time; server errors as warnings.

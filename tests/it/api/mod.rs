@@ -10,6 +10,7 @@
 //!   that stops answering, large values, duplicate ids.
 
 mod admin;
+mod bad_requests;
 mod faults;
 mod grommunio;
 mod lifecycle;
@@ -149,19 +150,39 @@ impl Server {
     /// Uploads the component of `package` through the admin API; status and body.
     pub fn upload(&self, auth: &RcAuth, package: &str) -> (u16, Value) {
         let bytes = plugins::bytes(package);
-        let mut request = self
-            .agent
-            .post(&self.url(&format!("/api/v1/admin/plugins?name={package}.wasm")))
-            .header("content-type", "application/wasm");
-        for (k, v) in auth.headers() {
-            request = request.header(k, v);
-        }
-        let mut response = request.send(&bytes[..]).unwrap();
-        let status = response.status().as_u16();
-        (
-            status,
-            response.body_mut().read_json().unwrap_or(Value::Null),
+        self.send_raw(
+            "POST",
+            &format!("/api/v1/admin/plugins?name={package}.wasm"),
+            &auth.headers(),
+            "application/wasm",
+            &bytes,
         )
+    }
+
+    /// A request with a body of any content type; returns status and JSON body (Null
+    /// when the body is not JSON).
+    pub fn send_raw(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        content_type: &str,
+        body: &[u8],
+    ) -> (u16, Value) {
+        let mut request = ureq::http::Request::builder()
+            .method(method)
+            .uri(self.url(path))
+            .header("content-type", content_type);
+        for (k, v) in headers {
+            request = request.header(*k, *v);
+        }
+        let mut response = self
+            .agent
+            .run(request.body(body.to_vec()).unwrap())
+            .unwrap();
+        let status = response.status().as_u16();
+        let text = response.body_mut().read_to_string().unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 
     /// Tenant 1's sync runs as (start, end), sorted, checked never to overlap.
@@ -302,5 +323,10 @@ impl Setup {
 
     pub fn config(&self) -> std::path::PathBuf {
         self.dir.path().join("abacsync.toml")
+    }
+
+    /// The server's data folder (store, JWT key, plugin cache).
+    pub fn data_dir(&self) -> std::path::PathBuf {
+        self.dir.path().join("data")
     }
 }

@@ -1,0 +1,170 @@
+//! Hand-written bad requests: parameters that do not parse, wrong content types, path
+//! tricks in plugin names, and expired or re-signed JWTs. Each gets a clear 4xx with a
+//! JSON body; none is a 5xx, and the server keeps serving.
+
+use abacsync::auth::jwt::{self, Claims};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde_json::{Value, json};
+
+use super::{ADMIN, ADMIN_PASSWORD, Server, Setup};
+
+fn message(body: &Value) -> &str {
+    body["message"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no JSON message in {body}"))
+}
+
+#[test]
+fn parameters_that_do_not_parse_are_400_with_a_json_message() {
+    let setup = Setup::new(2);
+    let server = Server::start(&setup.config());
+    let admin = server.login(ADMIN, ADMIN_PASSWORD);
+    for path in [
+        "/api/v1/admin/tenants/abc",
+        "/api/v1/admin/tenants/-1/users",
+        "/api/v1/admin/tenants/99999999999999999999/runs",
+        "/api/v1/admin/tenants/1/users?limit=lots",
+        "/api/v1/admin/tenants/1/users?limit=-5",
+        "/api/v1/tasq/tasks/%00",
+        "/api/v1/tasq/tasks?level=9999999999999999999999",
+    ] {
+        let (status, body) = server.get(path, &admin.headers());
+        assert_eq!(status, 400, "{path}: {body}");
+        assert!(!message(&body).is_empty(), "{path}: {body}");
+    }
+    // A method the route does not have keeps its Allow header, with a JSON body.
+    let (status, body) = server.call("DELETE", "/api/v1/ldap.syncNow", &admin.headers(), None);
+    assert_eq!(status, 405, "{body}");
+}
+
+#[test]
+fn wrong_content_types_and_bodies_are_4xx_never_5xx() {
+    let setup = Setup::new(2);
+    let server = Server::start(&setup.config());
+    let admin = server.login(ADMIN, ADMIN_PASSWORD);
+    let headers = admin.headers();
+    for (method, path, content_type, body) in [
+        (
+            "PUT",
+            "/api/v1/admin/tenants/1/schedule",
+            "text/plain",
+            &b"every hour"[..],
+        ),
+        (
+            "PUT",
+            "/api/v1/admin/tenants/1/schedule",
+            "application/json",
+            &b"{\"interval\":"[..],
+        ),
+        (
+            "POST",
+            "/api/v1/admin/tenants",
+            "application/x-www-form-urlencoded",
+            &b"id=5"[..],
+        ),
+        (
+            "POST",
+            "/api/v1/abac/users/sync",
+            "application/xml",
+            &b"<usernames/>"[..],
+        ),
+        (
+            "POST",
+            "/api/v1/admin/accounts",
+            "application/json",
+            &b"\xff\xfe"[..],
+        ),
+        (
+            "POST",
+            "/api/v1/admin/plugins?name=x.wasm",
+            "application/json",
+            &b"{}"[..],
+        ),
+        ("POST", "/api/v1/login", "image/png", &b"\x89PNG"[..]),
+    ] {
+        let (status, body) = server.send_raw(method, path, &headers, content_type, body);
+        assert!(
+            (400..500).contains(&status),
+            "{method} {path} as {content_type}: {status} {body}"
+        );
+        assert!(body.is_object(), "{method} {path}: not JSON: {body}");
+    }
+    // Still serving.
+    assert_eq!(server.get("/health", &[]).0, 200);
+}
+
+#[test]
+fn plugin_names_are_labels_never_paths() {
+    let setup = Setup::new(2);
+    let server = Server::start(&setup.config());
+    let admin = server.login(ADMIN, ADMIN_PASSWORD);
+    let bytes = abacsync_testkit::plugins::bytes("openldap-mapping");
+    let trick = "../../../../../tmp/abacsync-escaped.wasm";
+    let (status, body) = server.send_raw(
+        "POST",
+        &format!("/api/v1/admin/plugins?name={}", trick.replace('/', "%2F")),
+        &admin.headers(),
+        "application/wasm",
+        &bytes,
+    );
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["label"], trick, "{body}");
+    assert!(
+        !std::path::Path::new("/tmp/abacsync-escaped.wasm").exists(),
+        "a plugin name became a file path"
+    );
+    let (status, body) = server.get(
+        &format!("/api/v1/admin/plugins/{}", body["id"]),
+        &admin.headers(),
+    );
+    assert_eq!((status, &body["label"]), (200, &json!(trick)), "{body}");
+}
+
+/// A token signed with the server's own key but expired, and one with a forged
+/// subject, are refused like a missing one.
+#[test]
+fn expired_and_resigned_jwts_are_refused() {
+    let setup = Setup::new(2);
+    let server = Server::start(&setup.config());
+    let (token, csrf) = server.form_login(ADMIN, ADMIN_PASSWORD);
+    let payload = token.split('.').nth(1).expect("payload");
+    let claims: Claims =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).expect("base64")).expect("claims");
+    let secret = std::fs::read(setup.data_dir().join("jwt.secret")).expect("jwt secret");
+    let downsync = |jwt: &str| {
+        let cookie = format!("grommunioAuthJwt={jwt}");
+        server.post(
+            "/api/v1/domains/1/ldap/downsync?timeout=30",
+            &[("cookie", &cookie), ("x-csrf-token", &csrf)],
+            None,
+        )
+    };
+    assert_eq!(downsync(&token).0, 200, "the real token works");
+
+    let expired = Claims {
+        iat: claims.iat - 7200,
+        exp: claims.iat - 3600,
+        ..claims.clone()
+    };
+    let (status, body) = downsync(&jwt::sign(&expired, &secret));
+    assert_eq!(
+        (status, &body),
+        (
+            401,
+            &json!({"message": "Access denied", "error": "Token has expired"})
+        )
+    );
+
+    // Signed with another key: the signature check fails.
+    let (status, _) = downsync(&jwt::sign(&claims, b"not the server's key"));
+    assert_eq!(status, 401);
+
+    // The right key but another session id: no such session.
+    let other = Claims {
+        sid: "0".repeat(claims.sid.len()),
+        ..claims
+    };
+    let (status, _) = downsync(&jwt::sign(&other, &secret));
+    assert_eq!(status, 401);
+}
