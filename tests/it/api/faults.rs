@@ -249,3 +249,94 @@ fn two_entries_with_one_unique_id_conflict_and_the_rest_sync() {
     }
     assert_eq!(users(&server, &admin).len(), 3);
 }
+
+/// slapd killed and started again while a full sync pages through 30,000 people: the
+/// paged search's cookie dies with the connection, so the read is incomplete. The sync
+/// fails with the cause, nobody is removed, and the next sync finds everyone unchanged.
+#[test]
+fn slapd_restarted_between_pages_fails_the_sync_and_removes_nobody() {
+    const PEOPLE: u64 = 30_000;
+    let slapd = Slapd::builder()
+        .ldif(people(PEOPLE as usize))
+        .start()
+        .unwrap();
+    let mut setup = Setup::custom(slapd, "", "", "");
+    let config = std::fs::read_to_string(setup.config()).unwrap();
+    std::fs::write(
+        setup.config(),
+        config.replace("page_size = 7", "page_size = 100"),
+    )
+    .unwrap();
+    let server = Server::start(&setup.config());
+    let admin = server.login(ADMIN, ADMIN_PASSWORD);
+    // In the background: the per-user results of 30,000 users are not needed here.
+    let start = |query: &str| {
+        let (status, body) = server.post(
+            &format!("/api/v1/domains/1/ldap/downsync?timeout=0{query}"),
+            &admin.headers(),
+            None,
+        );
+        assert_eq!(status, 202, "{body}");
+        body["taskID"].as_i64().unwrap()
+    };
+    // The newest run's counts.
+    let counts = || {
+        let (status, body) = server.get("/api/v1/admin/tenants/1/runs", &admin.headers());
+        assert_eq!(status, 200, "{body}");
+        body["data"][0]["summary"]["counts"].clone()
+    };
+
+    let import = start("&import=true");
+    assert_eq!(server.wait_task(&admin, import)["stateName"], "completed");
+    assert_eq!(counts()["created"], PEOPLE);
+
+    let task = start("");
+    // The task reports "N read, M mapped" every second while it reads: restart
+    // slapd as soon as some pages are in and before the read is done.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let (_, body) = server.get(&format!("/api/v1/tasq/tasks/{task}"), &admin.headers());
+        let message = body["message"].as_str().unwrap_or_default().to_owned();
+        let read: u64 = message
+            .split(" read")
+            .next()
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or(0);
+        if read > 0 {
+            assert!(
+                read < PEOPLE,
+                "the read finished before the restart: {message}"
+            );
+            break;
+        }
+        assert_ne!(
+            body["stateName"], "completed",
+            "the sync ended before the restart"
+        );
+        assert!(std::time::Instant::now() < deadline, "no progress: {body}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    setup.slapd.restart().unwrap();
+    let done = server.wait_task(&admin, task);
+    assert_eq!(done["stateName"], "error", "{done}");
+    let message = done["message"].as_str().unwrap();
+    assert!(
+        message.contains("directory connection lost during the search"),
+        "{done}"
+    );
+
+    // Everyone is still there and active: the next sync changes nothing.
+    let again = start("");
+    assert_eq!(server.wait_task(&admin, again)["stateName"], "completed");
+    let counts = counts();
+    assert_eq!(counts["unchanged"], PEOPLE, "{counts}");
+    for changed in [
+        "created",
+        "updated",
+        "deactivated",
+        "reactivated",
+        "deleted",
+    ] {
+        assert_eq!(counts[changed], 0, "{changed}: {counts}");
+    }
+}
