@@ -283,3 +283,93 @@ fn the_served_openapi_description_matches_the_routes() {
         }
     }
 }
+
+/// Five tenants of 20,000 users each, syncing at once: every tenant gets all of its
+/// users, each sync on its own, and none of them sees another tenant's users.
+#[test]
+fn five_tenants_of_twenty_thousand_users_sync_at_once() {
+    const PEOPLE: u64 = 20_000;
+    const TENANTS: u64 = 5;
+    let ldif = abacsync_testkit::directory::people_ldif(
+        "dc=example,dc=org",
+        PEOPLE as usize,
+        &abacsync_testkit::directory::PeopleOptions::default(),
+    )
+    .unwrap();
+    let slapd = abacsync_testkit::slapd::Slapd::builder()
+        .ldif(ldif)
+        .start()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let plugin = abacsync_testkit::plugins::component("openldap-mapping");
+    let mut text = format!("data_dir = \"{}\"\n", dir.path().join("data").display());
+    for id in 1..=TENANTS {
+        text.push_str(
+            &crate::sync::tenant_toml(&slapd, &plugin, "", "")
+                .replace("id = 1", &format!("id = {id}"))
+                .replace("name = \"example\"", &format!("name = \"tenant {id}\""))
+                .replace("page_size = 7", "page_size = 500"),
+        );
+    }
+    let config = dir.path().join("abacsync.toml");
+    std::fs::write(&config, text).unwrap();
+    let server = Server::start(&config);
+    let admin = server.login(ADMIN, ADMIN_PASSWORD);
+
+    let tasks: Vec<(u64, i64)> = (1..=TENANTS)
+        .map(|tenant| {
+            let (status, body) = server.post(
+                &format!("/api/v1/domains/{tenant}/ldap/downsync?import=true&timeout=0"),
+                &admin.headers(),
+                None,
+            );
+            assert_eq!(status, 202, "tenant {tenant}: {body}");
+            (tenant, body["taskID"].as_i64().unwrap())
+        })
+        .collect();
+    let mut ids = std::collections::HashSet::new();
+    let mut spans = Vec::new();
+    for (tenant, task) in tasks {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(600);
+        let done = loop {
+            let (_, body) = server.get(&format!("/api/v1/tasq/tasks/{task}"), &admin.headers());
+            if !matches!(body["stateName"].as_str(), Some("queued" | "running")) {
+                break body;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "tenant {tenant}: {body}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        };
+        assert_eq!(done["stateName"], "completed", "tenant {tenant}: {done}");
+        let (status, runs) = server.get(
+            &format!("/api/v1/admin/tenants/{tenant}/runs"),
+            &admin.headers(),
+        );
+        assert_eq!(status, 200, "{runs}");
+        let run = &runs["data"][0];
+        spans.push((
+            run["started"].as_str().unwrap().to_owned(),
+            run["finished"].as_str().unwrap().to_owned(),
+        ));
+        let counts = &run["summary"]["counts"];
+        assert_eq!(counts["created"], PEOPLE, "tenant {tenant}: {counts}");
+        assert_eq!(counts["failed"], 0, "tenant {tenant}: {counts}");
+        // Each tenant has its own user rows, not shared ones.
+        let (status, users) = server.get(
+            &format!("/api/v1/admin/tenants/{tenant}/users?limit=5"),
+            &admin.headers(),
+        );
+        assert_eq!(status, 200, "{users}");
+        let first = users["data"][0]["id"].as_i64().unwrap();
+        assert!(ids.insert(first), "tenant {tenant} shares user {first}");
+    }
+    // The tenants' syncs ran at the same time (ISO 8601 UTC sorts as text).
+    let latest_start = spans.iter().map(|(start, _)| start).max().unwrap();
+    let earliest_end = spans.iter().map(|(_, end)| end).min().unwrap();
+    assert!(
+        latest_start < earliest_end,
+        "the syncs did not overlap: {spans:?}"
+    );
+}
