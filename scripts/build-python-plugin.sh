@@ -19,14 +19,9 @@ name="$(basename "$plugin" | tr - _)"
 out="${2:-$root/target/wasm-plugins/python/$name.wasm}"
 mkdir -p "$(dirname "$out")"
 
+. "$root/scripts/lib.sh"
 toolchain="$root/target/toolchains/python"
-requirements="$root/guest-sdk/python/requirements.txt"
-if ! cmp -s "$requirements" "$toolchain/requirements.txt" 2>/dev/null; then
-    echo "build-python-plugin: installing $(grep -v '^#' "$requirements" | xargs) into $toolchain" >&2
-    python3 -m venv --clear "$toolchain"
-    "$toolchain/bin/pip" install --quiet --disable-pip-version-check -r "$requirements"
-    cp "$requirements" "$toolchain/requirements.txt"
-fi
+ensure_venv "$toolchain" "$root/guest-sdk/python/requirements.txt"
 
 stamp="$out.inputs"
 inputs="$( { find "$plugin" "$root/guest-sdk/python" "$root/wit/v0.1.0" -type f \

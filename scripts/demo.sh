@@ -50,20 +50,16 @@ test-directory --users "${DEMO_USERS:-1000}" --plugin "$plugin" --dir "$demo" --
     head -n 24 "$report"
     echo
     echo "== abacsync serve   (the REST API on a free loopback port)"
-    out="$(dirname "$ABACSYNC_CONFIG")/serve.out"
-    ABACSYNC_ADMIN_USER=admin ABACSYNC_ADMIN_PASSWORD="demo password 1" ABACSYNC_LOG=warn \
-        abacsync serve --listen 127.0.0.1:0 > "$out" &
-    server=$!
-    trap "kill -TERM $server 2>/dev/null || true" EXIT
-    for _ in $(seq 100); do grep -q listening "$out" 2>/dev/null && break; sleep 0.1; done
-    url=$(sed -n "s/^abacsync listening on //p" "$out")
+    . scripts/lib.sh
+    serve_api "demo password 1"
+    answer="$(dirname "$ABACSYNC_CONFIG")/downsync.json"
     echo "listening on $url"
     echo
     echo "== grommunio: form login, then POST /api/v1/domains/1/ldap/downsync?import=true&timeout=30"
     jwt=$(curl -s -d user=admin -d "pass=demo password 1" "$url/api/v1/login" | sed -n "s/.*\"grommunioAuthJwt\":\"\([^\"]*\)\".*/\1/p")
     # Into a file first: piped straight into head, curl fails writing the rest (exit 23).
-    curl -s --request POST --url "$url/api/v1/domains/1/ldap/downsync?import=true&timeout=30" --cookie "grommunioAuthJwt=$jwt" > "$out.downsync"
-    head -c 400 "$out.downsync"
+    curl -s --request POST --url "$url/api/v1/domains/1/ldap/downsync?import=true&timeout=30" --cookie "grommunioAuthJwt=$jwt" > "$answer"
+    head -c 400 "$answer"
     echo
     echo
     echo "== Rocket.Chat: login, then POST /api/v1/ldap.syncNow with the two-factor code"

@@ -28,17 +28,9 @@ trap 'rm -rf "$work"' EXIT
 export LOAD_SECONDS="${LOAD_SECONDS:-10}"
 
 test-directory --users "${LOAD_USERS:-100000}" --plugin "$plugin" --dir "$work" -- bash -euo pipefail -c '
-    out="$(dirname "$ABACSYNC_CONFIG")/serve.out"
-    ABACSYNC_ADMIN_USER=admin ABACSYNC_ADMIN_PASSWORD="load test password" ABACSYNC_LOG=warn \
-        abacsync serve --listen 127.0.0.1:0 > "$out" &
-    server=$!
-    trap "kill -TERM $server 2>/dev/null || true" EXIT
-    for _ in $(seq 300); do grep -q listening "$out" 2>/dev/null && break; sleep 0.1; done
-    url=$(sed -n "s/^abacsync listening on //p" "$out")
-    login=$(curl -s -H "content-type: application/json" \
-        -d "{\"user\":\"admin\",\"password\":\"load test password\"}" "$url/api/v1/login")
-    token=$(echo "$login" | sed -n "s/.*\"authToken\":\"\([^\"]*\)\".*/\1/p")
-    user_id=$(echo "$login" | sed -n "s/.*\"userId\":\"\([^\"]*\)\".*/\1/p")
+    . scripts/lib.sh
+    serve_api "load test password"
+    rc_login "load test password"
     auth=(-H "x-auth-token: $token" -H "x-user-id: $user_id")
     target="$url/api/v1/admin/tenants/1/users?limit=100"
 

@@ -12,14 +12,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+. scripts/lib.sh
 toolchain="$PWD/target/toolchains/schemathesis"
-requirements="$PWD/tests/schemathesis/requirements.txt"
-if ! cmp -s "$requirements" "$toolchain/requirements.txt" 2>/dev/null; then
-    echo "schemathesis: installing $(grep -v '^#' "$requirements" | xargs) into $toolchain" >&2
-    python3 -m venv --clear "$toolchain"
-    "$toolchain/bin/pip" install --quiet --disable-pip-version-check -r "$requirements"
-    cp "$requirements" "$toolchain/requirements.txt"
-fi
+ensure_venv "$toolchain" tests/schemathesis/requirements.txt
 # ABACSYNC_PROFILE=debug reuses the binaries `cargo test` built (scripts/test.sh).
 profile="${ABACSYNC_PROFILE:-release}"
 scripts/build-plugins.sh --quiet
@@ -38,17 +33,9 @@ trap 'rm -rf "$work"' EXIT
 export REPORT_DIR="${SCHEMATHESIS_REPORT_DIR:-$PWD/target/schemathesis-report}"
 
 test-directory --users 20 --plugin "$plugin" --dir "$work" -- bash -euo pipefail -c '
-    out="$(dirname "$ABACSYNC_CONFIG")/serve.out"
-    ABACSYNC_ADMIN_USER=admin ABACSYNC_ADMIN_PASSWORD="schemathesis password" ABACSYNC_LOG=warn \
-        abacsync serve --listen 127.0.0.1:0 > "$out" &
-    server=$!
-    trap "kill -TERM $server 2>/dev/null || true" EXIT
-    for _ in $(seq 300); do grep -q listening "$out" 2>/dev/null && break; sleep 0.1; done
-    url=$(sed -n "s/^abacsync listening on //p" "$out")
-    login=$(curl -s -H "content-type: application/json" \
-        -d "{\"user\":\"admin\",\"password\":\"schemathesis password\"}" "$url/api/v1/login")
-    token=$(echo "$login" | sed -n "s/.*\"authToken\":\"\([^\"]*\)\".*/\1/p")
-    user_id=$(echo "$login" | sed -n "s/.*\"userId\":\"\([^\"]*\)\".*/\1/p")
+    . scripts/lib.sh
+    serve_api "schemathesis password"
+    rc_login "schemathesis password"
     "$SCHEMATHESIS" run "$url/api/v1/openapi.json" \
         --header "x-auth-token: $token" --header "x-user-id: $user_id" \
         --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
