@@ -284,6 +284,7 @@ pub fn router(state: AppState) -> Router {
             }),
         )
         .layer(axum::middleware::from_fn(json_rejections))
+        .layer(axum::middleware::from_fn(read_ahead))
         .layer(axum::middleware::from_fn(log_request))
         .with_state(state)
 }
@@ -321,6 +322,91 @@ async fn json_rejections(
     );
     let body = serde_json::json!({ "message": text.trim() }).to_string();
     axum::response::Response::from_parts(parts, axum::body::Body::from(body))
+}
+
+/// How much of a request body [`read_ahead`] reads before the handler runs.
+const READ_AHEAD_BYTES: usize = 64 * 1024;
+
+/// Reads a small request body before the handler runs, so that the handler always
+/// leaves the request consumed.
+///
+/// hyper keeps a connection alive only when the handler has read the whole request
+/// body. Otherwise it answers with `connection: close` and closes the socket, and body
+/// bytes still unread in the kernel then make it reset the connection: the client loses
+/// the part of the response it has not read yet. Handlers that take no body (the sync
+/// triggers) met this with clients that send an empty chunked body on a bodiless POST
+/// (ureq does): a 2 MB downsync answer arrived cut short, now and then. A body longer
+/// than [`READ_AHEAD_BYTES`] is handed over as it streams in, its read part first.
+async fn read_ahead(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::body::{Body, HttpBody};
+
+    let (parts, mut body) = request.into_parts();
+    let hint = body.size_hint();
+    if hint.exact() == Some(0) || hint.lower() > READ_AHEAD_BYTES as u64 {
+        return next
+            .run(axum::extract::Request::from_parts(parts, body))
+            .await;
+    }
+    let mut read = bytes::BytesMut::new();
+    let body = loop {
+        let frame = std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx)).await;
+        match frame {
+            None => break Body::from(read.freeze()),
+            Some(Ok(frame)) => {
+                if let Ok(data) = frame.into_data() {
+                    read.extend_from_slice(&data);
+                }
+                if read.len() > READ_AHEAD_BYTES {
+                    break Body::new(ReadAhead {
+                        read: Some(read.freeze()),
+                        rest: body,
+                    });
+                }
+            }
+            Some(Err(err)) => {
+                return axum::response::IntoResponse::into_response(error::ApiError::new(
+                    axum::http::StatusCode::BAD_REQUEST,
+                    format!("cannot read the request body: {err}"),
+                ));
+            }
+        }
+    };
+    next.run(axum::extract::Request::from_parts(parts, body))
+        .await
+}
+
+/// A request body whose first part [`read_ahead`] has already read.
+struct ReadAhead {
+    read: Option<bytes::Bytes>,
+    rest: axum::body::Body,
+}
+
+impl axum::body::HttpBody for ReadAhead {
+    type Data = bytes::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        if let Some(read) = self.read.take() {
+            return std::task::Poll::Ready(Some(Ok(http_body::Frame::data(read))));
+        }
+        std::pin::Pin::new(&mut self.rest).poll_frame(cx)
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        let mut hint = self.rest.size_hint();
+        let read = self.read.as_ref().map_or(0, |read| read.len() as u64);
+        hint.set_lower(hint.lower() + read);
+        if let Some(upper) = hint.upper() {
+            hint.set_upper(upper + read);
+        }
+        hint
+    }
 }
 
 /// Logs each request: method, route, status, time; server errors as warnings.
