@@ -7,6 +7,7 @@
 //!   and bulk-loaded entries on request.
 //! - [`directory`]: deterministic LDIF of people and groups for that server.
 //! - [`smtp`]: a mail sink on a free loopback port, for codes sent by email.
+//! - [`stall`]: a TCP proxy that stalls the server's answers once, a slow link.
 
 // Test support: a panic is how a test or benchmark fails.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -16,6 +17,7 @@ pub mod directory;
 pub mod plugins;
 pub mod slapd;
 pub mod smtp;
+pub mod stall;
 
 use std::path::PathBuf;
 

@@ -144,6 +144,7 @@ pub struct SlapdBuilder {
     require_tls: bool,
     size_limit: Option<usize>,
     paged_total_limit: Option<usize>,
+    time_limit: Option<u32>,
     sources: Vec<LdifSource>,
 }
 
@@ -160,6 +161,7 @@ impl Default for SlapdBuilder {
             require_tls: false,
             size_limit: None,
             paged_total_limit: None,
+            time_limit: None,
             sources: Vec::new(),
         }
     }
@@ -175,6 +177,7 @@ impl std::fmt::Debug for SlapdBuilder {
             .field("require_tls", &self.require_tls)
             .field("size_limit", &self.size_limit)
             .field("paged_total_limit", &self.paged_total_limit)
+            .field("time_limit", &self.time_limit)
             .field("sources", &self.sources)
             .finish()
     }
@@ -235,6 +238,16 @@ impl SlapdBuilder {
         self
     }
 
+    /// Limit each search operation by anyone but the root DN to `seconds` (`timelimit
+    /// time.soft time.hard`): a search still sending entries when it runs out ends with
+    /// `timeLimitExceeded`. slapd counts whole seconds, so the limit strikes between
+    /// `seconds` and `seconds + 1` after the operation began. `None` (the default) is
+    /// unlimited.
+    pub fn time_limit(mut self, seconds: Option<u32>) -> Self {
+        self.time_limit = seconds;
+        self
+    }
+
     /// Entries to load with `slapadd` before the start, after those given earlier.
     pub fn ldif(mut self, ldif: impl Into<String>) -> Self {
         self.sources.push(LdifSource::Text(ldif.into()));
@@ -291,6 +304,7 @@ impl SlapdBuilder {
             require_tls: self.require_tls,
             size_limit: self.size_limit,
             paged_total_limit: self.paged_total_limit,
+            time_limit: self.time_limit,
         })?;
         let config_path = dir.path().join("slapd.conf");
         fs::write(&config_path, config).map_err(|source| io_error("writing slapd.conf", source))?;

@@ -90,7 +90,9 @@ pub enum DirectoryError {
 
 fn hint(code: u32) -> &'static str {
     match code {
-        3 => ": time limit exceeded, the read is incomplete",
+        3 => {
+            ": time limit exceeded, the read is incomplete; check the server's time limit, or lower the page size so that each page is read within it"
+        }
         4 => {
             ": size limit exceeded, the read is incomplete; check the server's size limit and paging"
         }

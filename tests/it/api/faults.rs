@@ -4,9 +4,11 @@
 //! once the fault is gone.
 
 use std::process::Command;
+use std::time::Duration;
 
 use abacsync_testkit::directory::{PeopleOptions, people_ldif, uid};
 use abacsync_testkit::slapd::Slapd;
+use abacsync_testkit::stall::StallingProxy;
 use base64::Engine;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -132,6 +134,63 @@ fn a_size_limit_is_an_error_never_a_short_list() {
         users(&server, &admin).is_empty(),
         "nothing half-read was written"
     );
+}
+
+#[test]
+fn a_time_limit_is_an_error_never_a_short_list() {
+    // slapd gives each search by anyone but the root DN one second. Read in pages of
+    // 500, 20,000 people sync: each page is sent at once.
+    const PEOPLE: usize = 20_000;
+    let slapd = Slapd::builder()
+        .time_limit(Some(1))
+        .ldif(people(PEOPLE))
+        .start()
+        .unwrap();
+    let setup = Setup::custom(slapd, "", "", "");
+    anonymous(&setup);
+    let config = std::fs::read_to_string(setup.config()).unwrap().replacen(
+        "page_size = 7",
+        "page_size = 500",
+        1,
+    );
+    std::fs::write(setup.config(), &config).unwrap();
+    let server = Server::start(&setup.config());
+    let admin = server.login(ADMIN, ADMIN_PASSWORD);
+    let (status, body) = downsync(&server, &admin);
+    assert_eq!(status, 200, "{body}");
+    let before = users(&server, &admin);
+    drop(server);
+
+    // Now one page holds everyone, read through a link that stalls for 2.5 s after
+    // the first megabyte: slapd's writes block, and the search runs out of time.
+    let address = format!("127.0.0.1:{}", setup.slapd.port()).parse().unwrap();
+    let proxy = StallingProxy::start(address, 1 << 20, Duration::from_millis(2500)).unwrap();
+    let stalling = config
+        .replacen("page_size = 500", "page_size = 20000", 1)
+        .replacen(&setup.slapd.url(), &proxy.ldap_url(), 1);
+    assert!(stalling.contains(&proxy.ldap_url()));
+    std::fs::write(setup.config(), &stalling).unwrap();
+    let server = Server::start(&setup.config());
+    let (status, body) = downsync(&server, &admin);
+    assert_eq!(status, 500, "{body}");
+    let message = body["message"].as_str().unwrap();
+    assert!(message.contains("time limit exceeded"), "{message}");
+    assert!(message.contains("lower the page size"), "{message}");
+    let (state, task) = last_task(&server, &admin);
+    assert_eq!(state, "error");
+    assert!(task.contains("time limit exceeded"), "{task}");
+    assert_eq!(users(&server, &admin), before, "nothing changed");
+    assert_eq!(proxy.stalls(), 1);
+    drop(server);
+
+    // Back to pages of 500: the next sync succeeds and finds everyone unchanged.
+    std::fs::write(setup.config(), &config).unwrap();
+    let server = Server::start(&setup.config());
+    let (status, body) = downsync(&server, &admin);
+    assert_eq!(status, 200, "{body}");
+    let results = body["data"].as_array().unwrap();
+    assert_eq!(results.len(), PEOPLE);
+    assert!(results.iter().all(|r| r["code"] == 304), "{}", results[0]);
 }
 
 /// A directory of 10 people with a referral to another server inside the base;

@@ -308,6 +308,7 @@ pub(super) struct ConfigInput<'a> {
     pub require_tls: bool,
     pub size_limit: Option<usize>,
     pub paged_total_limit: Option<usize>,
+    pub time_limit: Option<u32>,
 }
 
 /// The `slapd.conf`. Ports are not in it (they are slapd's `-h` argument), so the
@@ -343,7 +344,10 @@ pub(super) fn render_config(input: &ConfigInput<'_>) -> Result<String, SlapdErro
         }
         None => "sizelimit unlimited".to_owned(),
     });
-    lines.push("timelimit unlimited".to_owned());
+    lines.push(match input.time_limit {
+        Some(seconds) => format!("timelimit time.soft={seconds} time.hard={seconds}"),
+        None => "timelimit unlimited".to_owned(),
+    });
     if input.tls {
         lines.push(format!(
             "TLSCACertificateFile {}",
