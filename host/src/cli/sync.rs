@@ -185,6 +185,12 @@ fn print_summary(tenant: &TenantConfig, report: &SyncReport) {
         "  skipped {}  not imported {}  not found {}  failed {}",
         c.skipped, c.not_imported, c.not_found, c.failed
     );
+    if report.invalid_utf8_values > 0 {
+        println!(
+            "  {} text attribute(s) held values that are not UTF-8; the plugin got them as bytes (the log names them)",
+            report.invalid_utf8_values
+        );
+    }
     if !report.changed_keys.is_empty() {
         let keys: Vec<_> = report.changed_keys.iter().map(String::as_str).collect();
         println!("  ABAC keys changed: {}", keys.join(", "));

@@ -113,6 +113,9 @@ pub fn parse_description(description: &str) -> Result<(String, Option<u64>), Str
     Ok((name, more_from))
 }
 
+/// How many text attributes with values that are not UTF-8 a sync names in its log.
+const LOGGED_INVALID_UTF8: u64 = 10;
+
 /// Turns raw entries into the plugin model: which attributes are binary is decided by
 /// name, never by content.
 #[derive(Debug, Clone)]
@@ -180,6 +183,13 @@ impl EntryShaper {
                 Ok(texts) => push_values(&mut entry.attributes, attribute.name, texts),
                 Err(_) => {
                     notes.invalid_utf8_values += 1;
+                    if notes.invalid_utf8_values <= LOGGED_INVALID_UTF8 {
+                        tracing::warn!(
+                            dn = %entry.dn,
+                            attribute = %attribute.name,
+                            "a text attribute holds a value that is not UTF-8; the plugin gets its values as bytes"
+                        );
+                    }
                     push_values(
                         &mut entry.binary_attributes,
                         attribute.name,

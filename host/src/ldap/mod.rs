@@ -61,7 +61,7 @@ pub struct ReadStats {
     pub searches: u64,
     /// Groups read (group mode `search`).
     pub groups: u64,
-    /// Text values that were not UTF-8 (kept as bytes).
+    /// Text attributes holding values that were not UTF-8 (passed on as bytes).
     pub invalid_utf8_values: u64,
     /// Continuation references received: parts of the base held by other servers,
     /// never followed (they could send the bind credentials anywhere).

@@ -311,6 +311,7 @@ impl SyncEngine {
                 "error": report.error,
                 "cause": request.cause,
                 "server": report.server,
+                "invalid_utf8_values": report.invalid_utf8_values,
                 "timings": report.timings,
             })
             .to_string(),

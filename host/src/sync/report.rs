@@ -195,7 +195,8 @@ pub struct SyncReport {
     /// Continuation references received (parts of the base on other servers, not
     /// followed).
     pub references: u64,
-    /// Text values that were not UTF-8, kept as bytes.
+    /// Text attributes holding values that were not UTF-8, passed to the plugin as
+    /// bytes.
     pub invalid_utf8_values: u64,
     /// ABAC keys whose values changed.
     pub changed_keys: BTreeSet<String>,

@@ -276,6 +276,99 @@ fn a_five_megabyte_photo_becomes_an_avatar() {
 }
 
 #[test]
+fn text_that_is_not_utf8_is_kept_as_bytes_and_counted() {
+    // A text attribute without a matching rule keeps whatever bytes it was given
+    // (slapd normalizes values only for matching, and `slapadd -q` skips checks), here
+    // Latin-1 "München" in user 4's legacyNote; the others hold "Berlin". Mapped by
+    // settings-map as the ABAC attribute `note`.
+    let dir = tempfile::tempdir().unwrap();
+    let schema = dir.path().join("legacy.schema");
+    std::fs::write(
+        &schema,
+        "attributetype ( 1.3.6.1.4.1.55555.1.1 NAME 'legacyNote'\n  \
+         SYNTAX 1.3.6.1.4.1.1466.115.121.1.15 )\n\
+         objectclass ( 1.3.6.1.4.1.55555.2.1 NAME 'legacyPerson' AUXILIARY MAY legacyNote )\n",
+    )
+    .unwrap();
+    let latin1: Vec<u8> = "München"
+        .chars()
+        .map(|c| u8::try_from(u32::from(c)).unwrap())
+        .collect();
+    assert!(std::str::from_utf8(&latin1).is_err());
+    // (slapadd wants an entry's object classes on consecutive lines.)
+    let mut ldif = people(10).replace(
+        "objectClass: inetOrgPerson\n",
+        "objectClass: inetOrgPerson\nobjectClass: legacyPerson\n",
+    );
+    for i in 0..10 {
+        let note = if i == 4 {
+            format!(
+                "legacyNote:: {}",
+                base64::engine::general_purpose::STANDARD.encode(&latin1)
+            )
+        } else {
+            "legacyNote: Berlin".to_owned()
+        };
+        ldif = with_lines(&ldif, i, &note);
+    }
+    let slapd = Slapd::builder()
+        .schemas(&[
+            "core",
+            "cosine",
+            "inetorgperson",
+            "nis",
+            schema.to_str().unwrap(),
+        ])
+        .ldif(ldif)
+        .start()
+        .unwrap();
+    let setup = Setup::custom(slapd, "", "", "");
+    let settings_map = abacsync_testkit::plugins::component("settings-map-mapping");
+    let openldap = abacsync_testkit::plugins::component("openldap-mapping");
+    let config = std::fs::read_to_string(setup.config()).unwrap().replacen(
+        &format!("plugin = {{ path = \"{}\" }}", openldap.display()),
+        &format!(
+            "plugin = {{ path = \"{}\", settings = {{ \"abac.note\" = \"legacyNote\" }} }}",
+            settings_map.display()
+        ),
+        1,
+    );
+    std::fs::write(setup.config(), config).unwrap();
+    let server = Server::start(&setup.config());
+    let admin = server.login(ADMIN, ADMIN_PASSWORD);
+    let (status, body) = downsync(&server, &admin);
+    assert_eq!(status, 200, "{body}");
+    let results = body["data"].as_array().unwrap();
+    assert_eq!(results.len(), 10);
+    assert!(results.iter().all(|r| r["code"] == 201), "{body}");
+    // User 4 has no `note`: the plugin got the value as bytes, as it would get a
+    // binary attribute, and settings-map maps text only. Nothing was replaced by U+FFFD.
+    for user in users(&server, &admin) {
+        let expected = if user["username"] == uid(4) {
+            json!({})
+        } else {
+            json!({"note": ["Berlin"]})
+        };
+        assert_eq!(user["attributes"], expected, "{user}");
+    }
+    let (_, runs) = server.get("/api/v1/admin/tenants/1/runs", &admin.headers());
+    assert_eq!(
+        runs["data"][0]["summary"]["invalid_utf8_values"], 1,
+        "{runs}"
+    );
+    let (status, body) = downsync(&server, &admin);
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["code"] == 304),
+        "{body}"
+    );
+}
+
+#[test]
 fn two_entries_with_one_unique_id_conflict_and_the_rest_sync() {
     let ldif = with_lines(&people(4), 1, "employeeNumber: 4711");
     let ldif = with_lines(&ldif, 2, "employeeNumber: 4711");
