@@ -13,6 +13,7 @@ mod admin;
 mod bad_requests;
 mod faults;
 mod grommunio;
+mod host_faults;
 mod lifecycle;
 mod rocketchat;
 
