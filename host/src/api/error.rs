@@ -54,13 +54,21 @@ pub enum RcError {
         /// The account's methods.
         available: Vec<&'static str>,
     },
+    /// 503 with a message: the server cannot do it now (its store cannot write).
+    Unavailable(String),
     /// 500, detail logged.
     Internal(String),
 }
 
 impl From<StoreError> for RcError {
     fn from(err: StoreError) -> Self {
-        RcError::Internal(err.to_string())
+        match err.unwritable() {
+            Some(reason) => {
+                tracing::error!(%err, "the user store cannot write");
+                RcError::Unavailable(unwritable_message(reason))
+            }
+            None => RcError::Internal(err.to_string()),
+        }
     }
 }
 
@@ -149,6 +157,10 @@ impl IntoResponse for RcError {
                     }),
                 )
             }
+            RcError::Unavailable(message) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                json!({"success": false, "error": message}),
+            ),
             RcError::Internal(detail) => {
                 tracing::error!(%detail, "internal error");
                 (
@@ -261,8 +273,21 @@ impl From<crate::sync::StartError> for ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
-        ApiError::internal(err)
+        match err.unwritable() {
+            Some(reason) => {
+                tracing::error!(%err, "the user store cannot write");
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, unwritable_message(reason))
+            }
+            None => ApiError::internal(err),
+        }
     }
+}
+
+/// What a client is told when the store cannot write because of its data directory.
+fn unwritable_message(reason: &str) -> String {
+    format!(
+        "The user store cannot write: {reason}. Reads still work; try again once that is fixed."
+    )
 }
 
 impl IntoResponse for ApiError {

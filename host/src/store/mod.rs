@@ -90,6 +90,25 @@ pub enum StoreError {
     },
 }
 
+impl StoreError {
+    /// Why the store cannot write when the cause is its data directory (full, or
+    /// read-only) rather than the request: the operator's to fix, and safe to tell a
+    /// client.
+    pub fn unwritable(&self) -> Option<&'static str> {
+        let cause = match self {
+            StoreError::Database(cause)
+            | StoreError::Open { cause, .. }
+            | StoreError::Migration { cause, .. } => cause,
+            _ => return None,
+        };
+        match cause.sqlite_error_code()? {
+            rusqlite::ErrorCode::DiskFull => Some("the data directory is full"),
+            rusqlite::ErrorCode::ReadOnly => Some("the data directory is read-only"),
+            _ => None,
+        }
+    }
+}
+
 /// The store as the sync engine and the API see it. Every method is scoped to one
 /// tenant: no method reads or writes another tenant's rows.
 pub trait UserStore: Send + Sync {

@@ -58,6 +58,21 @@ pub enum SyncError {
         /// The store's error.
         cause: StoreError,
     },
+    /// The store failed while the changes were written: the first `written` of
+    /// `planned` changes are in the store, each user's change whole, the rest are not.
+    #[error(
+        "tenant {tenant}: {cause}, after {written} of {planned} changes were written (each user's change whole); the next sync writes the rest"
+    )]
+    Applying {
+        /// The tenant.
+        tenant: u64,
+        /// Changes written before the failure.
+        written: u64,
+        /// Changes the sync had planned.
+        planned: u64,
+        /// The store's error.
+        cause: StoreError,
+    },
     /// Cancelled before anything was written.
     #[error("tenant {tenant}: the sync was cancelled")]
     Cancelled {
@@ -515,7 +530,20 @@ impl SyncEngine {
         if !request.dry_run {
             progress.set_phase(Phase::Applying);
             let applying = Instant::now();
-            self.apply(tenant_id, request, &mut diff, progress).await?;
+            self.apply(tenant_id, request, &mut diff, progress)
+                .await
+                .map_err(|err| match err {
+                    SyncError::Store { tenant, cause } => {
+                        let now = progress.snapshot();
+                        SyncError::Applying {
+                            tenant,
+                            written: now.written,
+                            planned: now.to_write,
+                            cause,
+                        }
+                    }
+                    other => other,
+                })?;
             report.timings.apply_ms = millis(applying);
             report.counts = diff.counts;
             let mut state = state;

@@ -758,6 +758,18 @@ impl SyncService {
 /// grommunio's task message: `X/Y synced[, N created][, N error(s)] (T.Ts)`.
 pub fn summary_message(report: &SyncReport) -> String {
     let c = &report.counts;
+    let seconds = report.timings.total_ms as f64 / 1000.0;
+    if matches!(report.outcome.as_str(), "failed" | "cancelled") {
+        // The counts are what was planned, not what was done: the error says that.
+        let mut message = format!(
+            "{} after reading {} entries ({seconds:.1}s)",
+            report.outcome, c.read
+        );
+        if let Some(error) = &report.error {
+            message.push_str(&format!(": {error}"));
+        }
+        return message;
+    }
     let synced = c.created + c.updated + c.unchanged + c.reactivated + c.deactivated;
     let mut message = format!("{synced}/{} synced", c.read);
     if c.created > 0 {
@@ -767,10 +779,7 @@ pub fn summary_message(report: &SyncReport) -> String {
         let plural = if c.failed == 1 { "" } else { "s" };
         message.push_str(&format!(", {} error{plural}", c.failed));
     }
-    message.push_str(&format!(
-        " ({:.1}s)",
-        report.timings.total_ms as f64 / 1000.0
-    ));
+    message.push_str(&format!(" ({seconds:.1}s)"));
     if let Some(error) = &report.error {
         message.push_str(&format!(": {error}"));
     }

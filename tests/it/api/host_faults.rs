@@ -188,3 +188,206 @@ fn sigkill_while_applying_leaves_every_user_whole_and_a_rerun_converges() {
         i64::try_from(PEOPLE).unwrap()
     );
 }
+
+/// A wrapper for [`Server::start_wrapped`]: the server runs in its own user and mount
+/// namespaces (no privileges needed), where `dir` is a fresh tmpfs of `size` bytes
+/// (`16m`). The test reaches that file system through `/proc/<pid>/root`.
+fn on_small_filesystem(dir: &Path, size: &str) -> Vec<String> {
+    let probe = std::process::Command::new("unshare")
+        .args(["--user", "--map-root-user", "--mount", "true"])
+        .output()
+        .expect("unshare (util-linux) runs");
+    assert!(
+        probe.status.success(),
+        "this test needs unprivileged user and mount namespaces (unshare -rm): {}",
+        String::from_utf8_lossy(&probe.stderr)
+    );
+    std::fs::create_dir_all(dir).unwrap();
+    [
+        "unshare",
+        "--user",
+        "--map-root-user",
+        "--mount",
+        "sh",
+        "-c",
+        r#"mount -t tmpfs -o "size=$1" abacsync-test "$2" || exit 90; shift 2; exec "$@""#,
+        "sh",
+        size,
+        dir.to_str().unwrap(),
+    ]
+    .map(str::to_owned)
+    .to_vec()
+}
+
+/// `path` as the server at `pid` sees it.
+fn inside(pid: u32, path: &Path) -> std::path::PathBuf {
+    Path::new(&format!("/proc/{pid}/root")).join(path.strip_prefix("/").unwrap())
+}
+
+/// A copy of the store in `dir` (its database and write-ahead log), taken while the
+/// server is idle: SQLite resolves `/proc/<pid>/root` to the test's own root, so the
+/// store is opened from a copy.
+fn copy_store(dir: &Path) -> (tempfile::TempDir, std::path::PathBuf) {
+    let copy = tempfile::tempdir().unwrap();
+    for name in ["abacsync.db", "abacsync.db-wal"] {
+        let from = dir.join(name);
+        if from.exists() {
+            std::fs::copy(&from, copy.path().join(name)).unwrap();
+        }
+    }
+    let db = copy.path().join("abacsync.db");
+    (copy, db)
+}
+
+/// Fills the file system holding `dir` with `dir/ballast` until it is full, then
+/// gives `room` bytes back.
+fn fill(dir: &Path, room: u64) -> std::path::PathBuf {
+    use std::io::Write;
+    let path = dir.join("ballast");
+    let mut file = std::fs::File::create(&path).unwrap();
+    let chunk = vec![0u8; 64 * 1024];
+    loop {
+        if let Err(err) = file.write_all(&chunk).and_then(|()| file.sync_all()) {
+            assert_eq!(err.raw_os_error(), Some(28), "{err}"); // ENOSPC
+            break;
+        }
+    }
+    let size = file.metadata().unwrap().len();
+    file.set_len(size.saturating_sub(room)).unwrap();
+    path
+}
+
+#[test]
+fn a_full_data_directory_fails_the_sync_clearly_and_loses_nothing() {
+    let setup = Setup::new(1500);
+    let data = setup.data_dir();
+    let wrapper = on_small_filesystem(&data, "24m");
+    let wrapper: Vec<&str> = wrapper.iter().map(String::as_str).collect();
+    let server = Server::start_wrapped(&setup.config(), &wrapper);
+    let admin = server.login(ADMIN, ADMIN_PASSWORD);
+    let task = downsync_in_background(&server, &admin);
+    completed(&server, &admin, task);
+    let data = inside(server.pid(), &data);
+    let (_copy, db) = copy_store(&data);
+    let before = stored_users(&db);
+    assert_eq!(before.len(), 1500);
+
+    // 1,500 more people, and no room left for them.
+    let more = abacsync_testkit::directory::people_ldif(
+        "dc=example,dc=org",
+        3000,
+        &abacsync_testkit::directory::PeopleOptions::default(),
+    )
+    .unwrap();
+    let start = more
+        .find(&format!(
+            "dn: uid={},",
+            abacsync_testkit::directory::uid(1500)
+        ))
+        .unwrap();
+    setup.slapd.add(&more[start..]).unwrap();
+    let ballast = fill(&data, 0);
+    let (status, body) = server.post(
+        "/api/v1/domains/1/ldap/downsync?import=true&timeout=60",
+        &admin.headers(),
+        None,
+    );
+    // Recording the task fails: 503, naming the cause.
+    assert_eq!(status, 503, "{body}");
+    let message = body["message"].as_str().unwrap();
+    assert!(message.contains("the data directory is full"), "{message}");
+    // Reads still work, and the store holds what it held.
+    let (status, body) = server.get("/api/v1/admin/tenants/1/users?limit=1", &admin.headers());
+    assert_eq!(status, 200, "{body}");
+    let (_copy, db) = copy_store(&data);
+    assert_eq!(integrity(&db), "ok");
+    assert_eq!(stored_users(&db), before);
+
+    // Room for the task, not for 1,500 users: the sync fails while applying, and
+    // nothing of it stays.
+    std::fs::remove_file(&ballast).unwrap();
+    let ballast = fill(&data, 256 * 1024);
+    let (status, body) = server.post(
+        "/api/v1/domains/1/ldap/downsync?import=true&timeout=60",
+        &admin.headers(),
+        None,
+    );
+    assert_eq!(status, 500, "{body}");
+    let message = body["message"].as_str().unwrap();
+    assert!(
+        message.contains("database or disk is full, after 0 of 1500 changes were written"),
+        "{message}"
+    );
+    let (_copy, db) = copy_store(&data);
+    assert_eq!(integrity(&db), "ok");
+    assert_eq!(stored_users(&db), before);
+    let (state, task) = {
+        let tasks = server.tasks(&admin);
+        (tasks[0]["stateName"].clone(), tasks[0]["message"].clone())
+    };
+    assert_eq!(state, "error", "{task}");
+    assert!(
+        task.as_str()
+            .unwrap()
+            .starts_with("failed after reading 3000 entries"),
+        "{task}"
+    );
+
+    // With room again, the next sync imports the newcomers.
+    std::fs::remove_file(ballast).unwrap();
+    let (status, body) = server.post(
+        "/api/v1/domains/1/ldap/downsync?import=true&timeout=60",
+        &admin.headers(),
+        None,
+    );
+    assert_eq!(status, 200, "{body}");
+    let results = body["data"].as_array().unwrap();
+    assert_eq!(results.iter().filter(|r| r["code"] == 201).count(), 1500);
+    assert_eq!(results.iter().filter(|r| r["code"] == 304).count(), 1500);
+    let (_copy, db) = copy_store(&data);
+    assert_eq!(integrity(&db), "ok");
+    assert_eq!(stored_users(&db).len(), 3000);
+}
+
+#[test]
+fn a_read_only_data_directory_stops_the_start_with_a_clear_error() {
+    let setup = Setup::new(10);
+    let mut server = Server::start(&setup.config());
+    let admin = server.login(ADMIN, ADMIN_PASSWORD);
+    let task = downsync_in_background(&server, &admin);
+    completed(&server, &admin, task);
+    server.kill();
+
+    // The same data directory, mounted read-only (a bind mount in the server's own
+    // namespaces: even root cannot write there).
+    let data = setup.data_dir();
+    let output = std::process::Command::new("unshare")
+        .args(["--user", "--map-root-user", "--mount", "sh", "-c"])
+        .arg(r#"mount --bind "$1" "$1" && mount -o remount,bind,ro "$1" || exit 90; shift; exec "$@""#)
+        .arg("sh")
+        .arg(&data)
+        .arg(env!("CARGO_BIN_EXE_abacsync"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(setup.config())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_ne!(output.status.code(), Some(90), "mounting failed: {stderr}");
+    assert!(!output.status.success(), "{stderr}");
+    assert!(output.stdout.is_empty(), "it never listened");
+    assert!(
+        stderr.contains(&format!(
+            "cannot open the user store at {}: the database can only be opened read-only; is the directory {} writable?",
+            data.join("abacsync.db").display(),
+            data.display()
+        )),
+        "{stderr}"
+    );
+
+    // Writable again, the store is as it was.
+    let server = Server::start(&setup.config());
+    let admin = server.login(ADMIN, ADMIN_PASSWORD);
+    let (status, body) = server.get("/api/v1/admin/tenants/1/users", &admin.headers());
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"].as_array().unwrap().len(), 10);
+}

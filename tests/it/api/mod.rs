@@ -41,7 +41,22 @@ pub struct Server {
 
 impl Server {
     pub fn start(config: &Path) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_abacsync"))
+        Self::start_wrapped(config, &[])
+    }
+
+    /// Starts `abacsync serve` through `wrapper` (a program and its arguments that
+    /// end by running the command appended to them, such as `unshare … sh -c …`).
+    pub fn start_wrapped(config: &Path, wrapper: &[&str]) -> Self {
+        let binary = env!("CARGO_BIN_EXE_abacsync");
+        let mut command = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut command = Command::new(program);
+                command.args(args).arg(binary);
+                command
+            }
+            None => Command::new(binary),
+        };
+        let mut child = command
             .args(["serve", "--listen", "127.0.0.1:0", "--config"])
             .arg(config)
             .env("ABACSYNC_ADMIN_USER", ADMIN)
@@ -251,6 +266,11 @@ impl Server {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     pub fn kill(&mut self) {

@@ -71,27 +71,27 @@ pub(super) fn create(
         "INSERT INTO accounts (public_id, username, password_hash, tenant_id, permissions, created_at, email) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING id",
     )?;
-    let id: AccountId = stmt
-        .query_row(
-            (
-                &new.public_id,
-                &new.username,
-                &new.password_hash,
-                new.tenant.map(tenant_key),
-                serde_json::to_string(&permissions).unwrap_or_else(|_| "[]".into()),
-                now,
-                &new.email,
-            ),
-            |row| row.get(0),
-        )
-        .map_err(|err| match err {
-            rusqlite::Error::SqliteFailure(code, _)
-                if code.code == rusqlite::ErrorCode::ConstraintViolation =>
-            {
-                StoreError::AccountExists(new.username.clone())
-            }
-            other => other.into(),
-        })?;
+    let id: AccountId = super::insert_returning(
+        &mut stmt,
+        (
+            &new.public_id,
+            &new.username,
+            &new.password_hash,
+            new.tenant.map(tenant_key),
+            serde_json::to_string(&permissions).unwrap_or_else(|_| "[]".into()),
+            now,
+            &new.email,
+        ),
+        |row| row.get(0),
+    )
+    .map_err(|err| match err {
+        rusqlite::Error::SqliteFailure(code, _)
+            if code.code == rusqlite::ErrorCode::ConstraintViolation =>
+        {
+            StoreError::AccountExists(new.username.clone())
+        }
+        other => other.into(),
+    })?;
     by_id(conn, id)?.ok_or(StoreError::Corrupt {
         table: "accounts",
         column: "id",

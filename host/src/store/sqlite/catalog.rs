@@ -48,7 +48,8 @@ pub(super) fn add_plugin(
         "INSERT INTO plugins (sha256, tenant_id, label, name, version, size, component, uploaded_by, created_at) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) RETURNING {PLUGIN_COLUMNS}"
     ))?;
-    Ok(stmt.query_row(
+    Ok(super::insert_returning(
+        &mut stmt,
         (
             &plugin.sha256,
             owner,
@@ -135,7 +136,8 @@ pub(super) fn assign(
         "INSERT INTO tenant_plugins (tenant_id, plugin_id, settings, assigned_by, assigned_at, reason) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING {ASSIGNMENT_COLUMNS}"
     ))?;
-    finish_assignment(stmt.query_row(
+    finish_assignment(super::insert_returning(
+        &mut stmt,
         (tenant_key(tenant), plugin, settings, by, now, reason),
         assignment_row,
     )?)

@@ -95,6 +95,17 @@ impl SqliteStore {
     /// when a migration fails.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let mut writer = open_file(path).map_err(|cause| open_error(path, cause))?;
+        // SQLite opens a file it cannot write read-only, without an error; the first
+        // write would fail instead, far from the cause.
+        if writer.is_readonly(rusqlite::MAIN_DB).unwrap_or(false) {
+            return Err(open_error(
+                path,
+                rusqlite::Error::SqliteFailure(
+                    rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_READONLY),
+                    Some("the database can only be opened read-only".into()),
+                ),
+            ));
+        }
         configure_writer(&writer, true).map_err(|cause| open_error(path, cause))?;
         migrate::migrate(&mut writer, migrate::MIGRATIONS)?;
         Ok(Self::from_parts(
@@ -252,6 +263,25 @@ fn open_error(path: &Path, cause: rusqlite::Error) -> StoreError {
         path: path.to_owned(),
         cause,
     }
+}
+
+/// Runs an `INSERT … RETURNING` that returns one row, and steps it to its end.
+///
+/// Outside a transaction SQLite commits when the statement completes, so the commit
+/// can fail (a full disk) after the row was returned. `query_row` stops at the row and
+/// drops that error: it would hand back the row of an insert that never happened.
+fn insert_returning<T>(
+    stmt: &mut rusqlite::CachedStatement<'_>,
+    params: impl rusqlite::Params,
+    map: impl FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+) -> rusqlite::Result<T> {
+    let mut rows = stmt.query(params)?;
+    let value = match rows.next()? {
+        Some(row) => map(row)?,
+        None => return Err(rusqlite::Error::QueryReturnedNoRows),
+    };
+    while rows.next()?.is_some() {}
+    Ok(value)
 }
 
 /// The `INTEGER` stored for a tenant: the `u64` reinterpreted as `i64`, so that

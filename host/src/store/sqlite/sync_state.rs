@@ -61,7 +61,8 @@ pub(super) fn record_run(
          (tenant_id, run_id, mode, dry_run, started_at, finished_at, outcome, summary) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) RETURNING id",
     )?;
-    let id = stmt.query_row(
+    let id = super::insert_returning(
+        &mut stmt,
         (
             tenant_key(tenant),
             &run.run_id,

@@ -62,7 +62,8 @@ pub(super) fn create(
         "INSERT INTO tasks (tenant_id, command, state, message, params, account_id, created_at, updated_at) \
          VALUES (?1, ?2, 'queued', '', ?3, ?4, ?5, ?5) RETURNING {COLUMNS}"
     ))?;
-    finish(stmt.query_row(
+    finish(super::insert_returning(
+        &mut stmt,
         (
             tenant_key(tenant),
             command,
