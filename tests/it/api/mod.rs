@@ -15,6 +15,7 @@ mod faults;
 mod grommunio;
 mod host_faults;
 mod lifecycle;
+mod neighbours;
 mod rocketchat;
 
 use std::io::{BufRead, BufReader};
