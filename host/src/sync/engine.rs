@@ -24,7 +24,7 @@ const AVATAR_ATTRIBUTES: &[&str] = &["thumbnailPhoto", "jpegPhoto"];
 /// Entries per plugin call.
 const BATCH_SIZE: usize = 500;
 /// Changes per store transaction.
-const APPLY_CHUNK: usize = 1000;
+const APPLY_CHUNK: usize = 5000;
 
 /// Why a sync stopped.
 #[derive(Debug, thiserror::Error)]
@@ -969,7 +969,17 @@ async fn map_stage(
             } else {
                 None
             });
-            // The plugin sees what it asked for (and the identifiers), not avatars.
+            // The plugin sees what it asked for (and the identifiers), not avatars nor
+            // the change attribute: each value it does not need costs a copy into its
+            // memory.
+            if !stage
+                .plugin_attributes
+                .contains(&stage.change_attribute.to_ascii_lowercase())
+            {
+                entry
+                    .attributes
+                    .retain(|(name, _)| !name.eq_ignore_ascii_case(&stage.change_attribute));
+            }
             entry.binary_attributes.retain(|(name, _)| {
                 !AVATAR_ATTRIBUTES
                     .iter()
