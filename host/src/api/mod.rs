@@ -399,12 +399,14 @@ impl axum::body::HttpBody for ReadAhead {
     }
 
     fn size_hint(&self) -> http_body::SizeHint {
-        let mut hint = self.rest.size_hint();
+        let rest = self.rest.size_hint();
         let read = self.read.as_ref().map_or(0, |read| read.len() as u64);
-        hint.set_lower(hint.lower() + read);
-        if let Some(upper) = hint.upper() {
+        // Upper first: `set_lower` checks the lower bound against the upper one.
+        let mut hint = http_body::SizeHint::new();
+        if let Some(upper) = rest.upper() {
             hint.set_upper(upper + read);
         }
+        hint.set_lower(rest.lower() + read);
         hint
     }
 }

@@ -107,7 +107,11 @@ async fn sync_now(
 }
 
 fn start_error(err: StartError) -> RcError {
-    RcError::Internal(err.to_string())
+    match err {
+        StartError::Store(err) => err.into(),
+        StartError::ShuttingDown => RcError::Unavailable(err.to_string()),
+        StartError::UnknownTenant(_) => RcError::Internal(err.to_string()),
+    }
 }
 
 /// Validates the body as Rocket.Chat's schema does: an object with at least one of

@@ -185,6 +185,9 @@ fn print_summary(tenant: &TenantConfig, report: &SyncReport) {
         "  skipped {}  not imported {}  not found {}  failed {}",
         c.skipped, c.not_imported, c.not_found, c.failed
     );
+    if matches!(report.outcome.as_str(), "failed" | "cancelled") {
+        println!("  (what the sync planned: its error says what, if anything, was written)");
+    }
     if report.invalid_utf8_values > 0 {
         println!(
             "  {} text attribute(s) held values that are not UTF-8; the plugin got them as bytes (the log names them)",

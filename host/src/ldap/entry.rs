@@ -189,6 +189,10 @@ impl EntryShaper {
                             attribute = %attribute.name,
                             "a text attribute holds a value that is not UTF-8; the plugin gets its values as bytes"
                         );
+                    } else if notes.invalid_utf8_values == LOGGED_INVALID_UTF8 + 1 {
+                        tracing::warn!(
+                            "more text attributes hold values that are not UTF-8; the sync's summary counts them"
+                        );
                     }
                     push_values(
                         &mut entry.binary_attributes,

@@ -91,9 +91,9 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    /// Why the store cannot write when the cause is its data directory (full, or
-    /// read-only) rather than the request: the operator's to fix, and safe to tell a
-    /// client.
+    /// Why the store cannot write when the cause is its data directory (full) rather
+    /// than the request: the operator's to fix, and safe to tell a client. (A store that
+    /// cannot be written at all is refused when it is opened.)
     pub fn unwritable(&self) -> Option<&'static str> {
         let cause = match self {
             StoreError::Database(cause)
@@ -103,7 +103,6 @@ impl StoreError {
         };
         match cause.sqlite_error_code()? {
             rusqlite::ErrorCode::DiskFull => Some("the data directory is full"),
-            rusqlite::ErrorCode::ReadOnly => Some("the data directory is read-only"),
             _ => None,
         }
     }

@@ -61,7 +61,7 @@ pub enum SyncError {
     /// The store failed while the changes were written: the first `written` of
     /// `planned` changes are in the store, each user's change whole, the rest are not.
     #[error(
-        "tenant {tenant}: {cause}, after {written} of {planned} changes were written (each user's change whole); the next sync writes the rest"
+        "tenant {tenant}: {cause}, after {written} of {planned} changes were written (each user's change whole); once the cause is fixed, the next sync writes the rest"
     )]
     Applying {
         /// The tenant.
@@ -310,6 +310,9 @@ impl SyncEngine {
                 _ => "failed".into(),
             };
             report.error = Some(error.to_string());
+            // The counts are filled once the read is complete; a sync stopped before
+            // then has read what its progress says.
+            report.counts.read = report.counts.read.max(progress.snapshot().read);
         }
         progress.set_phase(Phase::Done);
         report.timings.total_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
@@ -859,8 +862,11 @@ impl SyncEngine {
                     for (index, id) in ids.into_iter().enumerate() {
                         diff.results[change_results[offset + index]].id = Some(id.0);
                     }
+                    progress.add_written(chunk.len() as u64);
                 }
                 Err(StoreError::Conflict { .. } | StoreError::NoSuchUser { .. }) => {
+                    // One change at a time, each committed on its own: counted as it
+                    // is written, so that a later failure says how far it got.
                     for (index, change) in chunk.iter().enumerate() {
                         let single = vec![change.clone()];
                         let single_cause = cause.clone();
@@ -871,7 +877,10 @@ impl SyncEngine {
                             .await?;
                         let slot = &mut diff.results[change_results[offset + index]];
                         match result {
-                            Ok(ids) => slot.id = ids.first().map(|id| id.0),
+                            Ok(ids) => {
+                                slot.id = ids.first().map(|id| id.0);
+                                progress.add_written(1);
+                            }
                             Err(
                                 err @ (StoreError::Conflict { .. } | StoreError::NoSuchUser { .. }),
                             ) => {
@@ -899,7 +908,6 @@ impl SyncEngine {
                 }
             }
             offset += chunk.len();
-            progress.add_written(chunk.len() as u64);
         }
         Ok(())
     }

@@ -761,14 +761,8 @@ pub fn summary_message(report: &SyncReport) -> String {
     let seconds = report.timings.total_ms as f64 / 1000.0;
     if matches!(report.outcome.as_str(), "failed" | "cancelled") {
         // The counts are what was planned, not what was done: the error says that.
-        let mut message = format!(
-            "{} after reading {} entries ({seconds:.1}s)",
-            report.outcome, c.read
-        );
-        if let Some(error) = &report.error {
-            message.push_str(&format!(": {error}"));
-        }
-        return message;
+        let what = report.error.as_deref().unwrap_or(report.outcome.as_str());
+        return format!("{what} ({} entries read, {seconds:.1}s)", c.read);
     }
     let synced = c.created + c.updated + c.unchanged + c.reactivated + c.deactivated;
     let mut message = format!("{synced}/{} synced", c.read);

@@ -329,7 +329,8 @@ fn a_full_data_directory_fails_the_sync_clearly_and_loses_nothing() {
     assert!(
         task.as_str()
             .unwrap()
-            .starts_with("failed after reading 3000 entries"),
+            .starts_with("tenant 1: user store: database or disk is full")
+            && task.as_str().unwrap().contains("(3000 entries read, "),
         "{task}"
     );
 
@@ -377,7 +378,7 @@ fn a_read_only_data_directory_stops_the_start_with_a_clear_error() {
     assert!(output.stdout.is_empty(), "it never listened");
     assert!(
         stderr.contains(&format!(
-            "cannot open the user store at {}: the database can only be opened read-only; is the directory {} writable?",
+            "cannot open the user store at {}: the database file can only be opened read-only (its permissions, its owner, or a read-only mount); is the directory {} writable?",
             data.join("abacsync.db").display(),
             data.display()
         )),

@@ -104,7 +104,10 @@ impl SqliteStore {
                 path,
                 rusqlite::Error::SqliteFailure(
                     rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_READONLY),
-                    Some("the database can only be opened read-only".into()),
+                    Some(
+                        "the database file can only be opened read-only (its permissions, its owner, or a read-only mount)"
+                            .into(),
+                    ),
                 ),
             ));
         }
@@ -284,11 +287,11 @@ fn insert_returning<T>(
 ) -> rusqlite::Result<T> {
     let mut rows = stmt.query(params)?;
     let value = match rows.next()? {
-        Some(row) => map(row)?,
+        Some(row) => map(row),
         None => return Err(rusqlite::Error::QueryReturnedNoRows),
     };
     while rows.next()?.is_some() {}
-    Ok(value)
+    value
 }
 
 /// The `INTEGER` stored for a tenant: the `u64` reinterpreted as `i64`, so that
