@@ -458,6 +458,9 @@ impl SyncEngine {
                 mode,
                 sync_avatars: context.rules.sync_avatars,
                 change_attribute: tenant.ldap.change_attribute.clone(),
+                plugin_reads_change_attribute: context
+                    .plugin_attributes
+                    .contains(&tenant.ldap.change_attribute.to_ascii_lowercase()),
                 plugin_attributes: context.plugin_attributes.clone(),
                 progress: progress.clone(),
             },
@@ -930,6 +933,8 @@ struct MapStage {
     mode: SyncMode,
     sync_avatars: bool,
     change_attribute: String,
+    /// Whether the plugin asked for `change_attribute` (otherwise it is withheld).
+    plugin_reads_change_attribute: bool,
     plugin_attributes: HashSet<String>,
     progress: Progress,
 }
@@ -980,10 +985,7 @@ async fn map_stage(
             // The plugin sees what it asked for (and the identifiers), not avatars nor
             // the change attribute: each value it does not need costs a copy into its
             // memory.
-            if !stage
-                .plugin_attributes
-                .contains(&stage.change_attribute.to_ascii_lowercase())
-            {
+            if !stage.plugin_reads_change_attribute {
                 entry
                     .attributes
                     .retain(|(name, _)| !name.eq_ignore_ascii_case(&stage.change_attribute));

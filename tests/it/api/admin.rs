@@ -20,14 +20,6 @@ fn delete(server: &Server, auth: &RcAuth, path: &str) -> u16 {
 }
 
 /// A full sync with import through grommunio's endpoint, as the admin; its results.
-fn downsync(server: &Server, auth: &RcAuth, tenant: u64) -> (u16, Value) {
-    server.post(
-        &format!("/api/v1/domains/{tenant}/ldap/downsync?import=true&timeout=60"),
-        &auth.headers(),
-        None,
-    )
-}
-
 fn attributes(server: &Server, auth: &RcAuth, tenant: u64, username: &str) -> Value {
     let (status, users) = server.get(
         &format!("/api/v1/admin/tenants/{tenant}/users?search={username}"),
@@ -115,7 +107,7 @@ fn plugins_are_uploaded_tried_assigned_and_rolled_back() {
         json!({"pluginId": settings_map_id, "settings": settings}),
     );
     assert_eq!(status, 200, "{first}");
-    assert_eq!(downsync(&server, &admin, 1).0, 200);
+    assert_eq!(server.downsync(&admin, 1).0, 200);
     let user = uid(0);
     assert!(attributes(&server, &admin, 1, &user)["dept"].is_array());
 
@@ -128,7 +120,7 @@ fn plugins_are_uploaded_tried_assigned_and_rolled_back() {
         json!({"pluginId": openldap["id"]}),
     );
     assert_eq!(status, 200);
-    assert_eq!(downsync(&server, &admin, 1).0, 200);
+    assert_eq!(server.downsync(&admin, 1).0, 200);
     let mapped = attributes(&server, &admin, 1, &user);
     assert!(
         mapped["department"].is_array() && mapped.get("dept").is_none(),
@@ -147,7 +139,7 @@ fn plugins_are_uploaded_tried_assigned_and_rolled_back() {
     assert_eq!(back["settings"], settings);
     let (_, versions) = server.get("/api/v1/admin/tenants/1/plugin/versions", &admin.headers());
     assert_eq!(versions["data"].as_array().unwrap().len(), 3, "{versions}");
-    assert_eq!(downsync(&server, &admin, 1).0, 200);
+    assert_eq!(server.downsync(&admin, 1).0, 200);
     assert!(attributes(&server, &admin, 1, &user)["dept"].is_array());
 
     // The assignment survives a restart.
@@ -228,7 +220,7 @@ fn tenants_are_created_replaced_scheduled_and_deleted_through_the_api() {
     assert_eq!((status, &test["ok"]), (200, &json!(true)), "{test}");
 
     // No plugin yet: the sync fails, saying so; with one it runs.
-    let (status, body) = downsync(&server, &admin, 5);
+    let (status, body) = server.downsync(&admin, 5);
     assert_eq!(status, 500, "{body}");
     assert!(
         body["message"].as_str().unwrap().contains("no plugin"),
@@ -242,7 +234,7 @@ fn tenants_are_created_replaced_scheduled_and_deleted_through_the_api() {
         json!({"pluginId": plugin["id"]}),
     );
     assert_eq!(status, 200);
-    let (status, body) = downsync(&server, &admin, 5);
+    let (status, body) = server.downsync(&admin, 5);
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["data"].as_array().unwrap().len(), 2);
 
@@ -366,7 +358,7 @@ fn a_plugin_that_keeps_failing_is_suspended_until_resumed() {
     );
     assert_eq!(status, 200, "{body}");
     for attempt in 1..=abacsync::sync::SUSPEND_AFTER {
-        let (status, body) = downsync(&server, &admin, 1);
+        let (status, body) = server.downsync(&admin, 1);
         assert_eq!(status, 500, "{body}");
         assert!(
             !body["message"].as_str().unwrap().contains("suspended"),
@@ -380,7 +372,7 @@ fn a_plugin_that_keeps_failing_is_suspended_until_resumed() {
         abacsync::sync::SUSPEND_AFTER
     );
     // Suspended: the next sync does not run the plugin, and says why.
-    let (status, body) = downsync(&server, &admin, 1);
+    let (status, body) = server.downsync(&admin, 1);
     assert_eq!(status, 500);
     assert!(
         body["message"].as_str().unwrap().contains("suspended"),
@@ -403,7 +395,7 @@ fn a_plugin_that_keeps_failing_is_suspended_until_resumed() {
         json!({"pluginId": openldap["id"]}),
     );
     assert_eq!(status, 200);
-    let (status, body) = downsync(&server, &admin, 1);
+    let (status, body) = server.downsync(&admin, 1);
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["data"].as_array().unwrap().len(), 3);
 }

@@ -31,12 +31,11 @@ fn with_lines(ldif: &str, i: usize, lines: &str) -> String {
     format!("{}{lines}\n{}", &ldif[..end], &ldif[end..])
 }
 
-fn downsync(server: &Server, auth: &RcAuth) -> (u16, Value) {
-    server.post(
-        "/api/v1/domains/1/ldap/downsync?import=true&timeout=60",
-        &auth.headers(),
-        None,
-    )
+/// Whether a downsync answer finds every user unchanged.
+fn all_unchanged(body: &Value) -> bool {
+    body["data"]
+        .as_array()
+        .is_some_and(|results| results.iter().all(|r| r["code"] == 304))
 }
 
 fn users(server: &Server, auth: &RcAuth) -> Vec<Value> {
@@ -72,13 +71,13 @@ fn a_directory_that_stops_answering_times_out_and_changes_nothing() {
     let setup = Setup::custom(slapd, "operation_timeout_secs = 2", "", "");
     let server = Server::start(&setup.config());
     let admin = server.login(ADMIN, ADMIN_PASSWORD);
-    assert_eq!(downsync(&server, &admin).0, 200);
+    assert_eq!(server.downsync(&admin, 1).0, 200);
     let before = users(&server, &admin);
     assert_eq!(before.len(), 20);
 
     // slapd frozen: connections are accepted by the kernel, nothing answers.
     signal(&setup.slapd, "-STOP");
-    let (status, body) = downsync(&server, &admin);
+    let (status, body) = server.downsync(&admin, 1);
     signal(&setup.slapd, "-CONT");
     assert_eq!(status, 503, "{body}");
     let (state, message) = last_task(&server, &admin);
@@ -86,16 +85,9 @@ fn a_directory_that_stops_answering_times_out_and_changes_nothing() {
     assert!(message.contains("no answer"), "{message}");
     assert_eq!(users(&server, &admin), before, "nothing changed");
 
-    let (status, body) = downsync(&server, &admin);
+    let (status, body) = server.downsync(&admin, 1);
     assert_eq!(status, 200, "{body}");
-    assert!(
-        body["data"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|r| r["code"] == 304),
-        "{body}"
-    );
+    assert!(all_unchanged(&body), "{body}");
 }
 
 /// Makes the configuration bind anonymously: the root DN has no limits.
@@ -122,7 +114,7 @@ fn a_size_limit_is_an_error_never_a_short_list() {
     anonymous(&setup);
     let server = Server::start(&setup.config());
     let admin = server.login(ADMIN, ADMIN_PASSWORD);
-    let (status, body) = downsync(&server, &admin);
+    let (status, body) = server.downsync(&admin, 1);
     assert_eq!(status, 500, "{body}");
     assert!(
         body["message"].as_str().unwrap().contains("size limit"),
@@ -156,7 +148,7 @@ fn a_time_limit_is_an_error_never_a_short_list() {
     std::fs::write(setup.config(), &config).unwrap();
     let server = Server::start(&setup.config());
     let admin = server.login(ADMIN, ADMIN_PASSWORD);
-    let (status, body) = downsync(&server, &admin);
+    let (status, body) = server.downsync(&admin, 1);
     assert_eq!(status, 200, "{body}");
     let before = users(&server, &admin);
     drop(server);
@@ -171,7 +163,7 @@ fn a_time_limit_is_an_error_never_a_short_list() {
     assert!(stalling.contains(&proxy.ldap_url()));
     std::fs::write(setup.config(), &stalling).unwrap();
     let server = Server::start(&setup.config());
-    let (status, body) = downsync(&server, &admin);
+    let (status, body) = server.downsync(&admin, 1);
     assert_eq!(status, 500, "{body}");
     let message = body["message"].as_str().unwrap();
     assert!(message.contains("time limit exceeded"), "{message}");
@@ -186,11 +178,11 @@ fn a_time_limit_is_an_error_never_a_short_list() {
     // Back to pages of 500: the next sync succeeds and finds everyone unchanged.
     std::fs::write(setup.config(), &config).unwrap();
     let server = Server::start(&setup.config());
-    let (status, body) = downsync(&server, &admin);
+    let (status, body) = server.downsync(&admin, 1);
     assert_eq!(status, 200, "{body}");
     let results = body["data"].as_array().unwrap();
     assert_eq!(results.len(), PEOPLE);
-    assert!(results.iter().all(|r| r["code"] == 304), "{}", results[0]);
+    assert!(all_unchanged(&body), "{}", results[0]);
 }
 
 /// A directory of 10 people with a referral to another server inside the base;
@@ -204,7 +196,7 @@ fn referral_setup(ldap_extra: &str) -> (Setup, Server, RcAuth) {
     let setup = Setup::custom(slapd, ldap_extra, "", "");
     let server = Server::start(&setup.config());
     let admin = server.login(ADMIN, ADMIN_PASSWORD);
-    let (status, body) = downsync(&server, &admin);
+    let (status, body) = server.downsync(&admin, 1);
     assert_eq!(status, 200, "{body}");
     assert_eq!(users(&server, &admin).len(), 10);
     setup
@@ -217,7 +209,7 @@ fn referral_setup(ldap_extra: &str) -> (Setup, Server, RcAuth) {
 #[test]
 fn a_referral_inside_the_base_means_nobody_is_removed() {
     let (_setup, server, admin) = referral_setup("");
-    let (status, body) = downsync(&server, &admin);
+    let (status, body) = server.downsync(&admin, 1);
     assert_eq!(status, 200, "{body}");
     assert!(
         body["data"]
@@ -240,7 +232,7 @@ fn a_referral_inside_the_base_means_nobody_is_removed() {
 #[test]
 fn referrals_ignored_on_request_let_removals_happen() {
     let (_setup, server, admin) = referral_setup("ignore_referrals = true");
-    let (status, body) = downsync(&server, &admin);
+    let (status, body) = server.downsync(&admin, 1);
     assert_eq!(status, 200, "{body}");
     let removed: Vec<&Value> = body["data"]
         .as_array()
@@ -263,7 +255,7 @@ fn a_five_megabyte_photo_becomes_an_avatar() {
     let setup = Setup::custom(slapd, "", "sync_avatars = true", "");
     let server = Server::start(&setup.config());
     let admin = server.login(ADMIN, ADMIN_PASSWORD);
-    let (status, body) = downsync(&server, &admin);
+    let (status, body) = server.downsync(&admin, 1);
     assert_eq!(status, 200, "{body}");
     let all = users(&server, &admin);
     let with_photo = all.iter().find(|u| u["username"] == uid(0)).unwrap();
@@ -323,20 +315,10 @@ fn text_that_is_not_utf8_is_kept_as_bytes_and_counted() {
         .start()
         .unwrap();
     let setup = Setup::custom(slapd, "", "", "");
-    let settings_map = abacsync_testkit::plugins::component("settings-map-mapping");
-    let openldap = abacsync_testkit::plugins::component("openldap-mapping");
-    let config = std::fs::read_to_string(setup.config()).unwrap().replacen(
-        &format!("plugin = {{ path = \"{}\" }}", openldap.display()),
-        &format!(
-            "plugin = {{ path = \"{}\", settings = {{ \"abac.note\" = \"legacyNote\" }} }}",
-            settings_map.display()
-        ),
-        1,
-    );
-    std::fs::write(setup.config(), config).unwrap();
+    setup.set_plugin("settings-map-mapping", r#""abac.note" = "legacyNote""#);
     let server = Server::start(&setup.config());
     let admin = server.login(ADMIN, ADMIN_PASSWORD);
-    let (status, body) = downsync(&server, &admin);
+    let (status, body) = server.downsync(&admin, 1);
     assert_eq!(status, 200, "{body}");
     let results = body["data"].as_array().unwrap();
     assert_eq!(results.len(), 10);
@@ -356,16 +338,9 @@ fn text_that_is_not_utf8_is_kept_as_bytes_and_counted() {
         runs["data"][0]["summary"]["invalid_utf8_values"], 1,
         "{runs}"
     );
-    let (status, body) = downsync(&server, &admin);
+    let (status, body) = server.downsync(&admin, 1);
     assert_eq!(status, 200, "{body}");
-    assert!(
-        body["data"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|r| r["code"] == 304),
-        "{body}"
-    );
+    assert!(all_unchanged(&body), "{body}");
 }
 
 #[test]
@@ -389,7 +364,7 @@ fn two_entries_with_one_unique_id_conflict_and_the_rest_sync() {
     );
     assert_eq!(status, 200, "{body}");
     for _ in 0..2 {
-        let (status, body) = downsync(&server, &admin);
+        let (status, body) = server.downsync(&admin, 1);
         assert_eq!(status, 200, "{body}");
         let conflicts = body["data"]
             .as_array()

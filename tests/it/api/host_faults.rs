@@ -13,11 +13,13 @@ use super::{ADMIN, ADMIN_PASSWORD, RcAuth, Server, Setup};
 /// A user as the store holds it: display name and ABAC attributes.
 type Stored = (Option<String>, BTreeMap<String, BTreeSet<String>>);
 
+fn read_only(db: &Path) -> rusqlite::Connection {
+    rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap()
+}
+
 /// Every user of tenant 1 in the store at `db`, by username.
 fn stored_users(db: &Path) -> BTreeMap<String, Stored> {
-    let connection =
-        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-            .unwrap();
+    let connection = read_only(db);
     let mut users: BTreeMap<i64, (String, Stored)> = BTreeMap::new();
     let mut statement = connection
         .prepare("SELECT id, username, display_name FROM users WHERE tenant_id = 1")
@@ -45,42 +47,13 @@ fn stored_users(db: &Path) -> BTreeMap<String, Stored> {
 
 /// Answers `sql` (one count) on the store at `db`.
 fn count(db: &Path, sql: &str) -> i64 {
-    let connection =
-        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-            .unwrap();
-    connection.query_row(sql, [], |row| row.get(0)).unwrap()
+    read_only(db).query_row(sql, [], |row| row.get(0)).unwrap()
 }
 
 fn integrity(db: &Path) -> String {
-    let connection =
-        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-            .unwrap();
-    connection
+    read_only(db)
         .query_row("PRAGMA integrity_check", [], |row| row.get(0))
         .unwrap()
-}
-
-/// Tenant 1's plugin replaced by settings-map with `settings` (TOML inline-table
-/// body).
-fn with_settings_map(setup: &Setup, settings: &str) {
-    let openldap = abacsync_testkit::plugins::component("openldap-mapping");
-    let settings_map = abacsync_testkit::plugins::component("settings-map-mapping");
-    let text = std::fs::read_to_string(setup.config()).unwrap();
-    let start = text.find("plugin = { path = ").unwrap();
-    let end = start + text[start..].find('\n').unwrap();
-    let line = &text[start..end];
-    assert!(
-        line.contains(&openldap.display().to_string())
-            || line.contains(&settings_map.display().to_string()),
-        "{line}"
-    );
-    let replaced = format!(
-        "{}plugin = {{ path = \"{}\", settings = {{ {settings} }} }}{}",
-        &text[..start],
-        settings_map.display(),
-        &text[end..]
-    );
-    std::fs::write(setup.config(), replaced).unwrap();
 }
 
 fn downsync_in_background(server: &Server, auth: &RcAuth) -> i64 {
@@ -105,7 +78,10 @@ fn sigkill_while_applying_leaves_every_user_whole_and_a_rerun_converges() {
     let setup = Setup::new(PEOPLE);
     let db = setup.data_dir().join("abacsync.db");
     // Before: the display name from displayName, `dept` from departmentNumber.
-    with_settings_map(&setup, r#""abac.dept" = "departmentNumber""#);
+    setup.set_plugin(
+        "settings-map-mapping",
+        r#""abac.dept" = "departmentNumber""#,
+    );
     let mut server = Server::start(&setup.config());
     let admin = server.login(ADMIN, ADMIN_PASSWORD);
     let task = downsync_in_background(&server, &admin);
@@ -116,8 +92,8 @@ fn sigkill_while_applying_leaves_every_user_whole_and_a_rerun_converges() {
 
     // After: the display name from givenName, `dept` from ou, and `city` from l.
     // Every user changes: the user row, two ABAC keys and their audit events.
-    with_settings_map(
-        &setup,
+    setup.set_plugin(
+        "settings-map-mapping",
         r#"display-name = "givenName", "abac.dept" = "ou", "abac.city" = "l""#,
     );
     let mut server = Server::start(&setup.config());
@@ -287,11 +263,7 @@ fn a_full_data_directory_fails_the_sync_clearly_and_loses_nothing() {
         .unwrap();
     setup.slapd.add(&more[start..]).unwrap();
     let ballast = fill(&data, 0);
-    let (status, body) = server.post(
-        "/api/v1/domains/1/ldap/downsync?import=true&timeout=60",
-        &admin.headers(),
-        None,
-    );
+    let (status, body) = server.downsync(&admin, 1);
     // Recording the task fails: 503, naming the cause.
     assert_eq!(status, 503, "{body}");
     let message = body["message"].as_str().unwrap();
@@ -307,11 +279,7 @@ fn a_full_data_directory_fails_the_sync_clearly_and_loses_nothing() {
     // nothing of it stays.
     std::fs::remove_file(&ballast).unwrap();
     let ballast = fill(&data, 256 * 1024);
-    let (status, body) = server.post(
-        "/api/v1/domains/1/ldap/downsync?import=true&timeout=60",
-        &admin.headers(),
-        None,
-    );
+    let (status, body) = server.downsync(&admin, 1);
     assert_eq!(status, 500, "{body}");
     let message = body["message"].as_str().unwrap();
     assert!(
@@ -336,11 +304,7 @@ fn a_full_data_directory_fails_the_sync_clearly_and_loses_nothing() {
 
     // With room again, the next sync imports the newcomers.
     std::fs::remove_file(ballast).unwrap();
-    let (status, body) = server.post(
-        "/api/v1/domains/1/ldap/downsync?import=true&timeout=60",
-        &admin.headers(),
-        None,
-    );
+    let (status, body) = server.downsync(&admin, 1);
     assert_eq!(status, 200, "{body}");
     let results = body["data"].as_array().unwrap();
     assert_eq!(results.iter().filter(|r| r["code"] == 201).count(), 1500);

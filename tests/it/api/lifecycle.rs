@@ -290,26 +290,12 @@ fn the_served_openapi_description_matches_the_routes() {
 fn five_tenants_of_twenty_thousand_users_sync_at_once() {
     const PEOPLE: u64 = 20_000;
     const TENANTS: u64 = 5;
-    let ldif = abacsync_testkit::directory::people_ldif(
-        "dc=example,dc=org",
-        PEOPLE as usize,
-        &abacsync_testkit::directory::PeopleOptions::default(),
-    )
-    .unwrap();
-    let slapd = abacsync_testkit::slapd::Slapd::builder()
-        .ldif(ldif)
-        .start()
-        .unwrap();
+    let slapd = super::people_slapd(PEOPLE as usize);
     let dir = tempfile::tempdir().unwrap();
     let plugin = abacsync_testkit::plugins::component("openldap-mapping");
     let mut text = format!("data_dir = \"{}\"\n", dir.path().join("data").display());
     for id in 1..=TENANTS {
-        text.push_str(
-            &crate::sync::tenant_toml(&slapd, &plugin, "", "")
-                .replace("id = 1", &format!("id = {id}"))
-                .replace("name = \"example\"", &format!("name = \"tenant {id}\""))
-                .replace("page_size = 7", "page_size = 500"),
-        );
+        text.push_str(&super::numbered_tenant(&slapd, id, &plugin, ""));
     }
     let config = dir.path().join("abacsync.toml");
     std::fs::write(&config, text).unwrap();

@@ -116,6 +116,15 @@ impl Server {
         (status, serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 
+    /// grommunio's downsync of `tenant` with import, waiting up to 60 s for the answer.
+    pub fn downsync(&self, auth: &RcAuth, tenant: u64) -> (u16, Value) {
+        self.post(
+            &format!("/api/v1/domains/{tenant}/ldap/downsync?import=true&timeout=60"),
+            &auth.headers(),
+            None,
+        )
+    }
+
     pub fn post(&self, path: &str, headers: &[(&str, &str)], body: Option<Value>) -> (u16, Value) {
         self.call("POST", path, headers, body)
     }
@@ -311,9 +320,7 @@ impl Setup {
 
     /// With `server` appended to the configuration (e.g. a `[server.smtp]` table).
     pub fn with_server(count: usize, server: &str) -> Self {
-        let ldif = people_ldif("dc=example,dc=org", count, &PeopleOptions::default()).unwrap();
-        let slapd = Slapd::builder().ldif(ldif).start().unwrap();
-        Self::custom(slapd, "", "", server)
+        Self::custom(people_slapd(count), "", "", server)
     }
 
     /// Tenant 1 on `slapd` with `ldap_extra` lines in its `[tenant.ldap]` and
@@ -347,8 +354,46 @@ impl Setup {
         self.dir.path().join("abacsync.toml")
     }
 
+    /// Gives tenant 1 the component of `package` with `settings` (the body of a TOML
+    /// inline table).
+    pub fn set_plugin(&self, package: &str, settings: &str) {
+        let text = std::fs::read_to_string(self.config()).unwrap();
+        let start = text.find("plugin = { path = ").unwrap();
+        let end = start + text[start..].find('\n').unwrap();
+        let plugin = plugins::component(package);
+        let line = format!(
+            "plugin = {{ path = \"{}\", settings = {{ {settings} }} }}",
+            plugin.display()
+        );
+        let replaced = format!("{}{line}{}", &text[..start], &text[end..]);
+        std::fs::write(self.config(), replaced).unwrap();
+    }
+
     /// The server's data folder (store, JWT key, plugin cache).
     pub fn data_dir(&self) -> std::path::PathBuf {
         self.dir.path().join("data")
     }
+}
+
+/// A slapd holding `count` generated people under `dc=example,dc=org`.
+pub fn people_slapd(count: usize) -> Slapd {
+    let ldif = people_ldif("dc=example,dc=org", count, &PeopleOptions::default()).unwrap();
+    Slapd::builder().ldif(ldif).start().unwrap()
+}
+
+/// A `[[tenant]]` on `slapd` with id `id`, named `tenant {id}`, reading pages of 500
+/// through the component at `plugin` with `settings` (the body of a TOML inline table;
+/// empty for none).
+pub fn numbered_tenant(slapd: &Slapd, id: u64, plugin: &Path, settings: &str) -> String {
+    tenant_toml(slapd, plugin, "", "")
+        .replace("id = 1", &format!("id = {id}"))
+        .replace("name = \"example\"", &format!("name = \"tenant {id}\""))
+        .replace("page_size = 7", "page_size = 500")
+        .replace(
+            &format!("plugin = {{ path = \"{}\" }}", plugin.display()),
+            &format!(
+                "plugin = {{ path = \"{}\", settings = {{ {settings} }} }}",
+                plugin.display()
+            ),
+        )
 }

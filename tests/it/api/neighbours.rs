@@ -21,11 +21,7 @@ const HOSTILE: [&str; 6] = [
 
 fn downsync(server: &Server, auth: &RcAuth, tenant: u64) -> (u16, Value, Duration) {
     let started = Instant::now();
-    let (status, body) = server.post(
-        &format!("/api/v1/domains/{tenant}/ldap/downsync?import=true&timeout=120"),
-        &auth.headers(),
-        None,
-    );
+    let (status, body) = server.downsync(auth, tenant);
     (status, body, started.elapsed())
 }
 
@@ -71,43 +67,20 @@ fn read_latency(server: &Server, auth: &RcAuth, window: Duration) -> (Duration, 
 
 #[test]
 fn hostile_plugins_do_not_disturb_healthy_tenants_and_end_up_suspended() {
-    let ldif = abacsync_testkit::directory::people_ldif(
-        "dc=example,dc=org",
-        PEOPLE,
-        &abacsync_testkit::directory::PeopleOptions::default(),
-    )
-    .unwrap();
-    let slapd = abacsync_testkit::slapd::Slapd::builder()
-        .ldif(ldif)
-        .start()
-        .unwrap();
+    let slapd = super::people_slapd(PEOPLE);
     let dir = tempfile::tempdir().unwrap();
     let openldap = abacsync_testkit::plugins::component("openldap-mapping");
     let hostile = abacsync_testkit::plugins::component("hostile-mapping");
     let mut text = format!("data_dir = \"{}\"\n", dir.path().join("data").display());
-    let tenant = |id: usize, plugin: String| {
-        crate::sync::tenant_toml(&slapd, &openldap, "", "")
-            .replace("id = 1", &format!("id = {id}"))
-            .replace("name = \"example\"", &format!("name = \"tenant {id}\""))
-            .replace("page_size = 7", "page_size = 500")
-            .replace(
-                &format!("plugin = {{ path = \"{}\" }}", openldap.display()),
-                &plugin,
-            )
-    };
     for id in 1..=2 {
-        text.push_str(&tenant(
-            id,
-            format!("plugin = {{ path = \"{}\" }}", openldap.display()),
-        ));
+        text.push_str(&super::numbered_tenant(&slapd, id, &openldap, ""));
     }
-    for (i, behaviour) in HOSTILE.iter().enumerate() {
-        text.push_str(&tenant(
-            i + 3,
-            format!(
-                "plugin = {{ path = \"{}\", settings = {{ behaviour = \"{behaviour}\" }} }}",
-                hostile.display()
-            ),
+    for (i, behaviour) in (3..).zip(HOSTILE) {
+        text.push_str(&super::numbered_tenant(
+            &slapd,
+            i,
+            &hostile,
+            &format!("behaviour = \"{behaviour}\""),
         ));
     }
     let config = dir.path().join("abacsync.toml");
