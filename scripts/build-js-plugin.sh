@@ -6,7 +6,7 @@
 # The plugin folder holds `mapping.js`, an ES module exporting `mapper` made with
 # `defineMapping` from `./abacsync-mapping.js` (guest-sdk/js). componentize-js (pinned
 # in guest-sdk/js/package-lock.json, installed from npm into target/toolchains/js on
-# first use) compiles the module with the SDK, against wit/v0.1.0, into a component
+# first use) compiles the module with the SDK, against wit/v0.2.0, into a component
 # that embeds the StarlingMonkey engine. The default output is
 # target/wasm-plugins/js/<folder name with _>.wasm. Nothing is rebuilt when the
 # module, the SDK, the WIT and the toolchain are unchanged.
@@ -32,7 +32,7 @@ if ! cmp -s "$sdk/package-lock.json" "$toolchain/package-lock.json" 2>/dev/null 
 fi
 
 stamp="$out.inputs"
-inputs="$( { find "$plugin" "$sdk" "$root/wit/v0.1.0" -type f \
+inputs="$( { find "$plugin" "$sdk" "$root/wit/v0.2.0" -type f \
     \( -name '*.js' -o -name '*.mjs' -o -name '*.wit' -o -name package-lock.json \) \
     -not -path '*/node_modules/*' -print0 | sort -z |
     xargs -0 sha256sum; } | sha256sum | cut -d' ' -f1)"
@@ -45,7 +45,7 @@ trap 'rm -rf "$staging"' EXIT
 cp -r "$plugin/." "$staging/"
 cp "$sdk/abacsync-mapping.js" "$staging/"
 cp "$sdk/build.mjs" "$toolchain/build.mjs"
-node "$toolchain/build.mjs" "$staging/mapping.js" "$root/wit/v0.1.0" "$out.$$.tmp"
+node "$toolchain/build.mjs" "$staging/mapping.js" "$root/wit/v0.2.0" "$out.$$.tmp"
 mv "$out.$$.tmp" "$out"
 echo "$inputs" > "$stamp"
 echo "build-js-plugin: $out" >&2

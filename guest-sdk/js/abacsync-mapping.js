@@ -21,14 +21,16 @@
 // componentize-js compiles it, with this module, into a WebAssembly component for the
 // `mapping-plugin` world of `wit/` (scripts/build-js-plugin.sh).
 //
-// The values that cross the boundary follow the WIT types (see wit/v0.1.0/types.wit)
+// Contract 0.2.0 (wit/v0.2.0) hands a batch of entries over as one JSON document and
+// takes the decisions back as one: this module parses and writes them with the
+// engine's own JSON code, and wraps them so that a mapping reads like the Rust SDK's.
+// The typed values (the call's context, errors of a whole call) follow the WIT types
 // as componentize-js maps them: records are objects with camelCase fields, variants
-// are `{ tag, val }`, options are `undefined` or the value, `list<u8>` is a Uint8Array,
-// u64 is a BigInt. This module wraps them so that a mapping reads like the Rust SDK's.
-// An exception thrown while mapping one entry becomes that entry's error, with its
-// stack, and the host reports it with the entry's DN; the other entries are unaffected.
+// are `{ tag, val }`, u64 is a BigInt. An exception thrown while mapping one entry
+// becomes that entry's error, with its stack, and the host reports it with the
+// entry's DN; the other entries are unaffected.
 
-import { log as hostLog } from "abacsync:mapping/host@0.1.0";
+import { log as hostLog } from "abacsync:mapping/host@0.2.0";
 
 // The component is built without the engine's HTTP support (the sandbox has no network),
 // where fetch() would stop the whole call with a bare trap; this says why instead.
@@ -41,6 +43,9 @@ export class MappingFailure extends Error {
   toWit() {
     return { tag: "other", val: this.message };
   }
+  toJson() {
+    return { other: this.message };
+  }
 }
 
 /** The entry lacks an attribute the mapping needs. */
@@ -51,6 +56,9 @@ export class MissingAttribute extends MappingFailure {
   }
   toWit() {
     return { tag: "missing-attribute", val: this.attribute };
+  }
+  toJson() {
+    return { missing_attribute: this.attribute };
   }
 }
 
@@ -64,6 +72,9 @@ export class InvalidAttribute extends MappingFailure {
   toWit() {
     return { tag: "invalid-attribute", val: { name: this.attribute, reason: this.reason } };
   }
+  toJson() {
+    return { invalid_attribute: { name: this.attribute, reason: this.reason } };
+  }
 }
 
 /** The tenant's settings are wrong for this plugin. */
@@ -71,62 +82,107 @@ export class InvalidSettings extends MappingFailure {
   toWit() {
     return { tag: "invalid-settings", val: this.message };
   }
+  toJson() {
+    return { invalid_settings: this.message };
+  }
 }
 
 const EMPTY = Object.freeze([]);
 
-// Finds `name` in a list of `{ name, values }`: the spelling the directory used first
-// (the common case, and cheap in an interpreter), then case-insensitively.
-function lookup(attributes, name) {
-  for (let i = 0; i < attributes.length; i++) {
-    if (attributes[i].name === name) return attributes[i].values;
+// A batch's attribute name → position in a row. The host spells the names the plugin
+// declared as declared, so the exact spelling is found directly; any other spelling is
+// matched case-insensitively, as LDAP does, once per batch. An attribute absent from the
+// whole batch has position -1.
+class Columns {
+  constructor(names) {
+    this.positions = new Map();
+    for (let i = 0; i < names.length; i++) this.positions.set(names[i], 3 + i);
+    this.lower = undefined;
   }
-  const lower = name.toLowerCase();
-  let found;
-  for (let i = 0; i < attributes.length; i++) {
-    if (attributes[i].name.toLowerCase() === lower) {
-      found = found === undefined ? attributes[i].values : found.concat(attributes[i].values);
+
+  of(name) {
+    const position = this.positions.get(name);
+    return position === undefined ? this.insensitive(name) : position;
+  }
+
+  insensitive(name) {
+    if (this.lower === undefined) {
+      this.lower = new Map();
+      for (const [known, position] of this.positions) {
+        const key = known.toLowerCase();
+        if (position >= 0 && !this.lower.has(key)) this.lower.set(key, position);
+      }
     }
+    const position = this.lower.get(String(name).toLowerCase()) ?? -1;
+    this.positions.set(name, position);
+    return position;
   }
-  return found ?? EMPTY;
 }
 
 /** A directory entry, with attribute names matched case-insensitively as LDAP does. */
 export class Entry {
-  constructor(raw) {
-    this.dn = raw.dn;
+  constructor(row, columns) {
+    this.dn = row[0];
     /** The DNs of the entry's groups (nested ones resolved), or undefined when unknown. */
-    this.groups = raw.groups;
-    this._text = raw.attributes;
-    this._binary = raw.binaryAttributes;
+    this.groups = row[1] ?? undefined;
+    this._row = row;
+    this._columns = columns;
+  }
+
+  _cell(name) {
+    const position = this._columns.of(name);
+    return position < 0 ? null : this._row[position];
   }
 
   /** Every value of text attribute `name`, in the directory's order ([] if absent). */
   values(name) {
-    return lookup(this._text, name);
+    const cell = this._cell(name);
+    if (cell === null || cell === undefined) return EMPTY;
+    return typeof cell === "string" ? [cell] : cell;
   }
 
   /** The first value of `name`, or undefined. */
   first(name) {
-    const values = lookup(this._text, name);
-    return values.length > 0 ? values[0] : undefined;
+    const cell = this._cell(name);
+    if (cell === null || cell === undefined) return undefined;
+    return typeof cell === "string" ? cell : cell[0];
   }
 
   /** The first value of `name`; throws MissingAttribute when absent. */
   require(name) {
-    const values = lookup(this._text, name);
-    if (values.length === 0) throw new MissingAttribute(name);
-    return values[0];
+    const cell = this._cell(name);
+    if (cell === null || cell === undefined) throw new MissingAttribute(name);
+    return typeof cell === "string" ? cell : cell[0];
   }
 
   /** Whether the entry has `name`, as text or binary. */
   has(name) {
-    return lookup(this._text, name).length > 0 || lookup(this._binary, name).length > 0;
+    const cell = this._cell(name);
+    return (cell !== null && cell !== undefined) || this._binary(name).length > 0;
   }
 
   /** Every value of binary attribute `name`, as Uint8Arrays ([] if absent). */
   binary(name) {
-    return lookup(this._binary, name);
+    return this._binary(name).map((value) => Uint8Array.from(atob(value), (c) => c.charCodeAt(0)));
+  }
+
+  _binary(name) {
+    const binary = this._row[2];
+    if (!binary) return EMPTY;
+    if (Object.hasOwn(binary, name)) return binary[name];
+    const lower = String(name).toLowerCase();
+    const found = [];
+    for (const key in binary) {
+      if (key.toLowerCase() === lower) found.push(...binary[key]);
+    }
+    return found;
+  }
+}
+
+/** A decision, in the contract's JSON shape: made by `user`, `skip` and `deactivate`. */
+class Decision {
+  constructor(kind, value) {
+    this[kind] = value;
   }
 }
 
@@ -135,9 +191,16 @@ export class Entry {
  * `attributes` maps each ABAC key to its values; keys with no values are left out.
  */
 export function user(username, ldapId, options = {}) {
-  const attributes = [];
+  const decision = { username: text("username", username), ldap_id: text("ldapId", ldapId) };
+  if (options.email !== undefined && options.email !== null) decision.email = text("email", options.email);
+  if (options.displayName !== undefined && options.displayName !== null) {
+    decision.display_name = text("displayName", options.displayName);
+  }
+  if (options.language !== undefined && options.language !== null) decision.language = text("language", options.language);
+  if (options.active !== undefined && !options.active) decision.active = false;
   const given = options.attributes;
   if (given) {
+    const attributes = {};
     for (const key in given) {
       let list = given[key];
       if (typeof list === "string") list = [list];
@@ -148,21 +211,11 @@ export function user(username, ldapId, options = {}) {
           throw new TypeError(`attribute ${JSON.stringify(key)}: values must be strings, got ${typeof list[i]} ${String(list[i])}`);
         }
       }
-      attributes.push({ key, values: list });
+      attributes[key] = list;
     }
+    decision.attributes = attributes;
   }
-  return {
-    tag: "upsert",
-    val: {
-      username: text("username", username),
-      email: optionalText("email", options.email),
-      displayName: optionalText("displayName", options.displayName),
-      language: optionalText("language", options.language),
-      active: options.active === undefined ? true : Boolean(options.active),
-      ldapId: text("ldapId", ldapId),
-      attributes,
-    },
-  };
+  return new Decision("upsert", decision);
 }
 
 function text(field, value) {
@@ -176,15 +229,13 @@ function optionalText(field, value) {
 
 /** The entry does not become a user; `reason` says why. */
 export function skip(reason) {
-  return { tag: "skip", val: text("reason", reason) };
+  return new Decision("skip", text("reason", reason));
 }
 
 /** Deactivate the user with `ldapId`, for `reason`. */
 export function deactivate(ldapId, reason) {
-  return { tag: "deactivate", val: { ldapId: text("ldapId", ldapId), reason: text("reason", reason) } };
+  return new Decision("deactivate", { ldap_id: text("ldapId", ldapId), reason: text("reason", reason) });
 }
-
-const DECISIONS = new Set(["skip", "upsert", "deactivate"]);
 
 /** Write to the host's log, tagged with the tenant and the plugin (bounded per call). */
 export const log = {
@@ -309,8 +360,8 @@ function compactStack(stack) {
 }
 
 function entryError(err) {
-  if (err instanceof MappingFailure) return err.toWit();
-  return { tag: "other", val: describe(err) };
+  if (err instanceof MappingFailure) return { error: err.toJson() };
+  return { error: { other: describe(err) } };
 }
 
 // A thrown value with a `payload` becomes the WIT function's `err(payload)`.
@@ -349,23 +400,26 @@ export function defineMapping(definition) {
       const attributes = definition.attributes ?? [];
       return typeof attributes === "function" ? attributes(state) : Array.from(attributes);
     },
-    mapEntries(context, entries) {
+    mapBatch(context, entries) {
       const state = prepare(context);
-      const results = new Array(entries.length);
-      for (let i = 0; i < entries.length; i++) {
+      const batch = JSON.parse(entries);
+      const columns = new Columns(batch.attributes);
+      const rows = batch.entries;
+      const results = new Array(rows.length);
+      for (let i = 0; i < rows.length; i++) {
         try {
-          const decision = definition.map(new Entry(entries[i]), state);
-          if (decision === null || typeof decision !== "object" || !DECISIONS.has(decision.tag)) {
+          const decision = definition.map(new Entry(rows[i], columns), state);
+          if (!(decision instanceof Decision)) {
             throw new TypeError(
               `map() returned ${decision === null ? "null" : typeof decision}, not a decision: return user(...), skip(...) or deactivate(...)`,
             );
           }
-          results[i] = { tag: "ok", val: decision };
+          results[i] = decision;
         } catch (err) {
-          results[i] = { tag: "err", val: entryError(err) };
+          results[i] = entryError(err);
         }
       }
-      return results;
+      return JSON.stringify(results);
     },
   };
 }

@@ -22,18 +22,22 @@ A plugin is a module (``app.py``) with a class named ``Mapper`` that derives fro
             )
 
 ``componentize-py`` compiles it, with this module and the bindings it generates from
-``wit/``, into a WebAssembly component (``scripts/build-python-plugin.sh``).
+``wit/v0.2.0``, into a WebAssembly component (``scripts/build-python-plugin.sh``).
 
-The types that cross the boundary (``Entry``, ``User``, ``MappingError``...) are
-generated from the WIT package into ``wit_world.imports.types``; this module wraps them
-so that a mapping reads like the Rust SDK's. An exception raised while mapping one
-entry becomes that entry's error, with its traceback, and the host reports it with
-the entry's DN; the other entries of the batch are unaffected.
+Contract 0.2.0 hands a batch of entries over as one JSON document and takes the
+decisions back as one: this module parses and writes them with CPython's own ``json``
+module, and wraps them so that a mapping reads like the Rust SDK's. The typed values
+(the call's context, errors of a whole call, the plugin's info) are generated from the
+WIT package into ``wit_world.imports.types``. An exception raised while mapping one
+entry becomes that entry's error, with its traceback, and the host reports it with the
+entry's DN; the other entries of the batch are unaffected.
 """
 
+import binascii
+import json
 import traceback
 
-from componentize_py_types import Err, Ok
+from componentize_py_types import Err
 from wit_world import exports
 from wit_world.imports import host, types
 
@@ -59,6 +63,9 @@ class MappingFailure(Exception):
     def to_wit(self):
         return types.MappingError_Other(str(self))
 
+    def to_json(self):
+        return {"other": str(self)}
+
 
 class MissingAttribute(MappingFailure):
     """The entry lacks an attribute the mapping needs."""
@@ -69,6 +76,9 @@ class MissingAttribute(MappingFailure):
 
     def to_wit(self):
         return types.MappingError_MissingAttribute(self.name)
+
+    def to_json(self):
+        return {"missing_attribute": self.name}
 
 
 class InvalidAttribute(MappingFailure):
@@ -82,6 +92,9 @@ class InvalidAttribute(MappingFailure):
     def to_wit(self):
         return types.MappingError_InvalidAttribute(types.InvalidAttribute(self.name, self.reason))
 
+    def to_json(self):
+        return {"invalid_attribute": {"name": self.name, "reason": self.reason}}
+
 
 class InvalidSettings(MappingFailure):
     """The tenant's settings are wrong for this plugin."""
@@ -89,59 +102,105 @@ class InvalidSettings(MappingFailure):
     def to_wit(self):
         return types.MappingError_InvalidSettings(str(self))
 
+    def to_json(self):
+        return {"invalid_settings": str(self)}
+
 
 _EMPTY = ()
 
 
-def _lookup(attributes, name):
-    # The spelling the directory used first (the common case), then case-insensitively.
-    for attr in attributes:
-        if attr.name == name:
-            return attr.values
-    lower = name.lower()
-    found = None
-    for attr in attributes:
-        if attr.name.lower() == lower:
-            found = attr.values if found is None else found + attr.values
-    return _EMPTY if found is None else found
+class _Columns(dict):
+    """A batch's attribute name → position in a row. The exact spelling is found
+    directly (the host spells the names the plugin declared as declared); any other
+    spelling is matched case-insensitively, as LDAP does, once per batch. An attribute
+    absent from the whole batch maps to ``None``."""
+
+    __slots__ = ("_lower",)
+
+    def __init__(self, names):
+        super().__init__((name, 3 + position) for position, name in enumerate(names))
+        self._lower = None
+
+    def __missing__(self, name):
+        if self._lower is None:
+            self._lower = {}
+            for known, position in self.items():
+                if position is not None:
+                    self._lower.setdefault(known.lower(), position)
+        position = self[name] = self._lower.get(name.lower())
+        return position
 
 
 class Entry:
     """A directory entry, with attribute names matched case-insensitively as LDAP does."""
 
-    __slots__ = ("dn", "groups", "_text", "_binary")
+    __slots__ = ("dn", "groups", "_row", "_columns")
 
-    def __init__(self, raw):
-        self.dn = raw.dn
+    def __init__(self, row, columns):
+        self.dn = row[0]
         #: The DNs of the entry's groups (nested ones resolved), or ``None`` when the
         #: host does not know them.
-        self.groups = raw.groups
-        self._text = raw.attributes
-        self._binary = raw.binary_attributes
+        self.groups = row[1]
+        self._row = row
+        self._columns = columns
 
     def values(self, name):
         """Every value of text attribute ``name``, in the directory's order (empty if absent)."""
-        return _lookup(self._text, name)
+        position = self._columns[name]
+        if position is None:
+            return _EMPTY
+        cell = self._row[position]
+        if cell is None:
+            return _EMPTY
+        return (cell,) if type(cell) is str else cell
 
     def first(self, name):
         """The first value of ``name``, or ``None``."""
-        values = _lookup(self._text, name)
-        return values[0] if values else None
+        position = self._columns[name]
+        if position is None:
+            return None
+        cell = self._row[position]
+        return cell if cell is None or type(cell) is str else cell[0]
 
     def require(self, name):
         """The first value of ``name``; raises :class:`MissingAttribute` when absent."""
-        values = _lookup(self._text, name)
-        if not values:
+        position = self._columns[name]
+        cell = None if position is None else self._row[position]
+        if cell is None:
             raise MissingAttribute(name)
-        return values[0]
+        return cell if type(cell) is str else cell[0]
 
     def has(self, name):
         """Whether the entry has ``name``, as text or binary."""
-        return bool(_lookup(self._text, name) or _lookup(self._binary, name))
+        position = self._columns[name]
+        return (position is not None and self._row[position] is not None) or bool(
+            self._binary(name)
+        )
 
     def binary(self, name):
         """Every value of binary attribute ``name``, as ``bytes`` (empty if absent)."""
-        return _lookup(self._binary, name)
+        return [binascii.a2b_base64(value) for value in self._binary(name)]
+
+    def _binary(self, name):
+        binary = self._row[2]
+        if not binary:
+            return _EMPTY
+        values = binary.get(name)
+        if values is not None:
+            return values
+        lower = name.lower()
+        found = []
+        for key, values in binary.items():
+            if key.lower() == lower:
+                found.extend(values)
+        return found
+
+
+class _Decision(dict):
+    """A decision, in the contract's JSON shape; made by :func:`user`, :func:`skip` and
+    :func:`deactivate`."""
+
+    __slots__ = ()
 
 
 def user(
@@ -160,25 +219,36 @@ def user(
     no values are left out. A value of the wrong type raises ``TypeError`` here, naming
     the field, rather than failing the whole call when the result is converted.
     """
-    _text("username", username)
-    _text("ldap_id", ldap_id)
-    for field, value in (("email", email), ("display_name", display_name), ("language", language)):
-        if value is not None:
-            _text(field, value)
-    abac = []
-    for key, values in (attributes or {}).items():
-        values = list(values) if not isinstance(values, str) else [values]
-        if not values:
-            continue
-        for value in values:
-            if type(value) is not str:
-                raise TypeError(
-                    f"attribute {key!r}: values must be strings, got {type(value).__name__} {value!r}"
-                )
-        abac.append(types.AbacAttribute(_text("attribute key", key), values))
-    return types.Decision_Upsert(
-        types.User(username, email, display_name, language, bool(active), ldap_id, abac)
-    )
+    if type(username) is not str:
+        _text("username", username)
+    if type(ldap_id) is not str:
+        _text("ldap_id", ldap_id)
+    decision = {"username": username, "ldap_id": ldap_id}
+    if email is not None:
+        decision["email"] = email if type(email) is str else _text("email", email)
+    if display_name is not None:
+        decision["display_name"] = (
+            display_name if type(display_name) is str else _text("display_name", display_name)
+        )
+    if language is not None:
+        decision["language"] = language if type(language) is str else _text("language", language)
+    if not active:
+        decision["active"] = False
+    if attributes:
+        abac = {}
+        for key, values in attributes.items():
+            if type(values) is not list and type(values) is not tuple:
+                values = [values] if isinstance(values, str) else list(values)
+            if values:
+                for value in values:
+                    if type(value) is not str:
+                        raise TypeError(
+                            f"attribute {key!r}: values must be strings, got "
+                            f"{type(value).__name__} {value!r}"
+                        )
+                abac[key if type(key) is str else _text("attribute key", key)] = values
+        decision["attributes"] = abac
+    return _Decision(upsert=decision)
 
 
 def _text(field, value):
@@ -189,17 +259,12 @@ def _text(field, value):
 
 def skip(reason):
     """The entry does not become a user; ``reason`` says why."""
-    return types.Decision_Skip(_text("reason", reason))
+    return _Decision(skip=_text("reason", reason))
 
 
 def deactivate(ldap_id, reason):
     """Deactivate the user with ``ldap_id``, for ``reason``."""
-    return types.Decision_Deactivate(
-        types.Deactivation(_text("ldap_id", ldap_id), _text("reason", reason))
-    )
-
-
-_DECISIONS = (types.Decision_Skip, types.Decision_Upsert, types.Decision_Deactivate)
+    return _Decision(deactivate={"ldap_id": _text("ldap_id", ldap_id), "reason": _text("reason", reason)})
 
 
 class log:
@@ -298,9 +363,23 @@ def dn_values(dn, attr):
 
 def _entry_error(err):
     if isinstance(err, MappingFailure):
-        return err.to_wit()
+        return {"error": err.to_json()}
     trace = "".join(traceback.format_exception(err)).rstrip()
-    return types.MappingError_Other(f"{type(err).__name__}: {err}\n{trace}")
+    return {"error": {"other": f"{type(err).__name__}: {err}\n{trace}"}}
+
+
+def _encode(results):
+    try:
+        return json.dumps(results, separators=(",", ":"))
+    except (TypeError, ValueError):
+        # Something in a decision is not JSON: fail that entry, not the batch.
+        parts = []
+        for result in results:
+            try:
+                parts.append(json.dumps(result, separators=(",", ":")))
+            except (TypeError, ValueError) as err:
+                parts.append(json.dumps(_entry_error(err), separators=(",", ":")))
+        return "[" + ",".join(parts) + "]"
 
 
 class Mapping(exports.Mapper):
@@ -340,22 +419,25 @@ class Mapping(exports.Mapper):
     def required_attributes(self, context):
         return self._for(context).required_attributes_for()
 
-    def map_entries(self, context, entries):
+    def map_batch(self, context, entries):
         mapping = self._for(context)
+        batch = json.loads(entries)
+        columns = _Columns(batch["attributes"])
         results = []
         append = results.append
-        for raw in entries:
+        map_one = mapping.map
+        for row in batch["entries"]:
             try:
-                decision = mapping.map(Entry(raw))
-                if not isinstance(decision, _DECISIONS):
+                decision = map_one(Entry(row, columns))
+                if type(decision) is not _Decision:
                     raise TypeError(
                         f"map() returned {type(decision).__name__}, not a decision: "
                         "return user(...), skip(...) or deactivate(...)"
                     )
-                append(Ok(decision))
+                append(decision)
             except Exception as err:  # noqa: BLE001 - every failure becomes the entry's error
-                append(Err(_entry_error(err)))
-        return results
+                append(_entry_error(err))
+        return _encode(results)
 
     def _for(self, context):
         settings = {setting.key: setting.value for setting in context.settings}

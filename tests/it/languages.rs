@@ -219,7 +219,7 @@ fn an_exception_outside_the_sdk_fails_the_call_with_its_traceback() {
     let message = err.to_string();
     assert!(matches!(err.kind, CallErrorKind::Panic { .. }), "{message}");
     assert!(
-        message.starts_with("plugin `tests/plugins/hostile-py` (map-entries)"),
+        message.starts_with("plugin `tests/plugins/hostile-py` (map-batch)"),
         "{message}"
     );
     assert!(
@@ -252,6 +252,13 @@ fn a_wrong_shape_is_an_error_never_a_crash() {
                 err.kind,
                 CallErrorKind::Panic { .. } | CallErrorKind::Trap(_)
             ),
+            "{language:?}: {err}"
+        );
+        let err = hostile(language)
+            .map_entries(&context("wrong-json"), entries(2))
+            .expect_err("the call fails");
+        assert!(
+            matches!(&err.kind, CallErrorKind::MalformedOutput(reason) if reason.contains("line 1 column")),
             "{language:?}: {err}"
         );
         // The plugin keeps working afterwards.

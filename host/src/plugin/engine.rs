@@ -6,9 +6,10 @@ use super::cache::CompileCache;
 use super::error::{CallError, CallErrorKind, LoadError};
 use super::inspect::{ComponentReport, inspect};
 use super::limits::{CallLimits, MemoryLimitExceeded, SandboxConfig};
-use super::model::{EntryOutcome, GuestLog, MappingContext};
+use super::model::Entry;
+use super::model::{EntryOutcome, GuestLog, MappingContext, MappingError};
 use super::state::{LogBudgetExceeded, StoreState};
-use super::v0_1_0;
+use super::{v0_1_0, v0_2_0};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
@@ -57,6 +58,7 @@ impl PluginEngine {
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
             .map_err(|err| EngineError::Config(format!("{err:#}")))?;
         v0_1_0::add_to_linker(&mut linker)
+            .and_then(|()| v0_2_0::add_to_linker(&mut linker))
             .map_err(|err| EngineError::Config(format!("{err:#}")))?;
         let cache = cache_dir
             .map(|dir| {
@@ -88,7 +90,7 @@ impl PluginEngine {
         let started = Instant::now();
         let report = inspect(label, bytes, &self.inner.config)?;
         let (component, from_cache) = self.compile(label, bytes, &report.sha256)?;
-        let pre = self.pre(label, &component)?;
+        let pre = self.pre(label, &component, &report.contract_version)?;
         let mut plugin = Plugin {
             label: label.to_owned(),
             info: super::model::PluginInfo {
@@ -104,6 +106,7 @@ impl PluginEngine {
                 from_cache,
                 probe: CallStats::default(),
             },
+            declared: Mutex::new(Vec::new()),
         };
         let (info, probe) = plugin.info_call().map_err(|source| LoadError::Probe {
             plugin: label.to_owned(),
@@ -145,13 +148,23 @@ impl PluginEngine {
         &self,
         label: &str,
         component: &Component,
-    ) -> Result<v0_1_0::MappingPluginPre<StoreState>, LoadError> {
+        contract_version: &str,
+    ) -> Result<Contract, LoadError> {
         let link = |err: wasmtime::Error| LoadError::Link {
             plugin: label.to_owned(),
             reason: format!("{err:#}"),
         };
         let pre = self.inner.linker.instantiate_pre(component).map_err(link)?;
-        v0_1_0::MappingPluginPre::new(pre).map_err(link)
+        // `inspect` accepted only the versions in `SUPPORTED_VERSIONS`.
+        if contract_version == "0.1.0" {
+            v0_1_0::MappingPluginPre::new(pre)
+                .map(Contract::V0_1)
+                .map_err(link)
+        } else {
+            v0_2_0::MappingPluginPre::new(pre)
+                .map(Contract::V0_2)
+                .map_err(link)
+        }
     }
 }
 
@@ -215,6 +228,9 @@ pub struct CallStats {
     pub fuel_used: Option<u64>,
 }
 
+/// A batch's function name, outcomes, cost and logs, before the common checks.
+type MappedBatch = (&'static str, Vec<EntryOutcome>, CallStats, Vec<GuestLog>);
+
 /// The outcome of mapping one batch.
 #[derive(Debug)]
 pub struct BatchOutput {
@@ -226,15 +242,33 @@ pub struct BatchOutput {
     pub logs: Vec<GuestLog>,
 }
 
+/// A component linked against the contract version it exports, ready to instantiate.
+enum Contract {
+    V0_1(v0_1_0::MappingPluginPre<StoreState>),
+    V0_2(v0_2_0::MappingPluginPre<StoreState>),
+}
+
+/// One instance, by contract version.
+enum Instance {
+    V0_1(v0_1_0::MappingPlugin),
+    V0_2(v0_2_0::MappingPlugin),
+}
+
+/// How many contexts' declared attribute names a plugin remembers (contract 0.2.0).
+const DECLARED_CONTEXTS: usize = 64;
+
 /// A loaded, checked plugin, ready to be called from any thread.
 pub struct Plugin {
     label: String,
     info: super::model::PluginInfo,
     report: ComponentReport,
-    pre: v0_1_0::MappingPluginPre<StoreState>,
+    pre: Contract,
     engine: Arc<EngineInner>,
     limits: CallLimits,
     load: LoadStats,
+    /// The attribute names the plugin declared per context, most recent last: contract
+    /// 0.2.0 spells the entries' attribute names as declared.
+    declared: Mutex<Vec<(MappingContext, Arc<[String]>)>>,
 }
 
 impl std::fmt::Debug for Plugin {
@@ -287,67 +321,97 @@ impl Plugin {
         };
     }
 
+    /// The contract version the plugin implements (`0.2.0`).
+    pub fn contract_version(&self) -> &str {
+        &self.report.contract_version
+    }
+
     fn info_call(&self) -> Result<(super::model::PluginInfo, CallStats), CallError> {
-        let (info, stats, _) = self.call("info", |store, plugin| {
-            plugin.abacsync_mapping_mapper().call_info(store)
+        let (info, stats, _) = self.call("info", |store, instance| match instance {
+            Instance::V0_1(plugin) => plugin
+                .abacsync_mapping_mapper()
+                .call_info(store)
+                .map(Into::into),
+            Instance::V0_2(plugin) => plugin
+                .abacsync_mapping_mapper()
+                .call_info(store)
+                .map(Into::into),
         })?;
-        Ok((info.into(), stats))
+        Ok((info, stats))
     }
 
     /// The LDAP attributes the plugin needs for `context`.
     pub fn required_attributes(&self, context: &MappingContext) -> Result<Vec<String>, CallError> {
-        let guest_context = context.into();
-        let (result, _, _) = self.call("required-attributes", |store, plugin| {
-            plugin
-                .abacsync_mapping_mapper()
-                .call_required_attributes(store, &guest_context)
-        })?;
-        result.map_err(|error| {
+        let (result, _, _) =
+            self.call("required-attributes", |store, instance| match instance {
+                Instance::V0_1(plugin) => plugin
+                    .abacsync_mapping_mapper()
+                    .call_required_attributes(store, &context.into())
+                    .map(|result| result.map_err(MappingError::from)),
+                Instance::V0_2(plugin) => plugin
+                    .abacsync_mapping_mapper()
+                    .call_required_attributes(store, &context.into())
+                    .map(|result| result.map_err(MappingError::from)),
+            })?;
+        let names = result.map_err(|error| {
             self.error(
                 "required-attributes",
-                CallErrorKind::Refused(error.into()),
+                CallErrorKind::Refused(error),
                 String::new(),
             )
-        })
+        })?;
+        if matches!(self.pre, Contract::V0_2(_)) {
+            self.remember_declared(context, &names);
+        }
+        Ok(names)
+    }
+
+    fn remember_declared(&self, context: &MappingContext, names: &[String]) {
+        let mut declared = self.declared.lock().unwrap_or_else(PoisonError::into_inner);
+        declared.retain(|(known, _)| known != context);
+        if declared.len() >= DECLARED_CONTEXTS {
+            declared.remove(0);
+        }
+        declared.push((context.clone(), names.into()));
+    }
+
+    /// The names the plugin declares for `context`, asking it when not yet known.
+    fn declared(&self, context: &MappingContext) -> Result<Arc<[String]>, CallError> {
+        let known = self
+            .declared
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .rev()
+            .find(|(known, _)| known == context)
+            .map(|(_, names)| names.clone());
+        match known {
+            Some(names) => Ok(names),
+            None => self.required_attributes(context).map(Into::into),
+        }
     }
 
     /// Map a batch of entries in one call of a fresh instance.
     pub fn map_entries(
         &self,
         context: &MappingContext,
-        entries: Vec<super::model::Entry>,
+        entries: Vec<Entry>,
     ) -> Result<BatchOutput, CallError> {
-        const FUNCTION: &str = "map-entries";
         let expected = entries.len();
-        let guest_context = context.into();
-        let guest_entries: Vec<v0_1_0::abacsync::mapping::types::Entry> =
-            entries.into_iter().map(Into::into).collect();
-        let (result, stats, logs) = self.call(FUNCTION, |store, plugin| {
-            plugin
-                .abacsync_mapping_mapper()
-                .call_map_entries(store, &guest_context, &guest_entries)
-        })?;
-        let results = result.map_err(|error| {
-            self.error(
-                FUNCTION,
-                CallErrorKind::Refused(error.into()),
-                String::new(),
-            )
-        })?;
-        if results.len() != expected {
+        let (function, outcomes, stats, logs) = match &self.pre {
+            Contract::V0_1(_) => self.map_entries_v0_1(context, entries)?,
+            Contract::V0_2(_) => self.map_batch_v0_2(context, &entries)?,
+        };
+        if outcomes.len() != expected {
             return Err(self.error(
-                FUNCTION,
+                function,
                 CallErrorKind::ResultCount {
                     expected,
-                    got: results.len(),
+                    got: outcomes.len(),
                 },
                 String::new(),
             ));
         }
-        let outcomes = results
-            .into_iter()
-            .map(v0_1_0::decision_from_guest)
-            .collect();
         for log in &logs {
             emit_log(&self.label, context.tenant_id, log);
         }
@@ -356,6 +420,80 @@ impl Plugin {
             stats,
             logs,
         })
+    }
+
+    fn map_entries_v0_1(
+        &self,
+        context: &MappingContext,
+        entries: Vec<Entry>,
+    ) -> Result<MappedBatch, CallError> {
+        const FUNCTION: &str = "map-entries";
+        let guest_context = context.into();
+        let guest_entries: Vec<v0_1_0::abacsync::mapping::types::Entry> =
+            entries.into_iter().map(Into::into).collect();
+        let (result, stats, logs) = self.call(FUNCTION, |store, instance| match instance {
+            Instance::V0_1(plugin) => plugin.abacsync_mapping_mapper().call_map_entries(
+                store,
+                &guest_context,
+                &guest_entries,
+            ),
+            Instance::V0_2(_) => Err(wasmtime::Error::msg("not a contract 0.1.0 plugin")),
+        })?;
+        let results = result.map_err(|error| {
+            self.error(
+                FUNCTION,
+                CallErrorKind::Refused(error.into()),
+                String::new(),
+            )
+        })?;
+        let outcomes = results
+            .into_iter()
+            .map(v0_1_0::decision_from_guest)
+            .collect();
+        Ok((FUNCTION, outcomes, stats, logs))
+    }
+
+    fn map_batch_v0_2(
+        &self,
+        context: &MappingContext,
+        entries: &[Entry],
+    ) -> Result<MappedBatch, CallError> {
+        const FUNCTION: &str = "map-batch";
+        let declared = self.declared(context)?;
+        let json = v0_2_0::encode_entries(entries, &declared).map_err(|err| {
+            self.error(
+                FUNCTION,
+                CallErrorKind::Trap(format!("encoding the entries: {err}")),
+                String::new(),
+            )
+        })?;
+        let guest_context = context.into();
+        let (result, stats, logs) = self.call(FUNCTION, |store, instance| match instance {
+            Instance::V0_2(plugin) => {
+                plugin
+                    .abacsync_mapping_mapper()
+                    .call_map_batch(store, &guest_context, &json)
+            }
+            Instance::V0_1(_) => Err(wasmtime::Error::msg("not a contract 0.2.0 plugin")),
+        })?;
+        let results = result.map_err(|error| {
+            self.error(
+                FUNCTION,
+                CallErrorKind::Refused(error.into()),
+                String::new(),
+            )
+        })?;
+        let outcomes = v0_2_0::decode_results(&results, entries.len()).map_err(|err| {
+            let kind = match err {
+                v0_2_0::BatchError::Malformed(reason) => CallErrorKind::MalformedOutput(reason),
+                v0_2_0::BatchError::Count(got) => CallErrorKind::ResultCount {
+                    expected: entries.len(),
+                    got,
+                },
+            };
+            self.error(FUNCTION, kind, String::new())
+        })?;
+        Ok((FUNCTION, outcomes, stats, logs))
     }
 
     fn error(&self, function: &'static str, kind: CallErrorKind, console: String) -> CallError {
@@ -371,7 +509,7 @@ impl Plugin {
     fn call<R>(
         &self,
         function: &'static str,
-        f: impl FnOnce(&mut Store<StoreState>, &v0_1_0::MappingPlugin) -> wasmtime::Result<R>,
+        f: impl FnOnce(&mut Store<StoreState>, &Instance) -> wasmtime::Result<R>,
     ) -> Result<(R, CallStats, Vec<GuestLog>), CallError> {
         let config = &self.engine.config;
         let limits = self.limits;
@@ -404,7 +542,11 @@ impl Plugin {
                 )
             })?;
         }
-        let instance = self.pre.instantiate(&mut store).map_err(|err| {
+        let instance = match &self.pre {
+            Contract::V0_1(pre) => pre.instantiate(&mut store).map(Instance::V0_1),
+            Contract::V0_2(pre) => pre.instantiate(&mut store).map(Instance::V0_2),
+        }
+        .map_err(|err| {
             let console = store.data().console.text();
             self.classify(function, err, console, true)
         })?;

@@ -187,6 +187,10 @@ pub enum CallErrorKind {
         /// Results returned.
         got: usize,
     },
+    /// Returned a batch result that is not what the contract specifies (contract
+    /// 0.2.0: not a JSON array).
+    #[error("returned a batch result that is not a JSON array of decisions: {0}")]
+    MalformedOutput(String),
     /// The guest refused the whole batch (its outer `mapping-error`).
     #[error("refused the batch: {0}")]
     Refused(MappingError),
@@ -210,6 +214,7 @@ impl CallErrorKind {
             CallErrorKind::LogBudget { .. } => "log-budget",
             CallErrorKind::OversizedOutput { .. } => "oversized-output",
             CallErrorKind::ResultCount { .. } => "result-count",
+            CallErrorKind::MalformedOutput(_) => "malformed-output",
             CallErrorKind::Refused(_) => "refused",
             CallErrorKind::Trap(_) => "trap",
             CallErrorKind::Instantiate(_) => "instantiate",

@@ -13,9 +13,11 @@ mod error;
 mod inspect;
 mod limits;
 pub mod model;
+mod output;
 mod registry;
 mod state;
 mod v0_1_0;
+mod v0_2_0;
 
 pub use cache::CompileCache;
 pub use engine::{BatchOutput, CallStats, EngineError, LoadStats, Plugin, PluginEngine};

@@ -212,6 +212,33 @@ impl MappingError {
             message: message.into(),
         }
     }
+
+    /// The entry lacks attribute `name`.
+    pub fn missing_attribute(name: String) -> Self {
+        Self {
+            kind: MappingErrorKind::MissingAttribute,
+            message: format!("missing attribute `{name}`"),
+            attribute: Some(name),
+        }
+    }
+
+    /// Attribute `name`'s value cannot be used, for `reason`.
+    pub fn invalid_attribute(name: String, reason: &str) -> Self {
+        Self {
+            kind: MappingErrorKind::InvalidAttribute,
+            message: format!("invalid attribute `{name}`: {reason}"),
+            attribute: Some(name),
+        }
+    }
+
+    /// An error of `kind` (settings or other) with the plugin's own message.
+    pub fn reported(kind: MappingErrorKind, message: String) -> Self {
+        Self {
+            kind,
+            attribute: None,
+            message,
+        }
+    }
 }
 
 /// The result for one entry of a batch.

@@ -3,7 +3,7 @@
 
 use super::console::Console;
 use super::limits::MemoryLimiter;
-use super::model::GuestLog;
+use super::model::{GuestLog, LogLevel};
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
@@ -48,6 +48,19 @@ impl StoreState {
             log_bytes: 0,
             log_budget,
         }
+    }
+
+    /// A line the guest logged through the contract's `host.log`, within the budget;
+    /// past it, the call traps with [`LogBudgetExceeded`].
+    pub(crate) fn guest_log(&mut self, level: LogLevel, message: String) -> wasmtime::Result<()> {
+        self.log_bytes += message.len();
+        if self.log_bytes > self.log_budget {
+            return Err(wasmtime::Error::new(LogBudgetExceeded {
+                limit: self.log_budget,
+            }));
+        }
+        self.logs.push(GuestLog { level, message });
+        Ok(())
     }
 }
 

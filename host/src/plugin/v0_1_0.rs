@@ -3,10 +3,10 @@
 //! module of its own beside this one, and this one stays.
 
 use super::model::{
-    self, AbacAttributes, Decision, Entry, GuestLog, LogLevel, MappedUser, MappingContext,
-    MappingError, MappingErrorKind,
+    self, Decision, Entry, LogLevel, MappingContext, MappingError, MappingErrorKind,
 };
-use super::state::{LogBudgetExceeded, StoreState};
+use super::output;
+use super::state::StoreState;
 
 wasmtime::component::bindgen!({
     path: "../wit/v0.1.0",
@@ -27,14 +27,7 @@ impl host::Host for StoreState {
             host::LogLevel::Warn => LogLevel::Warn,
             host::LogLevel::Error => LogLevel::Error,
         };
-        self.log_bytes += message.len();
-        if self.log_bytes > self.log_budget {
-            return Err(wasmtime::Error::new(LogBudgetExceeded {
-                limit: self.log_budget,
-            }));
-        }
-        self.logs.push(GuestLog { level, message });
-        Ok(())
+        self.guest_log(level, message)
     }
 }
 
@@ -99,174 +92,71 @@ impl From<types::PluginInfo> for model::PluginInfo {
 
 impl From<types::MappingError> for MappingError {
     fn from(error: types::MappingError) -> Self {
-        let (kind, attribute, message) = match error {
-            types::MappingError::MissingAttribute(name) => (
-                MappingErrorKind::MissingAttribute,
-                Some(name.clone()),
-                format!("missing attribute `{name}`"),
-            ),
-            types::MappingError::InvalidAttribute(attr) => (
-                MappingErrorKind::InvalidAttribute,
-                Some(attr.name.clone()),
-                format!("invalid attribute `{}`: {}", attr.name, attr.reason),
-            ),
-            types::MappingError::InvalidSettings(reason) => {
-                (MappingErrorKind::InvalidSettings, None, reason)
+        match error {
+            types::MappingError::MissingAttribute(name) => Self::missing_attribute(name),
+            types::MappingError::InvalidAttribute(attr) => {
+                Self::invalid_attribute(attr.name, &attr.reason)
             }
-            types::MappingError::Other(reason) => (MappingErrorKind::Other, None, reason),
-        };
-        Self {
-            kind,
-            attribute,
-            message,
+            types::MappingError::InvalidSettings(reason) => {
+                Self::reported(MappingErrorKind::InvalidSettings, reason)
+            }
+            types::MappingError::Other(reason) => Self::reported(MappingErrorKind::Other, reason),
         }
     }
 }
 
-/// Limits on one decision, so that one entry cannot carry a whole directory.
-const MAX_NAME_BYTES: usize = 1024;
-const MAX_VALUE_BYTES: usize = 64 * 1024;
-const MAX_ATTRIBUTE_KEYS: usize = 1000;
-const MAX_VALUES_PER_KEY: usize = 10_000;
-
-/// Validate and normalise a decision. (The bytes lifted from the guest are bounded
-/// by the store's hostcall fuel, see `Plugin::call`.)
+/// Validate and normalise a decision.
 pub(crate) fn decision_from_guest(
     result: Result<types::Decision, types::MappingError>,
 ) -> Result<Decision, MappingError> {
     match result.map_err(MappingError::from)? {
         types::Decision::Skip(reason) => Ok(Decision::Skip { reason }),
         types::Decision::Deactivate(deactivation) => {
-            check_text("ldap-id", &deactivation.ldap_id, MAX_NAME_BYTES)?;
-            Ok(Decision::Deactivate {
-                ldap_id: deactivation.ldap_id,
-                reason: deactivation.reason,
-            })
+            output::deactivation(deactivation.ldap_id, deactivation.reason)
         }
-        types::Decision::Upsert(user) => user_from_guest(user).map(Decision::Upsert),
+        types::Decision::Upsert(user) => output::user(output::GuestUser {
+            username: user.username,
+            email: user.email,
+            display_name: user.display_name,
+            language: user.language,
+            active: user.active,
+            ldap_id: user.ldap_id,
+            attributes: user
+                .attributes
+                .into_iter()
+                .map(|attr| (attr.key, attr.values))
+                .collect(),
+        })
+        .map(Decision::Upsert),
     }
-}
-
-fn check_text(field: &str, value: &str, max: usize) -> Result<(), MappingError> {
-    if value.trim().is_empty() {
-        return Err(MappingError::invalid_output(format!("`{field}` is empty")));
-    }
-    if value.len() > max {
-        return Err(MappingError::invalid_output(format!(
-            "`{field}` is {} bytes long, more than {max}",
-            value.len()
-        )));
-    }
-    if value.chars().any(char::is_control) {
-        return Err(MappingError::invalid_output(format!(
-            "`{field}` contains control characters"
-        )));
-    }
-    Ok(())
-}
-
-fn optional_text(field: &str, value: Option<String>) -> Result<Option<String>, MappingError> {
-    match value {
-        Some(text) if text.is_empty() => Ok(None),
-        Some(text) => check_text(field, &text, MAX_VALUE_BYTES).map(|()| Some(text)),
-        None => Ok(None),
-    }
-}
-
-fn user_from_guest(user: types::User) -> Result<MappedUser, MappingError> {
-    check_text("username", &user.username, MAX_NAME_BYTES)?;
-    check_text("ldap-id", &user.ldap_id, MAX_NAME_BYTES)?;
-    if user.attributes.len() > MAX_ATTRIBUTE_KEYS {
-        return Err(MappingError::invalid_output(format!(
-            "{} ABAC attributes, more than {MAX_ATTRIBUTE_KEYS}",
-            user.attributes.len()
-        )));
-    }
-    let mut attributes = AbacAttributes::new();
-    for attr in user.attributes {
-        check_text("ABAC attribute key", &attr.key, MAX_NAME_BYTES)?;
-        let values = attributes.entry(attr.key.clone()).or_default();
-        for value in attr.values {
-            if value.is_empty() {
-                return Err(MappingError::invalid_output(format!(
-                    "ABAC attribute `{}` has an empty value",
-                    attr.key
-                )));
-            }
-            if value.len() > MAX_VALUE_BYTES {
-                return Err(MappingError::invalid_output(format!(
-                    "a value of ABAC attribute `{}` is {} bytes long, more than {MAX_VALUE_BYTES}",
-                    attr.key,
-                    value.len()
-                )));
-            }
-            values.insert(value);
-        }
-        if values.len() > MAX_VALUES_PER_KEY {
-            return Err(MappingError::invalid_output(format!(
-                "ABAC attribute `{}` has more than {MAX_VALUES_PER_KEY} values",
-                attr.key
-            )));
-        }
-    }
-    // A key whose values all turned out empty is not an attribute.
-    attributes.retain(|_, values| !values.is_empty());
-    Ok(MappedUser {
-        email: optional_text("email", user.email)?,
-        display_name: optional_text("display-name", user.display_name)?,
-        language: optional_text("language", user.language)?,
-        username: user.username,
-        active: user.active,
-        ldap_id: user.ldap_id,
-        attributes,
-    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn user() -> types::User {
-        types::User {
+    #[test]
+    fn converts_each_decision() {
+        let user = types::User {
             username: "alice".into(),
-            email: Some(String::new()),
-            display_name: None,
+            email: None,
+            display_name: Some("Alice".into()),
             language: None,
-            active: true,
+            active: false,
             ldap_id: "id-1".into(),
-            attributes: vec![
-                types::AbacAttribute {
-                    key: "dept".into(),
-                    values: vec!["b".into(), "a".into(), "b".into()],
-                },
-                types::AbacAttribute {
-                    key: "dept".into(),
-                    values: vec!["c".into()],
-                },
-            ],
-        }
-    }
-
-    #[test]
-    fn merges_keys_into_sets_and_drops_empty_optionals() {
-        let decision = decision_from_guest(Ok(types::Decision::Upsert(user())));
-        let Ok(Decision::Upsert(user)) = decision else {
-            panic!("expected an upsert, got {decision:?}");
+            attributes: vec![types::AbacAttribute {
+                key: "dept".into(),
+                values: vec!["b".into(), "a".into()],
+            }],
         };
-        assert_eq!(user.email, None);
-        let values: Vec<_> = user.attributes["dept"].iter().cloned().collect();
-        assert_eq!(values, ["a", "b", "c"]);
-    }
-
-    #[test]
-    fn refuses_empty_usernames_and_values() {
-        let mut bad = user();
-        bad.username = " ".into();
-        let decision = decision_from_guest(Ok(types::Decision::Upsert(bad)));
-        assert_eq!(decision.unwrap_err().message, "`username` is empty");
-        let mut bad = user();
-        bad.attributes[0].values.push(String::new());
-        let decision = decision_from_guest(Ok(types::Decision::Upsert(bad)));
-        assert_eq!(decision.unwrap_err().kind, MappingErrorKind::InvalidOutput);
+        let Ok(Decision::Upsert(user)) = decision_from_guest(Ok(types::Decision::Upsert(user)))
+        else {
+            panic!("expected an upsert");
+        };
+        assert!(!user.active);
+        assert_eq!(user.display_name.as_deref(), Some("Alice"));
+        assert_eq!(user.attributes["dept"].len(), 2);
+        let missing = decision_from_guest(Err(types::MappingError::MissingAttribute("uid".into())));
+        assert_eq!(missing.unwrap_err().attribute.as_deref(), Some("uid"));
     }
 }

@@ -1,9 +1,10 @@
 // A JavaScript plugin that misbehaves on purpose. The setting `behaviour` chooses how
-// (in `map-entries`; `info` and `required-attributes` behave):
+// (in `map-batch`; `info` and `required-attributes` behave):
 //
 // - `raise`: throws a TypeError for the entry `uid=u1,...` and maps the others.
 // - `raise-batch`: throws outside the SDK's per-entry guard, so the whole call fails.
-// - `wrong-shape`: returns a plain object where a decision belongs.
+// - `wrong-shape`: returns an array where the JSON text of the decisions belongs.
+// - `wrong-json`: returns text that is not JSON.
 // - `loop`: spins forever.
 // - `memory`: grows an array until it is stopped.
 // - `recursion`: recurses without end.
@@ -19,7 +20,7 @@ function recurse(depth) {
 
 const mapping = defineMapping({
   name: "hostile-js",
-  version: "0.1.0",
+  version: "0.2.0",
   attributes: ["uid"],
   setup(settings) {
     return settings;
@@ -52,10 +53,12 @@ const mapping = defineMapping({
 export const mapper = {
   info: mapping.info,
   requiredAttributes: mapping.requiredAttributes,
-  mapEntries(context, entries) {
+  mapBatch(context, entries) {
     const behaviour = context.settings.find((s) => s.key === "behaviour")?.value;
-    if (behaviour === "raise-batch") throw new Error(`gave up on a batch of ${entries.length} entries`);
-    if (behaviour === "wrong-shape") return entries.map((entry) => ({ username: entry.dn }));
-    return mapping.mapEntries(context, entries);
+    const rows = () => JSON.parse(entries).entries;
+    if (behaviour === "raise-batch") throw new Error(`gave up on a batch of ${rows().length} entries`);
+    if (behaviour === "wrong-shape") return rows().map((row) => ({ username: row[0] }));
+    if (behaviour === "wrong-json") return "[{'skip': 'single quotes'}]";
+    return mapping.mapBatch(context, entries);
   },
 };

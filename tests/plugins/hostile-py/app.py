@@ -1,10 +1,11 @@
 """A Python plugin that misbehaves on purpose. The setting ``behaviour`` chooses how
-(in ``map-entries``; ``info`` and ``required-attributes`` behave):
+(in ``map-batch``; ``info`` and ``required-attributes`` behave):
 
 - ``raise``: raises ``ValueError`` for the entry ``uid=u1,...`` and maps the others.
-- ``raise-batch``: raises outside the SDK's per-entry guard (from ``map_entries``), so
+- ``raise-batch``: raises outside the SDK's per-entry guard (from ``map_batch``), so
   the whole call fails and only the traceback on stderr tells why.
-- ``wrong-shape``: returns a ``dict`` where a decision belongs.
+- ``wrong-shape``: returns a ``list`` where the JSON text of the decisions belongs.
+- ``wrong-json``: returns text that is not JSON.
 - ``loop``: spins forever.
 - ``memory``: grows a list until it is stopped.
 - ``recursion``: recurses without end.
@@ -13,6 +14,8 @@
 - ``print``: prints a line, then skips every entry.
 - anything else: skips every entry with reason ``ok``.
 """
+
+import json
 
 import abacsync_mapping as abacsync
 
@@ -23,16 +26,19 @@ def _recurse(depth):
 
 class Mapper(abacsync.Mapping):
     name = "hostile-python"
-    version = "0.1.0"
+    version = "0.2.0"
     attributes = ["uid"]
 
-    def map_entries(self, context, entries):
+    def map_batch(self, context, entries):
         behaviour = {s.key: s.value for s in context.settings}.get("behaviour")
+        rows = json.loads(entries)["entries"]
         if behaviour == "raise-batch":
-            raise RuntimeError(f"gave up on a batch of {len(entries)} entries")
+            raise RuntimeError(f"gave up on a batch of {len(rows)} entries")
         if behaviour == "wrong-shape":
-            return [{"username": entry.dn} for entry in entries]
-        return super().map_entries(context, entries)
+            return [{"username": row[0]} for row in rows]
+        if behaviour == "wrong-json":
+            return "[{'skip': 'single quotes'}]"
+        return super().map_batch(context, entries)
 
     def map(self, entry):
         behaviour = self.settings.get("behaviour")
