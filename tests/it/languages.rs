@@ -241,6 +241,28 @@ fn an_exception_outside_the_sdk_fails_the_call_with_its_traceback() {
     );
 }
 
+/// A decision the SDK lets through but the contract refuses fails its entry, and the
+/// error says where in the decision the wrong value is.
+#[test]
+fn a_wrong_value_in_a_decision_fails_its_entry_with_its_path() {
+    let output = hostile(Language::Python)
+        .map_entries(&context("bad-value"), entries(2))
+        .expect("the call works");
+    for outcome in &output.outcomes {
+        let Err(err) = outcome else {
+            panic!("expected an error, got {outcome:?}");
+        };
+        assert_eq!(err.kind, MappingErrorKind::InvalidOutput);
+        assert!(
+            err.message.contains(
+                "upsert.attributes.unit[1]: invalid type: integer `7`, expected a string"
+            ),
+            "{}",
+            err.message
+        );
+    }
+}
+
 #[test]
 fn a_wrong_shape_is_an_error_never_a_crash() {
     for language in [Language::Python, Language::JavaScript] {

@@ -303,10 +303,11 @@ pub(crate) fn decode_results(json: &str, expected: usize) -> Result<Vec<EntryOut
         Err(_) => serde_json::from_str::<Vec<serde_json::Value>>(json)
             .map_err(|err| BatchError::Malformed(err.to_string()))?
             .into_iter()
-            .map(|value| match JsonResult::deserialize(value) {
-                Ok(result) => result.into_outcome(),
+            .map(|value| match serde_path_to_error::deserialize(value) {
+                Ok(result) => JsonResult::into_outcome(result),
                 Err(err) => Err(MappingError::invalid_output(format!(
-                    "the result does not fit contract 0.2.0: {err}"
+                    "the result does not fit contract 0.2.0: {}",
+                    described(&err)
                 ))),
             })
             .collect(),
@@ -315,6 +316,16 @@ pub(crate) fn decode_results(json: &str, expected: usize) -> Result<Vec<EntryOut
         Ok(outcomes)
     } else {
         Err(BatchError::Count(outcomes.len()))
+    }
+}
+
+/// `upsert.attributes.unit[0]: invalid type: …`, or the error alone at the top.
+fn described(err: &serde_path_to_error::Error<serde_json::Error>) -> String {
+    let path = err.path().to_string();
+    if path == "." {
+        err.inner().to_string()
+    } else {
+        format!("{path}: {}", err.inner())
     }
 }
 
@@ -519,9 +530,10 @@ mod tests {
             {"skip": "fine"},
             {"upsert": {"username": 7, "ldap_id": "id-3"}},
             {"skip": "x", "upsert": {}},
-            "skip"
+            "skip",
+            {"upsert": {"username": "u", "ldap_id": "i", "attributes": {"unit": [null]}}}
         ]"#;
-        let outcomes = decode_results(json, 5).expect("decodes");
+        let outcomes = decode_results(json, 6).expect("decodes");
         let message = |index: usize| outcomes[index].as_ref().unwrap_err().message.clone();
         assert!(
             message(0).contains("unknown field `displayName`"),
@@ -535,6 +547,11 @@ mod tests {
             message(2)
         );
         assert!(outcomes[3].is_err() && outcomes[4].is_err());
+        assert!(
+            message(5).contains("upsert.attributes.unit[0]: invalid type: null"),
+            "{}",
+            message(5)
+        );
         assert_eq!(
             outcomes[0].as_ref().unwrap_err().kind,
             MappingErrorKind::InvalidOutput

@@ -35,5 +35,5 @@ class Mapper(exports.Mapper):
         return ["uid"]
 
     def map_batch(self, context, entries):
-        count = len(json.loads(entries))
+        count = len(json.loads(entries)["entries"])
         return json.dumps([USER] * count, separators=(",", ":"))

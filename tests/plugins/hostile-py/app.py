@@ -12,6 +12,7 @@
 - ``network``: connects to the setting ``address`` (TCP).
 - ``files``: reads ``/etc/passwd``.
 - ``print``: prints a line, then skips every entry.
+- ``bad-value``: returns a user with a number among its ABAC values.
 - anything else: skips every entry with reason ``ok``.
 """
 
@@ -65,4 +66,6 @@ class Mapper(abacsync.Mapping):
                 return abacsync.skip(f"read {len(f.read())} bytes")
         elif behaviour == "print":
             print(f"mapping {entry.dn}")
+        elif behaviour == "bad-value":
+            return abacsync.user("u", entry.dn, attributes={"unit": ["Sales", 7]})
         return abacsync.skip("ok")
