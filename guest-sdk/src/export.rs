@@ -43,15 +43,19 @@ impl<M: Mapping> Guest for Exported<M> {
         Ok(M::new(&context)?.required_attributes())
     }
 
-    fn map_entries(
-        context: MappingContext,
-        entries: Vec<Entry>,
-    ) -> Result<Vec<Result<Decision, MappingError>>, MappingError> {
-        Ok(M::new(&context)?.map_all(&entries))
+    fn map_batch(context: MappingContext, entries: String) -> Result<String, MappingError> {
+        let mapping = M::new(&context)?;
+        let entries = crate::batch::read_entries(&entries).map_err(|err| {
+            MappingError::Other(format!(
+                "abacsync-guest {} cannot read the batch the host sent: {err}",
+                env!("CARGO_PKG_VERSION")
+            ))
+        })?;
+        Ok(crate::batch::write_results(&mapping.map_all(&entries)))
     }
 }
 
-/// Export a [`Mapping`] as the plugin's `abacsync:mapping/mapper@0.1.0` interface.
+/// Export a [`Mapping`] as the plugin's `abacsync:mapping/mapper@0.2.0` interface.
 ///
 /// Use it once, in the plugin's `lib.rs`. It exports only when compiling to
 /// WebAssembly, so the crate can also be linked natively (for tests and benchmarks).

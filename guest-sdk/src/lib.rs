@@ -36,6 +36,7 @@
 //! The same code runs natively, so the mapping can be unit-tested with `cargo test`
 //! (see [`testing`]).
 
+pub mod batch;
 pub mod dn;
 mod entry;
 mod export;
@@ -46,11 +47,11 @@ pub mod testing;
 
 #[doc(hidden)]
 pub mod bindings {
-    //! Bindings generated from `wit/v0.1.0` by wit-bindgen. Use the re-exports at the
+    //! Bindings generated from `wit/v0.2.0` by wit-bindgen. Use the re-exports at the
     //! crate root instead.
     #![allow(missing_docs)]
     wit_bindgen::generate!({
-        path: "../wit/v0.1.0",
+        path: "../wit/v0.2.0",
         world: "mapping-plugin",
         default_bindings_module: "abacsync_guest::bindings",
         pub_export_macro: true,
@@ -61,11 +62,12 @@ pub mod bindings {
 
 pub use bindings::abacsync::mapping::host::LogLevel;
 pub use bindings::abacsync::mapping::types::{
-    AbacAttribute, BinaryAttribute, Deactivation, Decision, Entry, InvalidAttribute,
-    MappingContext, MappingError, PluginInfo, Setting, SyncMode, TextAttribute, User,
+    InvalidAttribute, MappingContext, MappingError, PluginInfo, Setting, SyncMode,
 };
 pub use export::Mapping;
-pub use model::attributes;
+pub use model::{
+    AbacAttribute, BinaryAttribute, Deactivation, Decision, Entry, TextAttribute, User, attributes,
+};
 
 /// Everything a plugin usually needs: `use abacsync_guest::prelude::*;`.
 pub mod prelude {

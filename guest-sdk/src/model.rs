@@ -1,9 +1,96 @@
-//! Constructors for the WIT types, so a mapping reads as what it does.
+//! The values a mapping reads and returns, and constructors so that a mapping reads
+//! as what it does.
+//!
+//! Entries and decisions are the SDK's own types: contract 0.2.0 carries them as JSON
+//! (see [`crate::batch`]). The context, errors and plugin info are the WIT types.
 
-use crate::{
-    AbacAttribute, Deactivation, Decision, InvalidAttribute, MappingContext, MappingError,
-    PluginInfo, Setting, SyncMode, User,
-};
+use crate::{InvalidAttribute, MappingContext, MappingError, PluginInfo, Setting, SyncMode};
+
+/// A text attribute of an LDAP entry: its name and values, in the directory's order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TextAttribute {
+    /// The name, spelled as the plugin declared it in
+    /// [`Mapping::required_attributes`](crate::Mapping::required_attributes) (match
+    /// names case-insensitively anyway, as [`Entry`]'s methods do).
+    pub name: String,
+    /// The values.
+    pub values: Vec<String>,
+}
+
+/// A binary attribute (`objectGUID`, `jpegPhoto`, any value that is not UTF-8): the raw
+/// bytes of each value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BinaryAttribute {
+    /// The name.
+    pub name: String,
+    /// The values.
+    pub values: Vec<Vec<u8>>,
+}
+
+/// One directory object, as the host read it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// The distinguished name, e.g. `uid=alice,ou=people,dc=example,dc=org`.
+    pub dn: String,
+    /// Text attributes: only those the plugin asked for (plus the tenant's
+    /// unique-identifier attributes); an attribute the entry lacks is absent.
+    pub attributes: Vec<TextAttribute>,
+    /// Binary attributes.
+    pub binary_attributes: Vec<BinaryAttribute>,
+    /// The DNs of the entry's groups, nested groups resolved, when the host knows them;
+    /// `None` when it does not, which differs from `Some(vec![])` (no group).
+    pub groups: Option<Vec<String>>,
+}
+
+/// One ABAC attribute of a user: a key and its values (a set: order and duplicates do
+/// not matter).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AbacAttribute {
+    /// The key. Non-empty.
+    pub key: String,
+    /// The values. Non-empty strings.
+    pub values: Vec<String>,
+}
+
+/// The user an entry becomes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    /// The login name, unique within the tenant. Non-empty.
+    pub username: String,
+    /// The email address.
+    pub email: Option<String>,
+    /// The display name.
+    pub display_name: Option<String>,
+    /// A language tag (`en`, `de-AT`); `None` leaves the tenant's default.
+    pub language: Option<String>,
+    /// `false` keeps the user and its attributes but disables it.
+    pub active: bool,
+    /// The entry's stable identifier (`entryUUID`, or `objectGUID` as text), which
+    /// survives renames and moves. Non-empty.
+    pub ldap_id: String,
+    /// The user's ABAC attributes: after the sync the user has exactly these.
+    pub attributes: Vec<AbacAttribute>,
+}
+
+/// Deactivate the user with this identifier, if the host knows one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deactivation {
+    /// The same identifier [`User::ldap_id`] would carry for this entry.
+    pub ldap_id: String,
+    /// Why, for the audit trail (`account disabled in Active Directory`).
+    pub reason: String,
+}
+
+/// What the host should do with one entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// The entry does not become a user; the string says why.
+    Skip(String),
+    /// Create the user, or update it to exactly this state.
+    Upsert(User),
+    /// The entry is a user who must not be able to log in any more.
+    Deactivate(Deactivation),
+}
 
 /// Turn a list of attribute names into the `Vec<String>` that
 /// [`Mapping::required_attributes`](crate::Mapping::required_attributes) returns.

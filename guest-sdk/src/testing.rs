@@ -25,12 +25,14 @@ pub fn context() -> MappingContext {
     MappingContext::new(1, SyncMode::Full)
 }
 
-/// Call the plugin's `map-entries` export natively, exactly as the host would.
+/// Map a batch natively as the plugin's `map-batch` export does: create the mapping
+/// for `context`, then decide for each entry. (The JSON the export reads and writes is
+/// [`crate::batch`]'s, tested on its own.)
 pub fn map<M: Mapping>(
     context: &MappingContext,
     entries: Vec<Entry>,
 ) -> Result<Vec<Result<Decision, MappingError>>, MappingError> {
-    <Exported<M> as Guest>::map_entries(context.clone(), entries)
+    Ok(M::new(context)?.map_all(&entries))
 }
 
 /// Map one entry: the inner result of [`map`] for a batch of one.

@@ -30,7 +30,7 @@ fn future_contract_version_is_refused() {
         .expect_err("refused");
     assert_eq!(
         err.to_string(),
-        "plugin `future.wasm` targets abacsync:mapping@0.9.0; this host supports 0.1.0"
+        "plugin `future.wasm` targets abacsync:mapping@0.9.0; this host supports 0.1.0, 0.2.0"
     );
 }
 
@@ -99,4 +99,71 @@ fn oversized_component_is_refused_before_compiling() {
         matches!(err, LoadError::TooLarge { limit: 1000, .. }),
         "{err}"
     );
+}
+
+/// Contract 0.1.0 stays supported: a plugin built against it with wit-bindgen alone
+/// loads, reports its version, and decides as the 0.2.0 OpenLDAP example does on the
+/// fields both map, over the example's fixtures.
+#[test]
+fn a_plugin_of_the_first_contract_still_runs() {
+    use abacsync::plugin::model::{Decision, MappingContext, SyncMode};
+    let engine = engine();
+    let first = engine
+        .load("first", &plugins::bytes("contract-v0-1-mapping"))
+        .expect("a 0.1.0 plugin loads");
+    let current = engine
+        .load("openldap", &plugins::bytes("openldap-mapping"))
+        .expect("the example loads");
+    assert_eq!(first.contract_version(), "0.1.0");
+    assert_eq!(current.contract_version(), "0.2.0");
+    let entries =
+        abacsync::fixtures::read_file(&plugins::fixtures_dir("openldap").join("entries.ldif"))
+            .expect("fixtures");
+    let context = MappingContext {
+        tenant_id: 1,
+        mode: SyncMode::Full,
+        settings: Vec::new(),
+    };
+    let old = first
+        .map_entries(&context, entries.clone())
+        .expect("0.1.0 call");
+    let new = current
+        .map_entries(&context, entries.clone())
+        .expect("0.2.0 call");
+    let mut upserts = 0;
+    for ((entry, old), new) in entries.iter().zip(&old.outcomes).zip(&new.outcomes) {
+        match (old, new) {
+            (Ok(Decision::Upsert(old)), Ok(Decision::Upsert(new))) => {
+                upserts += 1;
+                assert_eq!(
+                    (
+                        &old.username,
+                        &old.ldap_id,
+                        &old.email,
+                        &old.display_name,
+                        old.active
+                    ),
+                    (
+                        &new.username,
+                        &new.ldap_id,
+                        &new.email,
+                        &new.display_name,
+                        new.active
+                    ),
+                    "{}",
+                    entry.dn
+                );
+                assert_eq!(
+                    old.attributes.get("department"),
+                    new.attributes.get("department"),
+                    "{}",
+                    entry.dn
+                );
+            }
+            (Ok(Decision::Skip { .. }), Ok(Decision::Skip { .. })) => {}
+            (Err(old), Err(new)) => assert_eq!(old.kind, new.kind, "{}", entry.dn),
+            (old, new) => panic!("{}: 0.1.0 gave {old:?}, 0.2.0 gave {new:?}", entry.dn),
+        }
+    }
+    assert!(upserts >= 3, "the fixtures map to users: {upserts}");
 }

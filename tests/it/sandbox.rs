@@ -60,7 +60,7 @@ fn fails_with(behaviour: &str) -> (CallErrorKind, String) {
     );
     let message = err.to_string();
     assert!(
-        message.contains("plugin `hostile` (map-entries)"),
+        message.contains("plugin `hostile` (map-batch)"),
         "{message}"
     );
     well_behaved_still_works();

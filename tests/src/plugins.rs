@@ -14,6 +14,7 @@ pub const PACKAGES: &[&str] = &[
     "hostile-mapping",
     "forbidden-import-mapping",
     "wrong-version-mapping",
+    "contract-v0-1-mapping",
 ];
 
 /// Where plugin builds go: apart from the test build's own target folder, so the
