@@ -33,6 +33,10 @@ pub struct Planned {
 
 /// The ABAC difference between `old` and `new`, key by key.
 pub fn attribute_changes(old: &AbacAttributes, new: &AbacAttributes) -> Vec<AttributeChange> {
+    if old == new {
+        // Most users of most syncs: no allocation at all.
+        return Vec::new();
+    }
     let keys: BTreeSet<&String> = old.keys().chain(new.keys()).collect();
     let empty = BTreeSet::new();
     keys.into_iter()
@@ -58,9 +62,21 @@ fn result(
     action: Action,
     message: String,
 ) -> UserResult {
+    let username = existing.map_or(&user.username, |u| &u.fields.username);
+    result_for(existing, username.clone(), dn, code, action, message)
+}
+
+fn result_for(
+    existing: Option<&StoredUser>,
+    username: String,
+    dn: &str,
+    code: u16,
+    action: Action,
+    message: String,
+) -> UserResult {
     UserResult {
         id: existing.map(|user| user.id.0),
-        username: existing.map_or_else(|| user.username.clone(), |u| u.fields.username.clone()),
+        username,
         dn: Some(dn.to_owned()),
         code,
         action,
@@ -133,21 +149,38 @@ pub fn plan_upsert(
     };
     let old = &existing.fields;
     let attribute_changes = attribute_changes(&old.attributes, &user.attributes);
+    // The user is moved, not copied, into its new state: most users of a sync are
+    // unchanged, and copying each one's attributes only to compare them costs.
+    let MappedUser {
+        username,
+        email,
+        display_name,
+        language,
+        active,
+        ldap_id,
+        attributes,
+    } = user;
     let new = if rules.attributes_only {
         UserFields {
-            attributes: user.attributes.clone(),
-            ..old.clone()
+            username: old.username.clone(),
+            email: old.email.clone(),
+            display_name: old.display_name.clone(),
+            language: old.language.clone(),
+            active: old.active,
+            ldap_id: old.ldap_id.clone(),
+            ldap_dn: old.ldap_dn.clone(),
+            attributes,
         }
     } else {
         UserFields {
-            username: user.username.clone(),
-            email: user.email.clone(),
-            display_name: user.display_name.clone(),
-            language: user.language.clone().or_else(|| old.language.clone()),
-            active: user.active,
-            ldap_id: Some(user.ldap_id.clone()),
+            username,
+            email,
+            display_name,
+            language: language.or_else(|| old.language.clone()),
+            active,
+            ldap_id: Some(ldap_id),
             ldap_dn: Some(dn.to_owned()),
-            attributes: user.attributes.clone(),
+            attributes,
         }
     };
     let avatar_change = match (
@@ -188,9 +221,9 @@ pub fn plan_upsert(
         _ if changed_fields.is_empty() => {
             return Planned {
                 change: None,
-                result: result(
-                    &user,
+                result: result_for(
                     Some(existing),
+                    old.username.clone(),
                     dn,
                     code::UNCHANGED,
                     Action::Unchanged,
@@ -204,8 +237,14 @@ pub fn plan_upsert(
     if !changed_fields.is_empty() {
         message.push_str(&format!(": {}", changed_fields.join("; ")));
     }
-    let mut planned_result = result(&user, Some(existing), dn, code, action, message);
-    planned_result.username = new.username.clone();
+    let planned_result = result_for(
+        Some(existing),
+        new.username.clone(),
+        dn,
+        code,
+        action,
+        message,
+    );
     Planned {
         change: Some(Change::Update {
             id: existing.id,

@@ -1,6 +1,9 @@
 //! One sync of one tenant, from reading to the recorded run.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+// foldhash: these maps are keyed by directory ids, usernames and DNs, hashed once per
+// entry; SipHash showed in profiles of a 100,000-user sync.
+use foldhash::{HashMap, HashSet};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Instant;
 

@@ -4,7 +4,7 @@
 //! Each read runs in one read transaction, so a user's row and its attributes come
 //! from the same committed state even while a sync writes.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 
 use rusqlite::types::ToSql;
 use rusqlite::{Connection, OptionalExtension, Params, Row};
