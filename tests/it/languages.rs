@@ -241,6 +241,41 @@ fn an_exception_outside_the_sdk_fails_the_call_with_its_traceback() {
     );
 }
 
+/// Both SDKs read the batch document the same way: names case-insensitively,
+/// several values, binary values as bytes, groups known or not, absent attributes.
+#[test]
+fn scripts_read_every_part_of_an_entry() {
+    let mut full = entry(
+        "uid=ü,ou=people,dc=example,dc=org",
+        &[("uid", "ü"), ("ou", "Sales")],
+    );
+    full.attributes[1].1.push("Støtte".into());
+    full.binary_attributes = vec![("objectGUID".into(), vec![vec![0x00, 0xff, 0x10, 0x7f]])];
+    full.groups = Some(vec!["cn=a,dc=x".into(), "cn=b,dc=x".into()]);
+    let bare = Entry::new("cn=bare,dc=x");
+    for language in [Language::Python, Language::JavaScript] {
+        let output = hostile(language)
+            .map_entries(&context("echo"), vec![full.clone(), bare.clone()])
+            .unwrap_or_else(|err| panic!("{language:?}: {err}"));
+        let reasons: Vec<String> = output
+            .outcomes
+            .iter()
+            .map(|outcome| match outcome {
+                Ok(Decision::Skip { reason }) => reason.clone(),
+                other => panic!("{language:?}: {other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            reasons,
+            [
+                "uid=ü,ou=people,dc=example,dc=org|ü|Sales,Støtte|Sales|00ff107f|true|cn=a,dc=x,cn=b,dc=x|-|false",
+                "cn=bare,dc=x|||-||false|unknown|-|false",
+            ],
+            "{language:?}"
+        );
+    }
+}
+
 /// A decision the SDK lets through but the contract refuses fails its entry, and the
 /// error says where in the decision the wrong value is.
 #[test]

@@ -9,6 +9,7 @@
 // - `memory`: grows an array until it is stopped.
 // - `recursion`: recurses without end.
 // - `network`: calls fetch(), which the sandbox's build leaves out.
+// - `echo`: skips each entry with a reason that shows what the SDK read from it.
 // - `print`: logs a line to the console, then skips every entry.
 // - anything else: skips every entry with reason `ok`.
 
@@ -42,6 +43,21 @@ const mapping = defineMapping({
       case "network":
         fetch(`http://${settings.address}/`);
         return skip("fetched");
+      case "echo": {
+        const hex = (value) => Array.from(value, (b) => b.toString(16).padStart(2, "0")).join("");
+        const parts = [
+          entry.dn,
+          entry.values("UID").join(","),
+          entry.values("ou").join(","),
+          entry.first("ou") ?? "-",
+          entry.binary("objectGUID").map(hex).join(""),
+          String(entry.has("objectguid")),
+          entry.groups === undefined ? "unknown" : entry.groups.join(","),
+          entry.first("mail") ?? "-",
+          String(entry.has("mail")),
+        ];
+        return skip(parts.join("|"));
+      }
       case "print":
         console.log(`mapping ${entry.dn}`);
         break;

@@ -12,6 +12,7 @@
 - ``network``: connects to the setting ``address`` (TCP).
 - ``files``: reads ``/etc/passwd``.
 - ``print``: prints a line, then skips every entry.
+- ``echo``: skips each entry with a reason that shows what the SDK read from it.
 - ``bad-value``: returns a user with a number among its ABAC values.
 - anything else: skips every entry with reason ``ok``.
 """
@@ -66,6 +67,21 @@ class Mapper(abacsync.Mapping):
                 return abacsync.skip(f"read {len(f.read())} bytes")
         elif behaviour == "print":
             print(f"mapping {entry.dn}")
+        elif behaviour == "echo":
+            guid = "".join(f"{b:02x}" for value in entry.binary("objectGUID") for b in value)
+            groups = "unknown" if entry.groups is None else ",".join(entry.groups)
+            parts = [
+                entry.dn,
+                ",".join(entry.values("UID")),
+                ",".join(entry.values("ou")),
+                entry.first("ou") or "-",
+                guid,
+                str(entry.has("objectguid")).lower(),
+                groups,
+                entry.first("mail") or "-",
+                str(entry.has("mail")).lower(),
+            ]
+            return abacsync.skip("|".join(parts))
         elif behaviour == "bad-value":
             return abacsync.user("u", entry.dn, attributes={"unit": ["Sales", 7]})
         return abacsync.skip("ok")
