@@ -157,7 +157,7 @@ fn languages(entries: &[Entry], context: &MappingContext, runs: usize, native_ra
         native_rate / javascript_rate
     );
     println!(
-        "  bindings alone (a constant user per entry, the entry unread): Python {python_floor_rate:.0} entries/s, JavaScript {javascript_floor_rate:.0} entries/s"
+        "  the boundary alone (the batch parsed, a constant user per entry): Python {python_floor_rate:.0} entries/s, JavaScript {javascript_floor_rate:.0} entries/s"
     );
     println!(
         "  Python component ({:.1} MiB): compiled in {python_cold:?}; from the disk cache in {python_cached:?}",
