@@ -101,18 +101,36 @@ impl Batch<'_> {
             return Err(self.unique_violation(err, fields, None));
         }
         let id = self.conn.last_insert_rowid();
-        self.lifecycle(id, &fields.username, AuditKind::Created)?;
 
         let mut insert_value = self.conn.prepare_cached(
             "INSERT INTO user_attributes (user_id, tenant_id, key, value) VALUES (?1, ?2, ?3, ?4)",
         )?;
+        let mut added = Vec::with_capacity(fields.attributes.len());
         for (key, values) in fields.attributes.iter().filter(|(_, v)| !v.is_empty()) {
             for value in values {
                 insert_value.execute((id, self.tenant_key, key, value))?;
             }
-            let added = json_strings(values);
-            self.attribute_event(id, &fields.username, key, &added, NO_VALUES)?;
+            added.push((key, json_strings(values)));
         }
+        // The creation, then one event per ABAC key, written together.
+        let mut events = Vec::with_capacity(1 + added.len());
+        events.push(NewEvent {
+            user_id: id,
+            username: &fields.username,
+            kind: AuditKind::Created,
+            key: None,
+            added: NO_VALUES,
+            removed: NO_VALUES,
+        });
+        events.extend(added.iter().map(|(key, values)| NewEvent {
+            user_id: id,
+            username: &fields.username,
+            kind: AuditKind::Attribute,
+            key: Some(key.as_str()),
+            added: values,
+            removed: NO_VALUES,
+        }));
+        audit::insert_all(self.conn, self.tenant, self.cause, &events)?;
         Ok(UserId(id))
     }
 

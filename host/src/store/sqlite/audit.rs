@@ -31,6 +31,66 @@ pub(super) struct NewEvent<'a> {
 /// The JSON of an empty value list.
 pub(super) const NO_VALUES: &str = "[]";
 
+/// Events per `INSERT` statement in [`insert_all`].
+const ROWS_PER_INSERT: usize = 8;
+
+/// The `INSERT` of `rows` events (1 ..= [`ROWS_PER_INSERT`]), built once per size.
+fn insert_sql(rows: usize) -> &'static str {
+    static SQL: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    let all = SQL.get_or_init(|| {
+        (1..=ROWS_PER_INSERT)
+            .map(|rows| {
+                let tuples: Vec<String> = (0..rows)
+                    .map(|row| {
+                        let params: Vec<String> = (1..=10)
+                            .map(|column| format!("?{}", row * 10 + column))
+                            .collect();
+                        format!("({})", params.join(", "))
+                    })
+                    .collect();
+                format!(
+                    "INSERT INTO audit_events \
+                     (tenant_id, user_id, username, kind, key, added, removed, cause, run_id, at) \
+                     VALUES {}",
+                    tuples.join(", ")
+                )
+            })
+            .collect()
+    });
+    &all[rows.clamp(1, ROWS_PER_INSERT) - 1]
+}
+
+/// Records `events` of `tenant`, made for `cause`, several per statement: a created
+/// user's events (one per ABAC key) cost one statement, not one each. (With
+/// `AUTOINCREMENT`, every statement also updates `sqlite_sequence`.) The events get
+/// ids in their order.
+pub(super) fn insert_all(
+    conn: &Connection,
+    tenant: TenantId,
+    cause: &ChangeCause,
+    events: &[NewEvent<'_>],
+) -> Result<(), StoreError> {
+    let tenant = tenant_key(tenant);
+    for chunk in events.chunks(ROWS_PER_INSERT) {
+        let mut stmt = conn.prepare_cached(insert_sql(chunk.len()))?;
+        for (row, event) in chunk.iter().enumerate() {
+            let at = row * 10;
+            stmt.raw_bind_parameter(at + 1, tenant)?;
+            stmt.raw_bind_parameter(at + 2, event.user_id)?;
+            stmt.raw_bind_parameter(at + 3, event.username)?;
+            stmt.raw_bind_parameter(at + 4, event.kind.as_str())?;
+            stmt.raw_bind_parameter(at + 5, event.key)?;
+            stmt.raw_bind_parameter(at + 6, event.added)?;
+            stmt.raw_bind_parameter(at + 7, event.removed)?;
+            stmt.raw_bind_parameter(at + 8, &cause.cause)?;
+            stmt.raw_bind_parameter(at + 9, &cause.run_id)?;
+            stmt.raw_bind_parameter(at + 10, cause.at)?;
+        }
+        stmt.raw_execute()?;
+    }
+    Ok(())
+}
+
 /// Records `event` of `tenant`, made for `cause`.
 pub(super) fn insert(
     conn: &Connection,
@@ -38,24 +98,7 @@ pub(super) fn insert(
     cause: &ChangeCause,
     event: &NewEvent<'_>,
 ) -> Result<(), StoreError> {
-    let mut stmt = conn.prepare_cached(
-        "INSERT INTO audit_events \
-         (tenant_id, user_id, username, kind, key, added, removed, cause, run_id, at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-    )?;
-    stmt.execute((
-        tenant_key(tenant),
-        event.user_id,
-        event.username,
-        event.kind.as_str(),
-        event.key,
-        event.added,
-        event.removed,
-        &cause.cause,
-        &cause.run_id,
-        cause.at,
-    ))?;
-    Ok(())
+    insert_all(conn, tenant, cause, std::slice::from_ref(event))
 }
 
 /// Events of `tenant` matching `query`, newest first.

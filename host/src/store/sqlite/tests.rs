@@ -8,7 +8,7 @@ use rusqlite::Connection;
 
 use super::testing::*;
 use super::*;
-use crate::store::AvatarChange;
+use crate::store::{AuditKind, AvatarChange};
 
 fn strings(values: &[&str]) -> Vec<String> {
     values.iter().map(|value| (*value).to_owned()).collect()
@@ -326,4 +326,37 @@ fn first_sync_throughput() {
         started.elapsed()
     );
     assert_eq!(store.count_users(T1).unwrap(), USERS as u64);
+}
+
+/// A created user's events are written several per statement; with more keys than fit
+/// in one, every event is still there, once, in order, with its own values and cause.
+#[test]
+fn a_creation_with_many_keys_records_every_event_in_order() {
+    let store = SqliteStore::open_in_memory().unwrap();
+    let mut many = fields("alice");
+    many.attributes = (0..19)
+        .map(|key| {
+            (
+                format!("key{key:02}"),
+                [format!("v{key}"), "shared".to_owned()].into(),
+            )
+        })
+        .collect();
+    let alice = create(&store, T1, many);
+    let mut events = store.audit_events(T1, &AuditQuery::default()).unwrap();
+    events.reverse(); // oldest first
+    assert_eq!(events.len(), 20);
+    assert_eq!(events[0].kind, AuditKind::Created);
+    for (index, event) in events[1..].iter().enumerate() {
+        assert_eq!(event.kind, AuditKind::Attribute);
+        assert_eq!(
+            event.key.as_deref(),
+            Some(format!("key{index:02}").as_str())
+        );
+        assert_eq!(event.added, ["shared".to_owned(), format!("v{index}")]);
+        assert!(event.removed.is_empty());
+        assert_eq!(event.user_id, alice);
+        assert_eq!(event.cause, cause());
+    }
+    assert!(events.windows(2).all(|pair| pair[0].id < pair[1].id));
 }
