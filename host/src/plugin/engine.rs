@@ -353,13 +353,7 @@ impl Plugin {
                     .call_required_attributes(store, &context.into())
                     .map(|result| result.map_err(MappingError::from)),
             })?;
-        let names = result.map_err(|error| {
-            self.error(
-                "required-attributes",
-                CallErrorKind::Refused(error),
-                String::new(),
-            )
-        })?;
+        let names = result.map_err(|error| self.refused("required-attributes", error))?;
         if matches!(self.pre, Contract::V0_2(_)) {
             self.remember_declared(context, &names);
         }
@@ -439,13 +433,7 @@ impl Plugin {
             ),
             Instance::V0_2(_) => Err(wasmtime::Error::msg("not a contract 0.1.0 plugin")),
         })?;
-        let results = result.map_err(|error| {
-            self.error(
-                FUNCTION,
-                CallErrorKind::Refused(error.into()),
-                String::new(),
-            )
-        })?;
+        let results = result.map_err(|error| self.refused(FUNCTION, error.into()))?;
         let outcomes = results
             .into_iter()
             .map(v0_1_0::decision_from_guest)
@@ -476,13 +464,7 @@ impl Plugin {
             }
             Instance::V0_1(_) => Err(wasmtime::Error::msg("not a contract 0.2.0 plugin")),
         })?;
-        let results = result.map_err(|error| {
-            self.error(
-                FUNCTION,
-                CallErrorKind::Refused(error.into()),
-                String::new(),
-            )
-        })?;
+        let results = result.map_err(|error| self.refused(FUNCTION, error.into()))?;
         let outcomes = v0_2_0::decode_results(&results, entries.len()).map_err(|err| {
             let kind = match err {
                 v0_2_0::BatchError::Malformed(reason) => CallErrorKind::MalformedOutput(reason),
@@ -494,6 +476,11 @@ impl Plugin {
             self.error(FUNCTION, kind, String::new())
         })?;
         Ok((FUNCTION, outcomes, stats, logs))
+    }
+
+    /// The plugin's own error for the whole call (its outer `mapping-error`).
+    fn refused(&self, function: &'static str, error: MappingError) -> CallError {
+        self.error(function, CallErrorKind::Refused(error), String::new())
     }
 
     fn error(&self, function: &'static str, kind: CallErrorKind, console: String) -> CallError {

@@ -2,11 +2,8 @@
 //! conversions between them and the host's model. A later contract version gets a
 //! module of its own beside this one, and this one stays.
 
-use super::model::{
-    self, Decision, Entry, LogLevel, MappingContext, MappingError, MappingErrorKind,
-};
+use super::model::{Decision, Entry, MappingError};
 use super::output;
-use super::state::StoreState;
 
 wasmtime::component::bindgen!({
     path: "../wit/v0.1.0",
@@ -16,51 +13,7 @@ wasmtime::component::bindgen!({
 
 use self::abacsync::mapping::{host, types};
 
-impl types::Host for StoreState {}
-
-impl host::Host for StoreState {
-    fn log(&mut self, level: host::LogLevel, message: String) -> wasmtime::Result<()> {
-        let level = match level {
-            host::LogLevel::Trace => LogLevel::Trace,
-            host::LogLevel::Debug => LogLevel::Debug,
-            host::LogLevel::Info => LogLevel::Info,
-            host::LogLevel::Warn => LogLevel::Warn,
-            host::LogLevel::Error => LogLevel::Error,
-        };
-        self.guest_log(level, message)
-    }
-}
-
-/// Adds the contract's imports to `linker`.
-pub(crate) fn add_to_linker(
-    linker: &mut wasmtime::component::Linker<StoreState>,
-) -> wasmtime::Result<()> {
-    MappingPlugin::add_to_linker::<StoreState, wasmtime::component::HasSelf<StoreState>>(
-        linker,
-        |state| state,
-    )
-}
-
-impl From<&MappingContext> for types::MappingContext {
-    fn from(context: &MappingContext) -> Self {
-        Self {
-            tenant_id: context.tenant_id,
-            mode: match context.mode {
-                model::SyncMode::Full => types::SyncMode::Full,
-                model::SyncMode::Incremental => types::SyncMode::Incremental,
-                model::SyncMode::Targeted => types::SyncMode::Targeted,
-            },
-            settings: context
-                .settings
-                .iter()
-                .map(|(key, value)| types::Setting {
-                    key: key.clone(),
-                    value: value.clone(),
-                })
-                .collect(),
-        }
-    }
-}
+super::contract_glue!();
 
 impl From<Entry> for types::Entry {
     fn from(entry: Entry) -> Self {
@@ -77,30 +30,6 @@ impl From<Entry> for types::Entry {
                 .map(|(name, values)| types::BinaryAttribute { name, values })
                 .collect(),
             groups: entry.groups,
-        }
-    }
-}
-
-impl From<types::PluginInfo> for model::PluginInfo {
-    fn from(info: types::PluginInfo) -> Self {
-        Self {
-            name: info.name,
-            version: info.version,
-        }
-    }
-}
-
-impl From<types::MappingError> for MappingError {
-    fn from(error: types::MappingError) -> Self {
-        match error {
-            types::MappingError::MissingAttribute(name) => Self::missing_attribute(name),
-            types::MappingError::InvalidAttribute(attr) => {
-                Self::invalid_attribute(attr.name, &attr.reason)
-            }
-            types::MappingError::InvalidSettings(reason) => {
-                Self::reported(MappingErrorKind::InvalidSettings, reason)
-            }
-            types::MappingError::Other(reason) => Self::reported(MappingErrorKind::Other, reason),
         }
     }
 }

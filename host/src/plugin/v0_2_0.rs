@@ -2,11 +2,8 @@
 //! JSON documents in which a batch's entries and decisions cross the boundary (their
 //! format is specified on `mapper.map-batch` in `wit/v0.2.0/mapper.wit`).
 
-use super::model::{
-    self, Decision, Entry, EntryOutcome, LogLevel, MappingContext, MappingError, MappingErrorKind,
-};
+use super::model::{Decision, Entry, EntryOutcome, MappingError, MappingErrorKind};
 use super::output;
-use super::state::StoreState;
 use serde::de::{Deserializer, MapAccess, Visitor};
 use serde::ser::{SerializeMap, SerializeSeq, Serializer};
 use serde::{Deserialize, Serialize};
@@ -20,75 +17,7 @@ wasmtime::component::bindgen!({
 
 use self::abacsync::mapping::{host, types};
 
-impl types::Host for StoreState {}
-
-impl host::Host for StoreState {
-    fn log(&mut self, level: host::LogLevel, message: String) -> wasmtime::Result<()> {
-        let level = match level {
-            host::LogLevel::Trace => LogLevel::Trace,
-            host::LogLevel::Debug => LogLevel::Debug,
-            host::LogLevel::Info => LogLevel::Info,
-            host::LogLevel::Warn => LogLevel::Warn,
-            host::LogLevel::Error => LogLevel::Error,
-        };
-        self.guest_log(level, message)
-    }
-}
-
-/// Adds the contract's imports to `linker`.
-pub(crate) fn add_to_linker(
-    linker: &mut wasmtime::component::Linker<StoreState>,
-) -> wasmtime::Result<()> {
-    MappingPlugin::add_to_linker::<StoreState, wasmtime::component::HasSelf<StoreState>>(
-        linker,
-        |state| state,
-    )
-}
-
-impl From<&MappingContext> for types::MappingContext {
-    fn from(context: &MappingContext) -> Self {
-        Self {
-            tenant_id: context.tenant_id,
-            mode: match context.mode {
-                model::SyncMode::Full => types::SyncMode::Full,
-                model::SyncMode::Incremental => types::SyncMode::Incremental,
-                model::SyncMode::Targeted => types::SyncMode::Targeted,
-            },
-            settings: context
-                .settings
-                .iter()
-                .map(|(key, value)| types::Setting {
-                    key: key.clone(),
-                    value: value.clone(),
-                })
-                .collect(),
-        }
-    }
-}
-
-impl From<types::PluginInfo> for model::PluginInfo {
-    fn from(info: types::PluginInfo) -> Self {
-        Self {
-            name: info.name,
-            version: info.version,
-        }
-    }
-}
-
-impl From<types::MappingError> for MappingError {
-    fn from(error: types::MappingError) -> Self {
-        match error {
-            types::MappingError::MissingAttribute(name) => Self::missing_attribute(name),
-            types::MappingError::InvalidAttribute(attr) => {
-                Self::invalid_attribute(attr.name, &attr.reason)
-            }
-            types::MappingError::InvalidSettings(reason) => {
-                Self::reported(MappingErrorKind::InvalidSettings, reason)
-            }
-            types::MappingError::Other(reason) => Self::reported(MappingErrorKind::Other, reason),
-        }
-    }
-}
+super::contract_glue!();
 
 /// The `entries` document of `map-batch`: the batch's attribute names once, as
 /// columns, then one row per entry (see `wit/v0.2.0/mapper.wit`). A name is spelled as
