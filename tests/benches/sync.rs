@@ -90,6 +90,8 @@ fn main() {
         .unwrap();
     let directory =
         LdapDirectory::new(&tenant.ldap, tenant.ldap.bind_password(1).unwrap()).unwrap();
+    let slapd_pid = slapd.pid().map(|pid| pid.to_string());
+    let slapd_pid = slapd_pid.as_deref();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -97,6 +99,7 @@ fn main() {
     let sync = |store: &Arc<SqliteStore>, mode: SyncMode| -> (Duration, SyncReport, u64) {
         reset_peak_memory();
         let before = peak_memory_kib();
+        let cpu_before = (cpu_ms("self"), slapd_pid.map(cpu_ms));
         let engine = SyncEngine::new(store.clone(), system_clock());
         let started = Instant::now();
         let (report, error) = runtime.block_on(engine.run(
@@ -110,10 +113,12 @@ fn main() {
         assert!(error.is_none(), "sync failed: {error:?}");
         if verbose {
             println!(
-                "  {mode:?}: {elapsed:.1?}; read+map {} ms, plugin {} ms, apply {} ms; RSS before {} MiB",
+                "  {mode:?}: {elapsed:.1?}; read+map {} ms, plugin {} ms, apply {} ms; CPU {} ms (slapd {} ms); RSS before {} MiB",
                 report.timings.read_map_ms,
                 report.timings.plugin_ms,
                 report.timings.apply_ms,
+                cpu_ms("self") - cpu_before.0,
+                slapd_pid.map(cpu_ms).unwrap_or(0) - cpu_before.1.unwrap_or(0),
                 before / 1024
             );
         }
@@ -131,6 +136,7 @@ fn main() {
     attributes.push("memberOf".into());
     let ldapsearch = median(runs, || {
         let started = Instant::now();
+        let cpu_before = (cpu_ms("self-children"), slapd_pid.map(cpu_ms));
         let status = Command::new("ldapsearch")
             .args([
                 "-x",
@@ -154,6 +160,14 @@ fn main() {
             .status()
             .expect("ldapsearch");
         assert!(status.success());
+        if verbose {
+            println!(
+                "  ldapsearch: {:.1?}; CPU {} ms (slapd {} ms)",
+                started.elapsed(),
+                cpu_ms("self-children") - cpu_before.0,
+                slapd_pid.map(cpu_ms).unwrap_or(0) - cpu_before.1.unwrap_or(0),
+            );
+        }
         started.elapsed()
     });
 
@@ -242,6 +256,28 @@ fn median_of(mut times: Vec<Duration>) -> Duration {
 /// Resets the kernel's peak-RSS counter of this process (Linux ≥ 4.0).
 fn reset_peak_memory() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// CPU time (user and system) of process `pid` (`self`), or of the waited-for
+/// children of this one (`self-children`), in milliseconds: /proc's clock ticks are
+/// 1/100 s on Linux.
+fn cpu_ms(pid: &str) -> u64 {
+    // Positions after the command name: utime and stime are the 14th and 15th fields,
+    // cutime and cstime the 16th and 17th; the 3rd is the first after the name.
+    let (pid, fields) = match pid {
+        "self-children" => ("self", 13..15),
+        pid => (pid, 11..13),
+    };
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let ticks: u64 = rest
+        .split_whitespace()
+        .enumerate()
+        .filter(|(index, _)| fields.contains(index))
+        .filter_map(|(_, value)| value.parse::<u64>().ok())
+        .sum();
+    ticks * 10
 }
 
 /// Peak resident memory since the last reset, in KiB.

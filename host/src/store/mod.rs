@@ -118,6 +118,14 @@ pub trait UserStore: Send + Sync {
         ldap_ids: &[String],
     ) -> Result<Vec<StoredUser>, StoreError>;
 
+    /// Briefly, the users of `tenant` whose LDAP id is one of `ldap_ids` (one query per
+    /// call, no attributes): how a sync tells unchanged users from the rest.
+    fn known_by_ldap_ids(
+        &self,
+        tenant: TenantId,
+        ldap_ids: &[String],
+    ) -> Result<Vec<KnownUser>, StoreError>;
+
     /// Users of `tenant` whose username is one of `usernames` (case-sensitive).
     fn users_by_usernames(
         &self,

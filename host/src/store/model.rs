@@ -63,6 +63,8 @@ pub struct StoredUser {
     pub created_at: Timestamp,
     /// Last change.
     pub updated_at: Timestamp,
+    /// What the last sync wrote it from, when known.
+    pub mapped: Option<MappedDigest>,
 }
 
 /// The fields of a user that a sync writes.
@@ -109,6 +111,26 @@ pub enum AvatarChange {
     Clear,
 }
 
+/// A digest of what a sync wrote a user from: the plugin's decision for the entry,
+/// its DN and its avatar (see `sync::diff::mapped_digest`). Stored with the user; a
+/// later sync with the same digest knows the user is unchanged without loading it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct MappedDigest(pub [u8; 16]);
+
+/// A directory user as a sync first looks it up: enough to tell an unchanged user
+/// from one that must be loaded and compared.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KnownUser {
+    /// Store id.
+    pub id: UserId,
+    /// Directory id.
+    pub ldap_id: String,
+    /// Login name.
+    pub username: String,
+    /// What the last sync wrote it from; `None` when unknown.
+    pub mapped: Option<MappedDigest>,
+}
+
 /// One write the sync engine asks for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Change {
@@ -118,6 +140,8 @@ pub enum Change {
         fields: UserFields,
         /// Its avatar.
         avatar: Option<Avatar>,
+        /// What the sync wrote it from.
+        mapped: Option<MappedDigest>,
     },
     /// New values for an existing user: `fields` replaces the stored fields, and
     /// `attribute_changes` (computed by the caller against the stored user) are what
@@ -131,6 +155,9 @@ pub enum Change {
         attribute_changes: Vec<AttributeChange>,
         /// The avatar.
         avatar: AvatarChange,
+        /// What the sync wrote it from; `None` forgets the stored digest. An update
+        /// that changes nothing else only records this.
+        mapped: Option<MappedDigest>,
     },
     /// The user may no longer log in (ABAC attributes kept).
     Deactivate {

@@ -60,6 +60,7 @@ mod tests {
             Change::Create {
                 fields: fields.clone(),
                 avatar: None,
+                mapped: None,
             },
             Change::Update {
                 id: UserId(3),
@@ -70,6 +71,7 @@ mod tests {
                     removed: Default::default(),
                 }],
                 avatar: AvatarChange::Clear,
+                mapped: None,
             },
             Change::Delete { id: UserId(4) },
         ];

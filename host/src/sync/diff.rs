@@ -3,9 +3,13 @@
 
 use std::collections::BTreeSet;
 
+use sha2::{Digest, Sha256};
+
 use super::report::{Action, UserResult, code};
 use crate::plugin::model::{AbacAttributes, MappedUser};
-use crate::store::{AttributeChange, Avatar, AvatarChange, Change, StoredUser, UserFields};
+use crate::store::{
+    AttributeChange, Avatar, AvatarChange, Change, MappedDigest, StoredUser, UserFields,
+};
 
 /// What the tenant and the sync allow.
 #[derive(Debug, Clone)]
@@ -29,6 +33,71 @@ pub struct Planned {
     pub result: UserResult,
     /// ABAC keys whose values change.
     pub changed_keys: Vec<String>,
+}
+
+/// The digest of what a sync writes a user from: the plugin's decision for the entry,
+/// the entry's DN, and its avatar when avatars are synced. Planning the same decision
+/// against the user it produced changes nothing ([`plan_upsert`] is idempotent), so a
+/// user whose stored digest equals this one is unchanged without being loaded.
+///
+/// SHA-256 (cut to 16 bytes) of a length-prefixed encoding: stable across processes
+/// and versions, unlike `std`'s hashers; its version tag changes with the encoding.
+pub fn mapped_digest(
+    user: &MappedUser,
+    dn: &str,
+    avatar: Option<&Avatar>,
+    rules: &PlanRules,
+) -> MappedDigest {
+    fn text(hash: &mut Sha256, value: &str) {
+        hash.update((value.len() as u64).to_le_bytes());
+        hash.update(value.as_bytes());
+    }
+    fn optional(hash: &mut Sha256, value: Option<&str>) {
+        match value {
+            None => hash.update([0]),
+            Some(value) => {
+                hash.update([1]);
+                text(hash, value);
+            }
+        }
+    }
+    // Every field, so that a new one cannot be forgotten here.
+    let MappedUser {
+        username,
+        email,
+        display_name,
+        language,
+        active,
+        ldap_id,
+        attributes,
+    } = user;
+    let mut hash = Sha256::new();
+    hash.update(b"abacsync mapped user 1\0");
+    text(&mut hash, username);
+    optional(&mut hash, email.as_deref());
+    optional(&mut hash, display_name.as_deref());
+    optional(&mut hash, language.as_deref());
+    hash.update([u8::from(*active)]);
+    text(&mut hash, ldap_id);
+    text(&mut hash, dn);
+    hash.update((attributes.len() as u64).to_le_bytes());
+    for (key, values) in attributes {
+        text(&mut hash, key);
+        hash.update((values.len() as u64).to_le_bytes());
+        for value in values {
+            text(&mut hash, value);
+        }
+    }
+    if rules.sync_avatars {
+        hash.update([1]);
+        optional(&mut hash, avatar.map(|avatar| avatar.sha256.as_str()));
+    } else {
+        hash.update([0]);
+    }
+    let full = hash.finalize();
+    let mut digest = [0; 16];
+    digest.copy_from_slice(&full[..16]);
+    MappedDigest(digest)
 }
 
 /// The ABAC difference between `old` and `new`, key by key.
@@ -84,13 +153,16 @@ fn result_for(
     }
 }
 
-/// Plans an upsert of `user` (read at `dn`) against `existing`.
+/// Plans an upsert of `user` (read at `dn`) against `existing`. `mapped` is the
+/// decision's [`mapped_digest`], stored with the user by the change; `None` (targeted
+/// syncs, which write attributes only) makes a change forget the stored one.
 pub fn plan_upsert(
     user: MappedUser,
     dn: &str,
     existing: Option<&StoredUser>,
     avatar: Option<Avatar>,
     rules: &PlanRules,
+    mapped: Option<MappedDigest>,
 ) -> Planned {
     let Some(existing) = existing else {
         if rules.attributes_only || !rules.import_new_users {
@@ -143,6 +215,7 @@ pub fn plan_upsert(
             change: Some(Change::Create {
                 fields,
                 avatar: if rules.sync_avatars { avatar } else { None },
+                mapped,
             }),
             changed_keys,
         };
@@ -219,8 +292,18 @@ pub fn plan_upsert(
             "deactivated by the plugin".to_owned(),
         ),
         _ if changed_fields.is_empty() => {
+            // Unchanged; when the stored digest is missing (users written before
+            // digests, or deactivated since) or stale, the change records the new one
+            // and nothing else, so that the next sync needs no comparison.
+            let remember = mapped.is_some() && existing.mapped != mapped;
             return Planned {
-                change: None,
+                change: remember.then(|| Change::Update {
+                    id: existing.id,
+                    fields: new,
+                    attribute_changes: Vec::new(),
+                    avatar: AvatarChange::Keep,
+                    mapped,
+                }),
                 result: result_for(
                     Some(existing),
                     old.username.clone(),
@@ -251,6 +334,7 @@ pub fn plan_upsert(
             fields: new,
             attribute_changes,
             avatar: avatar_change,
+            mapped,
         }),
         result: planned_result,
         changed_keys,
@@ -341,6 +425,7 @@ mod tests {
             avatar_sha256: None,
             created_at: 0,
             updated_at: 0,
+            mapped: None,
         }
     }
 
@@ -373,6 +458,7 @@ mod tests {
             None,
             None,
             &rules(),
+            None,
         );
         assert_eq!(planned.result.code, code::CREATED);
         let Some(Change::Create { fields, .. }) = planned.change else {
@@ -392,6 +478,7 @@ mod tests {
             None,
             None,
             &no_import,
+            None,
         );
         assert_eq!(
             (planned.change, planned.result.code),
@@ -405,6 +492,7 @@ mod tests {
             None,
             None,
             &targeted,
+            None,
         );
         assert_eq!(planned.change, None);
     }
@@ -413,7 +501,7 @@ mod tests {
     fn same_values_cost_no_write() {
         let user = mapped(attrs(&[("dept", &["a"])]));
         let existing = stored(&user, "uid=ann", true);
-        let planned = plan_upsert(user, "uid=ann", Some(&existing), None, &rules());
+        let planned = plan_upsert(user, "uid=ann", Some(&existing), None, &rules(), None);
         assert_eq!(planned.change, None);
         assert_eq!(planned.result.code, code::UNCHANGED);
         assert_eq!(planned.result.id, Some(5));
@@ -423,7 +511,14 @@ mod tests {
     fn renamed_dn_updates_the_same_user() {
         let user = mapped(AbacAttributes::new());
         let existing = stored(&user, "uid=ann,ou=old", true);
-        let planned = plan_upsert(user, "uid=ann,ou=new", Some(&existing), None, &rules());
+        let planned = plan_upsert(
+            user,
+            "uid=ann,ou=new",
+            Some(&existing),
+            None,
+            &rules(),
+            None,
+        );
         let Some(Change::Update { id, fields, .. }) = planned.change else {
             panic!()
         };
@@ -442,7 +537,7 @@ mod tests {
     fn inactive_user_seen_active_is_reactivated() {
         let user = mapped(AbacAttributes::new());
         let existing = stored(&user, "uid=ann", false);
-        let planned = plan_upsert(user, "uid=ann", Some(&existing), None, &rules());
+        let planned = plan_upsert(user, "uid=ann", Some(&existing), None, &rules(), None);
         assert_eq!(planned.result.action, Action::Reactivated);
         assert!(planned.change.is_some());
     }
@@ -454,7 +549,7 @@ mod tests {
         user.email = Some("changed@example.org".into());
         let mut targeted = rules();
         targeted.attributes_only = true;
-        let planned = plan_upsert(user, "uid=moved", Some(&existing), None, &targeted);
+        let planned = plan_upsert(user, "uid=moved", Some(&existing), None, &targeted, None);
         let Some(Change::Update {
             fields,
             attribute_changes,
@@ -486,9 +581,10 @@ mod tests {
             Some(&existing),
             Some(same),
             &with_avatars,
+            None,
         );
         assert_eq!(planned.change, None);
-        let planned = plan_upsert(user, "uid=ann", Some(&existing), None, &with_avatars);
+        let planned = plan_upsert(user, "uid=ann", Some(&existing), None, &with_avatars, None);
         let Some(Change::Update { avatar, .. }) = planned.change else {
             panic!()
         };
@@ -508,6 +604,155 @@ mod tests {
         assert_eq!(
             plan_deactivate("uid=ann", Some(&active), "disabled").change,
             Some(Change::Deactivate { id: UserId(5) })
+        );
+    }
+
+    /// The stored user that creating `user` at `dn` produces.
+    fn created(user: &MappedUser, dn: &str, rules: &PlanRules) -> StoredUser {
+        let digest = mapped_digest(user, dn, None, rules);
+        let planned = plan_upsert(user.clone(), dn, None, None, rules, Some(digest));
+        let Some(Change::Create { fields, mapped, .. }) = planned.change else {
+            panic!("not a creation: {planned:?}")
+        };
+        assert_eq!(mapped, Some(digest), "the creation stores its digest");
+        StoredUser {
+            id: UserId(5),
+            fields,
+            source: UserSource::Ldap,
+            avatar_sha256: None,
+            created_at: 0,
+            updated_at: 0,
+            mapped,
+        }
+    }
+
+    #[test]
+    fn the_digest_covers_every_field_the_sync_writes() {
+        let base = mapped(attrs(&[("dept", &["a", "b"])]));
+        let digest = |user: &MappedUser, dn: &str, avatar: Option<&Avatar>, rules: &PlanRules| {
+            mapped_digest(user, dn, avatar, rules)
+        };
+        let first = digest(&base, "uid=ann", None, &rules());
+        assert_eq!(first, digest(&base.clone(), "uid=ann", None, &rules()));
+
+        let mut variants = Vec::new();
+        let mut user = base.clone();
+        user.username = "anne".into();
+        variants.push(user);
+        let mut user = base.clone();
+        user.email = None;
+        variants.push(user);
+        let mut user = base.clone();
+        user.display_name = Some("Ann B".into());
+        variants.push(user);
+        let mut user = base.clone();
+        user.language = Some("de".into());
+        variants.push(user);
+        let mut user = base.clone();
+        user.active = false;
+        variants.push(user);
+        let mut user = base.clone();
+        user.ldap_id = "id-2".into();
+        variants.push(user);
+        // A value moved to another key, a value split in two, an empty key added.
+        variants.push(mapped(attrs(&[("dept", &["a"]), ("dept2", &["b"])])));
+        variants.push(mapped(attrs(&[("dept", &["ab"])])));
+        variants.push(mapped(attrs(&[("dept", &["a", "b"]), ("unit", &[])])));
+        for variant in &variants {
+            assert_ne!(
+                first,
+                digest(variant, "uid=ann", None, &rules()),
+                "{variant:?}"
+            );
+        }
+        assert_ne!(first, digest(&base, "uid=ann,ou=x", None, &rules()));
+
+        // The avatar counts only when avatars are synced.
+        let avatar = Avatar {
+            bytes: vec![1],
+            sha256: "aa".into(),
+        };
+        assert_eq!(first, digest(&base, "uid=ann", Some(&avatar), &rules()));
+        let with_avatars = PlanRules {
+            sync_avatars: true,
+            ..rules()
+        };
+        let synced = digest(&base, "uid=ann", None, &with_avatars);
+        assert_ne!(first, synced);
+        assert_ne!(
+            synced,
+            digest(&base, "uid=ann", Some(&avatar), &with_avatars)
+        );
+    }
+
+    #[test]
+    fn planning_a_decision_against_the_user_it_made_changes_nothing() {
+        // What makes a stored digest mean "unchanged": a user written from a decision
+        // (here with no language, so the default applies) plans to no change.
+        let mut user = mapped(attrs(&[("dept", &["a", "b"]), ("unit", &[])]));
+        user.language = None;
+        let stored = created(&user, "uid=ann", &rules());
+        let digest = mapped_digest(&user, "uid=ann", None, &rules());
+        let again = plan_upsert(user, "uid=ann", Some(&stored), None, &rules(), Some(digest));
+        assert_eq!(again.result.action, Action::Unchanged);
+        assert_eq!(again.change, None);
+    }
+
+    #[test]
+    fn an_unchanged_user_without_the_digest_gets_it_recorded_and_nothing_else() {
+        let user = mapped(attrs(&[("dept", &["a"])]));
+        let mut stored = created(&user, "uid=ann", &rules());
+        stored.mapped = None;
+        let digest = mapped_digest(&user, "uid=ann", None, &rules());
+        let planned = plan_upsert(user, "uid=ann", Some(&stored), None, &rules(), Some(digest));
+        assert_eq!(planned.result.action, Action::Unchanged);
+        assert_eq!(planned.result.code, code::UNCHANGED);
+        let Some(Change::Update {
+            fields,
+            attribute_changes,
+            avatar,
+            mapped,
+            ..
+        }) = planned.change
+        else {
+            panic!("expected the digest to be recorded: {planned:?}")
+        };
+        assert_eq!(fields, stored.fields);
+        assert!(attribute_changes.is_empty());
+        assert_eq!(avatar, AvatarChange::Keep);
+        assert_eq!(mapped, Some(digest));
+    }
+
+    #[test]
+    fn a_change_stores_the_new_digest_and_a_targeted_one_forgets_it() {
+        let user = mapped(attrs(&[("dept", &["a"])]));
+        let stored = created(&user, "uid=ann", &rules());
+        let changed = mapped(attrs(&[("dept", &["b"])]));
+        let digest = mapped_digest(&changed, "uid=ann", None, &rules());
+        let planned = plan_upsert(
+            changed.clone(),
+            "uid=ann",
+            Some(&stored),
+            None,
+            &rules(),
+            Some(digest),
+        );
+        let Some(Change::Update { mapped, .. }) = planned.change else {
+            panic!()
+        };
+        assert_eq!(mapped, Some(digest));
+
+        let targeted = PlanRules {
+            attributes_only: true,
+            ..rules()
+        };
+        let planned = plan_upsert(changed, "uid=ann", Some(&stored), None, &targeted, None);
+        let Some(Change::Update { mapped, .. }) = planned.change else {
+            panic!()
+        };
+        assert_eq!(
+            mapped, None,
+            "attributes alone are not the decision's state"
         );
     }
 }

@@ -10,7 +10,7 @@ use std::time::Instant;
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
-use super::diff::{PlanRules, Planned, plan_deactivate, plan_upsert};
+use super::diff::{PlanRules, Planned, mapped_digest, plan_deactivate, plan_upsert};
 use super::progress::{Phase, Progress};
 use super::report::{Action, Counts, RemovalOutcome, SyncReport, Timings, UserResult, code};
 use crate::config::{RemovalPolicy, TenantConfig};
@@ -18,8 +18,8 @@ use crate::ldap::{DirectoryError, DirectorySource, ReadRequest, Selection};
 use crate::plugin::model::{Decision, Entry, SyncMode};
 use crate::plugin::{CallError, TenantPlugin};
 use crate::store::{
-    Avatar, Change, ChangeCause, StoreError, StoredUser, SyncRunRecord, Timestamp, UserIdentifiers,
-    UserStore,
+    Avatar, Change, ChangeCause, KnownUser, MappedDigest, StoreError, StoredUser, SyncRunRecord,
+    Timestamp, UserIdentifiers, UserStore,
 };
 
 /// Attributes read as avatars, in order of preference.
@@ -613,44 +613,74 @@ impl SyncEngine {
                 diff.high_water_mark = later_mark(diff.high_water_mark.take(), &mark);
             }
 
-            // One lookup per batch by directory id; usernames only for users that are
-            // new or renamed (to find who holds the name).
-            let mut ids = Vec::new();
-            let mut candidates = Vec::new();
-            for outcome in &outcomes {
-                match outcome {
-                    Ok(Decision::Upsert(user)) => {
-                        ids.push(user.ldap_id.clone());
-                        candidates.push((user.ldap_id.clone(), user.username.clone()));
+            // What each upsert would be written from: a user stored with the same
+            // digest is unchanged, and is neither loaded nor compared. Targeted syncs
+            // write attributes only, so their users are always compared.
+            let digests: Vec<Option<MappedDigest>> = outcomes
+                .iter()
+                .zip(&dns)
+                .zip(&avatars)
+                .map(|((outcome, dn), avatar)| match outcome {
+                    Ok(Decision::Upsert(user)) if !context.rules.attributes_only => {
+                        Some(mapped_digest(user, dn, avatar.as_ref(), &context.rules))
                     }
-                    Ok(Decision::Deactivate { ldap_id, .. }) => ids.push(ldap_id.clone()),
+                    _ => None,
+                })
+                .collect();
+
+            // One brief lookup per batch by directory id; then, in one query each, the
+            // known users that must be compared, and the holders of usernames that are
+            // new or renamed.
+            let mut wanted = Vec::new();
+            for (outcome, digest) in outcomes.iter().zip(&digests) {
+                match outcome {
+                    Ok(Decision::Upsert(user)) => wanted.push(Wanted {
+                        ldap_id: user.ldap_id.clone(),
+                        username: Some(user.username.clone()),
+                        digest: *digest,
+                    }),
+                    Ok(Decision::Deactivate { ldap_id, .. }) => wanted.push(Wanted {
+                        ldap_id: ldap_id.clone(),
+                        username: None,
+                        digest: None,
+                    }),
                     _ => {}
                 }
             }
             let check_names = !context.rules.attributes_only;
-            let (by_id, by_name) = self
+            let (known, by_id, by_name) = self
                 .blocking(tenant_id, move |store| {
-                    let by_id = store.users_by_ldap_ids(tenant_id, &ids)?;
-                    let known: HashMap<&str, &str> = by_id
+                    let ids: Vec<String> = wanted.iter().map(|w| w.ldap_id.clone()).collect();
+                    let known = store.known_by_ldap_ids(tenant_id, &ids)?;
+                    let index: HashMap<&str, &KnownUser> = known
                         .iter()
-                        .filter_map(|user| {
-                            Some((
-                                user.fields.ldap_id.as_deref()?,
-                                user.fields.username.as_str(),
-                            ))
-                        })
+                        .map(|user| (user.ldap_id.as_str(), user))
                         .collect();
-                    let usernames: Vec<String> = candidates
-                        .into_iter()
-                        .filter(|(id, name)| {
-                            check_names && known.get(id.as_str()) != Some(&name.as_str())
-                        })
-                        .map(|(_, name)| name)
-                        .collect();
+                    let mut compare = Vec::new();
+                    let mut usernames = Vec::new();
+                    for wanted in &wanted {
+                        let found = index.get(wanted.ldap_id.as_str());
+                        if let Some(user) = found
+                            && !wanted.is_unchanged(user)
+                        {
+                            compare.push(wanted.ldap_id.clone());
+                        }
+                        if let Some(name) = &wanted.username
+                            && check_names
+                            && found.map(|user| &user.username) != Some(name)
+                        {
+                            usernames.push(name.clone());
+                        }
+                    }
+                    let by_id = store.users_by_ldap_ids(tenant_id, &compare)?;
                     let by_name = store.users_by_usernames(tenant_id, &usernames)?;
-                    Ok((by_id, by_name))
+                    Ok((known, by_id, by_name))
                 })
                 .await?;
+            let known: HashMap<String, KnownUser> = known
+                .into_iter()
+                .map(|user| (user.ldap_id.clone(), user))
+                .collect();
             let by_id: HashMap<String, StoredUser> = by_id
                 .into_iter()
                 .filter_map(|user| user.fields.ldap_id.clone().map(|id| (id, user)))
@@ -660,7 +690,9 @@ impl SyncEngine {
                 .map(|user| (user.fields.username.clone(), user))
                 .collect();
 
-            for ((outcome, dn), avatar) in outcomes.into_iter().zip(dns).zip(avatars) {
+            for (((outcome, dn), avatar), digest) in
+                outcomes.into_iter().zip(dns).zip(avatars).zip(digests)
+            {
                 match outcome {
                     Err(error) => diff.fail(
                         &dn,
@@ -737,7 +769,31 @@ impl SyncEngine {
                                 continue;
                             }
                         }
-                        diff.push(plan_upsert(user, &dn, existing, avatar, &context.rules));
+                        if let Some(known) = known.get(&user.ldap_id)
+                            && written_from(known, &user.username, digest)
+                        {
+                            diff.push(Planned {
+                                change: None,
+                                result: UserResult {
+                                    id: Some(known.id.0),
+                                    username: user.username,
+                                    dn: Some(dn),
+                                    code: code::UNCHANGED,
+                                    action: Action::Unchanged,
+                                    message: "unchanged".into(),
+                                },
+                                changed_keys: Vec::new(),
+                            });
+                            continue;
+                        }
+                        diff.push(plan_upsert(
+                            user,
+                            &dn,
+                            existing,
+                            avatar,
+                            &context.rules,
+                            digest,
+                        ));
                     }
                 }
             }
@@ -917,6 +973,30 @@ impl SyncEngine {
         }
         Ok(())
     }
+}
+
+/// A decision's directory id, as the diff stage looks it up.
+struct Wanted {
+    ldap_id: String,
+    /// The username of an upsert; `None` for a deactivation.
+    username: Option<String>,
+    /// The upsert's mapped digest, when the sync may skip unchanged users.
+    digest: Option<MappedDigest>,
+}
+
+impl Wanted {
+    /// Whether `user` (found by this directory id) was written from this very decision.
+    fn is_unchanged(&self, user: &KnownUser) -> bool {
+        self.username
+            .as_deref()
+            .is_some_and(|username| written_from(user, username, self.digest))
+    }
+}
+
+/// Whether the last sync wrote `user` from an upsert of `username` with `digest`:
+/// then that upsert changes nothing.
+fn written_from(user: &KnownUser, username: &str, digest: Option<MappedDigest>) -> bool {
+    digest.is_some() && user.mapped == digest && user.username == username
 }
 
 /// A batch after the plugin: one outcome per entry, with what the diff needs.

@@ -10,6 +10,10 @@
 //!   key; nothing at all, not even a new `updated_at`, when nothing changed;
 //! - deactivate: `deactivated`, unless the user was inactive already;
 //! - delete: `deleted` (the attribute rows go with the user).
+//!
+//! Creates and updates store the change's mapped digest (what the sync wrote the user
+//! from), even an update that changes nothing else; a deactivation forgets it, so the
+//! next sync compares that user field by field.
 
 use std::collections::BTreeSet;
 
@@ -19,8 +23,8 @@ use super::audit::{self, NO_VALUES, NewEvent};
 use super::{json_strings, tenant_key};
 use crate::plugin::model::TenantId;
 use crate::store::{
-    AttributeChange, AuditKind, Avatar, AvatarChange, Change, ChangeCause, StoreError, UserFields,
-    UserId,
+    AttributeChange, AuditKind, Avatar, AvatarChange, Change, ChangeCause, MappedDigest,
+    StoreError, UserFields, UserId,
 };
 
 /// Applies `changes` in one transaction; returns the users' ids in change order.
@@ -40,13 +44,18 @@ pub(super) fn apply(
     let mut ids = Vec::with_capacity(changes.len());
     for change in changes {
         let id = match change {
-            Change::Create { fields, avatar } => batch.create(fields, avatar.as_ref())?,
+            Change::Create {
+                fields,
+                avatar,
+                mapped,
+            } => batch.create(fields, avatar.as_ref(), *mapped)?,
             Change::Update {
                 id,
                 fields,
                 attribute_changes,
                 avatar,
-            } => batch.update(*id, fields, attribute_changes, avatar)?,
+                mapped,
+            } => batch.update(*id, fields, attribute_changes, avatar, *mapped)?,
             Change::Deactivate { id } => batch.deactivate(*id)?,
             Change::Delete { id } => batch.delete(*id)?,
         };
@@ -54,6 +63,11 @@ pub(super) fn apply(
     }
     tx.commit()?;
     Ok(ids)
+}
+
+/// A digest as stored.
+fn digest_bytes(digest: Option<&MappedDigest>) -> Option<&[u8]> {
+    digest.map(|digest| digest.0.as_slice())
 }
 
 /// The stored values an update compares with.
@@ -78,11 +92,17 @@ struct Batch<'a> {
 }
 
 impl Batch<'_> {
-    fn create(&self, fields: &UserFields, avatar: Option<&Avatar>) -> Result<UserId, StoreError> {
+    fn create(
+        &self,
+        fields: &UserFields,
+        avatar: Option<&Avatar>,
+        mapped: Option<MappedDigest>,
+    ) -> Result<UserId, StoreError> {
         let mut insert = self.conn.prepare_cached(
             "INSERT INTO users (tenant_id, username, email, display_name, language, active, \
-             source, ldap_id, ldap_dn, avatar, avatar_sha256, created_at, updated_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'ldap', ?7, ?8, ?9, ?10, ?11, ?11)",
+             source, ldap_id, ldap_dn, avatar, avatar_sha256, created_at, updated_at, \
+             mapped_digest) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'ldap', ?7, ?8, ?9, ?10, ?11, ?11, ?12)",
         )?;
         let inserted = insert.execute((
             self.tenant_key,
@@ -96,6 +116,7 @@ impl Batch<'_> {
             avatar.map(|avatar| avatar.bytes.as_slice()),
             avatar.map(|avatar| avatar.sha256.as_str()),
             self.cause.at,
+            digest_bytes(mapped.as_ref()),
         ));
         if let Err(err) = inserted {
             return Err(self.unique_violation(err, fields, None));
@@ -140,6 +161,7 @@ impl Batch<'_> {
         fields: &UserFields,
         attribute_changes: &[AttributeChange],
         avatar: &AvatarChange,
+        mapped: Option<MappedDigest>,
     ) -> Result<UserId, StoreError> {
         let current = self.current(id)?;
         let mut changed = Vec::new();
@@ -169,10 +191,11 @@ impl Batch<'_> {
             .collect();
 
         let at = self.cause.at;
+        let mapped = digest_bytes(mapped.as_ref());
         if !changed.is_empty() || flipped {
             let mut update = self.conn.prepare_cached(
                 "UPDATE users SET username = ?3, email = ?4, display_name = ?5, language = ?6, \
-                 active = ?7, ldap_id = ?8, ldap_dn = ?9, updated_at = ?10 \
+                 active = ?7, ldap_id = ?8, ldap_dn = ?9, updated_at = ?10, mapped_digest = ?11 \
                  WHERE tenant_id = ?1 AND id = ?2",
             )?;
             let updated = update.execute((
@@ -186,6 +209,7 @@ impl Batch<'_> {
                 &fields.ldap_id,
                 &fields.ldap_dn,
                 at,
+                mapped,
             ));
             if let Err(err) = updated {
                 return Err(self.unique_violation(err, fields, Some(id)));
@@ -193,8 +217,8 @@ impl Batch<'_> {
         }
         if let Some(new_avatar) = new_avatar {
             let mut update = self.conn.prepare_cached(
-                "UPDATE users SET avatar = ?3, avatar_sha256 = ?4, updated_at = ?5 \
-                 WHERE tenant_id = ?1 AND id = ?2",
+                "UPDATE users SET avatar = ?3, avatar_sha256 = ?4, updated_at = ?5, \
+                 mapped_digest = ?6 WHERE tenant_id = ?1 AND id = ?2",
             )?;
             update.execute((
                 self.tenant_key,
@@ -202,13 +226,23 @@ impl Batch<'_> {
                 new_avatar.map(|avatar| avatar.bytes.as_slice()),
                 new_avatar.map(|avatar| avatar.sha256.as_str()),
                 at,
+                mapped,
             ))?;
             changed.push("avatar");
-        } else if changed.is_empty() && !flipped && !attribute_changes.is_empty() {
+        } else if changed.is_empty() && !flipped {
+            // Only the attribute rows change (updated_at moves), or nothing does: the
+            // digest is all there is to record, and updated_at stays.
             let mut touch = self.conn.prepare_cached(
-                "UPDATE users SET updated_at = ?3 WHERE tenant_id = ?1 AND id = ?2",
+                "UPDATE users SET updated_at = CASE WHEN ?4 THEN ?3 ELSE updated_at END, \
+                 mapped_digest = ?5 WHERE tenant_id = ?1 AND id = ?2",
             )?;
-            touch.execute((self.tenant_key, id.0, at))?;
+            touch.execute((
+                self.tenant_key,
+                id.0,
+                at,
+                !attribute_changes.is_empty(),
+                mapped,
+            ))?;
         }
 
         let username = &fields.username;
@@ -263,7 +297,7 @@ impl Batch<'_> {
 
     fn deactivate(&self, id: UserId) -> Result<UserId, StoreError> {
         let mut deactivate = self.conn.prepare_cached(
-            "UPDATE users SET active = 0, updated_at = ?3 \
+            "UPDATE users SET active = 0, updated_at = ?3, mapped_digest = NULL \
              WHERE tenant_id = ?1 AND id = ?2 AND active = 1 RETURNING username",
         )?;
         let username: Option<String> = deactivate

@@ -42,6 +42,10 @@ pub(super) const MIGRATIONS: &[Migration] = &[
         version: 6,
         sql: include_str!("../../../migrations/0006_email_codes.sql"),
     },
+    Migration {
+        version: 7,
+        sql: include_str!("../../../migrations/0007_mapped_digest.sql"),
+    },
 ];
 
 /// Brings the database up to the newest of `migrations`; returns how many ran.

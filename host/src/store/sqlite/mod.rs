@@ -32,9 +32,9 @@ use rusqlite::{Connection, ErrorCode, OpenFlags};
 
 use super::{
     Account, AccountId, AccountStore, Assignment, AuditEvent, AuditQuery, Avatar, CatalogStore,
-    Change, ChangeCause, Dialect, LdapUserRef, NewAccount, NewPlugin, PluginId, StoreError,
-    StoredPlugin, StoredTenant, StoredUser, SyncRunRecord, SyncState, Task, TaskId, TaskState,
-    TaskStore, Timestamp, UserId, UserIdentifiers, UserQuery, UserStore,
+    Change, ChangeCause, Dialect, KnownUser, LdapUserRef, NewAccount, NewPlugin, PluginId,
+    StoreError, StoredPlugin, StoredTenant, StoredUser, SyncRunRecord, SyncState, Task, TaskId,
+    TaskState, TaskStore, Timestamp, UserId, UserIdentifiers, UserQuery, UserStore,
 };
 use crate::plugin::model::TenantId;
 
@@ -331,6 +331,17 @@ impl UserStore for SqliteStore {
             return Ok(Vec::new());
         }
         self.read(|conn| users::by_ldap_ids(conn, tenant, ldap_ids))
+    }
+
+    fn known_by_ldap_ids(
+        &self,
+        tenant: TenantId,
+        ldap_ids: &[String],
+    ) -> Result<Vec<KnownUser>, StoreError> {
+        if ldap_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.read(|conn| users::known_by_ldap_ids(conn, tenant, ldap_ids))
     }
 
     fn users_by_usernames(

@@ -71,6 +71,7 @@ pub(super) fn create_many(
         .map(|fields| Change::Create {
             fields,
             avatar: None,
+            mapped: None,
         })
         .collect();
     store.apply(tenant, &changes, &cause()).unwrap()

@@ -86,6 +86,7 @@ fn a_tenant_neither_sees_nor_changes_another_tenants_users() {
         fields: renamed,
         attribute_changes: Vec::new(),
         avatar: AvatarChange::Clear,
+        mapped: None,
     };
     for change in [
         update,
@@ -297,6 +298,7 @@ fn first_sync_throughput() {
             Change::Create {
                 fields,
                 avatar: None,
+                mapped: None,
             }
         })
         .collect();

@@ -12,8 +12,8 @@ use rusqlite::{Connection, OptionalExtension, Params, Row};
 use super::{json_ids, json_strings, tenant_key};
 use crate::plugin::model::TenantId;
 use crate::store::{
-    Avatar, LdapUserRef, StoreError, StoredUser, UserFields, UserId, UserIdentifiers, UserQuery,
-    UserSource,
+    Avatar, KnownUser, LdapUserRef, MappedDigest, StoreError, StoredUser, UserFields, UserId,
+    UserIdentifiers, UserQuery, UserSource,
 };
 
 /// Default and maximum page sizes of [`list`].
@@ -26,7 +26,8 @@ macro_rules! select_users {
     ($($rest:literal),+) => {
         concat!(
             "SELECT u.id, u.username, u.email, u.display_name, u.language, u.active, \
-             u.source, u.ldap_id, u.ldap_dn, u.avatar_sha256, u.created_at, u.updated_at FROM ",
+             u.source, u.ldap_id, u.ldap_dn, u.avatar_sha256, u.created_at, u.updated_at, \
+             u.mapped_digest FROM ",
             $($rest),+
         )
     };
@@ -80,6 +81,31 @@ pub(super) fn by_ldap_ids(
 ) -> Result<Vec<StoredUser>, StoreError> {
     let params = (tenant_key(tenant), json_strings(distinct(ldap_ids)));
     query_users(conn, tenant, BY_LDAP_IDS, params)
+}
+
+/// Briefly, the users of `tenant` with one of `ldap_ids`.
+pub(super) fn known_by_ldap_ids(
+    conn: &Connection,
+    tenant: TenantId,
+    ldap_ids: &[String],
+) -> Result<Vec<KnownUser>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT u.id, u.ldap_id, u.username, u.mapped_digest \
+         FROM json_each(?2) AS w CROSS JOIN users AS u \
+         WHERE u.tenant_id = ?1 AND u.ldap_id = w.value",
+    )?;
+    let params = (tenant_key(tenant), json_strings(distinct(ldap_ids)));
+    let known = stmt
+        .query_map(params, |row| {
+            Ok(KnownUser {
+                id: UserId(row.get(0)?),
+                ldap_id: row.get(1)?,
+                username: row.get(2)?,
+                mapped: digest(row.get(3)?),
+            })
+        })?
+        .collect::<Result<_, _>>()?;
+    Ok(known)
 }
 
 /// Users of `tenant` with one of `usernames`.
@@ -287,6 +313,14 @@ fn load_attributes(
 }
 
 /// A user from a [`select_users!`] row, without attributes.
+/// A stored mapped digest; anything but 16 bytes is not one this version wrote, so
+/// it counts as unknown.
+fn digest(bytes: Option<Vec<u8>>) -> Option<MappedDigest> {
+    bytes
+        .and_then(|bytes| <[u8; 16]>::try_from(bytes.as_slice()).ok())
+        .map(MappedDigest)
+}
+
 fn decode_user(row: &Row<'_>) -> Result<StoredUser, StoreError> {
     let source: String = row.get(6)?;
     let source = match source.as_str() {
@@ -316,6 +350,7 @@ fn decode_user(row: &Row<'_>) -> Result<StoredUser, StoreError> {
         avatar_sha256: row.get(9)?,
         created_at: row.get(10)?,
         updated_at: row.get(11)?,
+        mapped: digest(row.get(12)?),
     })
 }
 

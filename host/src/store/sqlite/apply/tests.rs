@@ -40,6 +40,7 @@ fn update(id: UserId, fields: UserFields) -> Change {
         fields,
         attribute_changes: Vec::new(),
         avatar: AvatarChange::Keep,
+        mapped: None,
     }
 }
 
@@ -99,11 +100,13 @@ fn apply_returns_ids_in_change_order() {
         Change::Create {
             fields: fields("bob"),
             avatar: None,
+            mapped: None,
         },
         Change::Deactivate { id: alice },
         Change::Create {
             fields: fields("carol"),
             avatar: None,
+            mapped: None,
         },
     ];
     let ids = store.apply(T1, &changes, &cause()).unwrap();
@@ -157,6 +160,7 @@ fn an_update_without_changes_writes_nothing() {
         fields: unchanged,
         attribute_changes: vec![empty_change],
         avatar: AvatarChange::Keep,
+        mapped: None,
     };
     store.apply(T1, &[change], &cause_at(NOW + 1)).unwrap();
     let stored = user(&store, id);
@@ -190,6 +194,7 @@ fn attribute_changes_add_and_remove_values() {
             },
         ],
         avatar: AvatarChange::Keep,
+        mapped: None,
     };
     store.apply(T1, &[change], &cause_at(NOW + 1)).unwrap();
 
@@ -303,6 +308,7 @@ fn avatars_are_set_kept_and_cleared() {
     let changes = [Change::Create {
         fields: fields("alice"),
         avatar: Some(avatar(b"jpeg-1", "aa")),
+        mapped: None,
     }];
     let id = store.apply(T1, &changes, &cause()).unwrap()[0];
     assert_eq!(store.avatar(T1, id).unwrap(), Some(avatar(b"jpeg-1", "aa")));
@@ -314,6 +320,7 @@ fn avatars_are_set_kept_and_cleared() {
             fields: fields("alice"),
             attribute_changes: Vec::new(),
             avatar: change,
+            mapped: None,
         };
         store.apply(T1, &[change], &cause_at(at)).unwrap();
     };
@@ -349,11 +356,13 @@ fn a_taken_username_rolls_the_batch_back() {
         Change::Create {
             fields: fields("dave"),
             avatar: None,
+            mapped: None,
         },
         Change::Deactivate { id: bob },
         Change::Create {
             fields: impostor,
             avatar: None,
+            mapped: None,
         },
     ];
     let err = store.apply(T1, &changes, &cause_at(NOW + 1)).unwrap_err();
@@ -386,6 +395,7 @@ fn a_taken_ldap_id_is_a_conflict_on_create_and_update() {
     let create_twin = Change::Create {
         fields: twin,
         avatar: None,
+        mapped: None,
     };
     let err = store.apply(T1, &[create_twin], &cause()).unwrap_err();
     assert!(
@@ -411,6 +421,7 @@ fn a_duplicate_within_the_batch_is_a_conflict() {
     let create_alice = Change::Create {
         fields: fields("alice"),
         avatar: None,
+        mapped: None,
     };
     let err = store
         .apply(T1, &[create_alice.clone(), create_alice], &cause())
@@ -447,4 +458,83 @@ fn an_unknown_user_rolls_the_batch_back() {
         assert_eq!(user(&store, alice).fields, fields("alice"));
     }
     assert_eq!(all_events(&store).len(), 3);
+}
+
+#[test]
+fn the_mapped_digest_is_stored_kept_and_forgotten() {
+    let store = SqliteStore::open_in_memory().unwrap();
+    let digest = |byte: u8| Some(MappedDigest([byte; 16]));
+    let known = |store: &SqliteStore| {
+        let ids = vec!["id-alice".to_owned(), "nobody".to_owned()];
+        store.known_by_ldap_ids(T1, &ids).unwrap()
+    };
+    let ids = store
+        .apply(
+            T1,
+            &[Change::Create {
+                fields: fields("alice"),
+                avatar: None,
+                mapped: digest(1),
+            }],
+            &cause(),
+        )
+        .unwrap();
+    let id = ids[0];
+    let found = known(&store);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(
+        (found[0].id, found[0].username.as_str(), found[0].mapped),
+        (id, "alice", digest(1))
+    );
+    assert_eq!(user(&store, id).mapped, digest(1));
+
+    // An update that changes nothing else records the digest only: no event, and
+    // updated_at stays.
+    let before = user(&store, id);
+    let events = all_events(&store).len();
+    let only_digest = Change::Update {
+        id,
+        fields: fields("alice"),
+        attribute_changes: Vec::new(),
+        avatar: AvatarChange::Keep,
+        mapped: digest(2),
+    };
+    store.apply(T1, &[only_digest], &cause_at(NOW + 5)).unwrap();
+    let after = user(&store, id);
+    assert_eq!(after.mapped, digest(2));
+    assert_eq!(after.updated_at, before.updated_at);
+    assert_eq!(all_events(&store).len(), events);
+
+    // A real update stores its digest, an update without one forgets it, and so does a
+    // deactivation.
+    let mut renamed = fields("alice");
+    renamed.display_name = Some("Alice L.".into());
+    let mut change = update(id, renamed.clone());
+    if let Change::Update { mapped, .. } = &mut change {
+        *mapped = digest(3);
+    }
+    store.apply(T1, &[change], &cause_at(NOW + 6)).unwrap();
+    assert_eq!(user(&store, id).mapped, digest(3));
+    renamed.display_name = Some("Alice Liddell".into());
+    store
+        .apply(T1, &[update(id, renamed)], &cause_at(NOW + 7))
+        .unwrap();
+    assert_eq!(user(&store, id).mapped, None);
+    let mut change = update(id, fields("alice"));
+    if let Change::Update { mapped, .. } = &mut change {
+        *mapped = digest(4);
+    }
+    store.apply(T1, &[change], &cause_at(NOW + 8)).unwrap();
+    assert_eq!(user(&store, id).mapped, digest(4));
+    store
+        .apply(T1, &[Change::Deactivate { id }], &cause_at(NOW + 9))
+        .unwrap();
+    assert_eq!(known(&store)[0].mapped, None);
+    assert!(
+        store
+            .known_by_ldap_ids(T2, &["id-alice".to_owned()])
+            .unwrap()
+            .is_empty(),
+        "another tenant's user is not known"
+    );
 }
