@@ -19,13 +19,13 @@ use crate::plugin::model::{Decision, Entry, SyncMode};
 use crate::plugin::{CallError, TenantPlugin};
 use crate::store::{
     Avatar, Change, ChangeCause, KnownUser, MappedDigest, StoreError, StoredUser, SyncRunRecord,
-    Timestamp, UserIdentifiers, UserStore,
+    Timestamp, UserId, UserIdentifiers, UserStore,
 };
 
 /// Attributes read as avatars, in order of preference.
 const AVATAR_ATTRIBUTES: &[&str] = &["thumbnailPhoto", "jpegPhoto"];
 /// Entries per plugin call.
-const BATCH_SIZE: usize = 500;
+const BATCH_SIZE: usize = 1000;
 /// Changes per store transaction.
 const APPLY_CHUNK: usize = 5000;
 
@@ -203,6 +203,68 @@ impl Diff {
             .get(index)
             .and_then(|result| result.dn.clone())
             .unwrap_or_default()
+    }
+
+    /// Records directory id `ldap_id` as read at `dn`; when an earlier entry had it,
+    /// fails this one (reported with `username`) and returns `false`.
+    fn claim_id(&mut self, dn: &str, ldap_id: &str, username: &str) -> bool {
+        let next = self.results.len();
+        let Some(first) = first_seen(&mut self.seen_ids, ldap_id, next) else {
+            return true;
+        };
+        let first = self.result_dn(first);
+        self.fail(
+            dn,
+            username.to_owned(),
+            code::CONFLICT,
+            format!("directory id {ldap_id} also belongs to {first}"),
+        );
+        false
+    }
+
+    /// Records `username` as mapped from `dn`; when an earlier entry mapped to it,
+    /// fails this one and returns `false`.
+    fn claim_username(&mut self, dn: &str, username: &str) -> bool {
+        let next = self.results.len();
+        let Some(first) = first_seen(&mut self.seen_usernames, username, next) else {
+            return true;
+        };
+        let first = self.result_dn(first);
+        self.fail(
+            dn,
+            username.to_owned(),
+            code::CONFLICT,
+            format!("username {username} also mapped from {first}"),
+        );
+        false
+    }
+
+    /// A user the mapping stage found unchanged (stored with this decision's digest).
+    fn unchanged(
+        &mut self,
+        dn: &str,
+        id: UserId,
+        ldap_id: String,
+        username: String,
+        check_names: bool,
+    ) {
+        if !self.claim_id(dn, &ldap_id, &username)
+            || (check_names && !self.claim_username(dn, &username))
+        {
+            return;
+        }
+        self.push(Planned {
+            change: None,
+            result: UserResult {
+                id: Some(id.0),
+                username,
+                dn: Some(dn.to_owned()),
+                code: code::UNCHANGED,
+                action: Action::Unchanged,
+                message: "unchanged".into(),
+            },
+            changed_keys: Vec::new(),
+        });
     }
 
     fn fail(&mut self, dn: &str, username: String, code: u16, message: String) {
@@ -458,6 +520,8 @@ impl SyncEngine {
             MapStage {
                 tenant: tenant_id,
                 plugin: plugin.clone(),
+                store: self.store.clone(),
+                rules: context.rules.clone(),
                 mode,
                 sync_avatars: context.rules.sync_avatars,
                 change_attribute: tenant.ldap.change_attribute.clone(),
@@ -589,7 +653,7 @@ impl SyncEngine {
         Ok(())
     }
 
-    /// Receives entry batches, maps them and plans the changes.
+    /// Receives mapped batches and plans the changes.
     async fn process(
         &self,
         context: &Context<'_>,
@@ -605,6 +669,7 @@ impl SyncEngine {
                 dns,
                 avatars,
                 outcomes,
+                known,
                 plugin_ms,
                 mark,
             } = batch;
@@ -613,74 +678,41 @@ impl SyncEngine {
                 diff.high_water_mark = later_mark(diff.high_water_mark.take(), &mark);
             }
 
-            // What each upsert would be written from: a user stored with the same
-            // digest is unchanged, and is neither loaded nor compared. Targeted syncs
-            // write attributes only, so their users are always compared.
-            let digests: Vec<Option<MappedDigest>> = outcomes
-                .iter()
-                .zip(&dns)
-                .zip(&avatars)
-                .map(|((outcome, dn), avatar)| match outcome {
-                    Ok(Decision::Upsert(user)) if !context.rules.attributes_only => {
-                        Some(mapped_digest(user, dn, avatar.as_ref(), &context.rules))
-                    }
-                    _ => None,
-                })
-                .collect();
-
-            // One brief lookup per batch by directory id; then, in one query each, the
-            // known users that must be compared, and the holders of usernames that are
+            // Unchanged users were recognised by the mapping stage. In one query each:
+            // the other known users, to compare, and the holders of usernames that are
             // new or renamed.
-            let mut wanted = Vec::new();
-            for (outcome, digest) in outcomes.iter().zip(&digests) {
+            let check_names = !context.rules.attributes_only;
+            let mut compare = Vec::new();
+            let mut usernames = Vec::new();
+            for outcome in &outcomes {
                 match outcome {
-                    Ok(Decision::Upsert(user)) => wanted.push(Wanted {
-                        ldap_id: user.ldap_id.clone(),
-                        username: Some(user.username.clone()),
-                        digest: *digest,
-                    }),
-                    Ok(Decision::Deactivate { ldap_id, .. }) => wanted.push(Wanted {
-                        ldap_id: ldap_id.clone(),
-                        username: None,
-                        digest: None,
-                    }),
+                    Outcome::Mapped(Ok(Decision::Upsert(user)), _) => {
+                        let found = known.get(&user.ldap_id);
+                        if found.is_some() {
+                            compare.push(user.ldap_id.clone());
+                        }
+                        if check_names && found.map(|user| &user.username) != Some(&user.username) {
+                            usernames.push(user.username.clone());
+                        }
+                    }
+                    Outcome::Mapped(Ok(Decision::Deactivate { ldap_id, .. }), _)
+                        if known.contains_key(ldap_id) =>
+                    {
+                        compare.push(ldap_id.clone());
+                    }
                     _ => {}
                 }
             }
-            let check_names = !context.rules.attributes_only;
-            let (known, by_id, by_name) = self
-                .blocking(tenant_id, move |store| {
-                    let ids: Vec<String> = wanted.iter().map(|w| w.ldap_id.clone()).collect();
-                    let known = store.known_by_ldap_ids(tenant_id, &ids)?;
-                    let index: HashMap<&str, &KnownUser> = known
-                        .iter()
-                        .map(|user| (user.ldap_id.as_str(), user))
-                        .collect();
-                    let mut compare = Vec::new();
-                    let mut usernames = Vec::new();
-                    for wanted in &wanted {
-                        let found = index.get(wanted.ldap_id.as_str());
-                        if let Some(user) = found
-                            && !wanted.is_unchanged(user)
-                        {
-                            compare.push(wanted.ldap_id.clone());
-                        }
-                        if let Some(name) = &wanted.username
-                            && check_names
-                            && found.map(|user| &user.username) != Some(name)
-                        {
-                            usernames.push(name.clone());
-                        }
-                    }
+            let (by_id, by_name) = if compare.is_empty() && usernames.is_empty() {
+                (Vec::new(), Vec::new())
+            } else {
+                self.blocking(tenant_id, move |store| {
                     let by_id = store.users_by_ldap_ids(tenant_id, &compare)?;
                     let by_name = store.users_by_usernames(tenant_id, &usernames)?;
-                    Ok((known, by_id, by_name))
+                    Ok((by_id, by_name))
                 })
-                .await?;
-            let known: HashMap<String, KnownUser> = known
-                .into_iter()
-                .map(|user| (user.ldap_id.clone(), user))
-                .collect();
+                .await?
+            };
             let by_id: HashMap<String, StoredUser> = by_id
                 .into_iter()
                 .filter_map(|user| user.fields.ldap_id.clone().map(|id| (id, user)))
@@ -690,9 +722,18 @@ impl SyncEngine {
                 .map(|user| (user.fields.username.clone(), user))
                 .collect();
 
-            for (((outcome, dn), avatar), digest) in
-                outcomes.into_iter().zip(dns).zip(avatars).zip(digests)
-            {
+            for ((outcome, dn), avatar) in outcomes.into_iter().zip(dns).zip(avatars) {
+                let (outcome, digest) = match outcome {
+                    Outcome::Unchanged {
+                        id,
+                        ldap_id,
+                        username,
+                    } => {
+                        diff.unchanged(&dn, id, ldap_id, username, check_names);
+                        continue;
+                    }
+                    Outcome::Mapped(outcome, digest) => (outcome, digest),
+                };
                 match outcome {
                     Err(error) => diff.fail(
                         &dn,
@@ -713,43 +754,17 @@ impl SyncEngine {
                         changed_keys: Vec::new(),
                     }),
                     Ok(Decision::Deactivate { ldap_id, reason }) => {
-                        let next = diff.results.len();
-                        if let Some(first) = first_seen(&mut diff.seen_ids, &ldap_id, next) {
-                            let first = diff.result_dn(first);
-                            diff.fail(
-                                &dn,
-                                String::new(),
-                                code::CONFLICT,
-                                format!("directory id {ldap_id} also belongs to {first}"),
-                            );
-                            continue;
+                        if diff.claim_id(&dn, &ldap_id, "") {
+                            diff.push(plan_deactivate(&dn, by_id.get(&ldap_id), &reason));
                         }
-                        diff.push(plan_deactivate(&dn, by_id.get(&ldap_id), &reason));
                     }
                     Ok(Decision::Upsert(user)) => {
-                        let next = diff.results.len();
-                        if let Some(first) = first_seen(&mut diff.seen_ids, &user.ldap_id, next) {
-                            let first = diff.result_dn(first);
-                            diff.fail(
-                                &dn,
-                                user.username,
-                                code::CONFLICT,
-                                format!("directory id {} also belongs to {first}", user.ldap_id),
-                            );
+                        if !diff.claim_id(&dn, &user.ldap_id, &user.username) {
                             continue;
                         }
                         let existing = by_id.get(&user.ldap_id);
-                        if !context.rules.attributes_only {
-                            if let Some(first) =
-                                first_seen(&mut diff.seen_usernames, &user.username, next)
-                            {
-                                let first = diff.result_dn(first);
-                                diff.fail(
-                                    &dn,
-                                    user.username.clone(),
-                                    code::CONFLICT,
-                                    format!("username {} also mapped from {first}", user.username),
-                                );
+                        if check_names {
+                            if !diff.claim_username(&dn, &user.username) {
                                 continue;
                             }
                             if let Some(holder) = by_name.get(&user.username)
@@ -768,23 +783,6 @@ impl SyncEngine {
                                 );
                                 continue;
                             }
-                        }
-                        if let Some(known) = known.get(&user.ldap_id)
-                            && written_from(known, &user.username, digest)
-                        {
-                            diff.push(Planned {
-                                change: None,
-                                result: UserResult {
-                                    id: Some(known.id.0),
-                                    username: user.username,
-                                    dn: Some(dn),
-                                    code: code::UNCHANGED,
-                                    action: Action::Unchanged,
-                                    message: "unchanged".into(),
-                                },
-                                changed_keys: Vec::new(),
-                            });
-                            continue;
                         }
                         diff.push(plan_upsert(
                             user,
@@ -975,22 +973,17 @@ impl SyncEngine {
     }
 }
 
-/// A decision's directory id, as the diff stage looks it up.
-struct Wanted {
-    ldap_id: String,
-    /// The username of an upsert; `None` for a deactivation.
-    username: Option<String>,
-    /// The upsert's mapped digest, when the sync may skip unchanged users.
-    digest: Option<MappedDigest>,
-}
-
-impl Wanted {
-    /// Whether `user` (found by this directory id) was written from this very decision.
-    fn is_unchanged(&self, user: &KnownUser) -> bool {
-        self.username
-            .as_deref()
-            .is_some_and(|username| written_from(user, username, self.digest))
-    }
+/// An entry's outcome as the mapping stage passes it on.
+enum Outcome {
+    /// The plugin's decision, with its mapped digest when it is an upsert the sync may
+    /// recognise as unchanged.
+    Mapped(crate::plugin::model::EntryOutcome, Option<MappedDigest>),
+    /// An upsert of a user stored with the same digest: nothing to compare or write.
+    Unchanged {
+        id: UserId,
+        ldap_id: String,
+        username: String,
+    },
 }
 
 /// Whether the last sync wrote `user` from an upsert of `username` with `digest`:
@@ -1003,7 +996,9 @@ fn written_from(user: &KnownUser, username: &str, digest: Option<MappedDigest>) 
 struct MappedBatch {
     dns: Vec<String>,
     avatars: Vec<Option<Avatar>>,
-    outcomes: Vec<crate::plugin::model::EntryOutcome>,
+    outcomes: Vec<Outcome>,
+    /// The stored users of the batch's directory ids that are not unchanged.
+    known: HashMap<String, KnownUser>,
     plugin_ms: u64,
     /// The latest change mark among the batch's entries.
     mark: Option<String>,
@@ -1013,6 +1008,8 @@ struct MappedBatch {
 struct MapStage {
     tenant: u64,
     plugin: Arc<TenantPlugin>,
+    store: Arc<dyn UserStore>,
+    rules: PlanRules,
     mode: SyncMode,
     sync_avatars: bool,
     change_attribute: String,
@@ -1080,14 +1077,44 @@ async fn map_stage(
                     || stage.plugin_attributes.contains(&name.to_ascii_lowercase())
             });
         }
+        let first_dn = dns.first().cloned().unwrap_or_default();
+        let last_dn = dns.last().cloned().unwrap_or_default();
+        let len = dns.len();
         let plugin = stage.plugin.clone();
         let mapping_context = plugin.context(stage.mode);
-        let call =
-            tokio::task::spawn_blocking(move || plugin.plugin.map_entries(&mapping_context, batch));
+        let store = stage.store.clone();
+        let rules = stage.rules.clone();
+        let tenant = stage.tenant;
+        // The call and the lookup of its users run together on a blocking thread, so
+        // the decisions of unchanged users are dropped where they were decoded.
+        let call = tokio::task::spawn_blocking(move || {
+            let output = plugin
+                .plugin
+                .map_entries(&mapping_context, batch)
+                .map_err(CallFailure::Plugin)?;
+            let duration = output.stats.duration;
+            let (outcomes, known) = screen(
+                store.as_ref(),
+                tenant,
+                &rules,
+                output.outcomes,
+                &dns,
+                &avatars,
+            )
+            .map_err(CallFailure::Store)?;
+            Ok(Screened {
+                dns,
+                avatars,
+                outcomes,
+                known,
+                duration,
+            })
+        });
         pending.push_back(PendingCall {
             call,
-            dns,
-            avatars,
+            first_dn,
+            last_dn,
+            len,
             mark,
         });
     }
@@ -1095,10 +1122,80 @@ async fn map_stage(
 
 /// A plugin call under way, with what its batch carries past the plugin.
 struct PendingCall {
-    call: tokio::task::JoinHandle<Result<crate::plugin::BatchOutput, crate::plugin::CallError>>,
+    call: tokio::task::JoinHandle<Result<Screened, CallFailure>>,
+    /// The batch's first and last DNs and size, to name it when the call fails.
+    first_dn: String,
+    last_dn: String,
+    len: usize,
+    mark: Option<String>,
+}
+
+/// A batch mapped and screened for unchanged users.
+struct Screened {
     dns: Vec<String>,
     avatars: Vec<Option<Avatar>>,
-    mark: Option<String>,
+    outcomes: Vec<Outcome>,
+    known: HashMap<String, KnownUser>,
+    duration: std::time::Duration,
+}
+
+/// Why a mapping call failed.
+enum CallFailure {
+    Plugin(CallError),
+    Store(StoreError),
+}
+
+/// Recognises the upserts of users stored with the same mapped digest (unchanged:
+/// [`Outcome::Unchanged`]); returns the outcomes and the batch's other known users.
+/// Targeted syncs write attributes only, so their users are always compared.
+fn screen(
+    store: &dyn UserStore,
+    tenant: u64,
+    rules: &PlanRules,
+    outcomes: Vec<crate::plugin::model::EntryOutcome>,
+    dns: &[String],
+    avatars: &[Option<Avatar>],
+) -> Result<(Vec<Outcome>, HashMap<String, KnownUser>), StoreError> {
+    let ids: Vec<String> = outcomes
+        .iter()
+        .filter_map(|outcome| match outcome {
+            Ok(Decision::Upsert(user)) => Some(user.ldap_id.clone()),
+            Ok(Decision::Deactivate { ldap_id, .. }) => Some(ldap_id.clone()),
+            _ => None,
+        })
+        .collect();
+    let mut known: HashMap<String, KnownUser> = store
+        .known_by_ldap_ids(tenant, &ids)?
+        .into_iter()
+        .map(|user| (user.ldap_id.clone(), user))
+        .collect();
+    let outcomes = outcomes
+        .into_iter()
+        .zip(dns.iter().zip(avatars))
+        .map(|(outcome, (dn, avatar))| match outcome {
+            Ok(Decision::Upsert(user)) if !rules.attributes_only => {
+                let digest = mapped_digest(&user, dn, avatar.as_ref(), rules);
+                match known.get(&user.ldap_id) {
+                    Some(stored) if written_from(stored, &user.username, Some(digest)) => {
+                        Outcome::Unchanged {
+                            id: stored.id,
+                            ldap_id: user.ldap_id,
+                            username: user.username,
+                        }
+                    }
+                    _ => Outcome::Mapped(Ok(Decision::Upsert(user)), Some(digest)),
+                }
+            }
+            other => Outcome::Mapped(other, None),
+        })
+        .collect::<Vec<_>>();
+    // The unchanged users' entries are not needed further.
+    for outcome in &outcomes {
+        if let Outcome::Unchanged { ldap_id, .. } = outcome {
+            known.remove(ldap_id);
+        }
+    }
+    Ok((outcomes, known))
 }
 
 /// Waits for `pending` and sends its batch on; `false` when the diff stage is gone.
@@ -1107,25 +1204,32 @@ async fn forward(
     pending: PendingCall,
     sender: &mpsc::Sender<MappedBatch>,
 ) -> Result<bool, SyncError> {
-    let mapped = pending
+    let screened = pending
         .call
         .await
         .map_err(|err| SyncError::Internal {
             tenant: stage.tenant,
             reason: err.to_string(),
         })?
-        .map_err(|cause| SyncError::Plugin {
-            tenant: stage.tenant,
-            plugin: stage.plugin.plugin.label().to_owned(),
-            batch: describe_batch(&pending.dns),
-            cause: Box::new(cause),
+        .map_err(|failure| match failure {
+            CallFailure::Plugin(cause) => SyncError::Plugin {
+                tenant: stage.tenant,
+                plugin: stage.plugin.plugin.label().to_owned(),
+                batch: describe_batch(&pending.first_dn, &pending.last_dn, pending.len),
+                cause: Box::new(cause),
+            },
+            CallFailure::Store(cause) => SyncError::Store {
+                tenant: stage.tenant,
+                cause,
+            },
         })?;
-    stage.progress.add_mapped(pending.dns.len() as u64);
+    stage.progress.add_mapped(screened.dns.len() as u64);
     let batch = MappedBatch {
-        dns: pending.dns,
-        avatars: pending.avatars,
-        outcomes: mapped.outcomes,
-        plugin_ms: u64::try_from(mapped.stats.duration.as_millis()).unwrap_or(u64::MAX),
+        dns: screened.dns,
+        avatars: screened.avatars,
+        outcomes: screened.outcomes,
+        known: screened.known,
+        plugin_ms: u64::try_from(screened.duration.as_millis()).unwrap_or(u64::MAX),
         mark: pending.mark,
     };
     // A closed channel means the diff stage stopped; its error is the one to report.
@@ -1134,11 +1238,11 @@ async fn forward(
 
 /// Names the entries of a failed call for its error: a whole-call failure (a trap, an
 /// exception outside a plugin SDK's per-entry guard) cannot say which entry caused it.
-fn describe_batch(dns: &[String]) -> String {
-    match dns {
-        [] => String::new(),
-        [dn] => format!(" mapping entry `{dn}`"),
-        [first, .., last] => format!(" mapping {} entries from `{first}` to `{last}`", dns.len()),
+fn describe_batch(first: &str, last: &str, len: usize) -> String {
+    match len {
+        0 => String::new(),
+        1 => format!(" mapping entry `{first}`"),
+        len => format!(" mapping {len} entries from `{first}` to `{last}`"),
     }
 }
 
