@@ -7,7 +7,7 @@ use super::error::{CallError, CallErrorKind, LoadError};
 use super::inspect::{ComponentReport, inspect};
 use super::limits::{CallLimits, MemoryLimitExceeded, SandboxConfig};
 use super::model::Entry;
-use super::model::{EntryOutcome, GuestLog, MappingContext, MappingError};
+use super::model::{Decision, DecisionIds, EntryOutcome, GuestLog, MappingContext, MappingError};
 use super::state::{LogBudgetExceeded, StoreState};
 use super::{v0_1_0, v0_2_0};
 use std::path::PathBuf;
@@ -229,7 +229,91 @@ pub struct CallStats {
 }
 
 /// A batch's function name, outcomes, cost and logs, before the common checks.
-type MappedBatch = (&'static str, Vec<EntryOutcome>, CallStats, Vec<GuestLog>);
+type MappedBatch = (&'static str, RawBatch);
+
+/// A batch call's decisions as the plugin returned them, one per entry, decoded on
+/// demand ([`RawDecision::decode`]).
+pub struct RawBatch {
+    form: RawForm,
+    /// What the call cost.
+    pub stats: CallStats,
+    /// What the plugin logged.
+    pub logs: Vec<GuestLog>,
+}
+
+enum RawForm {
+    /// Contract 0.1.0: WIT values, decoded by the bindings.
+    Decoded(Vec<EntryOutcome>),
+    /// Contract 0.2.0: one JSON array, each element at its span.
+    Json {
+        text: String,
+        spans: Vec<std::ops::Range<usize>>,
+    },
+}
+
+impl RawForm {
+    fn len(&self) -> usize {
+        match self {
+            RawForm::Decoded(outcomes) => outcomes.len(),
+            RawForm::Json { spans, .. } => spans.len(),
+        }
+    }
+}
+
+impl RawBatch {
+    /// The decisions, in entry order.
+    pub fn decisions(&self) -> impl Iterator<Item = RawDecision<'_>> {
+        let (decoded, json) = match &self.form {
+            RawForm::Decoded(outcomes) => (Some(outcomes.iter()), None),
+            RawForm::Json { text, spans } => (None, Some((text, spans.iter()))),
+        };
+        decoded
+            .into_iter()
+            .flatten()
+            .map(RawDecision::Decoded)
+            .chain(
+                json.into_iter().flat_map(|(text, spans)| {
+                    spans.map(|span| RawDecision::Json(&text[span.clone()]))
+                }),
+            )
+    }
+}
+
+/// One entry's decision as the plugin returned it.
+#[derive(Debug, Clone, Copy)]
+pub enum RawDecision<'a> {
+    /// Decoded already (contract 0.1.0).
+    Decoded(&'a EntryOutcome),
+    /// The JSON element (contract 0.2.0).
+    Json(&'a str),
+}
+
+impl RawDecision<'_> {
+    /// The ids the decision names, when it is an upsert or a deactivation.
+    pub fn ids(&self) -> Option<DecisionIds> {
+        match self {
+            RawDecision::Decoded(Ok(Decision::Upsert(user))) => Some(DecisionIds::Upsert {
+                ldap_id: user.ldap_id.clone(),
+                username: user.username.clone(),
+            }),
+            RawDecision::Decoded(Ok(Decision::Deactivate { ldap_id, .. })) => {
+                Some(DecisionIds::Deactivate {
+                    ldap_id: ldap_id.clone(),
+                })
+            }
+            RawDecision::Decoded(_) => None,
+            RawDecision::Json(text) => v0_2_0::peek_result(text),
+        }
+    }
+
+    /// The decision, checked against the contract.
+    pub fn decode(self) -> EntryOutcome {
+        match self {
+            RawDecision::Decoded(outcome) => outcome.clone(),
+            RawDecision::Json(text) => v0_2_0::decode_result(text),
+        }
+    }
+}
 
 /// The outcome of mapping one batch.
 #[derive(Debug)]
@@ -391,29 +475,40 @@ impl Plugin {
         context: &MappingContext,
         entries: Vec<Entry>,
     ) -> Result<BatchOutput, CallError> {
+        let raw = self.map_entries_raw(context, entries)?;
+        let outcomes = raw.decisions().map(RawDecision::decode).collect();
+        Ok(BatchOutput {
+            outcomes,
+            stats: raw.stats,
+            logs: raw.logs,
+        })
+    }
+
+    /// [`map_entries`](Self::map_entries), the decisions left as the plugin wrote
+    /// them: a caller can read the ids a decision names, or fingerprint it, without
+    /// decoding all of it.
+    pub fn map_entries_raw(
+        &self,
+        context: &MappingContext,
+        entries: Vec<Entry>,
+    ) -> Result<RawBatch, CallError> {
         let expected = entries.len();
-        let (function, outcomes, stats, logs) = match &self.pre {
+        let (function, batch) = match &self.pre {
             Contract::V0_1(_) => self.map_entries_v0_1(context, entries)?,
             Contract::V0_2(_) => self.map_batch_v0_2(context, &entries)?,
         };
-        if outcomes.len() != expected {
+        let got = batch.form.len();
+        if got != expected {
             return Err(self.error(
                 function,
-                CallErrorKind::ResultCount {
-                    expected,
-                    got: outcomes.len(),
-                },
+                CallErrorKind::ResultCount { expected, got },
                 String::new(),
             ));
         }
-        for log in &logs {
+        for log in &batch.logs {
             emit_log(&self.label, context.tenant_id, log);
         }
-        Ok(BatchOutput {
-            outcomes,
-            stats,
-            logs,
-        })
+        Ok(batch)
     }
 
     fn map_entries_v0_1(
@@ -438,7 +533,14 @@ impl Plugin {
             .into_iter()
             .map(v0_1_0::decision_from_guest)
             .collect();
-        Ok((FUNCTION, outcomes, stats, logs))
+        Ok((
+            FUNCTION,
+            RawBatch {
+                form: RawForm::Decoded(outcomes),
+                stats,
+                logs,
+            },
+        ))
     }
 
     fn map_batch_v0_2(
@@ -465,7 +567,7 @@ impl Plugin {
             Instance::V0_1(_) => Err(wasmtime::Error::msg("not a contract 0.2.0 plugin")),
         })?;
         let results = result.map_err(|error| self.refused(FUNCTION, error.into()))?;
-        let outcomes = v0_2_0::decode_results(&results, entries.len()).map_err(|err| {
+        let spans = v0_2_0::split_results(&results, entries.len()).map_err(|err| {
             let kind = match err {
                 v0_2_0::BatchError::Malformed(reason) => CallErrorKind::MalformedOutput(reason),
                 v0_2_0::BatchError::Count(got) => CallErrorKind::ResultCount {
@@ -475,7 +577,17 @@ impl Plugin {
             };
             self.error(FUNCTION, kind, String::new())
         })?;
-        Ok((FUNCTION, outcomes, stats, logs))
+        Ok((
+            FUNCTION,
+            RawBatch {
+                form: RawForm::Json {
+                    text: results,
+                    spans,
+                },
+                stats,
+                logs,
+            },
+        ))
     }
 
     /// The plugin's own error for the whole call (its outer `mapping-error`).

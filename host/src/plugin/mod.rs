@@ -105,7 +105,9 @@ mod v0_1_0;
 mod v0_2_0;
 
 pub use cache::CompileCache;
-pub use engine::{BatchOutput, CallStats, EngineError, LoadStats, Plugin, PluginEngine};
+pub use engine::{
+    BatchOutput, CallStats, EngineError, LoadStats, Plugin, PluginEngine, RawBatch, RawDecision,
+};
 pub use error::{CallError, CallErrorKind, LoadError};
 pub(crate) use inspect::hex;
 pub use inspect::{CONTRACT_PACKAGE, ComponentReport, SUPPORTED_VERSIONS, inspect};

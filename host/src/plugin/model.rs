@@ -244,6 +244,23 @@ impl MappingError {
 /// The result for one entry of a batch.
 pub type EntryOutcome = Result<Decision, MappingError>;
 
+/// The ids a decision names, read before (or without) decoding all of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DecisionIds {
+    /// An upsert of this user.
+    Upsert {
+        /// Its directory id.
+        ldap_id: String,
+        /// Its username.
+        username: String,
+    },
+    /// A deactivation.
+    Deactivate {
+        /// The directory id.
+        ldap_id: String,
+    },
+}
+
 impl fmt::Display for SyncMode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())

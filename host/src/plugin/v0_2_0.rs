@@ -2,7 +2,7 @@
 //! JSON documents in which a batch's entries and decisions cross the boundary (their
 //! format is specified on `mapper.map-batch` in `wit/v0.2.0/mapper.wit`).
 
-use super::model::{Decision, Entry, EntryOutcome, MappingError, MappingErrorKind};
+use super::model::{Decision, DecisionIds, Entry, EntryOutcome, MappingError, MappingErrorKind};
 use super::output;
 use serde::de::{Deserializer, MapAccess, Visitor};
 use serde::ser::{SerializeMap, SerializeSeq, Serializer};
@@ -225,26 +225,84 @@ pub(crate) enum BatchError {
 
 /// The decisions of a `map-batch` result: one outcome per entry. An element that does
 /// not fit the contract fails its own entry.
+#[cfg(test)]
 pub(crate) fn decode_results(json: &str, expected: usize) -> Result<Vec<EntryOutcome>, BatchError> {
-    let outcomes: Vec<EntryOutcome> = match serde_json::from_str::<Vec<JsonResult>>(json) {
-        Ok(results) => results.into_iter().map(JsonResult::into_outcome).collect(),
-        // Some element is wrong (or the whole): find which, element by element.
-        Err(_) => serde_json::from_str::<Vec<serde_json::Value>>(json)
-            .map_err(|err| BatchError::Malformed(err.to_string()))?
-            .into_iter()
-            .map(|value| match serde_path_to_error::deserialize(value) {
-                Ok(result) => JsonResult::into_outcome(result),
-                Err(err) => Err(MappingError::invalid_output(format!(
-                    "the result does not fit contract 0.2.0: {}",
-                    described(&err)
-                ))),
-            })
-            .collect(),
-    };
-    if outcomes.len() == expected {
-        Ok(outcomes)
-    } else {
-        Err(BatchError::Count(outcomes.len()))
+    let spans = split_results(json, expected)?;
+    Ok(spans
+        .into_iter()
+        .map(|span| decode_result(&json[span]))
+        .collect())
+}
+
+/// Where each element of a `map-batch` result is in `json`: the result is checked to
+/// be a JSON array of `expected` elements, which are decoded one by one later
+/// ([`decode_result`]).
+pub(crate) fn split_results(
+    json: &str,
+    expected: usize,
+) -> Result<Vec<std::ops::Range<usize>>, BatchError> {
+    let elements: Vec<&serde_json::value::RawValue> =
+        serde_json::from_str(json).map_err(|err| BatchError::Malformed(err.to_string()))?;
+    if elements.len() != expected {
+        return Err(BatchError::Count(elements.len()));
+    }
+    let base = json.as_ptr() as usize;
+    Ok(elements
+        .into_iter()
+        .map(|element| {
+            let start = element.get().as_ptr() as usize - base;
+            start..start + element.get().len()
+        })
+        .collect())
+}
+
+/// One element of a `map-batch` result: the entry's outcome, or why the element does
+/// not fit the contract, with the path of the wrong value.
+pub(crate) fn decode_result(text: &str) -> EntryOutcome {
+    match serde_json::from_str::<JsonResult>(text) {
+        Ok(result) => result.into_outcome(),
+        Err(_) => {
+            let mut deserializer = serde_json::Deserializer::from_str(text);
+            let err = match serde_path_to_error::deserialize::<_, JsonResult>(&mut deserializer) {
+                Ok(result) => return result.into_outcome(),
+                Err(err) => err,
+            };
+            Err(MappingError::invalid_output(format!(
+                "the result does not fit contract 0.2.0: {}",
+                described(&err)
+            )))
+        }
+    }
+}
+
+/// The ids one element of a `map-batch` result names, read without decoding the rest
+/// of it; `None` for anything but an upsert or a deactivation, and for an element
+/// that does not parse (decoding it reports why).
+pub(crate) fn peek_result(text: &str) -> Option<DecisionIds> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "snake_case")]
+    enum Peek<'a> {
+        Upsert(#[serde(borrow)] PeekIds<'a>),
+        Deactivate(#[serde(borrow)] PeekIds<'a>),
+        Skip(serde::de::IgnoredAny),
+        Error(serde::de::IgnoredAny),
+    }
+    #[derive(Deserialize)]
+    struct PeekIds<'a> {
+        #[serde(borrow)]
+        ldap_id: std::borrow::Cow<'a, str>,
+        #[serde(borrow, default)]
+        username: Option<std::borrow::Cow<'a, str>>,
+    }
+    match serde_json::from_str::<Peek<'_>>(text).ok()? {
+        Peek::Upsert(ids) => Some(DecisionIds::Upsert {
+            username: ids.username?.into_owned(),
+            ldap_id: ids.ldap_id.into_owned(),
+        }),
+        Peek::Deactivate(ids) => Some(DecisionIds::Deactivate {
+            ldap_id: ids.ldap_id.into_owned(),
+        }),
+        Peek::Skip(_) | Peek::Error(_) => None,
     }
 }
 

@@ -35,15 +35,26 @@ pub struct Planned {
     pub changed_keys: Vec<String>,
 }
 
-/// The digest of what a sync writes a user from: the plugin's decision for the entry,
+/// A decision as its digest reads it.
+#[derive(Debug, Clone, Copy)]
+pub enum DecisionText<'a> {
+    /// The plugin's own JSON for it (contract 0.2.0): the same text is the same
+    /// decision, without decoding it.
+    Json(&'a str),
+    /// The decoded user (contract 0.1.0).
+    User(&'a MappedUser),
+}
+
+/// The digest of what a sync writes a user from: the plugin's upsert for the entry,
 /// the entry's DN, and its avatar when avatars are synced. Planning the same decision
 /// against the user it produced changes nothing ([`plan_upsert`] is idempotent), so a
 /// user whose stored digest equals this one is unchanged without being loaded.
 ///
-/// SHA-256 (cut to 16 bytes) of a length-prefixed encoding: stable across processes
-/// and versions, unlike `std`'s hashers; its version tag changes with the encoding.
+/// SHA-256 (cut to 16 bytes) of a length-prefixed encoding: stable across processes,
+/// unlike `std`'s hashers. The host's version is part of it, so that a host whose
+/// checks of decisions changed compares every user once.
 pub fn mapped_digest(
-    user: &MappedUser,
+    decision: DecisionText<'_>,
     dn: &str,
     avatar: Option<&Avatar>,
     rules: &PlanRules,
@@ -61,33 +72,42 @@ pub fn mapped_digest(
             }
         }
     }
-    // Every field, so that a new one cannot be forgotten here.
-    let MappedUser {
-        username,
-        email,
-        display_name,
-        language,
-        active,
-        ldap_id,
-        attributes,
-    } = user;
     let mut hash = Sha256::new();
-    hash.update(b"abacsync mapped user 1\0");
-    text(&mut hash, username);
-    optional(&mut hash, email.as_deref());
-    optional(&mut hash, display_name.as_deref());
-    optional(&mut hash, language.as_deref());
-    hash.update([u8::from(*active)]);
-    text(&mut hash, ldap_id);
-    text(&mut hash, dn);
-    hash.update((attributes.len() as u64).to_le_bytes());
-    for (key, values) in attributes {
-        text(&mut hash, key);
-        hash.update((values.len() as u64).to_le_bytes());
-        for value in values {
-            text(&mut hash, value);
+    text(&mut hash, concat!("abacsync ", env!("CARGO_PKG_VERSION")));
+    match decision {
+        DecisionText::Json(json) => {
+            hash.update(b"json");
+            text(&mut hash, json);
+        }
+        DecisionText::User(user) => {
+            // Every field, so that a new one cannot be forgotten here.
+            let MappedUser {
+                username,
+                email,
+                display_name,
+                language,
+                active,
+                ldap_id,
+                attributes,
+            } = user;
+            hash.update(b"user");
+            text(&mut hash, username);
+            optional(&mut hash, email.as_deref());
+            optional(&mut hash, display_name.as_deref());
+            optional(&mut hash, language.as_deref());
+            hash.update([u8::from(*active)]);
+            text(&mut hash, ldap_id);
+            hash.update((attributes.len() as u64).to_le_bytes());
+            for (key, values) in attributes {
+                text(&mut hash, key);
+                hash.update((values.len() as u64).to_le_bytes());
+                for value in values {
+                    text(&mut hash, value);
+                }
+            }
         }
     }
+    text(&mut hash, dn);
     if rules.sync_avatars {
         hash.update([1]);
         optional(&mut hash, avatar.map(|avatar| avatar.sha256.as_str()));
@@ -609,7 +629,7 @@ mod tests {
 
     /// The stored user that creating `user` at `dn` produces.
     fn created(user: &MappedUser, dn: &str, rules: &PlanRules) -> StoredUser {
-        let digest = mapped_digest(user, dn, None, rules);
+        let digest = mapped_digest(DecisionText::User(user), dn, None, rules);
         let planned = plan_upsert(user.clone(), dn, None, None, rules, Some(digest));
         let Some(Change::Create { fields, mapped, .. }) = planned.change else {
             panic!("not a creation: {planned:?}")
@@ -630,7 +650,7 @@ mod tests {
     fn the_digest_covers_every_field_the_sync_writes() {
         let base = mapped(attrs(&[("dept", &["a", "b"])]));
         let digest = |user: &MappedUser, dn: &str, avatar: Option<&Avatar>, rules: &PlanRules| {
-            mapped_digest(user, dn, avatar, rules)
+            mapped_digest(DecisionText::User(user), dn, avatar, rules)
         };
         let first = digest(&base, "uid=ann", None, &rules());
         assert_eq!(first, digest(&base.clone(), "uid=ann", None, &rules()));
@@ -692,7 +712,7 @@ mod tests {
         let mut user = mapped(attrs(&[("dept", &["a", "b"]), ("unit", &[])]));
         user.language = None;
         let stored = created(&user, "uid=ann", &rules());
-        let digest = mapped_digest(&user, "uid=ann", None, &rules());
+        let digest = mapped_digest(DecisionText::User(&user), "uid=ann", None, &rules());
         let again = plan_upsert(user, "uid=ann", Some(&stored), None, &rules(), Some(digest));
         assert_eq!(again.result.action, Action::Unchanged);
         assert_eq!(again.change, None);
@@ -703,7 +723,7 @@ mod tests {
         let user = mapped(attrs(&[("dept", &["a"])]));
         let mut stored = created(&user, "uid=ann", &rules());
         stored.mapped = None;
-        let digest = mapped_digest(&user, "uid=ann", None, &rules());
+        let digest = mapped_digest(DecisionText::User(&user), "uid=ann", None, &rules());
         let planned = plan_upsert(user, "uid=ann", Some(&stored), None, &rules(), Some(digest));
         assert_eq!(planned.result.action, Action::Unchanged);
         assert_eq!(planned.result.code, code::UNCHANGED);
@@ -728,7 +748,7 @@ mod tests {
         let user = mapped(attrs(&[("dept", &["a"])]));
         let stored = created(&user, "uid=ann", &rules());
         let changed = mapped(attrs(&[("dept", &["b"])]));
-        let digest = mapped_digest(&changed, "uid=ann", None, &rules());
+        let digest = mapped_digest(DecisionText::User(&changed), "uid=ann", None, &rules());
         let planned = plan_upsert(
             changed.clone(),
             "uid=ann",
@@ -753,6 +773,32 @@ mod tests {
         assert_eq!(
             mapped, None,
             "attributes alone are not the decision's state"
+        );
+    }
+
+    #[test]
+    fn a_json_decision_is_digested_as_written() {
+        let json = r#"{"upsert":{"username":"ann","ldap_id":"id-1"}}"#;
+        let digest =
+            |text: &str, dn: &str| mapped_digest(DecisionText::Json(text), dn, None, &rules());
+        assert_eq!(digest(json, "uid=ann"), digest(json, "uid=ann"));
+        assert_ne!(digest(json, "uid=ann"), digest(json, "uid=ann,ou=x"));
+        let other = r#"{"upsert":{"username":"anne","ldap_id":"id-1"}}"#;
+        assert_ne!(digest(json, "uid=ann"), digest(other, "uid=ann"));
+        // The same text cut elsewhere between decision and DN is another input.
+        assert_ne!(digest("ab", "c"), digest("a", "bc"));
+        let user = MappedUser {
+            username: "ann".into(),
+            email: None,
+            display_name: None,
+            language: None,
+            active: true,
+            ldap_id: "id-1".into(),
+            attributes: AbacAttributes::new(),
+        };
+        assert_ne!(
+            digest(json, "uid=ann"),
+            mapped_digest(DecisionText::User(&user), "uid=ann", None, &rules())
         );
     }
 }

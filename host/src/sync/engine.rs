@@ -10,13 +10,13 @@ use std::time::Instant;
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
-use super::diff::{PlanRules, Planned, mapped_digest, plan_deactivate, plan_upsert};
+use super::diff::{DecisionText, PlanRules, Planned, mapped_digest, plan_deactivate, plan_upsert};
 use super::progress::{Phase, Progress};
 use super::report::{Action, Counts, RemovalOutcome, SyncReport, Timings, UserResult, code};
 use crate::config::{RemovalPolicy, TenantConfig};
 use crate::ldap::{DirectoryError, DirectorySource, ReadRequest, Selection};
-use crate::plugin::model::{Decision, Entry, SyncMode};
-use crate::plugin::{CallError, TenantPlugin};
+use crate::plugin::model::{Decision, DecisionIds, Entry, SyncMode};
+use crate::plugin::{CallError, RawBatch, RawDecision, TenantPlugin};
 use crate::store::{
     Avatar, Change, ChangeCause, KnownUser, MappedDigest, StoreError, StoredUser, SyncRunRecord,
     Timestamp, UserId, UserIdentifiers, UserStore,
@@ -1085,23 +1085,17 @@ async fn map_stage(
         let store = stage.store.clone();
         let rules = stage.rules.clone();
         let tenant = stage.tenant;
-        // The call and the lookup of its users run together on a blocking thread, so
-        // the decisions of unchanged users are dropped where they were decoded.
+        // The call and the lookup of its users run together on a blocking thread: the
+        // decisions of unchanged users are recognised as the plugin wrote them, and
+        // never decoded.
         let call = tokio::task::spawn_blocking(move || {
             let output = plugin
                 .plugin
-                .map_entries(&mapping_context, batch)
+                .map_entries_raw(&mapping_context, batch)
                 .map_err(CallFailure::Plugin)?;
             let duration = output.stats.duration;
-            let (outcomes, known) = screen(
-                store.as_ref(),
-                tenant,
-                &rules,
-                output.outcomes,
-                &dns,
-                &avatars,
-            )
-            .map_err(CallFailure::Store)?;
+            let (outcomes, known) = screen(store.as_ref(), tenant, &rules, &output, &dns, &avatars)
+                .map_err(CallFailure::Store)?;
             Ok(Screened {
                 dns,
                 avatars,
@@ -1146,56 +1140,72 @@ enum CallFailure {
 }
 
 /// Recognises the upserts of users stored with the same mapped digest (unchanged:
-/// [`Outcome::Unchanged`]); returns the outcomes and the batch's other known users.
-/// Targeted syncs write attributes only, so their users are always compared.
+/// [`Outcome::Unchanged`], their decisions never decoded); returns the outcomes and
+/// the batch's other known users. Targeted syncs write attributes only, so their users
+/// are always compared.
 fn screen(
     store: &dyn UserStore,
     tenant: u64,
     rules: &PlanRules,
-    outcomes: Vec<crate::plugin::model::EntryOutcome>,
+    raw: &RawBatch,
     dns: &[String],
     avatars: &[Option<Avatar>],
 ) -> Result<(Vec<Outcome>, HashMap<String, KnownUser>), StoreError> {
-    let ids: Vec<String> = outcomes
+    let decisions: Vec<RawDecision<'_>> = raw.decisions().collect();
+    let ids: Vec<Option<DecisionIds>> = decisions.iter().map(RawDecision::ids).collect();
+    let lookup: Vec<String> = ids
         .iter()
-        .filter_map(|outcome| match outcome {
-            Ok(Decision::Upsert(user)) => Some(user.ldap_id.clone()),
-            Ok(Decision::Deactivate { ldap_id, .. }) => Some(ldap_id.clone()),
-            _ => None,
+        .flatten()
+        .map(|ids| match ids {
+            DecisionIds::Upsert { ldap_id, .. } | DecisionIds::Deactivate { ldap_id } => {
+                ldap_id.clone()
+            }
         })
         .collect();
     let mut known: HashMap<String, KnownUser> = store
-        .known_by_ldap_ids(tenant, &ids)?
+        .known_by_ldap_ids(tenant, &lookup)?
         .into_iter()
         .map(|user| (user.ldap_id.clone(), user))
         .collect();
-    let outcomes = outcomes
-        .into_iter()
-        .zip(dns.iter().zip(avatars))
-        .map(|(outcome, (dn, avatar))| match outcome {
-            Ok(Decision::Upsert(user)) if !rules.attributes_only => {
-                let digest = mapped_digest(&user, dn, avatar.as_ref(), rules);
-                match known.get(&user.ldap_id) {
-                    Some(stored) if written_from(stored, &user.username, Some(digest)) => {
-                        Outcome::Unchanged {
-                            id: stored.id,
-                            ldap_id: user.ldap_id,
-                            username: user.username,
-                        }
-                    }
-                    _ => Outcome::Mapped(Ok(Decision::Upsert(user)), Some(digest)),
-                }
+    let mut outcomes = Vec::with_capacity(decisions.len());
+    for (((decision, ids), dn), avatar) in decisions.into_iter().zip(ids).zip(dns).zip(avatars) {
+        let upsert = match (ids, decision_text(&decision)) {
+            (Some(DecisionIds::Upsert { ldap_id, username }), Some(text))
+                if !rules.attributes_only =>
+            {
+                Some((ldap_id, username, text))
             }
-            other => Outcome::Mapped(other, None),
-        })
-        .collect::<Vec<_>>();
-    // The unchanged users' entries are not needed further.
-    for outcome in &outcomes {
-        if let Outcome::Unchanged { ldap_id, .. } = outcome {
-            known.remove(ldap_id);
+            _ => None,
+        };
+        let Some((ldap_id, username, text)) = upsert else {
+            outcomes.push(Outcome::Mapped(decision.decode(), None));
+            continue;
+        };
+        let digest = mapped_digest(text, dn, avatar.as_ref(), rules);
+        match known.get(&ldap_id) {
+            Some(stored) if written_from(stored, &username, Some(digest)) => {
+                let id = stored.id;
+                // Not needed further (a second entry with this id is a conflict).
+                known.remove(&ldap_id);
+                outcomes.push(Outcome::Unchanged {
+                    id,
+                    ldap_id,
+                    username,
+                });
+            }
+            _ => outcomes.push(Outcome::Mapped(decision.decode(), Some(digest))),
         }
     }
     Ok((outcomes, known))
+}
+
+/// An upsert as its digest reads it.
+fn decision_text<'a>(decision: &RawDecision<'a>) -> Option<DecisionText<'a>> {
+    match *decision {
+        RawDecision::Json(text) => Some(DecisionText::Json(text)),
+        RawDecision::Decoded(Ok(Decision::Upsert(user))) => Some(DecisionText::User(user)),
+        RawDecision::Decoded(_) => None,
+    }
 }
 
 /// Waits for `pending` and sends its batch on; `false` when the diff stage is gone.

@@ -380,6 +380,9 @@ fn two_entries_with_one_unique_id_conflict_and_the_rest_sync() {
 /// slapd killed and started again while a full sync pages through 30,000 people: the
 /// paged search's cookie dies with the connection, so the read is incomplete. The sync
 /// fails with the cause, nobody is removed, and the next sync finds everyone unchanged.
+///
+/// The sync reads through a link that stalls for 3 s after its first megabyte, so that
+/// the restart happens mid-read however fast the sync is.
 #[test]
 fn slapd_restarted_between_pages_fails_the_sync_and_removes_nobody() {
     const PEOPLE: u64 = 30_000;
@@ -396,6 +399,25 @@ fn slapd_restarted_between_pages_fails_the_sync_and_removes_nobody() {
     .unwrap();
     let server = Server::start(&setup.config());
     let admin = server.login(ADMIN, ADMIN_PASSWORD);
+    let import = |server: &Server| {
+        let (status, body) = server.post(
+            "/api/v1/domains/1/ldap/downsync?timeout=0&import=true",
+            &admin.headers(),
+            None,
+        );
+        assert_eq!(status, 202, "{body}");
+        let task = body["taskID"].as_i64().unwrap();
+        assert_eq!(server.wait_task(&admin, task)["stateName"], "completed");
+    };
+    import(&server);
+    drop(server);
+    let address = format!("127.0.0.1:{}", setup.slapd.port()).parse().unwrap();
+    let proxy = StallingProxy::start(address, 1 << 20, Duration::from_secs(3)).unwrap();
+    let config = std::fs::read_to_string(setup.config()).unwrap();
+    let stalling = config.replacen(&setup.slapd.url(), &proxy.ldap_url(), 1);
+    assert!(stalling.contains(&proxy.ldap_url()));
+    std::fs::write(setup.config(), &stalling).unwrap();
+    let server = Server::start(&setup.config());
     // In the background: the per-user results of 30,000 users are not needed here.
     let start = |query: &str| {
         let (status, body) = server.post(
@@ -413,13 +435,12 @@ fn slapd_restarted_between_pages_fails_the_sync_and_removes_nobody() {
         body["data"][0]["summary"]["counts"].clone()
     };
 
-    let import = start("&import=true");
-    assert_eq!(server.wait_task(&admin, import)["stateName"], "completed");
     assert_eq!(counts()["created"], PEOPLE);
 
     let task = start("");
     // The task reports "N read, M mapped" every second while it reads: restart
-    // slapd as soon as some pages are in and before the read is done.
+    // slapd as soon as some pages are in (the link stalls after the first megabyte)
+    // and before the read is done.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
     loop {
         let (_, body) = server.get(&format!("/api/v1/tasq/tasks/{task}"), &admin.headers());
