@@ -22,6 +22,11 @@ use std::time::{Duration, Instant};
 
 const BATCH: usize = 1000;
 
+// The allocator of the `abacsync` binary, so the host's share of each call (encoding
+// the batch, decoding the decisions, dropping the entries) costs what it costs there.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let count = abacsync_testkit::bench_arg(&args, "--entries", 100_000);

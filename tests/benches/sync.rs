@@ -173,8 +173,11 @@ fn main() {
 
     let mut first = Vec::new();
     let mut first_peak = 0;
-    let mut store = None;
+    let mut store: Option<Arc<SqliteStore>> = None;
     for run in 0..runs {
+        // The previous run's store is closed first: a process has one store, and its
+        // page cache is not this run's memory.
+        drop(store.take());
         let path = dir.path().join(format!("first-{run}.db"));
         let fresh = Arc::new(SqliteStore::open(&path).unwrap());
         let (elapsed, report, peak) = sync(&fresh, SyncMode::Full);
@@ -234,13 +237,16 @@ fn main() {
         0.3,
         incremental_peak,
     );
+    // 300 MB (10^6 bytes), not MiB: the peaks are in KiB.
+    let peak_bytes = first_peak.max(unchanged_peak).max(incremental_peak) * 1024;
     println!(
-        "peak memory target ≤ 300 MB: {}",
-        if first_peak.max(unchanged_peak).max(incremental_peak) <= 300 * 1024 {
+        "peak memory target ≤ 300 MB: {} ({:.0} MB)",
+        if peak_bytes <= 300_000_000 {
             "met"
         } else {
             "MISSED"
-        }
+        },
+        peak_bytes as f64 / 1e6
     );
 }
 

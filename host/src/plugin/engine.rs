@@ -168,6 +168,17 @@ impl PluginEngine {
     }
 }
 
+/// Bytes of each pooled linear memory that are zeroed with `memset` when an instance
+/// ends, instead of being handed back to the kernel: the next instance in the slot
+/// then takes no page faults there. A batch call of a Rust plugin touches a few MiB;
+/// 8 MiB made batch calls 13% faster for Rust plugins and about 5% for Python and
+/// JavaScript (`cargo bench --bench plugin_runtime`), at the cost of up to 8 MiB
+/// resident per slot in use.
+const LINEAR_MEMORY_KEEP_RESIDENT: usize = 8 << 20;
+
+/// See `max_unused_warm_slots` below.
+const MAX_UNUSED_WARM_SLOTS: u32 = 4;
+
 fn engine_config(sandbox: &SandboxConfig) -> Config {
     let mut config = Config::new();
     config
@@ -194,7 +205,11 @@ fn engine_config(sandbox: &SandboxConfig) -> Config {
         .max_memory_size(sandbox.memory_limit)
         .table_elements(100_000)
         .max_core_instance_size(4 << 20)
-        .max_component_instance_size(4 << 20);
+        .max_component_instance_size(4 << 20)
+        .linear_memory_keep_resident(LINEAR_MEMORY_KEEP_RESIDENT)
+        // Slots idle with a memory kept resident: at most this many beyond those in
+        // use (wasmtime's default, 100, would let 800 MiB stay resident over time).
+        .max_unused_warm_slots(MAX_UNUSED_WARM_SLOTS);
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     config
 }
