@@ -26,8 +26,8 @@ use crate::store::{
 const AVATAR_ATTRIBUTES: &[&str] = &["thumbnailPhoto", "jpegPhoto"];
 /// Entries per plugin call.
 const BATCH_SIZE: usize = 1000;
-/// Changes per store transaction.
-const APPLY_CHUNK: usize = 5000;
+/// Changes per store transaction (a 100,000-user import: ten commits).
+const APPLY_CHUNK: usize = 10000;
 
 /// Why a sync stopped.
 #[derive(Debug, thiserror::Error)]

@@ -52,7 +52,7 @@ const STATEMENT_CACHE: usize = 64;
 /// Page cache of the writer, in KiB: a sync batch touches the users table and four
 /// indexes; a larger cache keeps their upper levels in memory.
 const WRITER_CACHE_KIB: i64 = 32 * 1024;
-/// Write-ahead log pages after which a commit checkpoints.
+/// Write-ahead log pages after which a commit wakes the checkpointer.
 const WAL_CHECKPOINT_PAGES: i64 = 16_384;
 
 /// The embedded user store: one SQLite file in WAL mode.
@@ -69,6 +69,57 @@ struct Inner {
     writer: Mutex<Connection>,
     /// Reader connections; `None` for an in-memory store, which reads through the writer.
     readers: Option<ReaderPool>,
+}
+
+/// Copies the write-ahead log back into the database file on a thread of its own, so
+/// that a commit never waits for it (with SQLite's automatic checkpoints, the commit
+/// that crosses the threshold copies the log itself, fsync included). The writer's
+/// WAL hook wakes it once the log holds `checkpoint_pages`; it stops when the store
+/// (the hook's sender) is gone.
+fn start_checkpointer(
+    path: &Path,
+    writer: &mut Connection,
+    checkpoint_pages: i64,
+) -> rusqlite::Result<()> {
+    let conn = open_file(path)?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    let (wake, woken) = std::sync::mpsc::sync_channel::<()>(1);
+    // Replaces SQLite's automatic checkpoints, which are a WAL hook too.
+    writer.wal_hook(Some(
+        move |_: &mut rusqlite::hooks::Wal, pages: std::ffi::c_int| {
+            if i64::from(pages) >= checkpoint_pages {
+                // Full: a wake-up is pending already.
+                let _ = wake.try_send(());
+            }
+            Ok(())
+        },
+    ))?;
+    let path = path.to_owned();
+    let spawned = std::thread::Builder::new()
+        .name("abacsync-checkpoint".into())
+        .spawn(move || {
+            while woken.recv().is_ok() {
+                // PASSIVE: copies what no reader still needs, never waits for one.
+                let done = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
+                    Ok((row.get::<_, i64>(1)?, row.get::<_, i64>(2)?))
+                });
+                match done {
+                    Ok((log, copied)) => {
+                        tracing::debug!(path = %path.display(), log, copied, "checkpoint");
+                    }
+                    Err(err) => {
+                        tracing::warn!(path = %path.display(), error = %err, "checkpoint failed; the next commit retries it");
+                    }
+                }
+            }
+        });
+    if let Err(err) = spawned {
+        return Err(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),
+            Some(format!("cannot start the checkpoint thread: {err}")),
+        ));
+    }
+    Ok(())
 }
 
 struct ReaderPool {
@@ -96,6 +147,11 @@ impl SqliteStore {
     /// [`StoreError::TooNew`] when a newer abacsync wrote it, [`StoreError::Migration`]
     /// when a migration fails.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
+        Self::open_with(path, WAL_CHECKPOINT_PAGES)
+    }
+
+    /// [`SqliteStore::open`], checkpointing once the log holds `checkpoint_pages`.
+    fn open_with(path: &Path, checkpoint_pages: i64) -> Result<Self, StoreError> {
         let mut writer = open_file(path).map_err(|cause| open_error(path, cause))?;
         // SQLite opens a file it cannot write read-only, without an error; the first
         // write would fail instead, far from the cause.
@@ -113,6 +169,8 @@ impl SqliteStore {
         }
         configure_writer(&writer, true).map_err(|cause| open_error(path, cause))?;
         migrate::migrate(&mut writer, migrate::MIGRATIONS)?;
+        start_checkpointer(path, &mut writer, checkpoint_pages)
+            .map_err(|cause| open_error(path, cause))?;
         Ok(Self::from_parts(
             writer,
             Some(ReaderPool {
@@ -233,7 +291,8 @@ fn configure_writer(conn: &Connection, wal: bool) -> rusqlite::Result<()> {
     conn.pragma_update(None, "cache_size", -WRITER_CACHE_KIB)?;
     // A large import writes hundreds of megabytes of pages; checkpointing every 1,000
     // pages (SQLite's default) copied the hottest index pages back again and again.
-    // Every 16,384 pages (64 MiB at 4 KiB), and the log is cut back to that size.
+    // Every 16,384 pages (64 MiB at 4 KiB), and the log is cut back to that size. A
+    // file store's checkpoints then move to their own thread (`start_checkpointer`).
     conn.pragma_update(None, "wal_autocheckpoint", WAL_CHECKPOINT_PAGES)?;
     conn.pragma_update(None, "journal_size_limit", WAL_CHECKPOINT_PAGES * 4096)?;
     Ok(())

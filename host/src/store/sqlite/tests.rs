@@ -362,3 +362,32 @@ fn a_creation_with_many_keys_records_every_event_in_order() {
     }
     assert!(events.windows(2).all(|pair| pair[0].id < pair[1].id));
 }
+
+#[test]
+fn the_log_is_copied_back_by_the_checkpoint_thread() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.db");
+    let store = SqliteStore::open_with(&path, 8).unwrap();
+    let before = std::fs::metadata(&path).unwrap().len();
+    // A few hundred users: well over 8 pages of log, written by commits that never
+    // checkpoint themselves.
+    let users = (0..500).map(|i| fields(&format!("user{i}"))).collect();
+    create_many(&store, T1, users);
+    let deadline = Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let size = std::fs::metadata(&path).unwrap().len();
+        if size > before + 64 * 1024 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the database file stayed at {size} bytes (from {before}): no checkpoint"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(store.count_users(T1).unwrap(), 500);
+    drop(store);
+    // Reopened, the data is all there.
+    let store = SqliteStore::open(&path).unwrap();
+    assert_eq!(store.count_users(T1).unwrap(), 500);
+}
