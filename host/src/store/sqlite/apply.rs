@@ -123,8 +123,9 @@ impl Batch<'_> {
         }
         let id = self.conn.last_insert_rowid();
 
+        // OR FAIL, like the audit events: no statement journal (see `audit`).
         let mut insert_value = self.conn.prepare_cached(
-            "INSERT INTO user_attributes (user_id, tenant_id, key, value) VALUES (?1, ?2, ?3, ?4)",
+            "INSERT OR FAIL INTO user_attributes (user_id, tenant_id, key, value) VALUES (?1, ?2, ?3, ?4)",
         )?;
         let mut added = Vec::with_capacity(fields.attributes.len());
         for (key, values) in fields.attributes.iter().filter(|(_, v)| !v.is_empty()) {
