@@ -491,7 +491,13 @@ impl Plugin {
         entries: Vec<Entry>,
     ) -> Result<BatchOutput, CallError> {
         let raw = self.map_entries_raw(context, entries)?;
-        let outcomes = raw.decisions().map(RawDecision::decode).collect();
+        let outcomes = match raw.form {
+            RawForm::Decoded(outcomes) => outcomes,
+            RawForm::Json { text, spans } => spans
+                .into_iter()
+                .map(|span| v0_2_0::decode_result(&text[span]))
+                .collect(),
+        };
         Ok(BatchOutput {
             outcomes,
             stats: raw.stats,
