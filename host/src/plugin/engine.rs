@@ -277,20 +277,14 @@ impl RawForm {
 
 impl RawBatch {
     /// The decisions, in entry order.
-    pub fn decisions(&self) -> impl Iterator<Item = RawDecision<'_>> {
-        let (decoded, json) = match &self.form {
-            RawForm::Decoded(outcomes) => (Some(outcomes.iter()), None),
-            RawForm::Json { text, spans } => (None, Some((text, spans.iter()))),
-        };
-        decoded
-            .into_iter()
-            .flatten()
-            .map(RawDecision::Decoded)
-            .chain(
-                json.into_iter().flat_map(|(text, spans)| {
-                    spans.map(|span| RawDecision::Json(&text[span.clone()]))
-                }),
-            )
+    pub fn decisions(&self) -> Vec<RawDecision<'_>> {
+        match &self.form {
+            RawForm::Decoded(outcomes) => outcomes.iter().map(RawDecision::Decoded).collect(),
+            RawForm::Json { text, spans } => spans
+                .iter()
+                .map(|span| RawDecision::Json(&text[span.clone()]))
+                .collect(),
+        }
     }
 }
 

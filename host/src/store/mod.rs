@@ -124,7 +124,7 @@ pub trait UserStore: Send + Sync {
         &self,
         tenant: TenantId,
         ldap_ids: &[String],
-    ) -> Result<Vec<KnownUser>, StoreError>;
+    ) -> Result<Vec<LdapUserRef>, StoreError>;
 
     /// Users of `tenant` whose username is one of `usernames` (case-sensitive).
     fn users_by_usernames(

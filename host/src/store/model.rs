@@ -117,20 +117,6 @@ pub enum AvatarChange {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct MappedDigest(pub [u8; 16]);
 
-/// A directory user as a sync first looks it up: enough to tell an unchanged user
-/// from one that must be loaded and compared.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KnownUser {
-    /// Store id.
-    pub id: UserId,
-    /// Directory id.
-    pub ldap_id: String,
-    /// Login name.
-    pub username: String,
-    /// What the last sync wrote it from; `None` when unknown.
-    pub mapped: Option<MappedDigest>,
-}
-
 /// One write the sync engine asks for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Change {
@@ -182,7 +168,9 @@ pub struct ChangeCause {
     pub at: Timestamp,
 }
 
-/// A user's short form in [`super::UserStore::ldap_user_index`].
+/// A directory user's short form ([`super::UserStore::ldap_user_index`],
+/// [`super::UserStore::known_by_ldap_ids`]): enough to find users no longer in the
+/// directory, and to tell an unchanged user from one to load and compare.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LdapUserRef {
     /// Store id.
@@ -193,6 +181,8 @@ pub struct LdapUserRef {
     pub username: String,
     /// Active flag.
     pub active: bool,
+    /// What the last sync wrote it from; `None` when unknown.
+    pub mapped: Option<MappedDigest>,
 }
 
 /// Ways to name users in a targeted sync (`abac/users/sync`): a user matches if any

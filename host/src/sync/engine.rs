@@ -18,7 +18,7 @@ use crate::ldap::{DirectoryError, DirectorySource, ReadRequest, Selection};
 use crate::plugin::model::{Decision, DecisionIds, Entry, SyncMode};
 use crate::plugin::{CallError, RawBatch, RawDecision, TenantPlugin};
 use crate::store::{
-    Avatar, Change, ChangeCause, KnownUser, MappedDigest, StoreError, StoredUser, SyncRunRecord,
+    Avatar, Change, ChangeCause, LdapUserRef, MappedDigest, StoreError, StoredUser, SyncRunRecord,
     Timestamp, UserId, UserIdentifiers, UserStore,
 };
 
@@ -208,34 +208,30 @@ impl Diff {
     /// Records directory id `ldap_id` as read at `dn`; when an earlier entry had it,
     /// fails this one (reported with `username`) and returns `false`.
     fn claim_id(&mut self, dn: &str, ldap_id: &str, username: &str) -> bool {
-        let next = self.results.len();
-        let Some(first) = first_seen(&mut self.seen_ids, ldap_id, next) else {
-            return true;
-        };
-        let first = self.result_dn(first);
-        self.fail(
-            dn,
-            username.to_owned(),
-            code::CONFLICT,
-            format!("directory id {ldap_id} also belongs to {first}"),
-        );
-        false
+        self.claim(Claim::Id, ldap_id, dn, username)
     }
 
     /// Records `username` as mapped from `dn`; when an earlier entry mapped to it,
     /// fails this one and returns `false`.
     fn claim_username(&mut self, dn: &str, username: &str) -> bool {
+        self.claim(Claim::Username, username, dn, username)
+    }
+
+    fn claim(&mut self, claim: Claim, key: &str, dn: &str, username: &str) -> bool {
         let next = self.results.len();
-        let Some(first) = first_seen(&mut self.seen_usernames, username, next) else {
+        let seen = match claim {
+            Claim::Id => &mut self.seen_ids,
+            Claim::Username => &mut self.seen_usernames,
+        };
+        let Some(first) = first_seen(seen, key, next) else {
             return true;
         };
         let first = self.result_dn(first);
-        self.fail(
-            dn,
-            username.to_owned(),
-            code::CONFLICT,
-            format!("username {username} also mapped from {first}"),
-        );
+        let message = match claim {
+            Claim::Id => format!("directory id {key} also belongs to {first}"),
+            Claim::Username => format!("username {key} also mapped from {first}"),
+        };
+        self.fail(dn, username.to_owned(), code::CONFLICT, message);
         false
     }
 
@@ -279,6 +275,13 @@ impl Diff {
             message,
         });
     }
+}
+
+/// What an entry claims for itself within one sync.
+#[derive(Clone, Copy)]
+enum Claim {
+    Id,
+    Username,
 }
 
 /// Later of two change marks: numerically when both are numbers (USNs), else as text
@@ -988,7 +991,7 @@ enum Outcome {
 
 /// Whether the last sync wrote `user` from an upsert of `username` with `digest`:
 /// then that upsert changes nothing.
-fn written_from(user: &KnownUser, username: &str, digest: Option<MappedDigest>) -> bool {
+fn written_from(user: &LdapUserRef, username: &str, digest: Option<MappedDigest>) -> bool {
     digest.is_some() && user.mapped == digest && user.username == username
 }
 
@@ -998,7 +1001,7 @@ struct MappedBatch {
     avatars: Vec<Option<Avatar>>,
     outcomes: Vec<Outcome>,
     /// The stored users of the batch's directory ids that are not unchanged.
-    known: HashMap<String, KnownUser>,
+    known: HashMap<String, LdapUserRef>,
     plugin_ms: u64,
     /// The latest change mark among the batch's entries.
     mark: Option<String>,
@@ -1129,7 +1132,7 @@ struct Screened {
     dns: Vec<String>,
     avatars: Vec<Option<Avatar>>,
     outcomes: Vec<Outcome>,
-    known: HashMap<String, KnownUser>,
+    known: HashMap<String, LdapUserRef>,
     duration: std::time::Duration,
 }
 
@@ -1150,8 +1153,8 @@ fn screen(
     raw: &RawBatch,
     dns: &[String],
     avatars: &[Option<Avatar>],
-) -> Result<(Vec<Outcome>, HashMap<String, KnownUser>), StoreError> {
-    let decisions: Vec<RawDecision<'_>> = raw.decisions().collect();
+) -> Result<(Vec<Outcome>, HashMap<String, LdapUserRef>), StoreError> {
+    let decisions = raw.decisions();
     let ids: Vec<Option<DecisionIds>> = decisions.iter().map(RawDecision::ids).collect();
     let lookup: Vec<String> = ids
         .iter()
@@ -1162,7 +1165,7 @@ fn screen(
             }
         })
         .collect();
-    let mut known: HashMap<String, KnownUser> = store
+    let mut known: HashMap<String, LdapUserRef> = store
         .known_by_ldap_ids(tenant, &lookup)?
         .into_iter()
         .map(|user| (user.ldap_id.clone(), user))

@@ -32,9 +32,9 @@ use rusqlite::{Connection, ErrorCode, OpenFlags};
 
 use super::{
     Account, AccountId, AccountStore, Assignment, AuditEvent, AuditQuery, Avatar, CatalogStore,
-    Change, ChangeCause, Dialect, KnownUser, LdapUserRef, NewAccount, NewPlugin, PluginId,
-    StoreError, StoredPlugin, StoredTenant, StoredUser, SyncRunRecord, SyncState, Task, TaskId,
-    TaskState, TaskStore, Timestamp, UserId, UserIdentifiers, UserQuery, UserStore,
+    Change, ChangeCause, Dialect, LdapUserRef, NewAccount, NewPlugin, PluginId, StoreError,
+    StoredPlugin, StoredTenant, StoredUser, SyncRunRecord, SyncState, Task, TaskId, TaskState,
+    TaskStore, Timestamp, UserId, UserIdentifiers, UserQuery, UserStore,
 };
 use crate::plugin::model::TenantId;
 
@@ -396,7 +396,7 @@ impl UserStore for SqliteStore {
         &self,
         tenant: TenantId,
         ldap_ids: &[String],
-    ) -> Result<Vec<KnownUser>, StoreError> {
+    ) -> Result<Vec<LdapUserRef>, StoreError> {
         if ldap_ids.is_empty() {
             return Ok(Vec::new());
         }

@@ -12,8 +12,8 @@ use rusqlite::{Connection, OptionalExtension, Params, Row};
 use super::{json_ids, json_strings, tenant_key};
 use crate::plugin::model::TenantId;
 use crate::store::{
-    Avatar, KnownUser, LdapUserRef, MappedDigest, StoreError, StoredUser, UserFields, UserId,
-    UserIdentifiers, UserQuery, UserSource,
+    Avatar, LdapUserRef, MappedDigest, StoreError, StoredUser, UserFields, UserId, UserIdentifiers,
+    UserQuery, UserSource,
 };
 
 /// Default and maximum page sizes of [`list`].
@@ -30,6 +30,13 @@ macro_rules! select_users {
              u.mapped_digest FROM ",
             $($rest),+
         )
+    };
+}
+
+/// `SELECT` of the columns [`decode_ref`] reads from `users AS u`.
+macro_rules! select_refs {
+    () => {
+        "SELECT u.id, u.ldap_id, u.username, u.active, u.mapped_digest "
     };
 }
 
@@ -88,24 +95,17 @@ pub(super) fn known_by_ldap_ids(
     conn: &Connection,
     tenant: TenantId,
     ldap_ids: &[String],
-) -> Result<Vec<KnownUser>, StoreError> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT u.id, u.ldap_id, u.username, u.mapped_digest \
-         FROM json_each(?2) AS w CROSS JOIN users AS u \
-         WHERE u.tenant_id = ?1 AND u.ldap_id = w.value",
-    )?;
+) -> Result<Vec<LdapUserRef>, StoreError> {
+    let mut stmt = conn.prepare_cached(concat!(
+        select_refs!(),
+        "FROM json_each(?2) AS w CROSS JOIN users AS u \
+         WHERE u.tenant_id = ?1 AND u.ldap_id = w.value"
+    ))?;
     let params = (tenant_key(tenant), json_strings(distinct(ldap_ids)));
-    let known = stmt
-        .query_map(params, |row| {
-            Ok(KnownUser {
-                id: UserId(row.get(0)?),
-                ldap_id: row.get(1)?,
-                username: row.get(2)?,
-                mapped: digest(row.get(3)?),
-            })
-        })?
+    let refs = stmt
+        .query_map(params, decode_ref)?
         .collect::<Result<_, _>>()?;
-    Ok(known)
+    Ok(refs)
 }
 
 /// Users of `tenant` with one of `usernames`.
@@ -227,21 +227,26 @@ pub(super) fn ldap_index(
     conn: &Connection,
     tenant: TenantId,
 ) -> Result<Vec<LdapUserRef>, StoreError> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT id, ldap_id, username, active FROM users \
-         WHERE tenant_id = ?1 AND source = 'ldap' AND ldap_id IS NOT NULL ORDER BY id",
-    )?;
+    let mut stmt = conn.prepare_cached(concat!(
+        select_refs!(),
+        "FROM users AS u WHERE u.tenant_id = ?1 AND u.source = 'ldap' \
+         AND u.ldap_id IS NOT NULL ORDER BY u.id"
+    ))?;
     let refs = stmt
-        .query_map([tenant_key(tenant)], |row| {
-            Ok(LdapUserRef {
-                id: UserId(row.get(0)?),
-                ldap_id: row.get(1)?,
-                username: row.get(2)?,
-                active: row.get(3)?,
-            })
-        })?
+        .query_map([tenant_key(tenant)], decode_ref)?
         .collect::<Result<_, _>>()?;
     Ok(refs)
+}
+
+/// An [`LdapUserRef`] from the columns of `select_refs!`.
+fn decode_ref(row: &Row<'_>) -> rusqlite::Result<LdapUserRef> {
+    Ok(LdapUserRef {
+        id: UserId(row.get(0)?),
+        ldap_id: row.get(1)?,
+        username: row.get(2)?,
+        active: row.get(3)?,
+        mapped: digest(row.get(4)?),
+    })
 }
 
 /// The avatar of a user of `tenant`.

@@ -118,6 +118,7 @@ fn the_ldap_index_holds_directory_users_only() {
             ldap_id: format!("id-{name}"),
             username: (*name).into(),
             active: true,
+            mapped: None,
         })
         .collect();
     assert_eq!(index, expected);
