@@ -76,6 +76,7 @@ fn event_json(event: &AuditEvent) -> Value {
         "key": event.key,
         "added": event.added,
         "removed": event.removed,
+        "attributes": event.attributes,
         "cause": event.cause.cause,
         "runId": event.cause.run_id,
         "at": iso8601(event.cause.at),
@@ -170,7 +171,7 @@ struct AuditParams {
 
 /// Audit events of a tenant, newest first.
 #[utoipa::path(get, path = "/api/v1/admin/tenants/{tenant}/audit", tag = "admin", security(("grommunio" = []), ("rocketchat" = [])),
-    params(("tenant" = u64, Path, description = "Tenant (domain) ID"), ("user" = Option<i64>, Query, description = "One user's events"), ("key" = Option<String>, Query, description = "One ABAC key's events"),
+    params(("tenant" = u64, Path, description = "Tenant (domain) ID"), ("user" = Option<i64>, Query, description = "One user's events"), ("key" = Option<String>, Query, description = "One ABAC key's events: its attribute events and the creations that set it"),
         ("before" = Option<i64>, Query, description = "Event ids before this (pagination)"), ("limit" = Option<u32>, Query, description = "At most this many")),
     responses((status = 200, description = "Events", body = Value), (status = 404, description = "Not found", body = Value)))]
 async fn audit(

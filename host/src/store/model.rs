@@ -264,6 +264,10 @@ pub struct AuditEvent {
     pub added: Vec<String>,
     /// Values removed.
     pub removed: Vec<String>,
+    /// A created user's ABAC values (for [`AuditKind::Created`]; `None` on other kinds
+    /// and on creations recorded before the values moved into this event, whose
+    /// values are in the `Attribute` events after it).
+    pub attributes: Option<AbacAttributes>,
     /// Why.
     pub cause: ChangeCause,
 }

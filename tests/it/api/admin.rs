@@ -2,7 +2,7 @@
 //! tenants kept in the store (create, replace, delete, survive restarts) and schedules,
 //! over real HTTP against the real binary and a real slapd.
 
-use abacsync_testkit::directory::uid;
+use abacsync_testkit::directory::{uid, user_dn};
 use serde_json::{Value, json};
 
 use super::{ADMIN, ADMIN_PASSWORD, RcAuth, Server, Setup};
@@ -398,4 +398,69 @@ fn a_plugin_that_keeps_failing_is_suspended_until_resumed() {
     let (status, body) = server.downsync(&admin, 1);
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["data"].as_array().unwrap().len(), 3);
+}
+
+/// The audit trail over the API: a new user is one `created` event carrying its ABAC
+/// values; a later change of a key is an `attribute` event; `key=` finds both, and the
+/// user's history shows them newest first.
+#[test]
+fn the_audit_trail_records_creations_with_their_values() {
+    let setup = Setup::new(3);
+    let server = Server::start(&setup.config());
+    let admin = server.login(ADMIN, ADMIN_PASSWORD);
+    let (status, body) = server.downsync(&admin, 1);
+    assert_eq!(status, 200, "{body}");
+    let audit = |query: &str| {
+        let (status, body) = server.get(
+            &format!("/api/v1/admin/tenants/1/audit{query}"),
+            &admin.headers(),
+        );
+        assert_eq!(status, 200, "{body}");
+        body["data"].as_array().unwrap().clone()
+    };
+
+    let created = audit("");
+    assert_eq!(created.len(), 3, "{created:#?}");
+    assert!(created.iter().all(|event| event["kind"] == "created"));
+    let one = created
+        .iter()
+        .find(|event| event["username"] == uid(1).as_str())
+        .unwrap();
+    // User 1 of the generated directory: department 200 in Sales.
+    assert_eq!(one["attributes"]["department"], json!(["200"]), "{one}");
+    assert_eq!(one["attributes"]["unit"], json!(["Sales"]), "{one}");
+    assert_eq!((&one["added"], &one["removed"]), (&json!([]), &json!([])));
+
+    let dn = user_dn("dc=example,dc=org", 1);
+    setup
+        .slapd
+        .modify(&format!(
+            "dn: {dn}\nchangetype: modify\nreplace: departmentNumber\ndepartmentNumber: 999\n"
+        ))
+        .unwrap();
+    let (status, body) = server.downsync(&admin, 1);
+    assert_eq!(status, 200, "{body}");
+
+    let department = audit("?key=department");
+    let kinds: Vec<_> = department.iter().map(|event| &event["kind"]).collect();
+    assert_eq!(kinds, ["attribute", "created", "created", "created"]);
+    assert_eq!(department[0]["added"], json!(["999"]));
+    assert_eq!(department[0]["removed"], json!(["200"]));
+    assert_eq!(department[0]["attributes"], Value::Null);
+    assert!(audit("?key=nothing").is_empty());
+
+    let id = &department[0]["userId"];
+    let (status, user) = server.get(
+        &format!("/api/v1/admin/tenants/1/users/{id}"),
+        &admin.headers(),
+    );
+    assert_eq!(status, 200, "{user}");
+    let history: Vec<_> = user["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|event| &event["kind"])
+        .collect();
+    assert_eq!(history, ["attribute", "created"], "{user}");
+    assert_eq!(user["history"][1]["attributes"]["department"], json!(["200"]));
 }

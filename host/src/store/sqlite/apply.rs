@@ -3,7 +3,7 @@
 //! username or LDAP id, database failure) rolls the whole batch back.
 //!
 //! Events per change:
-//! - create: `created`, then one `attribute` event per key with all its values added;
+//! - create: `created`, with the user's ABAC values (key → values) in `attributes`;
 //! - update: `updated` when profile fields changed (the event's key lists them, e.g.
 //!   `email,display_name`; `avatar` when the picture changed), `deactivated` or
 //!   `reactivated` when the active flag flipped, one `attribute` event per changed
@@ -20,7 +20,7 @@ use std::collections::BTreeSet;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, ffi};
 
 use super::audit::{self, NO_VALUES, NewEvent};
-use super::{json_strings, tenant_key};
+use super::{json_attributes, json_strings, tenant_key};
 use crate::plugin::model::TenantId;
 use crate::store::{
     AttributeChange, AuditKind, Avatar, AvatarChange, Change, ChangeCause, MappedDigest,
@@ -127,32 +127,22 @@ impl Batch<'_> {
         let mut insert_value = self.conn.prepare_cached(
             "INSERT OR FAIL INTO user_attributes (user_id, tenant_id, key, value) VALUES (?1, ?2, ?3, ?4)",
         )?;
-        let mut added = Vec::with_capacity(fields.attributes.len());
-        for (key, values) in fields.attributes.iter().filter(|(_, v)| !v.is_empty()) {
+        for (key, values) in &fields.attributes {
             for value in values {
                 insert_value.execute((id, self.tenant_key, key, value))?;
             }
-            added.push((key, json_strings(values)));
         }
-        // The creation, then one event per ABAC key, written together.
-        let mut events = Vec::with_capacity(1 + added.len());
-        events.push(NewEvent {
-            user_id: id,
-            username: &fields.username,
-            kind: AuditKind::Created,
-            key: None,
-            added: NO_VALUES,
-            removed: NO_VALUES,
-        });
-        events.extend(added.iter().map(|(key, values)| NewEvent {
-            user_id: id,
-            username: &fields.username,
-            kind: AuditKind::Attribute,
-            key: Some(key.as_str()),
-            added: values,
-            removed: NO_VALUES,
-        }));
-        audit::insert_all(self.conn, self.tenant, self.cause, &events)?;
+        // One event, with the values the user starts with.
+        let attributes = json_attributes(&fields.attributes)?;
+        audit::insert(
+            self.conn,
+            self.tenant,
+            self.cause,
+            &NewEvent {
+                attributes: Some(&attributes),
+                ..NewEvent::lifecycle(id, &fields.username, AuditKind::Created)
+            },
+        )?;
         Ok(UserId(id))
     }
 
@@ -246,16 +236,25 @@ impl Batch<'_> {
             ))?;
         }
 
+        // The rows of each changed key, then the events: updated, deactivated or
+        // reactivated, one per key, in one statement.
+        let mut values = Vec::with_capacity(attribute_changes.len());
+        for change in attribute_changes {
+            self.change_attribute(id, change)?;
+            values.push((
+                change.key.as_str(),
+                values_json(&change.added),
+                values_json(&change.removed),
+            ));
+        }
         let username = &fields.username;
+        let changed = changed.join(",");
+        let mut events = Vec::with_capacity(2 + values.len());
         if !changed.is_empty() {
-            self.event(&NewEvent {
-                user_id: id.0,
-                username,
-                kind: AuditKind::Updated,
-                key: Some(&changed.join(",")),
-                added: NO_VALUES,
-                removed: NO_VALUES,
-            })?;
+            events.push(NewEvent {
+                key: Some(&changed),
+                ..NewEvent::lifecycle(id.0, username, AuditKind::Updated)
+            });
         }
         if flipped {
             let kind = if fields.active {
@@ -263,20 +262,20 @@ impl Batch<'_> {
             } else {
                 AuditKind::Deactivated
             };
-            self.lifecycle(id.0, username, kind)?;
+            events.push(NewEvent::lifecycle(id.0, username, kind));
         }
-        for change in attribute_changes {
-            self.change_attribute(id, username, change)?;
-        }
+        events.extend(values.iter().map(|(key, added, removed)| NewEvent {
+            key: Some(key),
+            added,
+            removed,
+            ..NewEvent::lifecycle(id.0, username, AuditKind::Attribute)
+        }));
+        audit::insert_all(self.conn, self.tenant, self.cause, &events)?;
         Ok(id)
     }
 
-    fn change_attribute(
-        &self,
-        id: UserId,
-        username: &str,
-        change: &AttributeChange,
-    ) -> Result<(), StoreError> {
+    /// Removes and adds the values of one key.
+    fn change_attribute(&self, id: UserId, change: &AttributeChange) -> Result<(), StoreError> {
         let mut remove = self.conn.prepare_cached(
             "DELETE FROM user_attributes WHERE user_id = ?1 AND key = ?2 AND value = ?3",
         )?;
@@ -291,9 +290,7 @@ impl Batch<'_> {
         for value in &change.added {
             add.execute((id.0, self.tenant_key, &change.key, value))?;
         }
-        let added = values_json(&change.added);
-        let removed = values_json(&change.removed);
-        self.attribute_event(id.0, username, &change.key, &added, &removed)
+        Ok(())
     }
 
     fn deactivate(&self, id: UserId) -> Result<UserId, StoreError> {
@@ -358,39 +355,14 @@ impl Batch<'_> {
             })
     }
 
-    fn event(&self, event: &NewEvent<'_>) -> Result<(), StoreError> {
-        audit::insert(self.conn, self.tenant, self.cause, event)
-    }
-
     /// A lifecycle event: no key, no values.
     fn lifecycle(&self, user_id: i64, username: &str, kind: AuditKind) -> Result<(), StoreError> {
-        self.event(&NewEvent {
-            user_id,
-            username,
-            kind,
-            key: None,
-            added: NO_VALUES,
-            removed: NO_VALUES,
-        })
-    }
-
-    /// The values of `key` added and removed (JSON arrays).
-    fn attribute_event(
-        &self,
-        user_id: i64,
-        username: &str,
-        key: &str,
-        added: &str,
-        removed: &str,
-    ) -> Result<(), StoreError> {
-        self.event(&NewEvent {
-            user_id,
-            username,
-            kind: AuditKind::Attribute,
-            key: Some(key),
-            added,
-            removed,
-        })
+        audit::insert(
+            self.conn,
+            self.tenant,
+            self.cause,
+            &NewEvent::lifecycle(user_id, username, kind),
+        )
     }
 
     /// `err` from writing `fields` (for user `own`, when updating) as a

@@ -26,71 +26,62 @@ pub(super) struct NewEvent<'a> {
     pub(super) added: &'a str,
     /// Values removed, as a JSON array.
     pub(super) removed: &'a str,
+    /// A created user's ABAC values, as a JSON object of key → array of values.
+    pub(super) attributes: Option<&'a str>,
+}
+
+impl<'a> NewEvent<'a> {
+    /// An event of `kind` without key or values (the other fields are set with struct
+    /// update syntax).
+    pub(super) fn lifecycle(user_id: i64, username: &'a str, kind: AuditKind) -> Self {
+        NewEvent {
+            user_id,
+            username,
+            kind,
+            key: None,
+            added: NO_VALUES,
+            removed: NO_VALUES,
+            attributes: None,
+        }
+    }
 }
 
 /// The JSON of an empty value list.
 pub(super) const NO_VALUES: &str = "[]";
 
-/// Events per `INSERT` statement in [`insert_all`].
-const ROWS_PER_INSERT: usize = 8;
-
-/// The `INSERT` of `rows` events (1 ..= [`ROWS_PER_INSERT`]), built once per size.
-fn insert_sql(rows: usize) -> &'static str {
-    static SQL: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
-    let all = SQL.get_or_init(|| {
-        (1..=ROWS_PER_INSERT)
-            .map(|rows| {
-                let tuples: Vec<String> = (0..rows)
-                    .map(|row| {
-                        let params: Vec<String> = (1..=10)
-                            .map(|column| format!("?{}", row * 10 + column))
-                            .collect();
-                        format!("({})", params.join(", "))
-                    })
-                    .collect();
-                // OR FAIL: a failing row leaves the statement's earlier rows in place
-                // instead of undoing them, so SQLite keeps no statement journal for
-                // it (a tenth of an import's write time). Nothing partial is ever
-                // committed: any error rolls the caller's whole transaction back.
-                format!(
-                    "INSERT OR FAIL INTO audit_events \
-                     (tenant_id, user_id, username, kind, key, added, removed, cause, run_id, at) \
-                     VALUES {}",
-                    tuples.join(", ")
-                )
-            })
-            .collect()
-    });
-    &all[rows.clamp(1, ROWS_PER_INSERT) - 1]
-}
-
-/// Records `events` of `tenant`, made for `cause`, several per statement: a created
-/// user's events (one per ABAC key) cost one statement, not one each. (With
-/// `AUTOINCREMENT`, every statement also updates `sqlite_sequence`.) The events get
-/// ids in their order.
+/// Records `events` of `tenant`, made for `cause`, in their order (their ids
+/// increase). One prepared single-row `INSERT` each: SQLite runs a multi-row `VALUES`
+/// as a co-routine, which measured slower than repeating the statement.
 pub(super) fn insert_all(
     conn: &Connection,
     tenant: TenantId,
     cause: &ChangeCause,
     events: &[NewEvent<'_>],
 ) -> Result<(), StoreError> {
+    // OR FAIL: a failing row leaves the statement's earlier rows in place instead of
+    // undoing them, so SQLite keeps no statement journal for it (a tenth of an
+    // import's write time). Nothing partial is ever committed: any error rolls the
+    // caller's whole transaction back.
+    let mut stmt = conn.prepare_cached(
+        "INSERT OR FAIL INTO audit_events \
+         (tenant_id, user_id, username, kind, key, added, removed, cause, run_id, at, attributes) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+    )?;
     let tenant = tenant_key(tenant);
-    for chunk in events.chunks(ROWS_PER_INSERT) {
-        let mut stmt = conn.prepare_cached(insert_sql(chunk.len()))?;
-        for (row, event) in chunk.iter().enumerate() {
-            let at = row * 10;
-            stmt.raw_bind_parameter(at + 1, tenant)?;
-            stmt.raw_bind_parameter(at + 2, event.user_id)?;
-            stmt.raw_bind_parameter(at + 3, event.username)?;
-            stmt.raw_bind_parameter(at + 4, event.kind.as_str())?;
-            stmt.raw_bind_parameter(at + 5, event.key)?;
-            stmt.raw_bind_parameter(at + 6, event.added)?;
-            stmt.raw_bind_parameter(at + 7, event.removed)?;
-            stmt.raw_bind_parameter(at + 8, &cause.cause)?;
-            stmt.raw_bind_parameter(at + 9, &cause.run_id)?;
-            stmt.raw_bind_parameter(at + 10, cause.at)?;
-        }
-        stmt.raw_execute()?;
+    for event in events {
+        stmt.execute((
+            tenant,
+            event.user_id,
+            event.username,
+            event.kind.as_str(),
+            event.key,
+            event.added,
+            event.removed,
+            &cause.cause,
+            &cause.run_id,
+            cause.at,
+            event.attributes,
+        ))?;
     }
     Ok(())
 }
@@ -116,7 +107,7 @@ pub(super) fn events(
     let user_id = query.user_id.map(|id| id.0);
 
     let mut sql = String::from(
-        "SELECT id, user_id, username, kind, key, added, removed, cause, run_id, at \
+        "SELECT id, user_id, username, kind, key, added, removed, cause, run_id, at, attributes \
          FROM audit_events WHERE tenant_id = :tenant",
     );
     let mut params: Vec<(&str, &dyn ToSql)> = vec![(":tenant", &tenant_key)];
@@ -125,8 +116,13 @@ pub(super) fn events(
         params.push((":user", user_id));
     }
     if let Some(key) = &query.key {
-        // `key` of an `updated` event lists field names, not an ABAC key.
-        sql.push_str(" AND kind = 'attribute' AND key = :key");
+        // `key` of an `updated` event lists field names, not an ABAC key. A `created`
+        // event names its keys in `attributes`.
+        sql.push_str(
+            " AND ((kind = 'attribute' AND key = :key) \
+             OR (kind = 'created' AND attributes IS NOT NULL \
+                 AND EXISTS (SELECT 1 FROM json_each(attributes) WHERE json_each.key = :key)))",
+        );
         params.push((":key", key));
     }
     if let Some(before) = &query.before {
@@ -154,6 +150,7 @@ fn decode_event(row: &Row<'_>) -> Result<AuditEvent, StoreError> {
     })?;
     let added: String = row.get(5)?;
     let removed: String = row.get(6)?;
+    let attributes: Option<String> = row.get(10)?;
     Ok(AuditEvent {
         id: row.get(0)?,
         user_id: UserId(row.get(1)?),
@@ -162,6 +159,15 @@ fn decode_event(row: &Row<'_>) -> Result<AuditEvent, StoreError> {
         key: row.get(4)?,
         added: parse_values(&added, "added")?,
         removed: parse_values(&removed, "removed")?,
+        attributes: attributes
+            .map(|json| {
+                serde_json::from_str(&json).map_err(|err| StoreError::Corrupt {
+                    table: "audit_events",
+                    column: "attributes",
+                    reason: format!("not a JSON object of string arrays: {err}"),
+                })
+            })
+            .transpose()?,
         cause: ChangeCause {
             cause: row.get(7)?,
             run_id: row.get(8)?,
@@ -194,9 +200,9 @@ fn parse_values(json: &str, column: &'static str) -> Result<Vec<String>, StoreEr
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::UserStore;
     use crate::store::sqlite::SqliteStore;
     use crate::store::sqlite::testing::*;
+    use crate::store::{AttributeChange, Change, UserStore};
 
     #[test]
     fn every_kind_round_trips() {
@@ -218,11 +224,39 @@ mod tests {
         let store = SqliteStore::open_in_memory().unwrap();
         let alice = create(&store, T1, fields("alice"));
         let bob = create(&store, T1, fields("bob"));
-        // alice: created, department, roles; bob: the same.
+        let mut carol = fields("carol");
+        carol.attributes.remove("roles");
+        create(&store, T1, carol);
+        // alice: a new role and a new email (an `updated` event listing `email`).
+        let mut new_alice = fields("alice");
+        new_alice.email = Some("alice@example.com".into());
+        let update = Change::Update {
+            id: alice,
+            fields: new_alice,
+            attribute_changes: vec![AttributeChange {
+                key: "roles".into(),
+                added: set(&["admin"]),
+                removed: set(&[]),
+            }],
+            avatar: Default::default(),
+            mapped: None,
+        };
+        store.apply(T1, &[update], &cause()).unwrap();
+        // Three creations, then alice's update and role.
         let all = store.audit_events(T1, &AuditQuery::default()).unwrap();
-        assert_eq!(all.len(), 6);
+        let kinds: Vec<_> = all.iter().map(|event| event.kind).collect();
+        assert_eq!(
+            kinds,
+            [
+                AuditKind::Attribute,
+                AuditKind::Updated,
+                AuditKind::Created,
+                AuditKind::Created,
+                AuditKind::Created
+            ]
+        );
         assert!(all.windows(2).all(|pair| pair[0].id > pair[1].id));
-        assert_eq!(all[0].user_id, bob);
+        assert_eq!(all[3].user_id, bob);
 
         let of_alice = AuditQuery {
             user_id: Some(alice),
@@ -232,26 +266,39 @@ mod tests {
         assert_eq!(events.len(), 3);
         assert!(events.iter().all(|event| event.username == "alice"));
 
-        let roles = AuditQuery {
-            key: Some("roles".into()),
-            ..AuditQuery::default()
+        // A key's events: its attribute events and the creations that set it (not
+        // carol's), never an `updated` event listing a field of that name.
+        let of_key = |key: &str| {
+            let query = AuditQuery {
+                key: Some(key.into()),
+                ..AuditQuery::default()
+            };
+            store.audit_events(T1, &query).unwrap()
         };
-        let events = store.audit_events(T1, &roles).unwrap();
-        assert_eq!(events.len(), 2);
-        assert!(
-            events
-                .iter()
-                .all(|event| event.kind == AuditKind::Attribute)
+        let roles: Vec<_> = of_key("roles")
+            .iter()
+            .map(|event| (event.kind, event.username.clone()))
+            .collect();
+        assert_eq!(
+            roles,
+            [
+                (AuditKind::Attribute, "alice".to_owned()),
+                (AuditKind::Created, "bob".to_owned()),
+                (AuditKind::Created, "alice".to_owned()),
+            ]
         );
+        assert_eq!(of_key("department").len(), 3);
+        assert!(of_key("email").is_empty());
+        assert!(of_key("role").is_empty());
 
         let first_page = AuditQuery {
-            limit: Some(4),
+            limit: Some(3),
             ..AuditQuery::default()
         };
         let page = store.audit_events(T1, &first_page).unwrap();
-        assert_eq!(page.len(), 4);
+        assert_eq!(page.len(), 3);
         let next = AuditQuery {
-            before: Some(page[3].id),
+            before: Some(page[2].id),
             ..AuditQuery::default()
         };
         let rest = store.audit_events(T1, &next).unwrap();
@@ -262,7 +309,7 @@ mod tests {
     #[test]
     fn the_limit_is_capped() {
         let store = SqliteStore::open_in_memory().unwrap();
-        let users: Vec<_> = (0..400).map(|n| fields(&format!("user{n}"))).collect();
+        let users: Vec<_> = (0..1200).map(|n| fields(&format!("user{n}"))).collect();
         create_many(&store, T1, users);
         let huge = AuditQuery {
             limit: Some(5000),

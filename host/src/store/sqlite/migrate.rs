@@ -46,6 +46,10 @@ pub(super) const MIGRATIONS: &[Migration] = &[
         version: 7,
         sql: include_str!("../../../migrations/0007_mapped_digest.sql"),
     },
+    Migration {
+        version: 8,
+        sql: include_str!("../../../migrations/0008_audit_created_attributes.sql"),
+    },
 ];
 
 /// Brings the database up to the newest of `migrations`; returns how many ran.

@@ -36,7 +36,7 @@ use super::{
     StoredPlugin, StoredTenant, StoredUser, SyncRunRecord, SyncState, Task, TaskId, TaskState,
     TaskStore, Timestamp, UserId, UserIdentifiers, UserQuery, UserStore,
 };
-use crate::plugin::model::TenantId;
+use crate::plugin::model::{AbacAttributes, TenantId};
 
 /// How long a connection waits for another's lock before giving up with `SQLITE_BUSY`.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -373,6 +373,19 @@ fn json_strings<'a>(values: impl IntoIterator<Item = &'a String>) -> String {
             .collect(),
     )
     .to_string()
+}
+
+/// A JSON object of `attributes`' keys that have values, each with its values as an
+/// array (a created user's audit event).
+fn json_attributes(attributes: &AbacAttributes) -> Result<String, StoreError> {
+    struct WithValues<'a>(&'a AbacAttributes);
+    impl serde::Serialize for WithValues<'_> {
+        fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            serializer.collect_map(self.0.iter().filter(|(_, values)| !values.is_empty()))
+        }
+    }
+    serde_json::to_string(&WithValues(attributes))
+        .map_err(|err| StoreError::Database(rusqlite::Error::ToSqlConversionFailure(Box::new(err))))
 }
 
 /// A JSON array of integers, bound as one parameter and unpacked with `json_each`.

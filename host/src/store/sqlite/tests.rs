@@ -8,7 +8,7 @@ use rusqlite::Connection;
 
 use super::testing::*;
 use super::*;
-use crate::store::{AuditKind, AvatarChange};
+use crate::store::{AttributeChange, AuditKind, AvatarChange};
 
 fn strings(values: &[&str]) -> Vec<String> {
     values.iter().map(|value| (*value).to_owned()).collect()
@@ -330,26 +330,36 @@ fn first_sync_throughput() {
     assert_eq!(store.count_users(T1).unwrap(), USERS as u64);
 }
 
-/// A created user's events are written several per statement; with more keys than fit
-/// in one, every event is still there, once, in order, with its own values and cause.
+/// An update of many keys records every event once, in order, with its own values and
+/// cause, after the `updated` event of its fields.
 #[test]
-fn a_creation_with_many_keys_records_every_event_in_order() {
+fn an_update_of_many_keys_records_every_event_in_order() {
     let store = SqliteStore::open_in_memory().unwrap();
-    let mut many = fields("alice");
-    many.attributes = (0..19)
-        .map(|key| {
-            (
-                format!("key{key:02}"),
-                [format!("v{key}"), "shared".to_owned()].into(),
-            )
+    let alice = create(&store, T1, fields("alice"));
+    let mut renamed = fields("alice");
+    renamed.display_name = Some("Alice A.".into());
+    let changes: Vec<_> = (0..19)
+        .map(|key| AttributeChange {
+            key: format!("key{key:02}"),
+            added: [format!("v{key}"), "shared".to_owned()].into(),
+            removed: Default::default(),
         })
         .collect();
-    let alice = create(&store, T1, many);
+    let update = Change::Update {
+        id: alice,
+        fields: renamed,
+        attribute_changes: changes,
+        avatar: Default::default(),
+        mapped: None,
+    };
+    store.apply(T1, &[update], &cause_at(NOW + 1)).unwrap();
     let mut events = store.audit_events(T1, &AuditQuery::default()).unwrap();
     events.reverse(); // oldest first
-    assert_eq!(events.len(), 20);
+    assert_eq!(events.len(), 21);
     assert_eq!(events[0].kind, AuditKind::Created);
-    for (index, event) in events[1..].iter().enumerate() {
+    assert_eq!(events[1].kind, AuditKind::Updated);
+    assert_eq!(events[1].key.as_deref(), Some("display_name"));
+    for (index, event) in events[2..].iter().enumerate() {
         assert_eq!(event.kind, AuditKind::Attribute);
         assert_eq!(
             event.key.as_deref(),
@@ -358,7 +368,7 @@ fn a_creation_with_many_keys_records_every_event_in_order() {
         assert_eq!(event.added, ["shared".to_owned(), format!("v{index}")]);
         assert!(event.removed.is_empty());
         assert_eq!(event.user_id, alice);
-        assert_eq!(event.cause, cause());
+        assert_eq!(event.cause, cause_at(NOW + 1));
     }
     assert!(events.windows(2).all(|pair| pair[0].id < pair[1].id));
 }
