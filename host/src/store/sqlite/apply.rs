@@ -20,6 +20,7 @@ use std::collections::BTreeSet;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, ffi};
 
 use super::audit::{self, NO_VALUES, NewEvent};
+use super::users::parse_attributes;
 use super::{json_attributes, json_strings, tenant_key};
 use crate::plugin::model::TenantId;
 use crate::store::{
@@ -80,6 +81,8 @@ struct Current {
     ldap_id: Option<String>,
     ldap_dn: Option<String>,
     avatar_sha256: Option<String>,
+    /// The ABAC values, as stored (JSON).
+    attributes: String,
 }
 
 /// One apply call's transaction.
@@ -101,9 +104,11 @@ impl Batch<'_> {
         let mut insert = self.conn.prepare_cached(
             "INSERT INTO users (tenant_id, username, email, display_name, language, active, \
              source, ldap_id, ldap_dn, avatar, avatar_sha256, created_at, updated_at, \
-             mapped_digest) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'ldap', ?7, ?8, ?9, ?10, ?11, ?11, ?12)",
+             mapped_digest, attributes) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'ldap', ?7, ?8, ?9, ?10, ?11, ?11, ?12, ?13)",
         )?;
+        // The user's values, as its row and its `created` event keep them.
+        let attributes = json_attributes(&fields.attributes)?;
         let inserted = insert.execute((
             self.tenant_key,
             &fields.username,
@@ -117,6 +122,7 @@ impl Batch<'_> {
             avatar.map(|avatar| avatar.sha256.as_str()),
             self.cause.at,
             digest_bytes(mapped.as_ref()),
+            &attributes,
         ));
         if let Err(err) = inserted {
             return Err(self.unique_violation(err, fields, None));
@@ -125,15 +131,14 @@ impl Batch<'_> {
 
         // OR FAIL, like the audit events: no statement journal (see `audit`).
         let mut insert_value = self.conn.prepare_cached(
-            "INSERT OR FAIL INTO user_attributes (user_id, tenant_id, key, value) VALUES (?1, ?2, ?3, ?4)",
+            "INSERT OR FAIL INTO user_attributes (tenant_id, key, value, user_id) VALUES (?1, ?2, ?3, ?4)",
         )?;
         for (key, values) in &fields.attributes {
             for value in values {
-                insert_value.execute((id, self.tenant_key, key, value))?;
+                insert_value.execute((self.tenant_key, key, value, id))?;
             }
         }
         // One event, with the values the user starts with.
-        let attributes = json_attributes(&fields.attributes)?;
         audit::insert(
             self.conn,
             self.tenant,
@@ -236,16 +241,28 @@ impl Batch<'_> {
             ))?;
         }
 
-        // The rows of each changed key, then the events: updated, deactivated or
-        // reactivated, one per key, in one statement.
+        // The rows of each changed key and the user's set, then the events: updated,
+        // deactivated or reactivated, one per key.
         let mut values = Vec::with_capacity(attribute_changes.len());
-        for change in attribute_changes {
-            self.change_attribute(id, change)?;
-            values.push((
-                change.key.as_str(),
-                values_json(&change.added),
-                values_json(&change.removed),
-            ));
+        if !attribute_changes.is_empty() {
+            let mut set = parse_attributes(&current.attributes)?;
+            for change in &attribute_changes {
+                self.change_attribute(id, change)?;
+                let key_values = set.entry(change.key.clone()).or_default();
+                for value in &change.removed {
+                    key_values.remove(value);
+                }
+                key_values.extend(change.added.iter().cloned());
+                values.push((
+                    change.key.as_str(),
+                    values_json(&change.added),
+                    values_json(&change.removed),
+                ));
+            }
+            let mut store_set = self.conn.prepare_cached(
+                "UPDATE users SET attributes = ?3 WHERE tenant_id = ?1 AND id = ?2",
+            )?;
+            store_set.execute((self.tenant_key, id.0, json_attributes(&set)?))?;
         }
         let username = &fields.username;
         let changed = changed.join(",");
@@ -274,21 +291,22 @@ impl Batch<'_> {
         Ok(id)
     }
 
-    /// Removes and adds the values of one key.
+    /// Removes and adds the lookup rows of one key's values.
     fn change_attribute(&self, id: UserId, change: &AttributeChange) -> Result<(), StoreError> {
         let mut remove = self.conn.prepare_cached(
-            "DELETE FROM user_attributes WHERE user_id = ?1 AND key = ?2 AND value = ?3",
+            "DELETE FROM user_attributes \
+             WHERE tenant_id = ?1 AND key = ?2 AND value = ?3 AND user_id = ?4",
         )?;
         for value in &change.removed {
-            remove.execute((id.0, &change.key, value))?;
+            remove.execute((self.tenant_key, &change.key, value, id.0))?;
         }
         // OR IGNORE: a value already there stays once (the rows are a set).
         let mut add = self.conn.prepare_cached(
-            "INSERT OR IGNORE INTO user_attributes (user_id, tenant_id, key, value) \
+            "INSERT OR IGNORE INTO user_attributes (tenant_id, key, value, user_id) \
              VALUES (?1, ?2, ?3, ?4)",
         )?;
         for value in &change.added {
-            add.execute((id.0, self.tenant_key, &change.key, value))?;
+            add.execute((self.tenant_key, &change.key, value, id.0))?;
         }
         Ok(())
     }
@@ -315,15 +333,28 @@ impl Batch<'_> {
 
     fn delete(&self, id: UserId) -> Result<UserId, StoreError> {
         let mut delete = self.conn.prepare_cached(
-            "DELETE FROM users WHERE tenant_id = ?1 AND id = ?2 RETURNING username",
+            "DELETE FROM users WHERE tenant_id = ?1 AND id = ?2 RETURNING username, attributes",
         )?;
-        let username: String = delete
-            .query_row((self.tenant_key, id.0), |row| row.get(0))
+        let (username, attributes): (String, String) = delete
+            .query_row((self.tenant_key, id.0), |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })
             .optional()?
             .ok_or(StoreError::NoSuchUser {
                 tenant: self.tenant,
                 id,
             })?;
+        // The lookup rows go with the user, each by its full key.
+        for (key, values) in parse_attributes(&attributes)? {
+            self.change_attribute(
+                id,
+                &AttributeChange {
+                    key,
+                    added: BTreeSet::new(),
+                    removed: values,
+                },
+            )?;
+        }
         self.lifecycle(id.0, &username, AuditKind::Deleted)?;
         Ok(id)
     }
@@ -333,7 +364,7 @@ impl Batch<'_> {
     fn current(&self, id: UserId) -> Result<Current, StoreError> {
         let mut select = self.conn.prepare_cached(
             "SELECT username, email, display_name, language, active, ldap_id, ldap_dn, \
-             avatar_sha256 FROM users WHERE tenant_id = ?1 AND id = ?2",
+             avatar_sha256, attributes FROM users WHERE tenant_id = ?1 AND id = ?2",
         )?;
         select
             .query_row((self.tenant_key, id.0), |row| {
@@ -346,6 +377,7 @@ impl Batch<'_> {
                     ldap_id: row.get(5)?,
                     ldap_dn: row.get(6)?,
                     avatar_sha256: row.get(7)?,
+                    attributes: row.get(8)?,
                 })
             })
             .optional()?

@@ -50,6 +50,10 @@ pub(super) const MIGRATIONS: &[Migration] = &[
         version: 8,
         sql: include_str!("../../../migrations/0008_audit_created_attributes.sql"),
     },
+    Migration {
+        version: 9,
+        sql: include_str!("../../../migrations/0009_user_attribute_sets.sql"),
+    },
 ];
 
 /// Brings the database up to the newest of `migrations`; returns how many ran.
@@ -168,5 +172,69 @@ mod tests {
         );
         assert_eq!(user_version(&conn).unwrap(), 1);
         assert_eq!(runs(&conn), [1]);
+    }
+
+    /// Migration 9 moves each user's values into its row and keeps the same pairs in
+    /// the lookup table: two users with values, one without, two tenants.
+    #[test]
+    fn user_values_move_into_the_row() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate(&mut conn, &MIGRATIONS[..8]).unwrap();
+        conn.execute_batch(
+            "INSERT INTO users (id, tenant_id, username, source, created_at, updated_at) VALUES \
+                 (1, 1, 'ann', 'ldap', 0, 0), (2, 1, 'bob', 'ldap', 0, 0), \
+                 (3, 2, 'cy', 'local', 0, 0); \
+             INSERT INTO user_attributes (user_id, tenant_id, key, value) VALUES \
+                 (1, 1, 'roles', 'writer'), (1, 1, 'roles', 'reader'), \
+                 (1, 1, 'dept', 'sales'), (3, 2, 'dept', 'ops \"x\"');",
+        )
+        .unwrap();
+        migrate(&mut conn, MIGRATIONS).unwrap();
+
+        let set = |id: i64| -> crate::plugin::model::AbacAttributes {
+            let json: String = conn
+                .query_row("SELECT attributes FROM users WHERE id = ?1", [id], |row| {
+                    row.get(0)
+                })
+                .unwrap();
+            serde_json::from_str(&json).unwrap()
+        };
+        let pairs = |pairs: &[(&str, &str)]| -> crate::plugin::model::AbacAttributes {
+            let mut set = crate::plugin::model::AbacAttributes::new();
+            for (key, value) in pairs {
+                set.entry((*key).to_owned())
+                    .or_default()
+                    .insert((*value).to_owned());
+            }
+            set
+        };
+        assert_eq!(
+            set(1),
+            pairs(&[("dept", "sales"), ("roles", "reader"), ("roles", "writer")])
+        );
+        assert_eq!(set(2), pairs(&[]));
+        assert_eq!(set(3), pairs(&[("dept", "ops \"x\"")]));
+
+        let mut stmt = conn
+            .prepare(
+                "SELECT tenant_id, key, value, user_id FROM user_attributes \
+                 ORDER BY tenant_id, key, value, user_id",
+            )
+            .unwrap();
+        let rows: Vec<(i64, String, String, i64)> = stmt
+            .query_map([], |row| {
+                Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+            })
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let expected = [
+            (1, "dept", "sales", 1),
+            (1, "roles", "reader", 1),
+            (1, "roles", "writer", 1),
+            (2, "dept", "ops \"x\"", 3),
+        ]
+        .map(|(t, k, v, u)| (t, k.to_owned(), v.to_owned(), u));
+        assert_eq!(rows, expected);
     }
 }

@@ -1,15 +1,12 @@
-//! Reading users: lookups by directory id, username or any identifier, filtered
-//! listing, and the ABAC attributes of a set of users in one more query.
-//!
-//! Each read runs in one read transaction, so a user's row and its attributes come
-//! from the same committed state even while a sync writes.
+//! Reading users: lookups by directory id, username or any identifier, and filtered
+//! listing. A user's ABAC values are in its row (`users.attributes`, JSON);
+//! `user_attributes` only finds users by key and value.
 
-use foldhash::HashMap;
-
-use rusqlite::types::ToSql;
+use rusqlite::types::{ToSql, Type};
 use rusqlite::{Connection, OptionalExtension, Params, Row};
 
 use super::{json_ids, json_strings, tenant_key};
+use crate::plugin::model::AbacAttributes;
 use crate::plugin::model::TenantId;
 use crate::store::{
     Avatar, LdapUserRef, MappedDigest, StoreError, StoredUser, UserFields, UserId, UserIdentifiers,
@@ -27,7 +24,7 @@ macro_rules! select_users {
         concat!(
             "SELECT u.id, u.username, u.email, u.display_name, u.language, u.active, \
              u.source, u.ldap_id, u.ldap_dn, u.avatar_sha256, u.created_at, u.updated_at, \
-             u.mapped_digest FROM ",
+             u.mapped_digest, u.attributes FROM ",
             $($rest),+
         )
     };
@@ -72,14 +69,6 @@ const FIND: &str = select_users!(
     ") ORDER BY u.id"
 );
 
-/// Attribute rows of tenant ?1's users with an id in the JSON array ?2.
-///
-/// `+a.tenant_id` is a check only, so that the probe goes through the primary key
-/// (user_id, key, value) rather than the tenant's whole attribute index.
-const ATTRIBUTES_OF: &str = "SELECT a.user_id, a.key, a.value \
-    FROM json_each(?2) AS w CROSS JOIN user_attributes AS a \
-    WHERE a.user_id = w.value AND +a.tenant_id = ?1";
-
 /// Users of `tenant` with one of `ldap_ids`.
 pub(super) fn by_ldap_ids(
     conn: &Connection,
@@ -87,7 +76,7 @@ pub(super) fn by_ldap_ids(
     ldap_ids: &[String],
 ) -> Result<Vec<StoredUser>, StoreError> {
     let params = (tenant_key(tenant), json_strings(distinct(ldap_ids)));
-    query_users(conn, tenant, BY_LDAP_IDS, params)
+    query_users(conn, BY_LDAP_IDS, params)
 }
 
 /// Briefly, the users of `tenant` with one of `ldap_ids`.
@@ -115,7 +104,7 @@ pub(super) fn by_usernames(
     usernames: &[String],
 ) -> Result<Vec<StoredUser>, StoreError> {
     let params = (tenant_key(tenant), json_strings(distinct(usernames)));
-    query_users(conn, tenant, BY_USERNAMES, params)
+    query_users(conn, BY_USERNAMES, params)
 }
 
 /// Users of `tenant` named by any of `identifiers`, each once. Ids that are not
@@ -144,7 +133,7 @@ pub(super) fn find(
         json_strings(&identifiers.emails),
         json_strings(&identifiers.ldap_ids),
     );
-    query_users(conn, tenant, FIND, params)
+    query_users(conn, FIND, params)
 }
 
 /// One user of `tenant`.
@@ -154,7 +143,7 @@ pub(super) fn one(
     id: UserId,
 ) -> Result<Option<StoredUser>, StoreError> {
     let sql = select_users!("users AS u WHERE u.tenant_id = ?1 AND u.id = ?2");
-    Ok(query_users(conn, tenant, sql, (tenant_key(tenant), id.0))?.pop())
+    Ok(query_users(conn, sql, (tenant_key(tenant), id.0))?.pop())
 }
 
 /// Users of `tenant` matching `query`, in id order.
@@ -211,7 +200,7 @@ pub(super) fn list(
     }
     sql.push_str(" ORDER BY u.id LIMIT :limit");
     params.push((":limit", &limit));
-    query_users(conn, tenant, &sql, params.as_slice())
+    query_users(conn, &sql, params.as_slice())
 }
 
 /// Number of users of `tenant`.
@@ -269,55 +258,21 @@ pub(super) fn avatar(
     })
 }
 
-/// Runs a [`select_users!`] query and loads the attributes of the users it finds.
+/// Runs a [`select_users!`] query.
 fn query_users(
     conn: &Connection,
-    tenant: TenantId,
     sql: &str,
     params: impl Params,
 ) -> Result<Vec<StoredUser>, StoreError> {
-    // Rolled back on drop: it only pins the snapshot both queries read.
-    let snapshot = conn.unchecked_transaction()?;
+    let mut stmt = conn.prepare_cached(sql)?;
+    let mut rows = stmt.query(params)?;
     let mut users = Vec::new();
-    {
-        let mut stmt = snapshot.prepare_cached(sql)?;
-        let mut rows = stmt.query(params)?;
-        while let Some(row) = rows.next()? {
-            users.push(decode_user(row)?);
-        }
+    while let Some(row) = rows.next()? {
+        users.push(decode_user(row)?);
     }
-    load_attributes(&snapshot, tenant, &mut users)?;
     Ok(users)
 }
 
-/// Fills in the attributes of `users`, with one query.
-fn load_attributes(
-    conn: &Connection,
-    tenant: TenantId,
-    users: &mut [StoredUser],
-) -> Result<(), StoreError> {
-    if users.is_empty() {
-        return Ok(());
-    }
-    let positions: HashMap<i64, usize> = users
-        .iter()
-        .enumerate()
-        .map(|(position, user)| (user.id.0, position))
-        .collect();
-    let ids = json_ids(users.iter().map(|user| user.id.0));
-    let mut stmt = conn.prepare_cached(ATTRIBUTES_OF)?;
-    let mut rows = stmt.query((tenant_key(tenant), ids))?;
-    while let Some(row) = rows.next()? {
-        let id: i64 = row.get(0)?;
-        if let Some(user) = positions.get(&id).and_then(|&p| users.get_mut(p)) {
-            let values = user.fields.attributes.entry(row.get(1)?).or_default();
-            values.insert(row.get(2)?);
-        }
-    }
-    Ok(())
-}
-
-/// A user from a [`select_users!`] row, without attributes.
 /// A stored mapped digest; anything but 16 bytes is not one this version wrote, so
 /// it counts as unknown.
 fn digest(bytes: Option<Vec<u8>>) -> Option<MappedDigest> {
@@ -326,6 +281,7 @@ fn digest(bytes: Option<Vec<u8>>) -> Option<MappedDigest> {
         .map(MappedDigest)
 }
 
+/// A user from a [`select_users!`] row.
 fn decode_user(row: &Row<'_>) -> Result<StoredUser, StoreError> {
     let source: String = row.get(6)?;
     let source = match source.as_str() {
@@ -349,13 +305,24 @@ fn decode_user(row: &Row<'_>) -> Result<StoredUser, StoreError> {
             active: row.get(5)?,
             ldap_id: row.get(7)?,
             ldap_dn: row.get(8)?,
-            attributes: Default::default(),
+            attributes: parse_attributes(row.get_ref(13)?.as_str().map_err(|err| {
+                rusqlite::Error::FromSqlConversionFailure(13, Type::Text, Box::new(err))
+            })?)?,
         },
         source,
         avatar_sha256: row.get(9)?,
         created_at: row.get(10)?,
         updated_at: row.get(11)?,
         mapped: digest(row.get(12)?),
+    })
+}
+
+/// A user's ABAC values as stored in `users.attributes`.
+pub(super) fn parse_attributes(json: &str) -> Result<AbacAttributes, StoreError> {
+    serde_json::from_str(json).map_err(|err| StoreError::Corrupt {
+        table: "users",
+        column: "attributes",
+        reason: format!("not a JSON object of string arrays: {err}"),
     })
 }
 

@@ -51,6 +51,45 @@ fn attribute_count(store: &SqliteStore) -> i64 {
         .unwrap()
 }
 
+/// The lookup table holds exactly the pairs of every user's stored set.
+fn assert_lookup_matches_sets(store: &SqliteStore) {
+    let conn = store.writer();
+    let mut stmt = conn
+        .prepare("SELECT id, attributes FROM users WHERE tenant_id = ?1 ORDER BY id")
+        .unwrap();
+    let mut from_sets: Vec<(i64, String, String)> = Vec::new();
+    let sets: Vec<(i64, String)> = stmt
+        .query_map([T1 as i64], |row| Ok((row.get(0)?, row.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    for (id, json) in sets {
+        let set: crate::plugin::model::AbacAttributes = serde_json::from_str(&json).unwrap();
+        for (key, values) in set {
+            assert!(
+                !values.is_empty(),
+                "user {id}: {key} without values: {json}"
+            );
+            from_sets.extend(values.into_iter().map(|value| (id, key.clone(), value)));
+        }
+    }
+    from_sets.sort();
+    let mut stmt = conn
+        .prepare(
+            "SELECT user_id, key, value FROM user_attributes WHERE tenant_id = ?1 \
+             ORDER BY user_id, key, value",
+        )
+        .unwrap();
+    let rows: Vec<(i64, String, String)> = stmt
+        .query_map([T1 as i64], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+        })
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(rows, from_sets);
+}
+
 fn avatar(bytes: &[u8], sha256: &str) -> Avatar {
     Avatar {
         bytes: bytes.to_vec(),
@@ -210,6 +249,7 @@ fn attribute_changes_add_and_remove_values() {
         ])
     );
     assert_eq!(stored.updated_at, NOW + 1);
+    assert_lookup_matches_sets(&store);
     assert_eq!(
         events_of(&store, id)[1..],
         [
@@ -293,7 +333,8 @@ fn delete_removes_the_user_and_keeps_its_events() {
         .unwrap();
 
     assert_eq!(store.user(T1, alice).unwrap(), None);
-    assert_eq!(attribute_count(&store), 3, "attribute rows cascade");
+    assert_eq!(attribute_count(&store), 3, "the user's values go with it");
+    assert_lookup_matches_sets(&store);
     assert_eq!(user(&store, bob).fields, fields("bob"));
     let events = events_of(&store, alice);
     assert_eq!(events.len(), 2);
