@@ -462,5 +462,8 @@ fn the_audit_trail_records_creations_with_their_values() {
         .map(|event| &event["kind"])
         .collect();
     assert_eq!(history, ["attribute", "created"], "{user}");
-    assert_eq!(user["history"][1]["attributes"]["department"], json!(["200"]));
+    assert_eq!(
+        user["history"][1]["attributes"]["department"],
+        json!(["200"])
+    );
 }
