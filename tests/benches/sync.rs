@@ -100,6 +100,7 @@ fn main() {
         reset_peak_memory();
         let before = peak_memory_kib();
         let cpu_before = (cpu_ms("self"), slapd_pid.map(cpu_ms));
+        let checkpoint_before = threads_cpu_ms("abacsync-checkp");
         let engine = SyncEngine::new(store.clone(), system_clock());
         let started = Instant::now();
         let (report, error) = runtime.block_on(engine.run(
@@ -113,11 +114,12 @@ fn main() {
         assert!(error.is_none(), "sync failed: {error:?}");
         if verbose {
             println!(
-                "  {mode:?}: {elapsed:.1?}; read+map {} ms, plugin {} ms, apply {} ms; CPU {} ms (slapd {} ms); RSS before {} MiB",
+                "  {mode:?}: {elapsed:.1?}; read+map {} ms, plugin {} ms, apply {} ms; CPU {} ms (checkpoints {} ms, slapd {} ms); RSS before {} MiB",
                 report.timings.read_map_ms,
                 report.timings.plugin_ms,
                 report.timings.apply_ms,
                 cpu_ms("self") - cpu_before.0,
+                threads_cpu_ms("abacsync-checkp").saturating_sub(checkpoint_before),
                 slapd_pid.map(cpu_ms).unwrap_or(0) - cpu_before.1.unwrap_or(0),
                 before / 1024
             );
@@ -284,6 +286,31 @@ fn cpu_ms(pid: &str) -> u64 {
         .filter_map(|(_, value)| value.parse::<u64>().ok())
         .sum();
     ticks * 10
+}
+
+/// CPU time of this process's threads whose name starts with `prefix`, in ms (only
+/// threads alive now).
+fn threads_cpu_ms(prefix: &str) -> u64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return 0;
+    };
+    tasks
+        .filter_map(Result::ok)
+        .filter_map(|task| std::fs::read_to_string(task.path().join("stat")).ok())
+        .filter_map(|stat| {
+            let (head, rest) = stat.rsplit_once(')')?;
+            let name = head.split_once('(')?.1;
+            name.starts_with(prefix).then(|| {
+                let ticks: u64 = rest
+                    .split_whitespace()
+                    .enumerate()
+                    .filter(|(index, _)| (11..13).contains(index))
+                    .filter_map(|(_, value)| value.parse::<u64>().ok())
+                    .sum();
+                ticks * 10
+            })
+        })
+        .sum()
 }
 
 /// Peak resident memory since the last reset, in KiB.

@@ -72,8 +72,13 @@ pub fn decode(tag: StructureTag) -> Result<RawEntry, DirectoryError> {
             .ok_or_else(|| {
                 DirectoryError::Malformed(format!("{dn}: attribute {description}: bad value"))
             })?;
-        let (name, more_from) = parse_description(&description)
-            .map_err(|reason| DirectoryError::Malformed(format!("{dn}: {reason}")))?;
+        // Most descriptions are plain names: kept as they are, not copied.
+        let (name, more_from) = if description.contains(';') {
+            parse_description(&description)
+                .map_err(|reason| DirectoryError::Malformed(format!("{dn}: {reason}")))?
+        } else {
+            (description, None)
+        };
         attributes.push(RawAttribute {
             name,
             values,
@@ -174,14 +179,9 @@ impl EntryShaper {
                 );
                 continue;
             }
-            match attribute
-                .values
-                .iter()
-                .map(|value| std::str::from_utf8(value).map(str::to_owned))
-                .collect::<Result<Vec<_>, _>>()
-            {
+            match into_texts(attribute.values) {
                 Ok(texts) => push_values(&mut entry.attributes, attribute.name, texts),
-                Err(_) => {
+                Err(values) => {
                     notes.invalid_utf8_values += 1;
                     if notes.invalid_utf8_values <= LOGGED_INVALID_UTF8 {
                         tracing::warn!(
@@ -194,16 +194,34 @@ impl EntryShaper {
                             "more text attributes hold values that are not UTF-8; the sync's summary counts them"
                         );
                     }
-                    push_values(
-                        &mut entry.binary_attributes,
-                        attribute.name,
-                        attribute.values,
-                    );
+                    push_values(&mut entry.binary_attributes, attribute.name, values);
                 }
             }
         }
         entry
     }
+}
+
+/// `values` as text, each moved into its `String` without a copy; when one is not
+/// UTF-8, all of them as they came, in their order.
+fn into_texts(values: Vec<Vec<u8>>) -> Result<Vec<String>, Vec<Vec<u8>>> {
+    let mut texts = Vec::with_capacity(values.len());
+    let mut rest = values.into_iter();
+    while let Some(value) = rest.next() {
+        match String::from_utf8(value) {
+            Ok(text) => texts.push(text),
+            Err(err) => {
+                let bytes = texts
+                    .into_iter()
+                    .map(String::into_bytes)
+                    .chain(std::iter::once(err.into_bytes()))
+                    .chain(rest)
+                    .collect();
+                return Err(bytes);
+            }
+        }
+    }
+    Ok(texts)
 }
 
 fn push_values<T>(list: &mut Vec<(String, Vec<T>)>, name: String, values: Vec<T>) {
@@ -219,6 +237,15 @@ fn push_values<T>(list: &mut Vec<(String, Vec<T>)>, name: String, values: Vec<T>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn values_become_texts_or_all_stay_bytes_in_order() {
+        let texts = into_texts(vec![b"a".to_vec(), "é".as_bytes().to_vec()]).unwrap();
+        assert_eq!(texts, ["a", "é"]);
+        let mixed = vec![b"a".to_vec(), vec![0xff], b"c".to_vec()];
+        assert_eq!(into_texts(mixed.clone()).unwrap_err(), mixed);
+        assert_eq!(into_texts(Vec::new()).unwrap(), Vec::<String>::new());
+    }
 
     #[test]
     fn range_options_are_parsed() {
