@@ -223,17 +223,6 @@ pub(crate) enum BatchError {
     Count(usize),
 }
 
-/// The decisions of a `map-batch` result: one outcome per entry. An element that does
-/// not fit the contract fails its own entry.
-#[cfg(test)]
-pub(crate) fn decode_results(json: &str, expected: usize) -> Result<Vec<EntryOutcome>, BatchError> {
-    let spans = split_results(json, expected)?;
-    Ok(spans
-        .into_iter()
-        .map(|span| decode_result(&json[span]))
-        .collect())
-}
-
 /// Where each element of a `map-batch` result is in `json`: the result is checked to
 /// be a JSON array of `expected` elements, which are decoded one by one later
 /// ([`decode_result`]).
@@ -423,6 +412,16 @@ fn pairs<'de, D: Deserializer<'de>>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The decisions of a `map-batch` result, as the host splits and decodes them: one
+    /// outcome per entry; an element that does not fit the contract fails its own entry.
+    fn decode_results(json: &str, expected: usize) -> Result<Vec<EntryOutcome>, BatchError> {
+        let spans = split_results(json, expected)?;
+        Ok(spans
+            .into_iter()
+            .map(|span| decode_result(&json[span]))
+            .collect())
+    }
 
     fn entry() -> Entry {
         Entry {

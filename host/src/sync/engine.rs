@@ -526,7 +526,6 @@ impl SyncEngine {
                 store: self.store.clone(),
                 rules: context.rules.clone(),
                 mode,
-                sync_avatars: context.rules.sync_avatars,
                 change_attribute: tenant.ldap.change_attribute.clone(),
                 plugin_reads_change_attribute: context
                     .plugin_attributes
@@ -1014,7 +1013,6 @@ struct MapStage {
     store: Arc<dyn UserStore>,
     rules: PlanRules,
     mode: SyncMode,
-    sync_avatars: bool,
     change_attribute: String,
     /// Whether the plugin asked for `change_attribute` (otherwise it is withheld).
     plugin_reads_change_attribute: bool,
@@ -1060,7 +1058,7 @@ async fn map_stage(
             if let Some(value) = entry.values(&stage.change_attribute).first() {
                 mark = later_mark(mark.take(), value);
             }
-            avatars.push(if stage.sync_avatars {
+            avatars.push(if stage.rules.sync_avatars {
                 avatar_of(entry)
             } else {
                 None

@@ -20,8 +20,7 @@ use std::collections::BTreeSet;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, ffi};
 
 use super::audit::{self, NO_VALUES, NewEvent};
-use super::users::parse_attributes;
-use super::{json_attributes, json_strings, tenant_key};
+use super::{json_attributes, json_strings, parse_attributes, tenant_key};
 use crate::plugin::model::TenantId;
 use crate::store::{
     AttributeChange, AuditKind, Avatar, AvatarChange, Change, ChangeCause, MappedDigest,
@@ -245,7 +244,7 @@ impl Batch<'_> {
         // deactivated or reactivated, one per key.
         let mut values = Vec::with_capacity(attribute_changes.len());
         if !attribute_changes.is_empty() {
-            let mut set = parse_attributes(&current.attributes)?;
+            let mut set = parse_attributes(&current.attributes, "users")?;
             for change in &attribute_changes {
                 self.change_attribute(id, change)?;
                 let key_values = set.entry(change.key.clone()).or_default();
@@ -345,7 +344,7 @@ impl Batch<'_> {
                 id,
             })?;
         // The lookup rows go with the user, each by its full key.
-        for (key, values) in parse_attributes(&attributes)? {
+        for (key, values) in parse_attributes(&attributes, "users")? {
             self.change_attribute(
                 id,
                 &AttributeChange {

@@ -4,7 +4,7 @@
 use rusqlite::types::ToSql;
 use rusqlite::{Connection, Row};
 
-use super::tenant_key;
+use super::{parse_attributes, tenant_key};
 use crate::plugin::model::TenantId;
 use crate::store::{AuditEvent, AuditKind, AuditQuery, ChangeCause, StoreError, UserId};
 
@@ -58,10 +58,9 @@ pub(super) fn insert_all(
     cause: &ChangeCause,
     events: &[NewEvent<'_>],
 ) -> Result<(), StoreError> {
-    // OR FAIL: a failing row leaves the statement's earlier rows in place instead of
-    // undoing them, so SQLite keeps no statement journal for it (a tenth of an
-    // import's write time). Nothing partial is ever committed: any error rolls the
-    // caller's whole transaction back.
+    // OR FAIL: SQLite keeps no statement journal for it (a tenth of an import's write
+    // time). Nothing partial is ever committed: any error rolls the caller's whole
+    // transaction back.
     let mut stmt = conn.prepare_cached(
         "INSERT OR FAIL INTO audit_events \
          (tenant_id, user_id, username, kind, key, added, removed, cause, run_id, at, attributes) \
@@ -160,13 +159,7 @@ fn decode_event(row: &Row<'_>) -> Result<AuditEvent, StoreError> {
         added: parse_values(&added, "added")?,
         removed: parse_values(&removed, "removed")?,
         attributes: attributes
-            .map(|json| {
-                serde_json::from_str(&json).map_err(|err| StoreError::Corrupt {
-                    table: "audit_events",
-                    column: "attributes",
-                    reason: format!("not a JSON object of string arrays: {err}"),
-                })
-            })
+            .map(|json| parse_attributes(&json, "audit_events"))
             .transpose()?,
         cause: ChangeCause {
             cause: row.get(7)?,

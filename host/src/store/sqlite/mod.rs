@@ -376,7 +376,7 @@ fn json_strings<'a>(values: impl IntoIterator<Item = &'a String>) -> String {
 }
 
 /// A JSON object of `attributes`' keys that have values, each with its values as an
-/// array (a created user's audit event).
+/// array: a user's set as its row (`users.attributes`) and its `created` event keep it.
 fn json_attributes(attributes: &AbacAttributes) -> Result<String, StoreError> {
     struct WithValues<'a>(&'a AbacAttributes);
     impl serde::Serialize for WithValues<'_> {
@@ -386,6 +386,15 @@ fn json_attributes(attributes: &AbacAttributes) -> Result<String, StoreError> {
     }
     serde_json::to_string(&WithValues(attributes))
         .map_err(|err| StoreError::Database(rusqlite::Error::ToSqlConversionFailure(Box::new(err))))
+}
+
+/// ABAC values written by [`json_attributes`], read back from a column of `table`.
+fn parse_attributes(json: &str, table: &'static str) -> Result<AbacAttributes, StoreError> {
+    serde_json::from_str(json).map_err(|err| StoreError::Corrupt {
+        table,
+        column: "attributes",
+        reason: format!("not a JSON object of string arrays: {err}"),
+    })
 }
 
 /// A JSON array of integers, bound as one parameter and unpacked with `json_each`.

@@ -5,8 +5,7 @@
 use rusqlite::types::{ToSql, Type};
 use rusqlite::{Connection, OptionalExtension, Params, Row};
 
-use super::{json_ids, json_strings, tenant_key};
-use crate::plugin::model::AbacAttributes;
+use super::{json_ids, json_strings, parse_attributes, tenant_key};
 use crate::plugin::model::TenantId;
 use crate::store::{
     Avatar, LdapUserRef, MappedDigest, StoreError, StoredUser, UserFields, UserId, UserIdentifiers,
@@ -305,24 +304,18 @@ fn decode_user(row: &Row<'_>) -> Result<StoredUser, StoreError> {
             active: row.get(5)?,
             ldap_id: row.get(7)?,
             ldap_dn: row.get(8)?,
-            attributes: parse_attributes(row.get_ref(13)?.as_str().map_err(|err| {
-                rusqlite::Error::FromSqlConversionFailure(13, Type::Text, Box::new(err))
-            })?)?,
+            attributes: parse_attributes(
+                row.get_ref(13)?.as_str().map_err(|err| {
+                    rusqlite::Error::FromSqlConversionFailure(13, Type::Text, Box::new(err))
+                })?,
+                "users",
+            )?,
         },
         source,
         avatar_sha256: row.get(9)?,
         created_at: row.get(10)?,
         updated_at: row.get(11)?,
         mapped: digest(row.get(12)?),
-    })
-}
-
-/// A user's ABAC values as stored in `users.attributes`.
-pub(super) fn parse_attributes(json: &str) -> Result<AbacAttributes, StoreError> {
-    serde_json::from_str(json).map_err(|err| StoreError::Corrupt {
-        table: "users",
-        column: "attributes",
-        reason: format!("not a JSON object of string arrays: {err}"),
     })
 }
 
