@@ -130,6 +130,13 @@ async fn downsync(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let session = session::any(&state, &method, &headers).await?;
+    // The same rule as `ldap.syncNow` for the same action (session::authorize): a
+    // Rocket.Chat token passes Rocket.Chat's two-factor check here too.
+    if let Err(refusal) =
+        session::authorize(&state, &session, &headers, session::Action::FullSync).await
+    {
+        return Ok(refusal.into_response());
+    }
     let mut errors = Vec::new();
     let domain: Option<u64> = domain.parse().ok();
     if domain.is_none() {

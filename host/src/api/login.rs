@@ -32,6 +32,7 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(totp_begin, totp_disable))
         .routes(routes!(totp_confirm))
         .routes(routes!(set_email_two_factor))
+        .routes(routes!(confirm_email_two_factor))
 }
 
 #[derive(Deserialize)]
@@ -53,6 +54,11 @@ struct RcLogin {
 struct GrommunioLogin {
     user: Option<String>,
     pass: Option<String>,
+    /// The second factor's code, for an account that has one (abacsync's addition:
+    /// grommunio's own login has no second factor).
+    code: Option<String>,
+    /// Which method `code` comes from (`totp` or `email`), when not the first.
+    method: Option<String>,
 }
 
 fn is_form(headers: &HeaderMap) -> bool {
@@ -186,48 +192,37 @@ async fn rocketchat_login(
     };
     // An account with a two-factor method needs a code to log in (body `code` or
     // `x-2fa-code`); the password fallback does not apply here.
-    if !session::available_methods(state, &account).is_empty() {
-        let mut code_headers = HeaderMap::new();
-        if let Some(method) = headers.get("x-2fa-method") {
-            code_headers.insert("x-2fa-method", method.clone());
-        }
-        let code = login
-            .code
-            .as_deref()
-            .and_then(|c| HeaderValue::from_str(c).ok());
-        if let Some(code) = code.or_else(|| headers.get("x-2fa-code").cloned()) {
-            code_headers.insert("x-2fa-code", code);
-        }
-        let probe = Session {
-            principal: (&account).into(),
-            account: account.clone(),
-            token_hash: Vec::new(),
-            dialect: Dialect::RocketChat,
-        };
-        match session::two_factor(state, &probe, &code_headers).await {
-            Ok(()) => {}
-            Err(RcError::TotpRequired {
+    let method = headers
+        .get("x-2fa-method")
+        .and_then(|value| value.to_str().ok());
+    let code = login.code.as_deref().or_else(|| {
+        headers
+            .get("x-2fa-code")
+            .and_then(|value| value.to_str().ok())
+    });
+    match session::login_second_factor(state, &account, method, code).await {
+        Ok(()) => {}
+        Err(RcError::TotpRequired {
+            method,
+            code_generated,
+            available,
+        }) => {
+            return Err(RcError::LoginTwoFactor {
+                error: "totp-required",
                 method,
                 code_generated,
                 available,
-            }) => {
-                return Err(RcError::LoginTwoFactor {
-                    error: "totp-required",
-                    method,
-                    code_generated,
-                    available,
-                });
-            }
-            Err(RcError::TotpInvalid { method }) => {
-                return Err(RcError::LoginTwoFactor {
-                    error: "totp-invalid",
-                    method,
-                    code_generated: false,
-                    available: session::available_methods(state, &account),
-                });
-            }
-            Err(other) => return Err(other),
+            });
         }
+        Err(RcError::TotpInvalid { method }) => {
+            return Err(RcError::LoginTwoFactor {
+                error: "totp-invalid",
+                method,
+                code_generated: false,
+                available: session::available_methods(state, &account),
+            });
+        }
+        Err(other) => return Err(other),
     }
     let auth_token = new_session(state, &account, Dialect::RocketChat).await?;
     Ok(Json(json!({
@@ -279,6 +274,14 @@ async fn grommunio_login(
         Err(LoginRefusal::TooMany(wait)) => return Err(ApiError::too_many(wait)),
         Err(LoginRefusal::Store(err)) => return Err(err.into()),
     };
+    // Every way into a session asks for the account's second factor: the form takes
+    // it as the field `code` (and `method`), since grommunio's form has none.
+    let code = form.code.as_deref().filter(|code| !code.trim().is_empty());
+    if let Err(err) =
+        session::login_second_factor(state, &account, form.method.as_deref(), code).await
+    {
+        return Ok(grommunio_two_factor_refusal(err));
+    }
     let session_id = new_session(state, &account, Dialect::Grommunio).await?;
     let csrf = token::new_token().map_err(ApiError::internal)?;
     let now = state.now_ms() / 1000;
@@ -305,6 +308,47 @@ async fn grommunio_login(
         response.headers_mut().insert(header::SET_COOKIE, value);
     }
     Ok(response)
+}
+
+/// The form login's answer when the second factor is missing or wrong: 401 in
+/// grommunio's `{"message", "error"}` shape, naming the missing factor and how to
+/// send it.
+fn grommunio_two_factor_refusal(err: RcError) -> Response {
+    let (error, method, code_generated, available) = match err {
+        RcError::TotpRequired {
+            method,
+            code_generated,
+            available,
+        } => (
+            format!(
+                "Two-factor code required ({method}): send it as the form field 'code'{}",
+                if code_generated {
+                    "; a code was sent by email"
+                } else {
+                    ""
+                }
+            ),
+            method,
+            code_generated,
+            available,
+        ),
+        RcError::TotpInvalid { method } => (
+            format!("Invalid two-factor code ({method})"),
+            method,
+            false,
+            Vec::new(),
+        ),
+        other => return other.into_response(),
+    };
+    let mut body = json!({
+        "message": "Login failed",
+        "error": error,
+        "twoFactor": {"method": method, "codeGenerated": code_generated},
+    });
+    if !available.is_empty() {
+        body["twoFactor"]["availableMethods"] = json!(available);
+    }
+    (StatusCode::UNAUTHORIZED, Json(body)).into_response()
 }
 
 fn serde_urlencoded_form<T: serde::de::DeserializeOwned>(body: &[u8]) -> Option<T> {
@@ -363,33 +407,47 @@ async fn me(caller: Caller) -> Json<serde_json::Value> {
 
 /// Starts TOTP enrolment: a new secret, not yet required. Replaces an unconfirmed one;
 /// refused while TOTP is enabled (disable it first, with a code).
+///
+/// Needs the account's current second factor (`x-2fa-code`; for an account without
+/// one, Rocket.Chat's password method: the SHA-256 hex digest of the password), never
+/// remembered: a stolen session alone cannot enrol a factor of its own.
 #[utoipa::path(post, path = "/api/v1/me/totp", tag = "sessions", security(("grommunio" = []), ("rocketchat" = [])),
+    params(
+        ("x-2fa-code" = Option<String>, Header, description = "A current code of the account's method, or the SHA-256 hex digest of the password when it has none"),
+        ("x-2fa-method" = Option<String>, Header, description = "totp, email or password"),
+    ),
     responses(
         (status = 200, description = "A new secret and its otpauth URI", body = Value,
             example = json!({"secret": "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ", "url": "otpauth://totp/abacsync:admin?secret=…"})),
+        (status = 400, description = "totp-required or totp-invalid: the current factor is missing or wrong", body = Value),
         (status = 409, description = "TOTP is already enabled", body = Value),
+        (status = 429, description = "Too many failed two-factor codes", body = Value),
     ))]
-async fn totp_begin(
-    State(state): State<AppState>,
-    caller: Caller,
-) -> Result<Json<serde_json::Value>, ApiError> {
+async fn totp_begin(State(state): State<AppState>, caller: Caller, headers: HeaderMap) -> Response {
     let session = caller.0;
     if session.account.totp_enabled {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "TOTP is already enabled",
-        ));
+        return ApiError::new(StatusCode::CONFLICT, "TOTP is already enabled").into_response();
     }
-    let secret = totp::new_secret().map_err(ApiError::internal)?;
+    if let Err(err) = session::fresh_two_factor(&state, &session, &headers).await {
+        return err.into_response();
+    }
+    let secret = match totp::new_secret() {
+        Ok(secret) => secret,
+        Err(err) => return ApiError::internal(err).into_response(),
+    };
     let id = session.account.id;
     let stored = secret.clone();
-    state
+    if let Err(err) = state
         .accounts(move |accounts| accounts.set_totp(id, Some(&stored), false))
-        .await?;
-    Ok(Json(json!({
+        .await
+    {
+        return ApiError::from(err).into_response();
+    }
+    Json(json!({
         "secret": totp::base32(&secret),
         "url": totp::otpauth_uri("abacsync", &session.account.username, &secret),
-    })))
+    }))
+    .into_response()
 }
 
 #[derive(Deserialize)]
@@ -397,13 +455,15 @@ struct CodeBody {
     code: String,
 }
 
-/// Confirms enrolment with a first code; from then on TOTP is required.
+/// Confirms enrolment with a first code of the new secret; from then on TOTP is
+/// required. (The current factor was asked when the enrolment began.)
 #[utoipa::path(post, path = "/api/v1/me/totp/confirm", tag = "sessions", security(("grommunio" = []), ("rocketchat" = [])),
     request_body(content = Value, example = json!({"code": "123456"})),
     responses(
         (status = 200, description = "TOTP enabled", body = Value, example = json!({"enabled": true})),
         (status = 400, description = "Not a current code", body = Value),
         (status = 409, description = "No enrolment begun, or already enabled", body = Value),
+        (status = 429, description = "Too many failed codes", body = Value),
     ))]
 async fn totp_confirm(
     State(state): State<AppState>,
@@ -425,12 +485,17 @@ async fn totp_confirm(
             "TOTP is already enabled",
         ));
     }
+    let key = format!("account:{}", session.account.id);
+    if let Err(wait) = state.two_factor_limiter.attempt(&key, Instant::now()) {
+        return Err(ApiError::too_many(wait.as_secs().max(1)));
+    }
     let unix = u64::try_from(state.now_ms() / 1000).unwrap_or(0);
     let Some(step) = totp::matching_step(&secret, &code.code, unix) else {
         return Err(ApiError::invalid(vec![
             "code: not a current TOTP code".into(),
         ]));
     };
+    state.two_factor_limiter.succeeded(&key);
     let id = session.account.id;
     let step = i64::try_from(step).unwrap_or(i64::MAX);
     state
@@ -442,9 +507,13 @@ async fn totp_confirm(
     Ok(Json(json!({"enabled": true})))
 }
 
-/// Disables TOTP; needs a current code (Rocket.Chat's two-factor check).
+/// Disables TOTP; needs a current code of the account's factor, never remembered
+/// (Rocket.Chat's two-factor check).
 #[utoipa::path(delete, path = "/api/v1/me/totp", tag = "sessions", security(("grommunio" = []), ("rocketchat" = [])),
-    params(("x-2fa-code" = String, Header, description = "A current TOTP code")),
+    params(
+        ("x-2fa-code" = String, Header, description = "A current code of the account's method"),
+        ("x-2fa-method" = Option<String>, Header, description = "totp or email"),
+    ),
     responses(
         (status = 200, description = "TOTP disabled", body = Value, example = json!({"enabled": false})),
         (status = 400, description = "totp-required or totp-invalid", body = Value),
@@ -456,7 +525,7 @@ async fn totp_disable(
     headers: HeaderMap,
 ) -> Response {
     let session = caller.0;
-    if let Err(err) = session::two_factor(&state, &session, &headers).await {
+    if let Err(err) = session::fresh_two_factor(&state, &session, &headers).await {
         return err.into_response();
     }
     let id = session.account.id;
@@ -476,47 +545,140 @@ struct EmailTwoFactorBody {
     email: Option<String>,
 }
 
-/// Turns two-factor codes by email on or off (and sets the address). Needs a mail
-/// server (`[server.smtp]`) and an address.
+/// Turns two-factor codes by email on or off, or moves them to another address.
+///
+/// Needs the account's current second factor (`x-2fa-code`, as for `POST
+/// /api/v1/me/totp`), never remembered. Turning codes off takes effect at once.
+/// Turning them on, or naming another address, takes effect only once the address is
+/// proven: a code is mailed to it (202) and `POST /api/v1/me/email2fa/confirm
+/// {"code"}` completes the change. Needs a mail server (`[server.smtp]`).
 #[utoipa::path(put, path = "/api/v1/me/email2fa", tag = "sessions", security(("grommunio" = []), ("rocketchat" = [])),
+    params(
+        ("x-2fa-code" = Option<String>, Header, description = "A current code of the account's method, or the SHA-256 hex digest of the password when it has none"),
+        ("x-2fa-method" = Option<String>, Header, description = "totp, email or password"),
+    ),
     request_body(content = Value, example = json!({"enabled": true, "email": "ops@example.org"})),
     responses(
-        (status = 200, description = "The setting", body = Value, example = json!({"enabled": true, "email": "ops@example.org"})),
-        (status = 400, description = "No address, or not an address", body = Value),
+        (status = 200, description = "Codes by email are off", body = Value, example = json!({"enabled": false, "email": "ops@example.org"})),
+        (status = 202, description = "A code was mailed to the address; confirm it to turn codes on there", body = Value,
+            example = json!({"enabled": false, "pending": "ops@example.org", "codeSent": true})),
+        (status = 400, description = "No address, not an address, or totp-required / totp-invalid", body = Value),
         (status = 409, description = "No mail server configured", body = Value),
+        (status = 429, description = "Too many failed two-factor codes", body = Value),
     ))]
 async fn set_email_two_factor(
     State(state): State<AppState>,
     caller: Caller,
+    headers: HeaderMap,
     body: Bytes,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    let session = caller.0;
-    let body: EmailTwoFactorBody = serde_json::from_slice(&body)
-        .map_err(|err| ApiError::invalid(vec![format!("body: {err}")]))?;
+) -> Response {
+    match email_two_factor(&state, caller.0, &headers, &body).await {
+        Ok(response) => response,
+        Err(response) => response,
+    }
+}
+
+async fn email_two_factor(
+    state: &AppState,
+    session: Session,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Response, Response> {
+    let body: EmailTwoFactorBody = serde_json::from_slice(body)
+        .map_err(|err| ApiError::invalid(vec![format!("body: {err}")]).into_response())?;
     if body.enabled && state.mailer.is_none() {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             "No mail server is configured ([server.smtp])",
-        ));
+        )
+        .into_response());
     }
     let email = body.email.or(session.account.email.clone());
     if let Some(address) = &email
         && address.parse::<lettre::Address>().is_err()
     {
-        return Err(ApiError::invalid(vec![
-            "email: not an email address".into(),
-        ]));
+        return Err(ApiError::invalid(vec!["email: not an email address".into()]).into_response());
     }
-    if body.enabled && email.is_none() {
-        return Err(ApiError::invalid(vec![
-            "email: the account has no address".into(),
-        ]));
+    let Some(address) = email.filter(|_| body.enabled) else {
+        if body.enabled {
+            return Err(
+                ApiError::invalid(vec!["email: the account has no address".into()]).into_response(),
+            );
+        }
+        session::fresh_two_factor(state, &session, headers)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let id = session.account.id;
+        let current = session.account.email.clone();
+        let stored = current.clone();
+        state
+            .accounts(move |accounts| accounts.set_email(id, stored.as_deref(), false))
+            .await
+            .map_err(|err| ApiError::from(err).into_response())?;
+        return Ok(Json(json!({"enabled": false, "email": current})).into_response());
+    };
+    session::fresh_two_factor(state, &session, headers)
+        .await
+        .map_err(IntoResponse::into_response)?;
+    let key = format!("account:{}", session.account.id);
+    // Mails are rate-limited like codes: each one counts.
+    if let Err(wait) = state.two_factor_limiter.attempt(&key, Instant::now()) {
+        return Err(ApiError::too_many(wait.as_secs().max(1)).into_response());
+    }
+    let (code, hash, expires) = session::email_code(state).map_err(IntoResponse::into_response)?;
+    let id = session.account.id;
+    let pending = address.clone();
+    state
+        .accounts(move |accounts| accounts.begin_email_verification(id, &pending, &hash, expires))
+        .await
+        .map_err(|err| ApiError::from(err).into_response())?;
+    session::mail_code(state, &address, &code)
+        .await
+        .map_err(IntoResponse::into_response)?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({
+            "enabled": session.account.email_2fa,
+            "email": session.account.email,
+            "pending": address,
+            "codeSent": true,
+        })),
+    )
+        .into_response())
+}
+
+/// Proves the address named by `PUT /api/v1/me/email2fa` with the code mailed to it;
+/// from then on two-factor codes go there.
+#[utoipa::path(post, path = "/api/v1/me/email2fa/confirm", tag = "sessions", security(("grommunio" = []), ("rocketchat" = [])),
+    request_body(content = Value, example = json!({"code": "123456"})),
+    responses(
+        (status = 200, description = "Codes by email are on, to the proven address", body = Value, example = json!({"enabled": true, "email": "ops@example.org"})),
+        (status = 400, description = "Not the code mailed, or it expired", body = Value),
+        (status = 429, description = "Too many failed codes", body = Value),
+    ))]
+async fn confirm_email_two_factor(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: Bytes,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let session = caller.0;
+    let code: CodeBody = serde_json::from_slice(&body)
+        .map_err(|err| ApiError::invalid(vec![format!("body: {err}")]))?;
+    let key = format!("account:{}", session.account.id);
+    if let Err(wait) = state.two_factor_limiter.attempt(&key, Instant::now()) {
+        return Err(ApiError::too_many(wait.as_secs().max(1)));
     }
     let id = session.account.id;
-    let stored = email.clone();
-    let enabled = body.enabled;
-    state
-        .accounts(move |accounts| accounts.set_email(id, stored.as_deref(), enabled))
+    let hash = token::token_hash(code.code.trim());
+    let now = state.now_ms();
+    let address = state
+        .accounts(move |accounts| accounts.confirm_email(id, &hash, now))
         .await?;
-    Ok(Json(json!({"enabled": enabled, "email": email})))
+    let Some(address) = address else {
+        return Err(ApiError::invalid(vec![
+            "code: not the code mailed to the address, or it expired".into(),
+        ]));
+    };
+    state.two_factor_limiter.succeeded(&key);
+    Ok(Json(json!({"enabled": true, "email": address})))
 }

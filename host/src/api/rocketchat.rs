@@ -75,7 +75,7 @@ async fn sync_now(
     let session = session::rocketchat(&state, &headers)
         .await?
         .ok_or(RcError::NotLoggedIn)?;
-    session::two_factor(&state, &session, &headers).await?;
+    session::authorize(&state, &session, &headers, session::Action::FullSync).await?;
     let principal = &session.principal;
     if !principal.has(Permission::SyncAuthServicesUsers) {
         return Err(RcError::NotAuthorized);
@@ -189,6 +189,7 @@ async fn abac_users_sync(
     let session = session::rocketchat(&state, &headers)
         .await?
         .ok_or(RcError::Unauthorized)?;
+    session::authorize(&state, &session, &headers, session::Action::TargetedSync).await?;
     let principal = &session.principal;
     if !(principal.has(Permission::AbacManagement)
         && principal.has(Permission::ManageAbacAdminRoomAttributes))

@@ -198,9 +198,39 @@ pub async fn two_factor(
     session: &Session,
     headers: &HeaderMap,
 ) -> Result<(), RcError> {
+    check_two_factor(state, session, headers, Remember::Allowed).await
+}
+
+/// [`two_factor`] without the remember window: changes to the account's own factors
+/// (enrolling, confirming, changing or removing a method) always need a current code,
+/// whatever the session passed before.
+///
+/// # Errors
+/// As [`two_factor`].
+pub async fn fresh_two_factor(
+    state: &AppState,
+    session: &Session,
+    headers: &HeaderMap,
+) -> Result<(), RcError> {
+    check_two_factor(state, session, headers, Remember::Never).await
+}
+
+/// Whether a passed check within the remember window counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Remember {
+    Allowed,
+    Never,
+}
+
+async fn check_two_factor(
+    state: &AppState,
+    session: &Session,
+    headers: &HeaderMap,
+    mode: Remember,
+) -> Result<(), RcError> {
     // A login's probe has no session yet: nothing to remember it under.
     let remember = !session.token_hash.is_empty();
-    if remember && state.two_factor_remembered(&session.token_hash) {
+    if remember && mode == Remember::Allowed && state.two_factor_remembered(&session.token_hash) {
         return Ok(());
     }
     let account = &session.account;
@@ -281,33 +311,125 @@ pub async fn two_factor(
 
 /// Draws a 6-digit code, stores its hash and mails it.
 async fn send_email_code(state: &AppState, account: &Account) -> Result<(), RcError> {
-    let (Some(mailer), Some(address)) = (&state.mailer, &account.email) else {
+    let Some(address) = &account.email else {
+        return Err(RcError::Internal(
+            "email two-factor without an address".into(),
+        ));
+    };
+    let (code, hash, expires) = email_code(state)?;
+    let id = account.id;
+    state
+        .accounts(move |accounts| accounts.put_email_code(id, &hash, expires))
+        .await?;
+    mail_code(state, address, &code).await
+}
+
+/// A fresh 6-digit code, its hash, and when it expires (`[server.smtp].code_ttl_secs`).
+///
+/// # Errors
+/// 500 when the system has no randomness.
+pub(crate) fn email_code(state: &AppState) -> Result<(String, Vec<u8>, i64), RcError> {
+    let mut bytes = [0u8; 4];
+    getrandom::fill(&mut bytes).map_err(|err| RcError::Internal(err.to_string()))?;
+    let code = format!("{:06}", u32::from_le_bytes(bytes) % 1_000_000);
+    let hash = token::token_hash(&code);
+    let expires = state.now_ms().saturating_add(
+        i64::try_from(code_ttl_secs(state))
+            .unwrap_or(i64::MAX / 1000)
+            .saturating_mul(1000),
+    );
+    Ok((code, hash, expires))
+}
+
+fn code_ttl_secs(state: &AppState) -> u64 {
+    state
+        .settings
+        .smtp
+        .as_ref()
+        .map_or(600, |smtp| smtp.code_ttl_secs)
+}
+
+/// Mails `code` to `address`.
+///
+/// # Errors
+/// 500 without a mail server or when sending fails.
+pub(crate) async fn mail_code(state: &AppState, address: &str, code: &str) -> Result<(), RcError> {
+    let Some(mailer) = &state.mailer else {
         return Err(RcError::Internal(
             "email two-factor without a mailer".into(),
         ));
     };
-    let mut bytes = [0u8; 4];
-    getrandom::fill(&mut bytes).map_err(|err| RcError::Internal(err.to_string()))?;
-    let code = format!("{:06}", u32::from_le_bytes(bytes) % 1_000_000);
-    let ttl = state
-        .settings
-        .smtp
-        .as_ref()
-        .map_or(600, |smtp| smtp.code_ttl_secs);
-    let hash = token::token_hash(&code);
-    let id = account.id;
-    let expires = state.now_ms().saturating_add(
-        i64::try_from(ttl)
-            .unwrap_or(i64::MAX / 1000)
-            .saturating_mul(1000),
-    );
-    state
-        .accounts(move |accounts| accounts.put_email_code(id, &hash, expires))
-        .await?;
     mailer
-        .send_code(address, &code, ttl)
+        .send_code(address, code, code_ttl_secs(state))
         .await
         .map_err(|err| RcError::Internal(err.to_string()))
+}
+
+/// The actions whose rule depends on the session's dialect: one rule per action,
+/// applied here for every route that offers it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// A full sync of a tenant's directory: `ldap.syncNow` and `ldap/downsync`.
+    FullSync,
+    /// A sync of named users: `abac/users/sync`.
+    TargetedSync,
+}
+
+/// What `action` demands of `session` beyond its permission, whichever route the
+/// session calls it through.
+///
+/// | session | full sync | targeted sync |
+/// |---|---|---|
+/// | Rocket.Chat token (`X-Auth-Token`) | Rocket.Chat's two-factor check (`x-2fa-code`; the remember window applies) | nothing more |
+/// | grommunio cookie | nothing more: its login asked for the account's second factor, and grommunio's protocol has no step-up | nothing more |
+///
+/// A Rocket.Chat token therefore meets the same check on `ldap/downsync` as on
+/// `ldap.syncNow`.
+///
+/// # Errors
+/// As [`two_factor`].
+pub async fn authorize(
+    state: &AppState,
+    session: &Session,
+    headers: &HeaderMap,
+    action: Action,
+) -> Result<(), RcError> {
+    match (session.dialect, action) {
+        (Dialect::RocketChat, Action::FullSync) => two_factor(state, session, headers).await,
+        (Dialect::RocketChat, Action::TargetedSync) | (Dialect::Grommunio, _) => Ok(()),
+    }
+}
+
+/// The second factor a login of `account` needs, from the code (and method) the
+/// login sent: nothing for an account without a method, else a current code of one
+/// of its methods (an email code is mailed when none is sent). The same check for
+/// both dialects' logins.
+///
+/// # Errors
+/// `totp-required` / `totp-invalid` as for [`two_factor`]; 429 after too many failures.
+pub async fn login_second_factor(
+    state: &AppState,
+    account: &Account,
+    method: Option<&str>,
+    code: Option<&str>,
+) -> Result<(), RcError> {
+    if available_methods(state, account).is_empty() {
+        return Ok(());
+    }
+    let mut headers = HeaderMap::new();
+    if let Some(method) = method.and_then(|m| axum::http::HeaderValue::from_str(m).ok()) {
+        headers.insert("x-2fa-method", method);
+    }
+    if let Some(code) = code.and_then(|c| axum::http::HeaderValue::from_str(c).ok()) {
+        headers.insert("x-2fa-code", code);
+    }
+    let probe = Session {
+        principal: account.into(),
+        account: account.clone(),
+        token_hash: Vec::new(),
+        dialect: Dialect::RocketChat,
+    };
+    check_two_factor(state, &probe, &headers, Remember::Never).await
 }
 
 /// The caller of an admin endpoint, in either dialect: extracting it authenticates

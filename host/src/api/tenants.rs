@@ -25,6 +25,9 @@ use crate::sync::{SyncRequest, TenantSource};
 
 /// Password settings kept from the stored tenant when a replacement names none.
 const SECRET_KEYS: [&str; 3] = ["bind_password", "bind_password_file", "bind_password_env"];
+/// The `[tenant.ldap]` settings a stored password is bound to: a replacement that
+/// changes any of them must give the password again.
+const PASSWORD_BOUND_KEYS: [&str; 4] = ["servers", "bind_dn", "tls", "ca_file"];
 
 pub(super) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -270,18 +273,33 @@ fn parse_tenant(
         }
     }
     // A replacement that names no password keeps the stored one (secrets are never
-    // returned, so clients cannot send them back), unless it points the password at
-    // other servers or another bind DN: then it must be given again.
+    // returned, so clients cannot send them back), unless it would send the password
+    // somewhere else or less protected: other servers, another bind DN, another
+    // transport (`tls`) or other trusted CAs (`ca_file`). Then it must be given again.
     if let (Some(previous), Some(ldap)) = (
         previous,
         object.get_mut("ldap").and_then(Value::as_object_mut),
     ) && !SECRET_KEYS.iter().any(|key| ldap.contains_key(*key))
-        && ldap.get("servers") == previous["ldap"].get("servers")
-        && ldap.get("bind_dn") == previous["ldap"].get("bind_dn")
+        && SECRET_KEYS
+            .iter()
+            .any(|key| previous["ldap"].get(*key).is_some())
     {
-        for key in SECRET_KEYS {
-            if let Some(value) = previous["ldap"].get(key) {
-                ldap.insert(key.into(), value.clone());
+        let changed: Vec<&str> = PASSWORD_BOUND_KEYS
+            .iter()
+            .copied()
+            .filter(|key| ldap.get(*key) != previous["ldap"].get(*key))
+            .collect();
+        if !changed.is_empty() && ldap.get("bind_dn").is_some_and(|dn| !dn.is_null()) {
+            return Err(ApiError::invalid(vec![format!(
+                "ldap.bind_password: {} changed, so the stored password is not sent there; give the password again",
+                changed.join(", ")
+            )]));
+        }
+        if changed.is_empty() {
+            for key in SECRET_KEYS {
+                if let Some(value) = previous["ldap"].get(key) {
+                    ldap.insert(key.into(), value.clone());
+                }
             }
         }
     }
@@ -380,8 +398,10 @@ async fn replace(
     Ok(Json(tenant_json(&state, &tenant)))
 }
 
-/// Deletes a tenant kept in the store (system-wide accounts only). Its users stay in
-/// the store, unreachable by syncs, until the tenant is created again.
+/// Deletes a tenant kept in the store (system-wide accounts only), with everything
+/// that belonged to it: users, values, audit events, runs, tasks, plugins, and its
+/// accounts, whose sessions end at once. A tenant created again with the same id
+/// starts empty.
 #[utoipa::path(delete, path = "/api/v1/admin/tenants/{tenant}", tag = "tenants", security(("grommunio" = []), ("rocketchat" = [])),
     params(("tenant" = u64, Path, description = "Tenant (domain) ID")),
     responses(
@@ -400,9 +420,7 @@ async fn delete(
         return Err(ApiError::forbidden());
     }
     ensure_api_tenant(&state, id)?;
-    let catalog = state.service.catalog().clone();
-    blocking(move || catalog.delete_tenant(id)).await?;
-    state.service.remove_tenant(id);
+    state.service.delete_tenant(id).await?;
     Ok(Json(json!({"message": format!("Deleted tenant #{id}")})))
 }
 

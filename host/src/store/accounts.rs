@@ -134,6 +134,28 @@ pub trait AccountStore: Send + Sync {
         now: Timestamp,
     ) -> Result<bool, StoreError>;
 
+    /// Starts proving `address`: replaces the account's outstanding verification with
+    /// this one. The address counts for nothing until [`confirm_email`] takes the code.
+    ///
+    /// [`confirm_email`]: AccountStore::confirm_email
+    fn begin_email_verification(
+        &self,
+        id: AccountId,
+        address: &str,
+        code_hash: &[u8],
+        expires_at: Timestamp,
+    ) -> Result<(), StoreError>;
+
+    /// Consumes the outstanding verification if its code is `code_hash` and unexpired,
+    /// and makes its address the account's, with codes by email on; the address, or
+    /// `None`. Atomic: a code is accepted once.
+    fn confirm_email(
+        &self,
+        id: AccountId,
+        code_hash: &[u8],
+        now: Timestamp,
+    ) -> Result<Option<String>, StoreError>;
+
     /// Stores a session under the token's hash.
     fn create_session(
         &self,

@@ -122,8 +122,10 @@ pub trait CatalogStore: Send + Sync {
     /// Creates or replaces an API tenant.
     fn put_tenant(&self, id: TenantId, config: &str, now: Timestamp) -> Result<(), StoreError>;
 
-    /// Deletes an API tenant with its schedule and plugin assignments; whether it
-    /// existed.
+    /// Deletes an API tenant and everything that belonged to it, in one transaction:
+    /// its schedule, plugins and assignments, users and their values, audit events,
+    /// runs, sync state and tasks, and its accounts with their sessions and codes. A
+    /// tenant created later with the same id starts empty. Whether it existed.
     fn delete_tenant(&self, id: TenantId) -> Result<bool, StoreError>;
 
     /// Schedule overrides: tenant → interval (`None`: no background syncs).

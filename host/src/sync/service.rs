@@ -253,6 +253,29 @@ impl SyncService {
         self.tenants.remove(id)
     }
 
+    /// Deletes an API tenant and everything that belonged to it
+    /// ([`CatalogStore::delete_tenant`]). The tenant is forgotten first, so no new
+    /// sync starts; the purge then waits for the tenant's running sync (its lock),
+    /// so nothing is written after it. Whether it existed in the store.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store fails; the tenant is then put back.
+    pub async fn delete_tenant(&self, id: TenantId) -> Result<bool, StoreError> {
+        let previous = self.remove_tenant(id);
+        let lock = self.slots().entry(id).or_default().lock.clone();
+        let _guard = lock.lock().await;
+        let catalog = self.catalog.clone();
+        let deleted = tokio::task::spawn_blocking(move || catalog.delete_tenant(id))
+            .await
+            .map_err(|err| StoreError::Panicked(err.to_string()))?;
+        if deleted.is_err()
+            && let Some(entry) = previous
+        {
+            self.tenants.restore(entry);
+        }
+        deleted
+    }
+
     /// Seconds between the tenant's background syncs, and what set them.
     pub fn interval(&self, id: TenantId) -> (Option<u64>, &'static str) {
         self.tenants.interval(id)

@@ -109,6 +109,14 @@ impl Tenants {
             );
     }
 
+    /// Puts back an entry [`Self::remove`] returned (a deletion that failed).
+    pub fn restore(&self, entry: TenantEntry) {
+        self.entries
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(entry.config.id, entry);
+    }
+
     /// Removes a tenant and its schedule override.
     pub fn remove(&self, id: TenantId) -> Option<TenantEntry> {
         self.schedules

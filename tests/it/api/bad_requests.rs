@@ -224,8 +224,8 @@ fn a_request_body_arriving_late_never_cuts_the_answer_short() {
         stream,
         "POST /api/v1/domains/1/ldap/downsync?import=true&timeout=60 HTTP/1.1\r\n\
          host: {address}\r\nx-user-id: {}\r\nx-auth-token: {}\r\n\
-         transfer-encoding: chunked\r\n\r\n",
-        admin.user_id, admin.token
+         x-2fa-code: {}\r\ntransfer-encoding: chunked\r\n\r\n",
+        admin.user_id, admin.token, admin.password_digest
     )
     .unwrap();
     std::thread::sleep(std::time::Duration::from_millis(500));

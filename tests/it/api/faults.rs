@@ -402,7 +402,7 @@ fn slapd_restarted_between_pages_fails_the_sync_and_removes_nobody() {
     let import = |server: &Server| {
         let (status, body) = server.post(
             "/api/v1/domains/1/ldap/downsync?timeout=0&import=true",
-            &admin.headers(),
+            &admin.step_up(),
             None,
         );
         assert_eq!(status, 202, "{body}");
@@ -422,7 +422,7 @@ fn slapd_restarted_between_pages_fails_the_sync_and_removes_nobody() {
     let start = |query: &str| {
         let (status, body) = server.post(
             &format!("/api/v1/domains/1/ldap/downsync?timeout=0{query}"),
-            &admin.headers(),
+            &admin.step_up(),
             None,
         );
         assert_eq!(status, 202, "{body}");

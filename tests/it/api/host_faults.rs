@@ -59,7 +59,7 @@ fn integrity(db: &Path) -> String {
 fn downsync_in_background(server: &Server, auth: &RcAuth) -> i64 {
     let (status, body) = server.post(
         "/api/v1/domains/1/ldap/downsync?import=true&timeout=0",
-        &auth.headers(),
+        &auth.step_up(),
         None,
     );
     assert_eq!(status, 202, "{body}");

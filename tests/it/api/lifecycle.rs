@@ -66,7 +66,7 @@ fn tenants_are_isolated_and_a_tenant_runs_one_sync_at_a_time() {
     let (_, tenants) = server.get("/api/v1/admin/tenants", &ops2.headers());
     assert_eq!(tenants["data"].as_array().unwrap().len(), 1);
     assert_eq!(tenants["data"][0]["id"], 2);
-    let (status, body) = server.post("/api/v1/domains/1/ldap/downsync", &ops2.headers(), None);
+    let (status, body) = server.post("/api/v1/domains/1/ldap/downsync", &ops2.step_up(), None);
     assert_eq!(
         (status, body),
         (
@@ -306,7 +306,7 @@ fn five_tenants_of_twenty_thousand_users_sync_at_once() {
         .map(|tenant| {
             let (status, body) = server.post(
                 &format!("/api/v1/domains/{tenant}/ldap/downsync?import=true&timeout=0"),
-                &admin.headers(),
+                &admin.step_up(),
                 None,
             );
             assert_eq!(status, 202, "tenant {tenant}: {body}");

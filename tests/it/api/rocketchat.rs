@@ -98,8 +98,15 @@ fn ldap_sync_now_follows_rocket_chats_contract() {
         (400, json!({"success": false, "error": "LDAP_disabled"}))
     );
 
-    // TOTP: enrol, confirm, then codes are TOTP codes, each accepted once.
-    let (status, enrol) = server.post("/api/v1/me/totp", &admin.headers(), None);
+    // TOTP: enrol (with the current factor, here the password's digest), confirm, then
+    // codes are TOTP codes, each accepted once.
+    let (status, body) = server.post("/api/v1/me/totp", &admin.headers(), None);
+    assert_eq!(
+        (status, &body["errorType"]),
+        (400, &json!("totp-required")),
+        "enrolling needs the current factor: {body}"
+    );
+    let (status, enrol) = server.post("/api/v1/me/totp", &with_code, None);
     assert_eq!(status, 200, "{enrol}");
     assert!(
         enrol["url"]
@@ -177,7 +184,7 @@ fn ldap_sync_now_follows_rocket_chats_contract() {
 }
 
 /// Waits until the current TOTP step is at least `step` (so `step + 1` is in the window).
-fn wait_until_step(step: u64) {
+pub fn wait_until_step(step: u64) {
     loop {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -190,7 +197,7 @@ fn wait_until_step(step: u64) {
     }
 }
 
-fn base32_decode(text: &str) -> Vec<u8> {
+pub fn base32_decode(text: &str) -> Vec<u8> {
     let mut out = Vec::new();
     let (mut buffer, mut bits) = (0u32, 0);
     for c in text.bytes() {
@@ -321,13 +328,27 @@ fn email_codes_are_sent_and_accepted_once() {
     let setup = Setup::with_server(2, &smtp);
     let server = Server::start(&setup.config());
     let admin = server.login(ADMIN, ADMIN_PASSWORD);
+    let digest = token::sha256_hex(ADMIN_PASSWORD);
+    let mut with_password = admin.headers();
+    with_password.push(("x-2fa-code", &digest));
     let (status, body) = server.call(
         "PUT",
         "/api/v1/me/email2fa",
-        &admin.headers(),
+        &with_password,
         Some(json!({"enabled": true, "email": "ops@example.org"})),
     );
-    assert_eq!(status, 200, "{body}");
+    assert_eq!(status, 202, "{body}");
+    // The address counts once the code mailed to it comes back.
+    let proof = mailed_code(&sink, 0);
+    let (status, body) = server.post(
+        "/api/v1/me/email2fa/confirm",
+        &admin.headers(),
+        Some(json!({"code": proof})),
+    );
+    assert_eq!(
+        (status, body),
+        (200, json!({"enabled": true, "email": "ops@example.org"}))
+    );
 
     // No code: one is mailed, and the error says so.
     let url = "/api/v1/ldap.syncNow";
@@ -338,17 +359,10 @@ fn email_codes_are_sent_and_accepted_once() {
         json!({"method": "email", "codeGenerated": true, "availableMethods": ["email"]})
     );
     let messages = sink.messages();
-    assert_eq!(messages.len(), 1);
-    assert_eq!(messages[0].to, ["<ops@example.org>"]);
-    let code = messages[0]
-        .data
-        .lines()
-        .find_map(|line| line.strip_prefix("Subject: abacsync verification code: "))
-        .unwrap()
-        .trim()
-        .to_owned();
+    assert_eq!(messages.len(), 2);
+    assert_eq!(messages[1].to, ["<ops@example.org>"]);
+    let code = mailed_code(&sink, 1);
     // The password digest is no method once email is on; the mailed code works once.
-    let digest = token::sha256_hex(ADMIN_PASSWORD);
     let mut headers = admin.headers();
     headers.push(("x-2fa-code", &digest));
     let (status, body) = server.post(url, &headers, None);
@@ -382,5 +396,16 @@ fn email_codes_are_sent_and_accepted_once() {
         "{body}"
     );
     assert_eq!(body["details"]["codeGenerated"], true);
-    assert_eq!(sink.messages().len(), 2);
+    assert_eq!(sink.messages().len(), 3);
+}
+
+/// The code in the `index`th message the sink received.
+pub fn mailed_code(sink: &abacsync_testkit::smtp::SmtpSink, index: usize) -> String {
+    sink.messages()[index]
+        .data
+        .lines()
+        .find_map(|line| line.strip_prefix("Subject: abacsync verification code: "))
+        .unwrap()
+        .trim()
+        .to_owned()
 }

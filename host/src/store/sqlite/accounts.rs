@@ -229,6 +229,49 @@ pub(super) fn put_email_code(
     Ok(())
 }
 
+pub(super) fn begin_email_verification(
+    conn: &Connection,
+    id: AccountId,
+    address: &str,
+    code_hash: &[u8],
+    expires_at: Timestamp,
+) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO email_verifications (account_id, address, code_hash, expires_at) VALUES (?1, ?2, ?3, ?4) \
+         ON CONFLICT (account_id) DO UPDATE SET address = excluded.address, code_hash = excluded.code_hash, \
+         expires_at = excluded.expires_at",
+        (id, address, code_hash, expires_at),
+    )?;
+    Ok(())
+}
+
+pub(super) fn confirm_email(
+    conn: &mut Connection,
+    id: AccountId,
+    code_hash: &[u8],
+    now: Timestamp,
+) -> Result<Option<String>, StoreError> {
+    let tx = conn.transaction()?;
+    let address: Option<String> = tx
+        .query_row(
+            "DELETE FROM email_verifications WHERE account_id = ?1 AND code_hash = ?2 AND expires_at > ?3 \
+             RETURNING address",
+            (id, code_hash, now),
+            |row| row.get(0),
+        )
+        .optional()?;
+    if let Some(address) = &address {
+        tx.execute(
+            "UPDATE accounts SET email = ?2, email_2fa = 1 WHERE id = ?1",
+            (id, address),
+        )?;
+        // A code sent to the old address must not outlive the change.
+        tx.execute("DELETE FROM email_codes WHERE account_id = ?1", [id])?;
+    }
+    tx.commit()?;
+    Ok(address)
+}
+
 pub(super) fn take_email_code(
     conn: &Connection,
     id: AccountId,

@@ -190,8 +190,25 @@ pub(super) fn delete_tenant(conn: &mut Connection, id: TenantId) -> Result<bool,
     let key = tenant_key(id);
     let existed = tx.execute("DELETE FROM tenants WHERE id = ?1", [key])? > 0;
     if existed {
-        tx.execute("DELETE FROM schedules WHERE tenant_id = ?1", [key])?;
-        tx.execute("DELETE FROM tenant_plugins WHERE tenant_id = ?1", [key])?;
+        // Children before parents: sessions, codes and verifications reference
+        // accounts; assignments reference plugins.
+        for statement in [
+            "DELETE FROM schedules WHERE tenant_id = ?1",
+            "DELETE FROM tenant_plugins WHERE tenant_id = ?1",
+            "DELETE FROM plugins WHERE tenant_id = ?1",
+            "DELETE FROM user_attributes WHERE tenant_id = ?1",
+            "DELETE FROM users WHERE tenant_id = ?1",
+            "DELETE FROM audit_events WHERE tenant_id = ?1",
+            "DELETE FROM sync_runs WHERE tenant_id = ?1",
+            "DELETE FROM sync_state WHERE tenant_id = ?1",
+            "DELETE FROM tasks WHERE tenant_id = ?1",
+            "DELETE FROM sessions WHERE account_id IN (SELECT id FROM accounts WHERE tenant_id = ?1)",
+            "DELETE FROM email_codes WHERE account_id IN (SELECT id FROM accounts WHERE tenant_id = ?1)",
+            "DELETE FROM email_verifications WHERE account_id IN (SELECT id FROM accounts WHERE tenant_id = ?1)",
+            "DELETE FROM accounts WHERE tenant_id = ?1",
+        ] {
+            tx.execute(statement, [key])?;
+        }
     }
     tx.commit()?;
     Ok(existed)

@@ -54,6 +54,10 @@ pub(super) const MIGRATIONS: &[Migration] = &[
         version: 9,
         sql: include_str!("../../../migrations/0009_user_attribute_sets.sql"),
     },
+    Migration {
+        version: 10,
+        sql: include_str!("../../../migrations/0010_email_verifications.sql"),
+    },
 ];
 
 /// Brings the database up to the newest of `migrations`; returns how many ran.

@@ -566,6 +566,25 @@ impl AccountStore for SqliteStore {
         accounts::take_email_code(&self.writer(), id, code_hash, now)
     }
 
+    fn begin_email_verification(
+        &self,
+        id: AccountId,
+        address: &str,
+        code_hash: &[u8],
+        expires_at: Timestamp,
+    ) -> Result<(), StoreError> {
+        accounts::begin_email_verification(&self.writer(), id, address, code_hash, expires_at)
+    }
+
+    fn confirm_email(
+        &self,
+        id: AccountId,
+        code_hash: &[u8],
+        now: Timestamp,
+    ) -> Result<Option<String>, StoreError> {
+        accounts::confirm_email(&mut self.writer(), id, code_hash, now)
+    }
+
     fn create_session(
         &self,
         token_hash: &[u8],

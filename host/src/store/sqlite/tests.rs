@@ -401,3 +401,135 @@ fn the_log_is_copied_back_by_the_checkpoint_thread() {
     let store = SqliteStore::open(&path).unwrap();
     assert_eq!(store.count_users(T1).unwrap(), 500);
 }
+
+#[test]
+fn a_deleted_tenant_leaves_no_row_behind() {
+    use crate::store::{AccountStore, CatalogStore, Dialect, NewAccount, TaskStore};
+    let store = SqliteStore::open_in_memory().unwrap();
+    let account = |tenant: TenantId, name: &str| {
+        let account = store
+            .create_account(
+                &NewAccount {
+                    public_id: format!("public-{name}"),
+                    username: name.into(),
+                    password_hash: "hash".into(),
+                    tenant: Some(tenant),
+                    permissions: Default::default(),
+                    email: None,
+                },
+                NOW,
+            )
+            .unwrap();
+        store
+            .create_session(
+                name.as_bytes(),
+                account.id,
+                Dialect::RocketChat,
+                NOW,
+                NOW + 1,
+            )
+            .unwrap();
+        store.put_email_code(account.id, b"code", NOW + 1).unwrap();
+        store
+            .begin_email_verification(account.id, "a@example.org", b"proof", NOW + 1)
+            .unwrap();
+        account.id
+    };
+    for (tenant, name) in [(T1, "one"), (T2, "two")] {
+        store.put_tenant(tenant, "{}", NOW).unwrap();
+        create(&store, tenant, fields(name));
+        account(tenant, name);
+        store.set_schedule(tenant, Some(3600), NOW).unwrap();
+        let plugin = store
+            .add_plugin(
+                &NewPlugin {
+                    sha256: format!("{tenant:064}"),
+                    tenant: Some(tenant),
+                    label: format!("plugin-{name}"),
+                    name: "mapping".into(),
+                    version: "1.0.0".into(),
+                    component: name.as_bytes(),
+                    uploaded_by: None,
+                },
+                NOW,
+            )
+            .unwrap();
+        store
+            .assign_plugin(tenant, plugin.id, &Default::default(), None, "test", NOW)
+            .unwrap();
+        store
+            .record_sync_run(
+                tenant,
+                &SyncRunRecord {
+                    run_id: format!("run-{name}"),
+                    mode: "full".into(),
+                    dry_run: false,
+                    started_at: NOW,
+                    finished_at: NOW,
+                    outcome: "succeeded".into(),
+                    summary: "{}".into(),
+                },
+            )
+            .unwrap();
+        store
+            .set_sync_state(
+                tenant,
+                &SyncState {
+                    high_water_mark: Some("42".into()),
+                    ..SyncState::default()
+                },
+            )
+            .unwrap();
+        store
+            .create_task(tenant, "sync", &serde_json::json!({}), None, NOW)
+            .unwrap();
+    }
+    let conn = store.writer();
+    // Every table naming a tenant or an account, read from the schema itself, so a
+    // table added later is checked too.
+    let tables: Vec<(String, String)> = conn
+        .prepare(
+            "SELECT m.name, p.name FROM sqlite_master m, pragma_table_info(m.name) p
+             WHERE m.type = 'table' AND (p.name = 'tenant_id' OR (p.name = 'account_id'
+               AND NOT EXISTS (SELECT 1 FROM pragma_table_info(m.name) WHERE name = 'tenant_id')))",
+        )
+        .unwrap()
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert!(tables.len() >= 12, "{tables:?}");
+    let rows_of = |conn: &Connection, tenant: TenantId| -> Vec<(String, i64)> {
+        let key = i64::from_ne_bytes(tenant.to_ne_bytes());
+        tables
+            .iter()
+            .map(|(table, column)| {
+                let sql = if column == "tenant_id" {
+                    format!("SELECT count(*) FROM {table} WHERE tenant_id = ?1")
+                } else {
+                    format!(
+                        "SELECT count(*) FROM {table} WHERE account_id IN
+                         (SELECT id FROM accounts WHERE tenant_id = ?1)"
+                    )
+                };
+                let count = conn.query_row(&sql, [key], |row| row.get(0)).unwrap();
+                (table.clone(), count)
+            })
+            .collect()
+    };
+    let before = rows_of(&conn, T1);
+    assert!(before.iter().all(|(_, count)| *count > 0), "{before:?}");
+    drop(conn);
+
+    assert!(store.delete_tenant(T1).unwrap());
+    let conn = store.writer();
+    let after = rows_of(&conn, T1);
+    assert!(after.iter().all(|(_, count)| *count == 0), "{after:?}");
+    assert_eq!(
+        rows_of(&conn, T2),
+        before,
+        "the other tenant keeps everything"
+    );
+    drop(conn);
+    assert!(!store.delete_tenant(T1).unwrap());
+}
