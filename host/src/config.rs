@@ -119,6 +119,11 @@ pub struct ServerConfig {
     pub rate_limit_attempts: usize,
     /// The rate limit's window.
     pub rate_limit_window_secs: u64,
+    /// Proxies (addresses or CIDR ranges) whose `X-Forwarded-For` names the client:
+    /// the client is the last address in it that is not such a proxy. Empty (the
+    /// default): the header is ignored and the peer's address is the client's.
+    #[serde(deserialize_with = "proxies")]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Seconds running syncs get to finish at shutdown before they are cancelled.
     pub shutdown_grace_secs: u64,
     /// Whether the session cookie is marked `Secure` (set behind HTTPS).
@@ -126,6 +131,25 @@ pub struct ServerConfig {
     /// The mail server for two-factor codes by email; without it the `email` method is
     /// not offered.
     pub smtp: Option<SmtpConfig>,
+}
+
+/// `trusted_proxies`: addresses (`10.0.0.7`) or ranges (`10.0.0.0/8`).
+fn proxies<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<ipnet::IpNet>, D::Error> {
+    let texts = Vec::<String>::deserialize(deserializer)?;
+    texts
+        .iter()
+        .map(|text| {
+            text.parse::<ipnet::IpNet>()
+                .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| {
+                    serde::de::Error::custom(format!(
+                        "trusted_proxies: {text:?} is neither an address nor a CIDR range"
+                    ))
+                })
+        })
+        .collect()
 }
 
 /// How the SMTP connection is secured.
@@ -178,6 +202,7 @@ impl Default for ServerConfig {
             two_factor_remember_secs: 0,
             rate_limit_attempts: 10,
             rate_limit_window_secs: 300,
+            trusted_proxies: Vec::new(),
             shutdown_grace_secs: 30,
             secure_cookies: false,
             smtp: None,

@@ -65,8 +65,18 @@ pub struct MappingRun {
     pub logs: Vec<GuestLog>,
 }
 
-/// Map `entries` through `plugin` in batches of `batch_size`.
+/// Map `entries` through `plugin` in batches of `batch_size`. Blocks until done.
 pub fn run(
+    plugin: &Plugin,
+    context: &MappingContext,
+    entries: Vec<Entry>,
+    batch_size: usize,
+) -> Result<MappingRun, CallError> {
+    futures_executor::block_on(run_async(plugin, context, entries, batch_size))
+}
+
+/// [`run`], awaited without holding a thread.
+pub async fn run_async(
     plugin: &Plugin,
     context: &MappingContext,
     entries: Vec<Entry>,
@@ -81,7 +91,7 @@ pub fn run(
     while entries.peek().is_some() {
         let batch: Vec<Entry> = entries.by_ref().take(batch_size.max(1)).collect();
         let dns: Vec<String> = batch.iter().map(|entry| entry.dn.clone()).collect();
-        let output = plugin.map_entries(context, batch)?;
+        let output = plugin.map_entries_raw_async(context, batch).await?.decode();
         run.stats.add(dns.len(), &output.stats);
         run.logs.extend(output.logs);
         run.results.extend(

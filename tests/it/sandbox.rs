@@ -91,6 +91,89 @@ fn endless_loop_hits_the_deadline() {
 }
 
 #[test]
+fn a_sleeping_plugin_is_stopped_at_its_deadline() {
+    // A sleep waits in the host (WASI `subscribe-duration` and `poll`), where epoch
+    // interruption never reaches: it used to last its full 20 s.
+    for behaviour in ["sleep", "sleep-loop"] {
+        let (kind, message) = fails_with(behaviour);
+        assert!(
+            matches!(kind, CallErrorKind::Deadline(d) if d == DEADLINE),
+            "{behaviour}: {message}"
+        );
+    }
+    // A short sleep within the deadline is left alone.
+    let mut context = context("sleep");
+    context.settings.push(("secs".into(), "0".into()));
+    let output = hostile()
+        .map_entries(&context, entries(1))
+        .expect("a sleep of 0 s");
+    assert_eq!(
+        output.outcomes,
+        vec![Ok(Decision::Skip {
+            reason: "woke up".into()
+        })]
+    );
+}
+
+#[test]
+fn one_tenant_never_takes_every_instance() {
+    // Tenant 7 fills its share with sleepers and the queue behind them; tenant 8's
+    // call runs at once beside them, and tenant 7's calls beyond its queue are
+    // refused at once instead of waiting.
+    let config = SandboxConfig {
+        deadline: Duration::from_secs(2),
+        max_instances: 8,
+        tenant_instances: 2,
+        tenant_queue: 4,
+        ..SandboxConfig::default()
+    };
+    let engine = PluginEngine::new(config, None).expect("engine");
+    let plugin = engine
+        .load("hostile", &plugins::bytes("hostile-mapping"))
+        .expect("load");
+    let plugin = &plugin;
+    // The attribute names are asked once per context, before its first batch.
+    plugin.required_attributes(&context("sleep")).unwrap();
+    std::thread::scope(|scope| {
+        let sleepers: Vec<_> = (0..6)
+            .map(|_| scope.spawn(move || plugin.map_entries(&context("sleep"), entries(1))))
+            .collect();
+        std::thread::sleep(Duration::from_millis(500));
+        let load = engine.load_now();
+        assert_eq!((load.running, load.queued), (2, 4), "{load:?}");
+        assert!(
+            load.threads <= 3,
+            "threads start for work that can run: {load:?}"
+        );
+        let refused = plugin
+            .map_entries(&context("sleep"), entries(1))
+            .expect_err("no room left in tenant 7's queue");
+        assert!(
+            matches!(refused.kind, CallErrorKind::Busy { .. }),
+            "{refused}"
+        );
+        assert!(refused.to_string().contains("tenant 7"), "{refused}");
+        let started = Instant::now();
+        let mut other = context("none");
+        other.tenant_id = 8;
+        let output = plugin.map_entries(&other, entries(2)).expect("tenant 8");
+        assert_eq!(output.outcomes.len(), 2);
+        assert!(
+            started.elapsed() < Duration::from_millis(500),
+            "tenant 8 waited {:?}",
+            started.elapsed()
+        );
+        for sleeper in sleepers {
+            let err = sleeper
+                .join()
+                .unwrap()
+                .expect_err("stopped at the deadline");
+            assert!(matches!(err.kind, CallErrorKind::Deadline(_)), "{err}");
+        }
+    });
+}
+
+#[test]
 fn memory_growth_hits_the_limit() {
     let (kind, message) = fails_with("memory");
     assert!(

@@ -5,8 +5,8 @@
 //! body is grommunio's (`user`, `pass`), which sets the `grommunioAuthJwt` cookie and
 //! returns the CSRF token state-changing requests must send back.
 
-use std::net::SocketAddr;
-use std::time::Instant;
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::body::Bytes;
@@ -94,6 +94,7 @@ async fn login(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let client = client_ip(&state.settings.trusted_proxies, client, &headers);
     if is_form(&headers) {
         grommunio_login(&state, client, &body).await.into_response()
     } else {
@@ -103,21 +104,96 @@ async fn login(
     }
 }
 
-/// Checks a password (its SHA-256 digest) under the account name's and the client's
-/// rate limits. The decoy hash keeps unknown names as slow as known ones.
-async fn check_password(
-    state: &AppState,
-    client: SocketAddr,
-    username: &str,
-    digest: String,
-) -> Result<Result<Account, ()>, LoginRefusal> {
-    let now = Instant::now();
-    let keys = [format!("user:{username}"), format!("ip:{}", client.ip())];
-    for key in &keys {
-        if let Err(wait) = state.login_limiter.attempt(key, now) {
-            return Err(LoginRefusal::TooMany(wait.as_secs().max(1)));
+/// The client's address: the peer's, or behind a configured trusted proxy the last
+/// address of `X-Forwarded-For` that is not one (a client can put anything in front
+/// of it, but not behind).
+pub(crate) fn client_ip(trusted: &[ipnet::IpNet], peer: SocketAddr, headers: &HeaderMap) -> IpAddr {
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
+    let mut client = peer.ip();
+    if !is_trusted(&client) {
+        return client;
+    }
+    let hops = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .collect::<Vec<_>>();
+    for hop in hops.iter().rev() {
+        let Ok(ip) = hop.trim().parse::<IpAddr>() else {
+            // Garbage from beyond the proxies: the last proxy's peer is the client.
+            break;
+        };
+        client = ip;
+        if !is_trusted(&ip) {
+            break;
         }
     }
+    client
+}
+
+/// The rate-limit counts of one login attempt, given back once it succeeds (with its
+/// second factor): only failures stay counted.
+struct Counted {
+    /// The account name from this address.
+    pair: String,
+    /// The address, whatever the name.
+    address: (String, Instant),
+    /// The account name, from every address.
+    account: (String, Instant),
+}
+
+impl Counted {
+    fn succeeded(self, state: &AppState) {
+        state.login_limiter.succeeded(&self.pair);
+        state
+            .address_limiter
+            .forgive(&self.address.0, self.address.1);
+        state
+            .account_limiter
+            .forgive(&self.account.0, self.account.1);
+    }
+}
+
+/// Checks a password (its SHA-256 digest) under the rate limits: failures per account
+/// name and address, per address, and per account name from every address. The last
+/// is the lock-out anyone who knows a name could cause, so once it is reached a login
+/// that brings a second-factor code (`with_code`) is still checked: a correct
+/// password and a correct code pass. The decoy hash keeps unknown names as slow as
+/// known ones.
+async fn check_password(
+    state: &AppState,
+    client: IpAddr,
+    username: &str,
+    digest: String,
+    with_code: bool,
+) -> Result<Result<(Account, Counted), ()>, LoginRefusal> {
+    let now = Instant::now();
+    let pair = format!("{username}\u{0}{client}");
+    let refused = |wait: Duration| LoginRefusal::TooMany(wait.as_secs().max(1));
+    let pair_at = state.login_limiter.attempt(&pair, now).map_err(refused)?;
+    let address = client.to_string();
+    let address_at = match state.address_limiter.attempt(&address, now) {
+        Ok(at) => at,
+        Err(wait) => {
+            state.login_limiter.forgive(&pair, pair_at);
+            return Err(refused(wait));
+        }
+    };
+    let account_at = match state.account_limiter.attempt(username, now) {
+        Ok(at) => Some(at),
+        Err(_) if with_code => None,
+        Err(wait) => {
+            state.login_limiter.forgive(&pair, pair_at);
+            state.address_limiter.forgive(&address, address_at);
+            return Err(refused(wait));
+        }
+    };
+    let counted = Counted {
+        pair,
+        address: (address, address_at),
+        account: (username.to_owned(), account_at.unwrap_or(now)),
+    };
     let name = username.to_owned();
     let account = state
         .accounts(move |accounts| accounts.account_by_username(&name))
@@ -130,12 +206,16 @@ async fn check_password(
         .await
         .map_err(LoginRefusal::Store)?;
     match account {
-        Some(account) if matches => {
-            // The account's count is forgiven; the address's stays, so one good
-            // password does not reset guessing at other accounts.
-            state.login_limiter.succeeded(&keys[0]);
-            Ok(Ok(account))
+        // Held off by the account's limit, only an account with a second factor
+        // goes on (to check the code it brought).
+        Some(account)
+            if matches && (account_at.is_some() || account.totp_enabled || account.email_2fa) =>
+        {
+            Ok(Ok((account, counted)))
         }
+        Some(_) if matches => Err(LoginRefusal::TooMany(
+            state.settings.rate_limit_window_secs.max(1),
+        )),
         _ => Ok(Err(())),
     }
 }
@@ -165,7 +245,7 @@ async fn new_session(
 
 async fn rocketchat_login(
     state: &AppState,
-    client: SocketAddr,
+    client: IpAddr,
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<Json<serde_json::Value>, RcError> {
@@ -182,14 +262,6 @@ async fn rocketchat_login(
         }
         RcPassword::Digest { .. } => return Err(RcError::LoginFailed),
     };
-    let account = match check_password(state, client, &user, digest).await {
-        Ok(Ok(account)) => account,
-        Ok(Err(())) => return Err(RcError::LoginFailed),
-        Err(LoginRefusal::TooMany(wait)) => {
-            return Err(RcError::TooManyRequests { retry_after: wait });
-        }
-        Err(LoginRefusal::Store(err)) => return Err(err.into()),
-    };
     // An account with a two-factor method needs a code to log in (body `code` or
     // `x-2fa-code`); the password fallback does not apply here.
     let method = headers
@@ -200,6 +272,15 @@ async fn rocketchat_login(
             .get("x-2fa-code")
             .and_then(|value| value.to_str().ok())
     });
+    let with_code = code.is_some_and(|code| !code.trim().is_empty());
+    let (account, counted) = match check_password(state, client, &user, digest, with_code).await {
+        Ok(Ok(found)) => found,
+        Ok(Err(())) => return Err(RcError::LoginFailed),
+        Err(LoginRefusal::TooMany(wait)) => {
+            return Err(RcError::TooManyRequests { retry_after: wait });
+        }
+        Err(LoginRefusal::Store(err)) => return Err(err.into()),
+    };
     match session::login_second_factor(state, &account, method, code).await {
         Ok(()) => {}
         Err(RcError::TotpRequired {
@@ -224,6 +305,7 @@ async fn rocketchat_login(
         }
         Err(other) => return Err(other),
     }
+    counted.succeeded(state);
     let auth_token = new_session(state, &account, Dialect::RocketChat).await?;
     Ok(Json(json!({
         "status": "success",
@@ -251,7 +333,7 @@ fn me_body(account: &Account) -> serde_json::Value {
 
 async fn grommunio_login(
     state: &AppState,
-    client: SocketAddr,
+    client: IpAddr,
     body: &[u8],
 ) -> Result<Response, ApiError> {
     let form: GrommunioLogin = serde_urlencoded_form(body)
@@ -262,8 +344,12 @@ async fn grommunio_login(
             "Incomplete login form",
         ));
     };
-    let account = match check_password(state, client, &user, token::sha256_hex(&pass)).await {
-        Ok(Ok(account)) => account,
+    let code = form.code.as_deref().filter(|code| !code.trim().is_empty());
+    let digest = token::sha256_hex(&pass);
+    let (account, counted) = match check_password(state, client, &user, digest, code.is_some())
+        .await
+    {
+        Ok(Ok(found)) => found,
         Ok(Err(())) => {
             return Ok((
                 StatusCode::UNAUTHORIZED,
@@ -276,12 +362,12 @@ async fn grommunio_login(
     };
     // Every way into a session asks for the account's second factor: the form takes
     // it as the field `code` (and `method`), since grommunio's form has none.
-    let code = form.code.as_deref().filter(|code| !code.trim().is_empty());
     if let Err(err) =
         session::login_second_factor(state, &account, form.method.as_deref(), code).await
     {
         return Ok(grommunio_two_factor_refusal(err));
     }
+    counted.succeeded(state);
     let session_id = new_session(state, &account, Dialect::Grommunio).await?;
     let csrf = token::new_token().map_err(ApiError::internal)?;
     let now = state.now_ms() / 1000;
@@ -681,4 +767,42 @@ async fn confirm_email_two_factor(
     };
     state.two_factor_limiter.succeeded(&key);
     Ok(Json(json!({"enabled": true, "email": address})))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn forwarded(values: &[&str]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for value in values {
+            headers.append("x-forwarded-for", value.parse().unwrap());
+        }
+        headers
+    }
+
+    #[test]
+    fn the_client_is_named_by_trusted_proxies_only() {
+        let peer: SocketAddr = "10.0.0.2:4000".parse().unwrap();
+        let spoofed = forwarded(&["198.51.100.1, 203.0.113.9"]);
+        // No proxy is trusted: the header is ignored.
+        assert_eq!(client_ip(&[], peer, &spoofed), peer.ip());
+        let trusted = ["10.0.0.0/24".parse().unwrap()];
+        // The last hop before the trusted proxies, not what the client put in front.
+        assert_eq!(
+            client_ip(&trusted, peer, &spoofed),
+            "203.0.113.9".parse::<IpAddr>().unwrap()
+        );
+        let chained = forwarded(&["198.51.100.1", "203.0.113.9, 10.0.0.7"]);
+        assert_eq!(
+            client_ip(&trusted, peer, &chained),
+            "203.0.113.9".parse::<IpAddr>().unwrap()
+        );
+        // A peer outside the trusted ranges names itself, header or not.
+        let outside: SocketAddr = "192.0.2.5:1".parse().unwrap();
+        assert_eq!(client_ip(&trusted, outside, &spoofed), outside.ip());
+        // Garbage stops the walk at the last good hop.
+        let garbage = forwarded(&["203.0.113.9, not-an-address"]);
+        assert_eq!(client_ip(&trusted, peer, &garbage), peer.ip());
+    }
 }

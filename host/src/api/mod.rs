@@ -41,8 +41,14 @@ pub struct Inner {
     pub settings: ServerConfig,
     /// Signs the grommunio dialect's JWT cookies.
     pub jwt_secret: Vec<u8>,
-    /// Failed logins per account name and per client address.
+    /// Failed logins per account name and client address (`rate_limit_attempts`).
     pub login_limiter: RateLimiter,
+    /// Failed logins per client address, whatever the name ([`ADDRESS_FACTOR`] times
+    /// as many: many people may share one address behind a NAT).
+    pub address_limiter: RateLimiter,
+    /// Failed logins per account name from every address ([`ACCOUNT_FACTOR`] times as
+    /// many); beyond, only a login with its second factor is checked.
+    pub account_limiter: RateLimiter,
     /// Failed two-factor codes per account.
     pub two_factor_limiter: RateLimiter,
     /// Sends two-factor codes by email, when `[server.smtp]` is set.
@@ -50,6 +56,11 @@ pub struct Inner {
     /// Sessions that passed a two-factor check, and when (Rocket.Chat's "remember").
     remembered: Mutex<HashMap<Vec<u8>, Instant>>,
 }
+
+/// Failures one address may have, over every name, per `rate_limit_attempts`.
+pub const ADDRESS_FACTOR: usize = 5;
+/// Failures one account name may have, from every address, per `rate_limit_attempts`.
+pub const ACCOUNT_FACTOR: usize = 10;
 
 impl std::ops::Deref for AppState {
     type Target = Inner;
@@ -74,6 +85,8 @@ impl AppState {
             service,
             accounts,
             login_limiter: RateLimiter::new(attempts, window),
+            address_limiter: RateLimiter::new(attempts.saturating_mul(ADDRESS_FACTOR), window),
+            account_limiter: RateLimiter::new(attempts.saturating_mul(ACCOUNT_FACTOR), window),
             two_factor_limiter: RateLimiter::new(attempts, window),
             settings,
             jwt_secret,

@@ -1,11 +1,11 @@
-//! `GET /health` and Prometheus `GET /metrics`.
+//! `GET /health`, `GET /ready` and Prometheus `GET /metrics`.
 
 use std::fmt::Write;
 use std::sync::atomic::Ordering::Relaxed;
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::header;
+use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use serde_json::json;
 use utoipa_axum::router::OpenApiRouter;
@@ -16,6 +16,7 @@ use super::AppState;
 pub(super) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(health))
+        .routes(routes!(ready))
         .routes(routes!(metrics))
 }
 
@@ -30,11 +31,57 @@ async fn health(State(state): State<AppState>) -> impl IntoResponse {
     }))
 }
 
+/// How long a readiness probe waits for the store before it answers 503.
+const READY_WITHIN: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Readiness: whether the server can serve sessions now. It looks an account up in
+/// the store the way every login and session check does (through the same pool of
+/// blocking threads), and answers 503 when that does not come back within 2 s: a
+/// store that is down, or a pool that is full. Plugin calls run on threads of their
+/// own and never fill it; their load is reported.
+#[utoipa::path(get, path = "/ready", tag = "operations",
+    responses(
+        (status = 200, description = "Ready", body = Value,
+            example = json!({"status": "ready", "storeMs": 0.4, "pluginCalls": {"running": 2, "queued": 0, "threads": 4}})),
+        (status = 503, description = "Cannot serve sessions now", body = Value,
+            example = json!({"status": "unavailable", "reason": "the user store did not answer within 2 s"})),
+    ))]
+async fn ready(State(state): State<AppState>) -> impl IntoResponse {
+    let started = std::time::Instant::now();
+    let probe = state.accounts(|accounts| accounts.account(0).map(|_| ()));
+    let load = state.service.registry().engine().load_now();
+    let plugin_calls =
+        json!({"running": load.running, "queued": load.queued, "threads": load.threads});
+    match tokio::time::timeout(READY_WITHIN, probe).await {
+        Ok(Ok(())) => (
+            StatusCode::OK,
+            Json(json!({
+                "status": "ready",
+                "storeMs": started.elapsed().as_secs_f64() * 1000.0,
+                "pluginCalls": plugin_calls,
+            })),
+        ),
+        Ok(Err(err)) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(
+                json!({"status": "unavailable", "reason": format!("the user store failed: {err}"), "pluginCalls": plugin_calls}),
+            ),
+        ),
+        Err(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(
+                json!({"status": "unavailable", "reason": format!("the user store did not answer within {} s", READY_WITHIN.as_secs()), "pluginCalls": plugin_calls}),
+            ),
+        ),
+    }
+}
+
 /// Prometheus metrics: syncs by outcome, durations, entries read, plugin errors, task queue.
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String)))]
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let m = state.service.metrics();
+    let plugin_load = state.service.registry().engine().load_now();
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -88,6 +135,18 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
             "Tasks running.",
             "gauge",
             m.running.load(Relaxed),
+        ),
+        (
+            "abacsync_plugin_calls_running",
+            "Plugin calls running on the plugin threads.",
+            "gauge",
+            plugin_load.running as i64,
+        ),
+        (
+            "abacsync_plugin_calls_queued",
+            "Plugin calls waiting for a plugin thread (each tenant within its share).",
+            "gauge",
+            plugin_load.queued as i64,
         ),
     ] {
         let _ = writeln!(out, "# HELP {name} {help}");

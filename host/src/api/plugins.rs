@@ -23,6 +23,7 @@ use super::{AppState, blocking};
 use crate::auth::Permission;
 use crate::mapping_test;
 use crate::plugin::model::{MappingContext, SyncMode};
+use crate::plugin::{CallError, CallErrorKind};
 use crate::store::{Assignment, NewPlugin, PluginId, StoreError, StoredPlugin};
 use crate::sync::PluginLoadError;
 
@@ -200,6 +201,7 @@ struct TestBody {
         (status = 400, description = "Invalid entries or body", body = Value),
         (status = 404, description = "Not found", body = Value),
         (status = 422, description = "The plugin refused the settings or failed", body = Value),
+        (status = 429, description = "The tenant already has as many plugin calls waiting as it may", body = Value),
     ))]
 async fn test(
     State(state): State<AppState>,
@@ -227,28 +229,41 @@ async fn test(
             .parse()
             .map_err(|err| ApiError::invalid(vec![format!("mode: {err}")]))?,
     };
+    // The calls run in the tenant's share of the plugin threads: a tenant's account
+    // tests as its own tenant, never as another.
+    let tenant_id = match (session.principal.tenant, body.tenant) {
+        (Some(own), Some(asked)) if asked != own => {
+            return Err(ApiError::invalid(vec![format!(
+                "tenant: an account of tenant {own} tests as tenant {own}"
+            )]));
+        }
+        (Some(own), _) => own,
+        (None, asked) => asked.unwrap_or(0),
+    };
     let context = MappingContext {
-        tenant_id: body.tenant.or(session.principal.tenant).unwrap_or(0),
+        tenant_id,
         mode,
         settings: body.settings.into_iter().collect(),
     };
     let catalog = state.service.catalog().clone();
     let service = state.service.clone();
-    let run =
-        blocking(move || {
-            let bytes = catalog.plugin_component(id)?.unwrap_or_default();
-            let plugin = match service.registry().load_shared(&stored.label, &bytes) {
-                Ok(plugin) => plugin,
-                Err(err) => return Ok(Err(err.to_string())),
-            };
-            if let Err(err) = plugin.required_attributes(&context) {
-                return Ok(Err(err.to_string()));
-            }
-            Ok(mapping_test::run(&plugin, &context, entries, TEST_BATCH)
-                .map_err(|err| err.to_string()))
-        })
-        .await?
-        .map_err(|err| ApiError::unprocessable("The plugin failed", vec![err]))?;
+    let plugin = blocking(move || {
+        let bytes = catalog.plugin_component(id)?.unwrap_or_default();
+        Ok(service.registry().load_shared(&stored.label, &bytes))
+    })
+    .await?
+    .map_err(|err| ApiError::unprocessable("The plugin failed", vec![err.to_string()]))?;
+    let failed = |err: CallError| match err.kind {
+        CallErrorKind::Busy { .. } => ApiError::new(StatusCode::TOO_MANY_REQUESTS, err.to_string()),
+        _ => ApiError::unprocessable("The plugin failed", vec![err.to_string()]),
+    };
+    plugin
+        .required_attributes_async(&context)
+        .await
+        .map_err(failed)?;
+    let run = mapping_test::run_async(&plugin, &context, entries, TEST_BATCH)
+        .await
+        .map_err(failed)?;
     let actual = mapping_test::to_json(&run.results);
     let mut answer = json!({
         "results": actual,

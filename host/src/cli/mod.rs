@@ -31,6 +31,38 @@ enum Command {
     Serve(serve::ServeArgs),
 }
 
+/// Creates the data directory (store, JWT key, plugin cache) with mode 0700, and
+/// narrows an existing one that others may enter: what it holds is secret.
+pub(crate) fn create_data_dir(dir: &std::path::Path) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder
+        .create(dir)
+        .with_context(|| format!("creating the data directory {}", dir.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir)
+            .with_context(|| format!("reading the data directory {}", dir.display()))?
+            .permissions()
+            .mode();
+        if mode & 0o077 != 0 {
+            match std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)) {
+                Ok(()) => {
+                    tracing::info!(dir = %dir.display(), "data directory narrowed to mode 0700")
+                }
+                Err(err) => {
+                    tracing::warn!(dir = %dir.display(), %err, "others can enter the data directory, and its mode cannot be narrowed to 0700")
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// What a command found, beyond success.
 pub(crate) enum Outcome {
     Success,

@@ -43,8 +43,7 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<Outcome> {
     // the environment concurrently.
     unsafe { std::env::remove_var("ABACSYNC_ADMIN_PASSWORD") };
     let config = Config::load(&args.config)?;
-    std::fs::create_dir_all(&config.data_dir)
-        .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
+    super::create_data_dir(&config.data_dir)?;
     let store_path = args
         .store
         .clone()

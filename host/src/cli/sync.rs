@@ -59,8 +59,7 @@ pub(crate) fn run(args: SyncArgs) -> anyhow::Result<Outcome> {
     if tenants.is_empty() {
         anyhow::bail!("no LDAP-enabled tenant in {}", args.config.display());
     }
-    std::fs::create_dir_all(&config.data_dir)
-        .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
+    super::create_data_dir(&config.data_dir)?;
     let store_path = args
         .store
         .clone()

@@ -1,9 +1,14 @@
 //! One wasmtime engine for every tenant: compiled with the sandbox's limits, a pooling
-//! allocator with copy-on-write memory images, an epoch clock for deadlines, and the
-//! linker that offers plugins the contract's imports and a bare WASI.
+//! allocator with copy-on-write memory images, an epoch clock for deadlines, the
+//! linker that offers plugins the contract's imports and a bare WASI whose sleeps end
+//! at the deadline, and the threads calls run on, shared fairly between tenants.
+//!
+//! Every call runs on the [`Executor`]'s threads, never on the caller's: the `async`
+//! methods await it without holding a thread; the others block until it is done.
 
 use super::cache::CompileCache;
 use super::error::{CallError, CallErrorKind, LoadError};
+use super::executor::{Executor, ExecutorLoad, Lane, Saturated};
 use super::inspect::{ComponentReport, inspect};
 use super::limits::{CallLimits, MemoryLimitExceeded, SandboxConfig};
 use super::model::Entry;
@@ -12,7 +17,7 @@ use super::state::{LogBudgetExceeded, StoreState};
 use super::{v0_1_0, v0_2_0};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use wasmtime::component::{Component, Linker};
@@ -45,9 +50,13 @@ struct EngineInner {
     linker: Linker<StoreState>,
     config: SandboxConfig,
     cache: Option<CompileCache>,
-    gate: Gate,
+    executor: Executor,
     _ticker: EpochTicker,
 }
+
+/// Stack of each plugin call thread: the wasm stack (`max_stack`) runs on it, with
+/// the host's frames around it.
+const CALL_THREAD_STACK: usize = 8 << 20;
 
 impl PluginEngine {
     /// An engine with `config`'s limits, caching compiled code in `cache_dir` if given.
@@ -56,6 +65,7 @@ impl PluginEngine {
             .map_err(|err| EngineError::Config(format!("{err:#}")))?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+            .and_then(|()| super::state::link_bounded_sleeps(&mut linker))
             .map_err(|err| EngineError::Config(format!("{err:#}")))?;
         v0_1_0::add_to_linker(&mut linker)
             .and_then(|()| v0_2_0::add_to_linker(&mut linker))
@@ -69,7 +79,12 @@ impl PluginEngine {
         let ticker = EpochTicker::start(engine.clone(), config.epoch_tick);
         Ok(Self {
             inner: Arc::new(EngineInner {
-                gate: Gate::new(config.max_instances),
+                executor: Executor::new(
+                    usize::try_from(config.max_instances).unwrap_or(usize::MAX),
+                    usize::try_from(config.tenant_instances).unwrap_or(usize::MAX),
+                    usize::try_from(config.tenant_queue).unwrap_or(usize::MAX),
+                    CALL_THREAD_STACK.max(config.max_stack.saturating_mul(4)),
+                ),
                 engine,
                 linker,
                 config,
@@ -84,6 +99,11 @@ impl PluginEngine {
         &self.inner.config
     }
 
+    /// Plugin calls running and waiting now.
+    pub fn load_now(&self) -> ExecutorLoad {
+        self.inner.executor.load()
+    }
+
     /// Load a component: check it, compile it (or take it from the cache), and ask it
     /// for its name and version.
     pub fn load(&self, label: &str, bytes: &[u8]) -> Result<Plugin, LoadError> {
@@ -92,14 +112,17 @@ impl PluginEngine {
         let (component, from_cache) = self.compile(label, bytes, &report.sha256)?;
         let pre = self.pre(label, &component, &report.contract_version)?;
         let mut plugin = Plugin {
-            label: label.to_owned(),
+            core: Arc::new(Core {
+                label: label.to_owned(),
+                language: report.language.clone(),
+                pre,
+                engine: self.inner.clone(),
+            }),
             info: super::model::PluginInfo {
                 name: String::new(),
                 version: String::new(),
             },
             report,
-            pre,
-            engine: self.inner.clone(),
             limits: CallLimits::from(&self.inner.config),
             load: LoadStats {
                 duration: Duration::ZERO,
@@ -276,6 +299,22 @@ impl RawForm {
 }
 
 impl RawBatch {
+    /// Every decision decoded and checked against the contract.
+    pub fn decode(self) -> BatchOutput {
+        let outcomes = match self.form {
+            RawForm::Decoded(outcomes) => outcomes,
+            RawForm::Json { text, spans } => spans
+                .into_iter()
+                .map(|span| v0_2_0::decode_result(&text[span]))
+                .collect(),
+        };
+        BatchOutput {
+            outcomes,
+            stats: self.stats,
+            logs: self.logs,
+        }
+    }
+
     /// The decisions, in entry order.
     pub fn decisions(&self) -> Vec<RawDecision<'_>> {
         match &self.form {
@@ -336,6 +375,7 @@ pub struct BatchOutput {
 }
 
 /// A component linked against the contract version it exports, ready to instantiate.
+#[derive(Clone)]
 enum Contract {
     V0_1(v0_1_0::MappingPluginPre<StoreState>),
     V0_2(v0_2_0::MappingPluginPre<StoreState>),
@@ -352,11 +392,9 @@ const DECLARED_CONTEXTS: usize = 64;
 
 /// A loaded, checked plugin, ready to be called from any thread.
 pub struct Plugin {
-    label: String,
+    core: Arc<Core>,
     info: super::model::PluginInfo,
     report: ComponentReport,
-    pre: Contract,
-    engine: Arc<EngineInner>,
     limits: CallLimits,
     load: LoadStats,
     /// The attribute names the plugin declared per context, most recent last: contract
@@ -367,7 +405,7 @@ pub struct Plugin {
 impl std::fmt::Debug for Plugin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Plugin")
-            .field("label", &self.label)
+            .field("label", &self.core.label)
             .field("info", &self.info)
             .field("sha256", &self.report.sha256)
             .finish_non_exhaustive()
@@ -377,7 +415,7 @@ impl std::fmt::Debug for Plugin {
 impl Plugin {
     /// The label the plugin was loaded under (file name or plugin id).
     pub fn label(&self) -> &str {
-        &self.label
+        &self.core.label
     }
 
     /// Its name and version, as it reported them.
@@ -403,7 +441,7 @@ impl Plugin {
     /// Tighten the limits for this plugin (a tenant's own); values above the
     /// engine's are capped at the engine's.
     pub fn set_limits(&mut self, limits: CallLimits) {
-        let engine = CallLimits::from(&self.engine.config);
+        let engine = CallLimits::from(&self.core.engine.config);
         self.limits = CallLimits {
             memory_limit: limits.memory_limit.min(engine.memory_limit),
             deadline: limits.deadline.min(engine.deadline),
@@ -420,7 +458,7 @@ impl Plugin {
     }
 
     fn info_call(&self) -> Result<(super::model::PluginInfo, CallStats), CallError> {
-        let (info, stats, _) = self.call("info", |store, instance| match instance {
+        let call = self.call(Lane::Loading, "info", |store, instance| match instance {
             Instance::V0_1(plugin) => plugin
                 .abacsync_mapping_mapper()
                 .call_info(store)
@@ -429,25 +467,43 @@ impl Plugin {
                 .abacsync_mapping_mapper()
                 .call_info(store)
                 .map(Into::into),
-        })?;
+        });
+        let (info, stats, _) = futures_executor::block_on(call)?;
         Ok((info, stats))
     }
 
-    /// The LDAP attributes the plugin needs for `context`.
+    /// The LDAP attributes the plugin needs for `context`. Blocks until the call is
+    /// done: from async code, use [`required_attributes_async`](Self::required_attributes_async).
     pub fn required_attributes(&self, context: &MappingContext) -> Result<Vec<String>, CallError> {
-        let (result, _, _) =
-            self.call("required-attributes", |store, instance| match instance {
-                Instance::V0_1(plugin) => plugin
-                    .abacsync_mapping_mapper()
-                    .call_required_attributes(store, &context.into())
-                    .map(|result| result.map_err(MappingError::from)),
-                Instance::V0_2(plugin) => plugin
-                    .abacsync_mapping_mapper()
-                    .call_required_attributes(store, &context.into())
-                    .map(|result| result.map_err(MappingError::from)),
-            })?;
+        futures_executor::block_on(self.required_attributes_async(context))
+    }
+
+    /// [`required_attributes`](Self::required_attributes), awaited without holding
+    /// a thread.
+    pub async fn required_attributes_async(
+        &self,
+        context: &MappingContext,
+    ) -> Result<Vec<String>, CallError> {
+        let guest_v1: v0_1_0::abacsync::mapping::types::MappingContext = context.into();
+        let guest_v2: v0_2_0::abacsync::mapping::types::MappingContext = context.into();
+        let (result, _, _) = self
+            .call(
+                Lane::Tenant(context.tenant_id),
+                "required-attributes",
+                move |store, instance| match instance {
+                    Instance::V0_1(plugin) => plugin
+                        .abacsync_mapping_mapper()
+                        .call_required_attributes(store, &guest_v1)
+                        .map(|result| result.map_err(MappingError::from)),
+                    Instance::V0_2(plugin) => plugin
+                        .abacsync_mapping_mapper()
+                        .call_required_attributes(store, &guest_v2)
+                        .map(|result| result.map_err(MappingError::from)),
+                },
+            )
+            .await?;
         let names = result.map_err(|error| self.refused("required-attributes", error))?;
-        if matches!(self.pre, Contract::V0_2(_)) {
+        if matches!(self.core.pre, Contract::V0_2(_)) {
             self.remember_declared(context, &names);
         }
         Ok(names)
@@ -463,7 +519,7 @@ impl Plugin {
     }
 
     /// The names the plugin declares for `context`, asking it when not yet known.
-    fn declared(&self, context: &MappingContext) -> Result<Arc<[String]>, CallError> {
+    async fn declared(&self, context: &MappingContext) -> Result<Arc<[String]>, CallError> {
         let known = self
             .declared
             .lock()
@@ -474,43 +530,44 @@ impl Plugin {
             .map(|(_, names)| names.clone());
         match known {
             Some(names) => Ok(names),
-            None => self.required_attributes(context).map(Into::into),
+            None => self
+                .required_attributes_async(context)
+                .await
+                .map(Into::into),
         }
     }
 
-    /// Map a batch of entries in one call of a fresh instance.
+    /// Map a batch of entries in one call of a fresh instance. Blocks until the call
+    /// is done.
     pub fn map_entries(
         &self,
         context: &MappingContext,
         entries: Vec<Entry>,
     ) -> Result<BatchOutput, CallError> {
-        let raw = self.map_entries_raw(context, entries)?;
-        let outcomes = match raw.form {
-            RawForm::Decoded(outcomes) => outcomes,
-            RawForm::Json { text, spans } => spans
-                .into_iter()
-                .map(|span| v0_2_0::decode_result(&text[span]))
-                .collect(),
-        };
-        Ok(BatchOutput {
-            outcomes,
-            stats: raw.stats,
-            logs: raw.logs,
-        })
+        self.map_entries_raw(context, entries).map(RawBatch::decode)
     }
 
     /// [`map_entries`](Self::map_entries), the decisions left as the plugin wrote
     /// them: a caller can read the ids a decision names, or fingerprint it, without
-    /// decoding all of it.
+    /// decoding all of it. Blocks until the call is done.
     pub fn map_entries_raw(
         &self,
         context: &MappingContext,
         entries: Vec<Entry>,
     ) -> Result<RawBatch, CallError> {
+        futures_executor::block_on(self.map_entries_raw_async(context, entries))
+    }
+
+    /// [`map_entries_raw`](Self::map_entries_raw), awaited without holding a thread.
+    pub async fn map_entries_raw_async(
+        &self,
+        context: &MappingContext,
+        entries: Vec<Entry>,
+    ) -> Result<RawBatch, CallError> {
         let expected = entries.len();
-        let (function, batch) = match &self.pre {
-            Contract::V0_1(_) => self.map_entries_v0_1(context, entries)?,
-            Contract::V0_2(_) => self.map_batch_v0_2(context, &entries)?,
+        let (function, batch) = match &self.core.pre {
+            Contract::V0_1(_) => self.map_entries_v0_1(context, entries).await?,
+            Contract::V0_2(_) => self.map_batch_v0_2(context, &entries).await?,
         };
         let got = batch.form.len();
         if got != expected {
@@ -521,28 +578,34 @@ impl Plugin {
             ));
         }
         for log in &batch.logs {
-            emit_log(&self.label, context.tenant_id, log);
+            emit_log(&self.core.label, context.tenant_id, log);
         }
         Ok(batch)
     }
 
-    fn map_entries_v0_1(
+    async fn map_entries_v0_1(
         &self,
         context: &MappingContext,
         entries: Vec<Entry>,
     ) -> Result<MappedBatch, CallError> {
         const FUNCTION: &str = "map-entries";
-        let guest_context = context.into();
+        let guest_context: v0_1_0::abacsync::mapping::types::MappingContext = context.into();
         let guest_entries: Vec<v0_1_0::abacsync::mapping::types::Entry> =
             entries.into_iter().map(Into::into).collect();
-        let (result, stats, logs) = self.call(FUNCTION, |store, instance| match instance {
-            Instance::V0_1(plugin) => plugin.abacsync_mapping_mapper().call_map_entries(
-                store,
-                &guest_context,
-                &guest_entries,
-            ),
-            Instance::V0_2(_) => Err(wasmtime::Error::msg("not a contract 0.1.0 plugin")),
-        })?;
+        let (result, stats, logs) = self
+            .call(
+                Lane::Tenant(context.tenant_id),
+                FUNCTION,
+                move |store, instance| match instance {
+                    Instance::V0_1(plugin) => plugin.abacsync_mapping_mapper().call_map_entries(
+                        store,
+                        &guest_context,
+                        &guest_entries,
+                    ),
+                    Instance::V0_2(_) => Err(wasmtime::Error::msg("not a contract 0.1.0 plugin")),
+                },
+            )
+            .await?;
         let results = result.map_err(|error| self.refused(FUNCTION, error.into()))?;
         let outcomes = results
             .into_iter()
@@ -558,13 +621,13 @@ impl Plugin {
         ))
     }
 
-    fn map_batch_v0_2(
+    async fn map_batch_v0_2(
         &self,
         context: &MappingContext,
         entries: &[Entry],
     ) -> Result<MappedBatch, CallError> {
         const FUNCTION: &str = "map-batch";
-        let declared = self.declared(context)?;
+        let declared = self.declared(context).await?;
         let json = v0_2_0::encode_entries(entries, &declared).map_err(|err| {
             self.error(
                 FUNCTION,
@@ -572,15 +635,21 @@ impl Plugin {
                 String::new(),
             )
         })?;
-        let guest_context = context.into();
-        let (result, stats, logs) = self.call(FUNCTION, |store, instance| match instance {
-            Instance::V0_2(plugin) => {
-                plugin
-                    .abacsync_mapping_mapper()
-                    .call_map_batch(store, &guest_context, &json)
-            }
-            Instance::V0_1(_) => Err(wasmtime::Error::msg("not a contract 0.2.0 plugin")),
-        })?;
+        let guest_context: v0_2_0::abacsync::mapping::types::MappingContext = context.into();
+        let (result, stats, logs) = self
+            .call(
+                Lane::Tenant(context.tenant_id),
+                FUNCTION,
+                move |store, instance| match instance {
+                    Instance::V0_2(plugin) => plugin.abacsync_mapping_mapper().call_map_batch(
+                        store,
+                        &guest_context,
+                        &json,
+                    ),
+                    Instance::V0_1(_) => Err(wasmtime::Error::msg("not a contract 0.2.0 plugin")),
+                },
+            )
+            .await?;
         let results = result.map_err(|error| self.refused(FUNCTION, error.into()))?;
         let spans = v0_2_0::split_results(&results, entries.len()).map_err(|err| {
             let kind = match err {
@@ -611,6 +680,60 @@ impl Plugin {
     }
 
     fn error(&self, function: &'static str, kind: CallErrorKind, console: String) -> CallError {
+        self.core.error(function, kind, console)
+    }
+
+    /// Runs `f` against a fresh instance under the plugin's limits, on a thread of the
+    /// executor in `lane`'s turn; awaits the outcome.
+    async fn call<R: Send + 'static>(
+        &self,
+        lane: Lane,
+        function: &'static str,
+        f: impl FnOnce(&mut Store<StoreState>, &Instance) -> wasmtime::Result<R> + Send + 'static,
+    ) -> Result<(R, CallStats, Vec<GuestLog>), CallError> {
+        let (answer, outcome) = tokio::sync::oneshot::channel();
+        let core = self.core.clone();
+        let limits = self.limits;
+        let job = Box::new(move || {
+            // The caller gave up waiting (a request that was cancelled): not run.
+            if !answer.is_closed() {
+                let _ = answer.send(core.run(limits, function, f));
+            }
+        });
+        self.core
+            .engine
+            .executor
+            .submit(lane, job)
+            .map_err(|Saturated { max_queued }| {
+                self.error(
+                    function,
+                    CallErrorKind::Busy {
+                        lane: lane.to_string(),
+                        max_queued,
+                    },
+                    String::new(),
+                )
+            })?;
+        outcome.await.unwrap_or_else(|_| {
+            Err(self.error(
+                function,
+                CallErrorKind::Lost("the plugin call ended without an answer".into()),
+                String::new(),
+            ))
+        })
+    }
+}
+
+/// What a call needs of its plugin on the executor's thread.
+struct Core {
+    label: String,
+    language: Option<String>,
+    pre: Contract,
+    engine: Arc<EngineInner>,
+}
+
+impl Core {
+    fn error(&self, function: &'static str, kind: CallErrorKind, console: String) -> CallError {
         CallError {
             plugin: self.label.clone(),
             function,
@@ -619,20 +742,20 @@ impl Plugin {
         }
     }
 
-    /// Run `f` against a fresh instance under the plugin's limits.
-    fn call<R>(
+    /// Runs `f` against a fresh instance under `limits`, on this thread.
+    fn run<R>(
         &self,
+        limits: CallLimits,
         function: &'static str,
         f: impl FnOnce(&mut Store<StoreState>, &Instance) -> wasmtime::Result<R>,
     ) -> Result<(R, CallStats, Vec<GuestLog>), CallError> {
         let config = &self.engine.config;
-        let limits = self.limits;
-        let _permit = self.engine.gate.acquire();
         let started = Instant::now();
         let state = StoreState::new(
             limits.memory_limit,
             config.console_capture,
             config.log_budget,
+            started + limits.deadline,
         );
         let mut store = Store::new(&self.engine.engine, state);
         store.limiter(|state| &mut state.limiter);
@@ -662,10 +785,17 @@ impl Plugin {
         }
         .map_err(|err| {
             let console = store.data().console.text();
-            self.classify(function, err, console, true)
+            self.classify(limits, function, err, console, true)
         })?;
         let instantiate = started.elapsed();
-        let result = f(&mut store, &instance);
+        let result = f(&mut store, &instance).and_then(|value| {
+            // Woken by the deadline, not when it asked: its answer cannot count.
+            if store.data().sleep_cut_short() {
+                Err(wasmtime::Error::new(Trap::Interrupt))
+            } else {
+                Ok(value)
+            }
+        });
         let state = store.data();
         let stats = CallStats {
             duration: started.elapsed(),
@@ -684,19 +814,19 @@ impl Plugin {
             }
             Err(err) => {
                 let console = store.data().console.text();
-                Err(self.classify(function, err, console, false))
+                Err(self.classify(limits, function, err, console, false))
             }
         }
     }
 
     fn classify(
         &self,
+        limits: CallLimits,
         function: &'static str,
         err: wasmtime::Error,
         console: String,
         instantiating: bool,
     ) -> CallError {
-        let limits = self.limits;
         let kind = if let Some(exceeded) = err.downcast_ref::<MemoryLimitExceeded>() {
             CallErrorKind::MemoryLimit {
                 limit: exceeded.limit,
@@ -733,7 +863,7 @@ impl Plugin {
             // componentize-py's runtime panics, in its own Rust, when a script's
             // exception escapes an export or its result does not fit the WIT types.
             CallErrorKind::Panic { message }
-                if self.report.language.as_deref() == Some("Python")
+                if self.language.as_deref() == Some("Python")
                     && message.contains("(at runtime/src/") =>
             {
                 CallErrorKind::Panic {
@@ -780,43 +910,6 @@ fn panic_message(console: &str) -> Option<String> {
     let (location, message) = rest.split_once(":\n")?;
     let message = message.split("\nnote:").next().unwrap_or(message).trim();
     Some(format!("{message} (at {location})"))
-}
-
-/// Bounds the instances alive at once to the pool's size, so a burst of calls waits
-/// instead of failing for want of a slot.
-struct Gate {
-    free: Mutex<u32>,
-    freed: Condvar,
-}
-
-struct Permit<'a>(&'a Gate);
-
-impl Gate {
-    fn new(slots: u32) -> Self {
-        Self {
-            free: Mutex::new(slots.max(1)),
-            freed: Condvar::new(),
-        }
-    }
-
-    fn acquire(&self) -> Permit<'_> {
-        let mut free = self.free.lock().unwrap_or_else(PoisonError::into_inner);
-        while *free == 0 {
-            free = self
-                .freed
-                .wait(free)
-                .unwrap_or_else(PoisonError::into_inner);
-        }
-        *free -= 1;
-        Permit(self)
-    }
-}
-
-impl Drop for Permit<'_> {
-    fn drop(&mut self) {
-        *self.0.free.lock().unwrap_or_else(PoisonError::into_inner) += 1;
-        self.0.freed.notify_one();
-    }
 }
 
 /// Advances the engine's epoch every tick; deadlines are counted in ticks.

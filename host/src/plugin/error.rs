@@ -200,6 +200,19 @@ pub enum CallErrorKind {
     /// The instance could not be created.
     #[error("could not be instantiated: {0}")]
     Instantiate(String),
+    /// Not run: the caller's lane already had as many calls waiting as it may.
+    #[error(
+        "not run: {lane} already has {max_queued} plugin calls waiting; try again once they are done"
+    )]
+    Busy {
+        /// Whose calls (`tenant 4`).
+        lane: String,
+        /// Calls that may wait per lane.
+        max_queued: usize,
+    },
+    /// The host lost the call (its thread ended without an answer).
+    #[error("lost by the host: {0}")]
+    Lost(String),
 }
 
 impl CallErrorKind {
@@ -218,6 +231,8 @@ impl CallErrorKind {
             CallErrorKind::Refused(_) => "refused",
             CallErrorKind::Trap(_) => "trap",
             CallErrorKind::Instantiate(_) => "instantiate",
+            CallErrorKind::Busy { .. } => "busy",
+            CallErrorKind::Lost(_) => "lost",
         }
     }
 }

@@ -16,7 +16,9 @@ use std::time::Duration;
 /// | `log_budget` | 64 KiB logged per call |
 /// | `console_capture` | first 16 KiB of stdout/stderr kept per call |
 /// | `max_output_bytes` | 64 MiB of results per call |
-/// | `max_instances` | 64 instances alive at once (the pool's size) |
+/// | `max_instances` | 64 instances alive at once (the pool's size, and the plugin call threads) |
+/// | `tenant_instances` | 16 of them running one tenant's calls at most |
+/// | `tenant_queue` | 64 of one tenant's calls waiting at most; more are refused (busy) |
 /// | `epoch_tick` | 5 ms resolution of the deadline |
 ///
 /// What a plugin never gets, whatever the limits: preopened directories, environment
@@ -40,8 +42,14 @@ pub struct SandboxConfig {
     pub console_capture: usize,
     /// Bytes of decisions a call may return.
     pub max_output_bytes: usize,
-    /// Instances that may exist at once; calls beyond wait for a free slot.
+    /// Instances that may exist at once: calls run on as many threads of their own,
+    /// and calls beyond wait for a free one.
     pub max_instances: u32,
+    /// Calls of one tenant that may run at once, so that no tenant can take every
+    /// instance (nor the load of components, which has a share of its own).
+    pub tenant_instances: u32,
+    /// Calls of one tenant that may wait for an instance; more are refused at once.
+    pub tenant_queue: u32,
     /// How often the deadline clock ticks.
     pub epoch_tick: Duration,
 }
@@ -59,6 +67,8 @@ impl Default for SandboxConfig {
             console_capture: 16 * 1024,
             max_output_bytes: 64 * MIB,
             max_instances: 64,
+            tenant_instances: 16,
+            tenant_queue: 64,
             epoch_tick: Duration::from_millis(5),
         }
     }

@@ -95,6 +95,7 @@ mod cache;
 mod console;
 mod engine;
 mod error;
+mod executor;
 mod inspect;
 mod limits;
 pub mod model;
@@ -109,6 +110,7 @@ pub use engine::{
     BatchOutput, CallStats, EngineError, LoadStats, Plugin, PluginEngine, RawBatch, RawDecision,
 };
 pub use error::{CallError, CallErrorKind, LoadError};
+pub use executor::ExecutorLoad;
 pub(crate) use inspect::hex;
 pub use inspect::{CONTRACT_PACKAGE, ComponentReport, SUPPORTED_VERSIONS, inspect};
 pub use limits::{CallLimits, MemoryLimitExceeded, SandboxConfig};

@@ -457,22 +457,16 @@ impl SyncEngine {
         report.mode = mode.as_str().to_owned();
 
         let context = plugin.context(mode);
-        let asked = {
-            let call_plugin = plugin.clone();
-            let context = context.clone();
-            tokio::task::spawn_blocking(move || call_plugin.plugin.required_attributes(&context))
-                .await
-                .map_err(|err| SyncError::Internal {
-                    tenant: tenant_id,
-                    reason: err.to_string(),
-                })?
-                .map_err(|cause| SyncError::Plugin {
-                    tenant: tenant_id,
-                    plugin: plugin.plugin.label().to_owned(),
-                    batch: String::new(),
-                    cause: Box::new(cause),
-                })?
-        };
+        let asked = plugin
+            .plugin
+            .required_attributes_async(&context)
+            .await
+            .map_err(|cause| SyncError::Plugin {
+                tenant: tenant_id,
+                plugin: plugin.plugin.label().to_owned(),
+                batch: String::new(),
+                cause: Box::new(cause),
+            })?;
         let plugin_attributes: HashSet<String> =
             asked.iter().map(|a| a.to_ascii_lowercase()).collect();
         let mut attributes = asked;
@@ -1086,23 +1080,33 @@ async fn map_stage(
         let store = stage.store.clone();
         let rules = stage.rules.clone();
         let tenant = stage.tenant;
-        // The call and the lookup of its users run together on a blocking thread: the
-        // decisions of unchanged users are recognised as the plugin wrote them, and
-        // never decoded.
-        let call = tokio::task::spawn_blocking(move || {
+        // The call runs on the plugin threads, then the lookup of its users on a
+        // blocking thread: the decisions of unchanged users are recognised as the
+        // plugin wrote them, and never decoded.
+        let call = tokio::spawn(async move {
             let output = plugin
                 .plugin
-                .map_entries_raw(&mapping_context, batch)
+                .map_entries_raw_async(&mapping_context, batch)
+                .await
                 .map_err(CallFailure::Plugin)?;
-            let duration = output.stats.duration;
-            let (outcomes, known) = screen(store.as_ref(), tenant, &rules, &output, &dns, &avatars)
-                .map_err(CallFailure::Store)?;
-            Ok(Screened {
-                dns,
-                avatars,
-                outcomes,
-                known,
-                duration,
+            tokio::task::spawn_blocking(move || {
+                let duration = output.stats.duration;
+                let (outcomes, known) =
+                    screen(store.as_ref(), tenant, &rules, &output, &dns, &avatars)
+                        .map_err(CallFailure::Store)?;
+                Ok(Screened {
+                    dns,
+                    avatars,
+                    outcomes,
+                    known,
+                    duration,
+                })
+            })
+            .await
+            .unwrap_or_else(|err| {
+                Err(CallFailure::Store(StoreError::Panicked(format!(
+                    "screening the batch: {err}"
+                ))))
             })
         });
         pending.push_back(PendingCall {

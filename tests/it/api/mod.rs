@@ -50,6 +50,16 @@ impl Server {
     /// Starts `abacsync serve` through `wrapper` (a program and its arguments that
     /// end by running the command appended to them, such as `unshare … sh -c …`).
     pub fn start_wrapped(config: &Path, wrapper: &[&str]) -> Self {
+        Self::spawn(config, wrapper, Stdio::inherit())
+    }
+
+    /// Starts `abacsync serve` with its standard error written to `log`.
+    pub fn start_logging_to(config: &Path, log: &Path) -> Self {
+        let file = std::fs::File::create(log).expect("create the server's log file");
+        Self::spawn(config, &[], Stdio::from(file))
+    }
+
+    fn spawn(config: &Path, wrapper: &[&str], stderr: Stdio) -> Self {
         let binary = env!("CARGO_BIN_EXE_abacsync");
         let mut command = match wrapper.split_first() {
             Some((program, args)) => {
@@ -66,7 +76,7 @@ impl Server {
             .env("ABACSYNC_ADMIN_PASSWORD", ADMIN_PASSWORD)
             .env("ABACSYNC_LOG", "warn")
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("start abacsync serve");
         let stdout = child.stdout.take().unwrap();
@@ -263,11 +273,21 @@ impl Server {
 
     /// Sends SIGTERM and waits for the process to end; its exit status.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
+        self.send_term();
+        self.wait_exit()
+    }
+
+    /// Sends SIGTERM.
+    pub fn send_term(&self) {
         let status = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status()
             .unwrap();
         assert!(status.success());
+    }
+
+    /// Waits up to 60 s for the process to end; its exit status.
+    pub fn wait_exit(&mut self) -> std::process::ExitStatus {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {

@@ -155,3 +155,126 @@ fn hostile_plugins_do_not_disturb_healthy_tenants_and_end_up_suspended() {
         assert_ne!(view["pluginHealth"]["status"], "suspended", "{view}");
     }
 }
+
+/// One `POST …/plugins/{id}/test` of a plugin that sleeps 20 s: its status, body and
+/// how long it took.
+fn sleeping_test(server: &Server, auth: &RcAuth, plugin: &Value) -> (u16, Value, Duration) {
+    let started = Instant::now();
+    let (status, body) = server.post(
+        &format!("/api/v1/admin/plugins/{}/test", plugin["id"]),
+        &auth.headers(),
+        Some(serde_json::json!({
+            "entries": [{"dn": "uid=x,dc=example,dc=org", "attributes": {"uid": ["x"]}}],
+            "settings": {"behaviour": "sleep", "secs": "20"},
+        })),
+    );
+    (status, body, started.elapsed())
+}
+
+/// What the rest of the server does while one tenant's sleeping calls pile up: an
+/// admin login, a readiness probe and another tenant's sync, each timed.
+fn neighbours_while(server: &Server, admin: &RcAuth) -> [(&'static str, Duration); 3] {
+    let started = Instant::now();
+    server.login(ADMIN, ADMIN_PASSWORD);
+    let login = started.elapsed();
+    let started = Instant::now();
+    let (status, body) = server.get("/ready", &[]);
+    assert_eq!(status, 200, "{body}");
+    let ready = started.elapsed();
+    let (status, body, sync) = downsync(server, admin, 1);
+    assert_eq!(status, 200, "{body}");
+    [("login", login), ("ready", ready), ("sync", sync)]
+}
+
+/// The sandbox's deadline bounds sleeps in host calls, a tenant's calls run in its
+/// share of the plugin threads, and those threads are not the pool that serves
+/// logins and sessions: 64, then 600 calls of a sleeping plugin from one tenant admin
+/// leave another tenant's sync, an admin login and `/ready` as fast as before.
+#[test]
+fn a_tenant_of_sleeping_plugins_stalls_nobody_else() {
+    let setup = super::Setup::new(200);
+    let server = Server::start(&setup.config());
+    let admin = server.login(ADMIN, ADMIN_PASSWORD);
+    server.create_account(
+        &admin,
+        serde_json::json!({"username": "two", "password": "tenant two admin", "tenant": 2, "role": "admin"}),
+    );
+    let two = server.login("two", "tenant two admin");
+    let (status, plugin) = server.upload(&two, "hostile-mapping");
+    assert!(status == 200 || status == 201, "{plugin}");
+    let (status, body, alone) = downsync(&server, &admin, 1);
+    assert_eq!(status, 200, "{body}");
+
+    for calls in [64, 600] {
+        let (answers, beside) = std::thread::scope(|scope| {
+            let storm: Vec<_> = (0..calls)
+                .map(|_| scope.spawn(|| sleeping_test(&server, &two, &plugin)))
+                .collect();
+            std::thread::sleep(Duration::from_millis(500));
+            let beside = neighbours_while(&server, &admin);
+            let answers: Vec<_> = storm.into_iter().map(|t| t.join().unwrap()).collect();
+            (answers, beside)
+        });
+        eprintln!("{calls} sleeping calls: tenant 1 alone {alone:?}, beside them {beside:?}");
+        for (what, took) in beside {
+            assert!(
+                took < Duration::from_secs(3),
+                "{what} took {took:?} beside {calls} sleeping calls"
+            );
+        }
+        // Every call ends at its deadline (5 s, not the 20 s it asked for) or is
+        // refused at once because the tenant's queue is full.
+        let (mut stopped, mut refused) = (0, 0);
+        for (status, body, took) in &answers {
+            match status {
+                422 => {
+                    assert!(body.to_string().contains("deadline"), "{body}");
+                    stopped += 1;
+                }
+                429 => {
+                    assert!(body.to_string().contains("calls waiting"), "{body}");
+                    assert!(*took < Duration::from_secs(3), "refused after {took:?}");
+                    refused += 1;
+                }
+                _ => panic!("{status} {body}"),
+            }
+        }
+        // Sixteen run at once and 64 wait: 80 are served, in five rounds of 5 s.
+        assert_eq!(stopped, calls.min(80), "{refused} refused");
+        let slowest = answers.iter().map(|a| a.2).max().unwrap();
+        assert!(slowest < Duration::from_secs(40), "{slowest:?}");
+    }
+}
+
+/// SIGTERM while plugin calls sleep: the server stops within the calls' deadline,
+/// well inside its grace period, and without a panic.
+#[test]
+fn a_stop_during_sleeping_calls_is_quick_and_clean() {
+    let setup = super::Setup::new(2);
+    let log = setup.data_dir().with_file_name("serve.log");
+    let mut server = Server::start_logging_to(&setup.config(), &log);
+    let admin = server.login(ADMIN, ADMIN_PASSWORD);
+    let (status, plugin) = server.upload(&admin, "hostile-mapping");
+    assert!(status == 200 || status == 201, "{plugin}");
+    let (answers, stopped_after) = std::thread::scope(|scope| {
+        let calls: Vec<_> = (0..20)
+            .map(|_| scope.spawn(|| sleeping_test(&server, &admin, &plugin)))
+            .collect();
+        std::thread::sleep(Duration::from_millis(800));
+        let started = Instant::now();
+        server.send_term();
+        let answers: Vec<_> = calls.into_iter().map(|c| c.join()).collect();
+        (answers, started)
+    });
+    let exit = server.wait_exit();
+    let took = stopped_after.elapsed();
+    assert!(exit.success(), "{exit:?}");
+    // The calls end at their deadline (5 s); the grace period is 30 s.
+    assert!(took < Duration::from_secs(12), "stopped after {took:?}");
+    // Answered (the deadline) or cut off by the stop; never a hung client.
+    for (status, body, _) in answers.into_iter().flatten() {
+        assert!(status == 422 || status == 503, "{status} {body}");
+    }
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(!text.contains("panicked"), "{text}");
+}

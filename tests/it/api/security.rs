@@ -420,3 +420,100 @@ fn a_transport_downgrade_needs_the_password_again() {
     );
     assert_eq!((status, &test["ok"]), (200, &json!(true)), "{test}");
 }
+
+/// A JSON login from `address` (through the trusted proxy at 127.0.0.1); its status
+/// and body.
+fn login_from(
+    server: &Server,
+    address: &str,
+    user: &str,
+    password: &str,
+    code: Option<&str>,
+) -> (u16, Value) {
+    let mut body = json!({"user": user, "password": password});
+    if let Some(code) = code {
+        body["code"] = json!(code);
+    }
+    server.post("/api/v1/login", &[("x-forwarded-for", address)], Some(body))
+}
+
+#[test]
+fn the_login_limit_counts_failures_and_locks_out_no_one() {
+    // Two failures per name and address, ten per address, twenty per name.
+    let setup = Setup::with_server(
+        1,
+        "[server]\nrate_limit_attempts = 2\ntrusted_proxies = [\"127.0.0.1\"]\n",
+    );
+    let server = Server::start(&setup.config());
+    // Successes never count: a whole office behind one address logs in.
+    for _ in 0..15 {
+        let (status, body) = login_from(&server, "192.0.2.1", ADMIN, ADMIN_PASSWORD, None);
+        assert_eq!(status, 200, "{body}");
+    }
+    let admin = server.login(ADMIN, ADMIN_PASSWORD);
+    server.create_account(
+        &admin,
+        json!({"username": "victim", "password": "the victim's password", "role": "auditor"}),
+    );
+    let victim = server.login("victim", "the victim's password");
+    let (secret, step) = enrol_totp(&server, &victim);
+
+    // A guesser at one address is stopped after two failures; the victim, elsewhere,
+    // is not.
+    for _ in 0..2 {
+        let (status, _) = login_from(&server, "203.0.113.9", "victim", "guess", None);
+        assert_eq!(status, 401);
+    }
+    let (status, body) = login_from(&server, "203.0.113.9", "victim", "guess", None);
+    assert_eq!(status, 429, "{body}");
+    let (status, body) = login_from(
+        &server,
+        "198.51.100.7",
+        "victim",
+        "the victim's password",
+        None,
+    );
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("totp-required")),
+        "{body}"
+    );
+
+    // Guessers at ten addresses reach the name's limit: a login without a code is
+    // refused, one with the password and a correct code passes, a wrong code does not.
+    for i in 1..=10 {
+        for _ in 0..2 {
+            let (status, _) = login_from(&server, &format!("10.9.0.{i}"), "victim", "guess", None);
+            assert!(status == 401 || status == 429, "{status}");
+        }
+    }
+    let (status, body) = login_from(
+        &server,
+        "198.51.100.8",
+        "victim",
+        "the victim's password",
+        None,
+    );
+    assert_eq!(status, 429, "{body}");
+    let (status, body) = login_from(
+        &server,
+        "198.51.100.8",
+        "victim",
+        "the victim's password",
+        Some("000000"),
+    );
+    assert_eq!(status, 401, "{body}");
+    let code = totp::code_at(&secret, step + 1);
+    let (status, body) = login_from(
+        &server,
+        "198.51.100.9",
+        "victim",
+        "the victim's password",
+        Some(&code),
+    );
+    assert_eq!(status, 200, "{body}");
+    // An account without a second factor cannot pass the name's limit: the admin's
+    // own address is not limited, its name is not at its limit either.
+    let (status, body) = login_from(&server, "192.0.2.1", ADMIN, ADMIN_PASSWORD, None);
+    assert_eq!(status, 200, "{body}");
+}

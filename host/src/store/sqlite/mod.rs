@@ -152,6 +152,7 @@ impl SqliteStore {
 
     /// [`SqliteStore::open`], checkpointing once the log holds `checkpoint_pages`.
     fn open_with(path: &Path, checkpoint_pages: i64) -> Result<Self, StoreError> {
+        keep_private(path);
         let mut writer = open_file(path).map_err(|cause| open_error(path, cause))?;
         // SQLite opens a file it cannot write read-only, without an error; the first
         // write would fail instead, far from the cause.
@@ -259,6 +260,46 @@ impl ReaderPool {
         // The list is only pushed to and popped from: a panic cannot leave it torn.
         self.idle.lock().unwrap_or_else(PoisonError::into_inner)
     }
+}
+
+/// Makes the database file, and the `-wal` and `-shm` files that SQLite creates beside
+/// it with the database's mode, readable by their owner only: the store holds bind
+/// passwords and TOTP secrets. A new file is created 0600 before SQLite opens it; an
+/// existing one is narrowed to 0600. Where that is not possible (a directory that
+/// cannot be written) SQLite's own open reports the cause.
+fn keep_private(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        let created = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path);
+        if created.is_ok() {
+            return;
+        }
+        for suffix in ["", "-wal", "-shm"] {
+            let mut name = path.as_os_str().to_owned();
+            name.push(suffix);
+            let file = Path::new(&name);
+            let Ok(meta) = std::fs::metadata(file) else {
+                continue;
+            };
+            if meta.is_file() && meta.permissions().mode() & 0o077 != 0 {
+                match std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o600)) {
+                    Ok(()) => {
+                        tracing::info!(file = %file.display(), "narrowed to mode 0600: it holds secrets")
+                    }
+                    Err(err) => {
+                        tracing::warn!(file = %file.display(), %err, "others can read this file, and its mode cannot be narrowed to 0600")
+                    }
+                }
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
 }
 
 /// Opens a database file (no URI interpretation: a configured path is a path).

@@ -180,6 +180,42 @@ fn a_newer_file_is_refused() {
     );
 }
 
+/// The modes of the database file and its -wal and -shm companions.
+fn store_modes(path: &Path) -> Vec<(String, u32)> {
+    use std::os::unix::fs::PermissionsExt;
+    ["", "-wal", "-shm"]
+        .iter()
+        .map(|suffix| {
+            let file = format!("{}{suffix}", path.display());
+            let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+            (file, mode)
+        })
+        .collect()
+}
+
+#[test]
+fn the_files_holding_secrets_are_the_owners_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("users.db");
+    let store = SqliteStore::open(&path).unwrap();
+    create(&store, 1, fields("someone"));
+    for (file, mode) in store_modes(&path) {
+        assert_eq!(mode, 0o600, "{file}: {mode:o}");
+    }
+    drop(store);
+
+    // A store left world-readable by an older version is narrowed when opened.
+    let old = dir.path().join("old.db");
+    drop(SqliteStore::open(&old).unwrap());
+    std::fs::set_permissions(&old, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let store = SqliteStore::open(&old).unwrap();
+    create(&store, 1, fields("someone"));
+    for (file, mode) in store_modes(&old) {
+        assert_eq!(mode, 0o600, "{file}: {mode:o}");
+    }
+}
+
 #[test]
 fn a_missing_directory_is_a_clear_open_error() {
     let dir = tempfile::tempdir().unwrap();

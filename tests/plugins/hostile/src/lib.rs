@@ -12,6 +12,9 @@
 //! - `print-flood`: prints 1 MiB to stdout and stderr, then behaves.
 //! - `network`: connects to the setting `address` (TCP) for every entry.
 //! - `files`: reads `/etc/passwd` for every entry.
+//! - `sleep`: sleeps for the setting `secs` (default 20) in one `std::thread::sleep`,
+//!   which waits in the host (WASI `subscribe-duration` and `poll`), not in wasm.
+//! - `sleep-loop`: sleeps 10 ms at a time, without end.
 //! - `count-calls`: reports how many calls this instance has seen (always 1 when
 //!   instances are fresh).
 //! - anything else or nothing: skips every entry with reason `ok`.
@@ -26,6 +29,7 @@ static CALLS: AtomicUsize = AtomicUsize::new(0);
 pub struct Hostile {
     behaviour: String,
     address: String,
+    secs: String,
 }
 
 impl Mapping for Hostile {
@@ -40,6 +44,7 @@ impl Mapping for Hostile {
                 .setting("address")
                 .unwrap_or("127.0.0.1:9")
                 .to_owned(),
+            secs: context.setting("secs").unwrap_or("20").to_owned(),
         })
     }
 
@@ -75,6 +80,17 @@ impl Mapping for Hostile {
                 "hostile plugin gave up on {}",
                 entries.first().map_or("nothing", |e| e.dn.as_str())
             ),
+            "sleep" => {
+                let secs = self.secs.parse().unwrap_or(20);
+                std::thread::sleep(std::time::Duration::from_secs(secs));
+                entries
+                    .iter()
+                    .map(|_| Ok(Decision::skip("woke up")))
+                    .collect()
+            }
+            "sleep-loop" => loop {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            },
             "log-flood" => {
                 let line = "x".repeat(1024);
                 loop {
