@@ -332,10 +332,18 @@ async fn create_account(
         email: body.email,
     };
     let now = state.now_ms();
+    // Names are one namespace, since a login names no tenant. A tenant's admin learns
+    // only that a name cannot be had, never that an account of another tenant (or a
+    // system account) has it: the same answer whoever holds the name.
+    let scoped = session.principal.tenant.is_some();
     let created = state
         .accounts(move |a| a.create_account(&new, now))
         .await
         .map_err(|err| match err {
+            crate::store::StoreError::AccountExists(_) if scoped => ApiError::new(
+                StatusCode::CONFLICT,
+                "This account name cannot be used; choose another",
+            ),
             crate::store::StoreError::AccountExists(name) => ApiError::new(
                 StatusCode::CONFLICT,
                 format!("Account '{name}' already exists"),

@@ -517,3 +517,38 @@ fn the_login_limit_counts_failures_and_locks_out_no_one() {
     let (status, body) = login_from(&server, "192.0.2.1", ADMIN, ADMIN_PASSWORD, None);
     assert_eq!(status, 200, "{body}");
 }
+
+#[test]
+fn account_names_do_not_leak_across_tenants() {
+    let setup = Setup::new(1);
+    let server = Server::start(&setup.config());
+    let admin = server.login(ADMIN, ADMIN_PASSWORD);
+    for (name, tenant) in [("one-admin", 1), ("two-admin", 2)] {
+        server.create_account(
+            &admin,
+            json!({"username": name, "password": "a tenant admin's password", "tenant": tenant, "role": "admin"}),
+        );
+    }
+    let two = server.login("two-admin", "a tenant admin's password");
+    // Tenant 2's admin tries the name of tenant 1's admin, of the system admin and of
+    // its own: one answer for all three, naming no account and no tenant.
+    let answers: Vec<_> = ["one-admin", ADMIN, "two-admin"]
+        .iter()
+        .map(|name| {
+            server.post(
+                "/api/v1/admin/accounts",
+                &two.headers(),
+                Some(json!({"username": name, "password": "another password here", "role": "auditor"})),
+            )
+        })
+        .collect();
+    for (status, body) in &answers {
+        assert_eq!(*status, 409, "{body}");
+        assert_eq!(body, &answers[0].1);
+        let text = body.to_string();
+        assert!(
+            !text.contains("admin") && !text.contains("exists"),
+            "{text}"
+        );
+    }
+}
