@@ -49,8 +49,10 @@ fn entries(count: usize) -> Vec<Entry> {
 
 /// Run `behaviour` and return the error kind, checking the call ended in time.
 fn fails_with(behaviour: &str) -> (CallErrorKind, String) {
+    // Loaded (compiled) before the clock starts: only the call is timed.
+    let plugin = hostile();
     let started = Instant::now();
-    let err = hostile()
+    let err = plugin
         .map_entries(&context(behaviour), entries(3))
         .expect_err("the hostile call must fail");
     let elapsed = started.elapsed();
@@ -218,6 +220,57 @@ fn oversized_output_is_refused() {
         matches!(kind, CallErrorKind::OversizedOutput { limit, .. } if limit == 4 << 20),
         "{message}"
     );
+}
+
+#[test]
+fn a_four_gib_allocation_is_refused_cleanly() {
+    // All of 32-bit memory in one `memory.grow`, and the largest single allocation a
+    // wasm32 program can ask for: each stops at the memory limit, in time.
+    for behaviour in ["huge-grow", "huge-alloc"] {
+        let (kind, message) = fails_with(behaviour);
+        assert!(
+            matches!(kind, CallErrorKind::MemoryLimit { .. }),
+            "{behaviour}: {message}"
+        );
+    }
+    // The instance pool is not harmed: the next call works.
+    let output = hostile()
+        .map_entries(&context("none"), entries(2))
+        .expect("a healthy call after the huge ones");
+    assert_eq!(output.outcomes.len(), 2);
+}
+
+#[test]
+fn output_just_over_the_default_limit_is_refused_and_just_under_passes() {
+    // The default 64 MiB output limit, with room in memory for the values and their
+    // encoding, so that the output limit is the one reached.
+    let config = SandboxConfig {
+        memory_limit: 512 << 20,
+        ..SandboxConfig::default()
+    };
+    let limit = config.max_output_bytes;
+    let engine = PluginEngine::new(config, None).expect("engine");
+    let plugin = engine
+        .load("hostile", &plugins::bytes("hostile-mapping"))
+        .expect("load");
+    let run = |bytes: usize| {
+        let mut context = context("output-bytes");
+        context.settings.push(("bytes".into(), bytes.to_string()));
+        plugin.map_entries(&context, entries(1))
+    };
+    let err = run(limit + (64 << 10)).expect_err("64 KiB over the limit");
+    assert!(
+        matches!(err.kind, CallErrorKind::OversizedOutput { limit: l, .. } if l == limit),
+        "{err}"
+    );
+    let output = run(limit - (1 << 20)).expect("1 MiB under the limit");
+    match &output.outcomes[..] {
+        [Ok(Decision::Upsert(user))] => {
+            let total: usize = user.attributes["bulk"].iter().map(String::len).sum();
+            assert_eq!(total, limit - (1 << 20));
+        }
+        other => panic!("{:?}", other.iter().map(|o| o.is_ok()).collect::<Vec<_>>()),
+    }
 }
 
 #[test]

@@ -111,7 +111,9 @@ impl Executor {
         let mut state = shared.lock();
         let per_lane = shared.per_lane;
         let entry = state.lanes.entry(lane).or_default();
-        if entry.queue.len() >= shared.max_queued {
+        // Calls that can start at once (the lane has room) are not waiting.
+        let startable = per_lane.saturating_sub(entry.running);
+        if entry.queue.len() >= shared.max_queued + startable {
             return Err(Saturated {
                 max_queued: shared.max_queued,
             });
@@ -122,31 +124,7 @@ impl Executor {
             entry.scheduled = true;
             state.ready.push_back(lane);
         }
-        // A thread more only for work that can run now and finds no idle one.
-        if state.ready.len() > state.idle && state.threads < shared.max_threads {
-            let started = std::thread::Builder::new()
-                .name("abacsync-plugin".into())
-                .stack_size(shared.stack_size)
-                .spawn({
-                    let shared = shared.clone();
-                    move || shared.work_loop()
-                });
-            match started {
-                // Idle from the start: until it takes the work, no other thread is
-                // started for the same work.
-                Ok(_) => {
-                    state.threads += 1;
-                    state.idle += 1;
-                }
-                Err(err) if state.threads == 0 => {
-                    // Nothing could ever run the job: say so rather than hang.
-                    tracing::error!(error = %err, "cannot start a plugin call thread");
-                }
-                Err(err) => {
-                    tracing::warn!(error = %err, threads = state.threads, "cannot start another plugin call thread");
-                }
-            }
-        }
+        Shared::start_thread_if_needed(shared, &mut state);
         drop(state);
         shared.work.notify_one();
         Ok(())
@@ -175,7 +153,37 @@ impl Shared {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn work_loop(&self) {
+    /// Starts a thread when work that can run now finds no idle one (up to
+    /// `max_threads`).
+    fn start_thread_if_needed(shared: &Arc<Shared>, state: &mut State) {
+        if state.ready.len() <= state.idle || state.threads >= shared.max_threads {
+            return;
+        }
+        let started = std::thread::Builder::new()
+            .name("abacsync-plugin".into())
+            .stack_size(shared.stack_size)
+            .spawn({
+                let shared = shared.clone();
+                move || shared.work_loop()
+            });
+        match started {
+            // Idle from the start: until it takes the work, no other thread is
+            // started for the same work.
+            Ok(_) => {
+                state.threads += 1;
+                state.idle += 1;
+            }
+            Err(err) if state.threads == 0 => {
+                // Nothing could ever run the job: say so rather than hang.
+                tracing::error!(error = %err, "cannot start a plugin call thread");
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, threads = state.threads, "cannot start another plugin call thread");
+            }
+        }
+    }
+
+    fn work_loop(self: Arc<Self>) {
         let mut state = self.lock();
         // Counted idle when it was started.
         state.idle -= 1;
@@ -205,6 +213,9 @@ impl Shared {
             if !entry.queue.is_empty() && entry.running < per_lane {
                 entry.scheduled = true;
                 state.ready.push_back(lane);
+                // The lane's next call can run beside this one.
+                Shared::start_thread_if_needed(&self, &mut state);
+                self.work.notify_one();
             }
             drop(state);
             // A job reports its own outcome; a panic in it must not take the thread.

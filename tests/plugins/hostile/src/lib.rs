@@ -15,6 +15,12 @@
 //! - `sleep`: sleeps for the setting `secs` (default 20) in one `std::thread::sleep`,
 //!   which waits in the host (WASI `subscribe-duration` and `poll`), not in wasm.
 //! - `sleep-loop`: sleeps 10 ms at a time, without end.
+//! - `huge-grow`: asks for all of 32-bit memory at once (`memory.grow` of 65,535
+//!   pages, 4 GiB), and reports whether it got it.
+//! - `huge-alloc`: allocates 2 GiB − 64 KiB in one `Vec` (the most one allocation may
+//!   ask for on wasm32).
+//! - `output-bytes`: returns one user whose attribute values total the setting
+//!   `bytes` (in distinct values of 64 KiB).
 //! - `count-calls`: reports how many calls this instance has seen (always 1 when
 //!   instances are fresh).
 //! - anything else or nothing: skips every entry with reason `ok`.
@@ -30,6 +36,7 @@ pub struct Hostile {
     behaviour: String,
     address: String,
     secs: String,
+    bytes: String,
 }
 
 impl Mapping for Hostile {
@@ -45,6 +52,7 @@ impl Mapping for Hostile {
                 .unwrap_or("127.0.0.1:9")
                 .to_owned(),
             secs: context.setting("secs").unwrap_or("20").to_owned(),
+            bytes: context.setting("bytes").unwrap_or("0").to_owned(),
         })
     }
 
@@ -132,6 +140,38 @@ impl Mapping for Hostile {
                     Err(err) => Err(MappingError::Other(format!("read: {err}"))),
                 })
                 .collect(),
+            "huge-grow" => {
+                #[cfg(target_arch = "wasm32")]
+                let grown = core::arch::wasm32::memory_grow(0, 65_535) != usize::MAX;
+                #[cfg(not(target_arch = "wasm32"))]
+                let grown = false;
+                entries
+                    .iter()
+                    .map(|_| Ok(Decision::skip(format!("grown={grown}"))))
+                    .collect()
+            }
+            "huge-alloc" => {
+                let hoard = vec![1u8; (2 << 30) - (64 << 10) - 1];
+                black_box(&hoard);
+                entries
+                    .iter()
+                    .map(|_| Ok(Decision::skip("allocated")))
+                    .collect()
+            }
+            "output-bytes" => {
+                let mut left: usize = self.bytes.parse().unwrap_or(0);
+                let mut values = Vec::new();
+                // Distinct values of 64 KiB (the largest a value may be).
+                while left > 0 {
+                    let size = left.clamp(8, 64 << 10);
+                    values.push(format!("{:08}{}", values.len(), "v".repeat(size - 8)));
+                    left = left.saturating_sub(size);
+                }
+                let first = &entries[0].dn;
+                vec![Ok(Decision::Upsert(
+                    User::new(first.clone(), first.clone()).attribute("bulk", values),
+                ))]
+            }
             "count-calls" => entries
                 .iter()
                 .map(|_| Ok(Decision::skip(format!("calls={calls}"))))
