@@ -65,6 +65,14 @@ pub enum ConfigError {
         /// What is wrong.
         reason: String,
     },
+    /// A setting outside the tenants is out of range.
+    #[error("{path}: {reason}")]
+    Settings {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
     /// Two tenants share an id.
     #[error("{path}: tenant id {tenant} is used twice")]
     DuplicateTenant {
@@ -101,6 +109,85 @@ pub struct Config {
     /// `abacsync serve`'s settings.
     #[serde(default)]
     pub server: ServerConfig,
+    /// What one tenant may store (`[quotas]`), the same for every tenant.
+    #[serde(default)]
+    pub quotas: Quotas,
+}
+
+/// What one tenant may store and read at once (`[quotas]`): each bound is the same for
+/// every tenant, so that no tenant's plugin or admin can fill the shared store.
+///
+/// "Attribute bytes" count each ABAC pair as its key's bytes plus its value's, the
+/// same measure everywhere (per user, per tenant, in the metrics).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Quotas {
+    /// ABAC values per user, all keys together (default 1,000). A user over it is not
+    /// written: its entry fails with code 413.
+    pub user_attribute_values: u64,
+    /// Attribute bytes per user (default 64 KiB); likewise 413.
+    pub user_attribute_bytes: u64,
+    /// Attribute bytes a tenant's users hold together (default 1 GiB). A sync that
+    /// would pass it writes nothing and fails, naming the quota.
+    pub tenant_attribute_bytes: u64,
+    /// Days audit events are kept (default 400; 0 keeps them for ever). Older ones are
+    /// removed after each sync.
+    pub audit_retention_days: u64,
+    /// Audit events kept per tenant, the newest (default 5,000,000).
+    pub audit_max_events: u64,
+    /// Sync run records kept per tenant, the newest (default 1,000).
+    pub sync_runs_kept: u64,
+    /// Plugins a tenant's admins may upload (default 20). Unassigned ones can be
+    /// deleted to make room.
+    pub tenant_plugins: u64,
+    /// Bytes of a tenant's uploaded plugins together (default 256 MiB).
+    pub tenant_plugin_bytes: u64,
+    /// The largest plugin a tenant admin may upload (default 16 MiB; system admins
+    /// are bound by the sandbox's 64 MiB).
+    pub tenant_plugin_max_bytes: u64,
+    /// The largest list answer of the admin API in bytes (default 8 MiB): a page
+    /// stops before the item that would pass it and says where to go on.
+    pub page_bytes: u64,
+}
+
+impl Default for Quotas {
+    fn default() -> Self {
+        const MIB: u64 = 1 << 20;
+        Self {
+            user_attribute_values: 1_000,
+            user_attribute_bytes: 64 * 1024,
+            tenant_attribute_bytes: 1024 * MIB,
+            audit_retention_days: 400,
+            audit_max_events: 5_000_000,
+            sync_runs_kept: 1_000,
+            tenant_plugins: 20,
+            tenant_plugin_bytes: 256 * MIB,
+            tenant_plugin_max_bytes: 16 * MIB,
+            page_bytes: 8 * MIB,
+        }
+    }
+}
+
+impl Quotas {
+    fn validate(&self) -> Result<(), String> {
+        for (name, value) in [
+            ("user_attribute_values", self.user_attribute_values),
+            ("user_attribute_bytes", self.user_attribute_bytes),
+            ("tenant_attribute_bytes", self.tenant_attribute_bytes),
+            ("audit_max_events", self.audit_max_events),
+            ("sync_runs_kept", self.sync_runs_kept),
+            ("tenant_plugin_bytes", self.tenant_plugin_bytes),
+            ("tenant_plugin_max_bytes", self.tenant_plugin_max_bytes),
+        ] {
+            if value == 0 {
+                return Err(format!("quotas.{name} must be at least 1"));
+            }
+        }
+        if self.page_bytes < 64 * 1024 {
+            return Err("quotas.page_bytes must be at least 65536 (64 KiB)".into());
+        }
+        Ok(())
+    }
 }
 
 /// `abacsync serve`'s settings (`[server]`); flags and environment override them.
@@ -233,6 +320,13 @@ impl Config {
             path: path.to_owned(),
             cause: Box::new(cause),
         })?;
+        config
+            .quotas
+            .validate()
+            .map_err(|reason| ConfigError::Settings {
+                path: path.to_owned(),
+                reason,
+            })?;
         let mut seen = std::collections::BTreeSet::new();
         for tenant in &config.tenants {
             if !seen.insert(tenant.id) {

@@ -20,7 +20,7 @@ use super::error::ApiError;
 use super::error::json_body;
 use super::iso8601;
 use super::session::{Caller, Session};
-use super::{AppState, blocking};
+use super::{AppState, blocking, page_of};
 use crate::auth::{Permission, Role, password, token};
 use crate::config::TenantConfig;
 use crate::store::{AuditEvent, AuditQuery, NewAccount, StoredUser, UserId, UserQuery};
@@ -125,9 +125,15 @@ async fn users(
         limit: query.limit,
     };
     let found = blocking(move || store.list_users(tenant.id, &filter)).await?;
-    Ok(Json(
-        json!({"data": found.iter().map(user_json).collect::<Vec<_>>()}),
-    ))
+    let (data, cut) = page_of(&found, state.service.quotas().page_bytes, user_json);
+    let mut body = json!({ "data": data });
+    if cut {
+        state.service.metrics().quota_refused("page_bytes", 1);
+        let last = &found[data.len() - 1];
+        body["truncated"] = json!(true);
+        body["next"] = json!({ "after": last.id.0 });
+    }
+    Ok(Json(body))
 }
 
 /// One user with attributes and change history.
@@ -156,7 +162,13 @@ async fn user(
     .await?;
     let found = found.ok_or_else(|| ApiError::not_found(format!("User {user} not found")))?;
     let mut body = user_json(&found);
-    body["history"] = json!(history.iter().map(event_json).collect::<Vec<_>>());
+    let (history, cut) = page_of(&history, state.service.quotas().page_bytes, event_json);
+    body["history"] = json!(history);
+    if cut {
+        // The rest through the audit route, by `before`.
+        state.service.metrics().quota_refused("page_bytes", 1);
+        body["historyTruncated"] = json!(true);
+    }
     Ok(Json(body))
 }
 
@@ -190,9 +202,15 @@ async fn audit(
         limit: params.limit,
     };
     let events = blocking(move || store.audit_events(tenant.id, &query)).await?;
-    Ok(Json(
-        json!({"data": events.iter().map(event_json).collect::<Vec<_>>()}),
-    ))
+    let (data, cut) = page_of(&events, state.service.quotas().page_bytes, event_json);
+    let mut body = json!({ "data": data });
+    if cut {
+        state.service.metrics().quota_refused("page_bytes", 1);
+        let last = &events[data.len() - 1];
+        body["truncated"] = json!(true);
+        body["next"] = json!({ "before": last.id });
+    }
+    Ok(Json(body))
 }
 
 /// A tenant's recent sync runs.

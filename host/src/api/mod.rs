@@ -146,6 +146,39 @@ pub async fn blocking<T: Send + 'static>(
         .map_err(|err| StoreError::Panicked(err.to_string()))?
 }
 
+/// `items` as JSON, as many as fit in `max_bytes` (`quotas.page_bytes`) of JSON: the
+/// page stops before the item that would pass it (the first is always given, so that
+/// a client always moves on), and says whether it was cut short.
+pub(crate) fn page_of<T>(
+    items: &[T],
+    max_bytes: u64,
+    to_json: impl Fn(&T) -> serde_json::Value,
+) -> (Vec<serde_json::Value>, bool) {
+    struct Count(u64);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len() as u64;
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut page = Vec::with_capacity(items.len());
+    let mut size = Count(0);
+    for item in items {
+        let value = to_json(item);
+        // A value always serialises; the count is what matters.
+        let _ = serde_json::to_writer(&mut size, &value);
+        if !page.is_empty() && size.0 + 1 > max_bytes {
+            return (page, true);
+        }
+        size.0 += 1; // the comma
+        page.push(value);
+    }
+    (page, false)
+}
+
 /// Where the OpenAPI description is served.
 pub const OPENAPI_PATH: &str = "/api/v1/openapi.json";
 

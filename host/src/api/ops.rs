@@ -76,6 +76,16 @@ async fn ready(State(state): State<AppState>) -> impl IntoResponse {
     }
 }
 
+/// The quotas counted in `abacsync_quota_refusals_total`, each shown from the start.
+const QUOTAS: [&str; 6] = [
+    "user_attributes",
+    "tenant_attribute_bytes",
+    "tenant_plugins",
+    "tenant_plugin_bytes",
+    "tenant_plugin_max_bytes",
+    "page_bytes",
+];
+
 /// Prometheus metrics: syncs by outcome, durations, entries read, plugin errors, task queue.
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String)))]
@@ -148,10 +158,33 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
             "gauge",
             plugin_load.queued as i64,
         ),
+        (
+            "abacsync_audit_events_pruned_total",
+            "Audit events removed past their retention (quotas.audit_retention_days, audit_max_events).",
+            "counter",
+            m.audit_pruned.load(Relaxed) as i64,
+        ),
     ] {
         let _ = writeln!(out, "# HELP {name} {help}");
         let _ = writeln!(out, "# TYPE {name} {kind}");
         let _ = writeln!(out, "{name} {value}");
+    }
+    let _ = writeln!(
+        out,
+        "# HELP abacsync_quota_refusals_total Refusals by quota: users not written, syncs refused, uploads refused, pages cut short."
+    );
+    let _ = writeln!(out, "# TYPE abacsync_quota_refusals_total counter");
+    let refusals = m
+        .quota_refusals
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    for quota in QUOTAS {
+        let count = refusals.get(quota).copied().unwrap_or(0);
+        let _ = writeln!(
+            out,
+            "abacsync_quota_refusals_total{{quota=\"{quota}\"}} {count}"
+        );
     }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
 }

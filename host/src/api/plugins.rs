@@ -24,7 +24,9 @@ use crate::auth::Permission;
 use crate::mapping_test;
 use crate::plugin::model::{MappingContext, SyncMode};
 use crate::plugin::{CallError, CallErrorKind};
-use crate::store::{Assignment, NewPlugin, PluginId, StoreError, StoredPlugin};
+use crate::store::{
+    Assignment, NewPlugin, PluginDeletion, PluginId, PluginQuota, StoreError, StoredPlugin,
+};
 use crate::sync::PluginLoadError;
 
 /// Entries per call when trying a plugin over posted entries.
@@ -35,7 +37,7 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(upload, list))
         .layer(DefaultBodyLimit::max(max_component_bytes.saturating_add(1)))
-        .routes(routes!(one))
+        .routes(routes!(one, delete))
         .routes(routes!(test))
         .routes(routes!(assign, current))
         .routes(routes!(versions))
@@ -93,6 +95,22 @@ async fn upload(
     body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let session = caller.require(Permission::ManageTenants)?;
+    let quotas = *state.service.quotas();
+    let owner = session.principal.tenant;
+    if owner.is_some() && body.len() as u64 > quotas.tenant_plugin_max_bytes {
+        state
+            .service
+            .metrics()
+            .quota_refused("tenant_plugin_max_bytes", 1);
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "This plugin is {} bytes; a tenant's admins may upload at most {} (quotas.tenant_plugin_max_bytes)",
+                body.len(),
+                quotas.tenant_plugin_max_bytes
+            ),
+        ));
+    }
     let label = query.name.unwrap_or_else(|| "upload.wasm".to_owned());
     let service = state.service.clone();
     let bytes = body.clone();
@@ -107,11 +125,10 @@ async fn upload(
     let (info, sha256) =
         loaded.map_err(|err| ApiError::unprocessable("Plugin refused", vec![err.to_string()]))?;
     let catalog = state.service.catalog().clone();
-    let owner = session.principal.tenant;
     let by = session.principal.account;
     let now = state.now_ms();
     let stored = blocking(move || {
-        catalog.add_plugin(
+        Ok(catalog.add_plugin(
             &NewPlugin {
                 sha256,
                 tenant: owner,
@@ -120,11 +137,22 @@ async fn upload(
                 version: info.version,
                 component: &body,
                 uploaded_by: Some(by),
+                quota: Some(PluginQuota {
+                    max_count: quotas.tenant_plugins,
+                    max_bytes: quotas.tenant_plugin_bytes,
+                }),
             },
             now,
-        )
+        ))
     })
     .await?;
+    let stored = match stored {
+        Err(err @ StoreError::OverQuota { quota, .. }) => {
+            state.service.metrics().quota_refused(quota, 1);
+            return Err(ApiError::new(StatusCode::CONFLICT, err.to_string()));
+        }
+        other => other?,
+    };
     Ok((StatusCode::CREATED, Json(plugin_json(&stored))))
 }
 
@@ -185,6 +213,39 @@ struct TestBody {
     tenant: Option<u64>,
     /// Expected output: differences are listed.
     expected: Option<Value>,
+}
+
+/// Deletes a plugin that is no tenant's current one, to make room in the tenant's
+/// plugin quota. Its versions go with it: they can no longer be rolled back to. A
+/// tenant's admins delete their tenant's plugins only.
+#[utoipa::path(delete, path = "/api/v1/admin/plugins/{id}", tag = "plugins", security(("grommunio" = []), ("rocketchat" = [])),
+    params(("id" = i64, Path, description = "Plugin ID")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 403, description = "A system-wide plugin, and the caller is a tenant's admin", body = Value),
+        (status = 404, description = "Not found", body = Value),
+        (status = 409, description = "A tenant's current plugin", body = Value,
+            example = json!({"message": "Plugin 3 is the current plugin of tenant 4; assign another first"})),
+    ))]
+async fn delete(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<PluginId>,
+) -> Result<StatusCode, ApiError> {
+    let session = caller.require(Permission::ManageTenants)?;
+    let plugin = visible_plugin(&state, &session, id).await?;
+    if session.principal.tenant.is_some() && plugin.tenant.is_none() {
+        return Err(ApiError::forbidden());
+    }
+    let catalog = state.service.catalog().clone();
+    match blocking(move || catalog.delete_plugin(id)).await? {
+        PluginDeletion::Deleted => Ok(StatusCode::NO_CONTENT),
+        PluginDeletion::NotFound => Err(ApiError::not_found(format!("Plugin {id} not found"))),
+        PluginDeletion::InUse(tenant) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("Plugin {id} is the current plugin of tenant {tenant}; assign another first"),
+        )),
+    }
 }
 
 /// Runs a plugin over posted entries (JSON fixture format or LDIF), with no directory

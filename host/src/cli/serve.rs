@@ -66,7 +66,7 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<Outcome> {
     .context("starting the plugin engine")?;
     let tenants = load_tenants(&config, store.as_ref())?;
     let service = Arc::new(SyncService::new(
-        SyncEngine::new(store.clone(), clock.clone()),
+        SyncEngine::new(store.clone(), clock.clone()).with_quotas(config.quotas),
         store.clone(),
         store.clone(),
         PluginRegistry::new(engine),

@@ -71,7 +71,7 @@ pub(crate) fn run(args: SyncArgs) -> anyhow::Result<Outcome> {
     )
     .context("starting the plugin engine")?;
     let registry = PluginRegistry::new(engine);
-    let sync = SyncEngine::new(Arc::new(store), system_clock());
+    let sync = SyncEngine::new(Arc::new(store), system_clock()).with_quotas(config.quotas);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

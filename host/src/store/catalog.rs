@@ -50,6 +50,29 @@ pub struct NewPlugin<'a> {
     pub component: &'a [u8],
     /// Who uploads it.
     pub uploaded_by: Option<AccountId>,
+    /// The owner tenant's plugin quota, checked in the same transaction as the
+    /// insert ([`StoreError::OverQuota`]); `None`: unbounded (system uploads).
+    pub quota: Option<PluginQuota>,
+}
+
+/// How many plugins, and how many bytes of them, a tenant may own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PluginQuota {
+    /// Plugins.
+    pub max_count: u64,
+    /// Bytes of their components together.
+    pub max_bytes: u64,
+}
+
+/// What [`CatalogStore::delete_plugin`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PluginDeletion {
+    /// Deleted, with the versions naming it.
+    Deleted,
+    /// No such plugin.
+    NotFound,
+    /// Kept: it is this tenant's current plugin.
+    InUse(TenantId),
 }
 
 /// One assignment of a plugin to a tenant: a version in the tenant's history.
@@ -92,6 +115,10 @@ pub trait CatalogStore: Send + Sync {
         plugin: &NewPlugin<'_>,
         now: Timestamp,
     ) -> Result<StoredPlugin, StoreError>;
+
+    /// Deletes a plugin that is no tenant's current one, with the versions naming it
+    /// (they can no longer be rolled back to).
+    fn delete_plugin(&self, id: PluginId) -> Result<PluginDeletion, StoreError>;
 
     /// Plugins visible to `tenant` (its own and system-wide ones); all when `None`.
     fn list_plugins(&self, tenant: Option<TenantId>) -> Result<Vec<StoredPlugin>, StoreError>;

@@ -52,6 +52,14 @@ pub enum StoreError {
     /// A blocking store call panicked (a bug; reported, not propagated).
     #[error("user store: internal error: {0}")]
     Panicked(String),
+    /// A tenant's quota would be passed; nothing was written.
+    #[error("{message} (quotas.{quota})")]
+    OverQuota {
+        /// The quota's name in `[quotas]`.
+        quota: &'static str,
+        /// What would pass it.
+        message: String,
+    },
     /// An account name is taken.
     #[error("account `{0}` already exists")]
     AccountExists(String),
@@ -184,4 +192,12 @@ pub trait UserStore: Send + Sync {
 
     /// The tenant's most recent sync runs, newest first.
     fn sync_runs(&self, tenant: TenantId, limit: u32) -> Result<Vec<SyncRunRecord>, StoreError>;
+
+    /// Attribute bytes ([`Footprint`]) the tenant's users hold together, kept by every
+    /// [`UserStore::apply`] (one read, no scan).
+    fn attribute_bytes(&self, tenant: TenantId) -> Result<u64, StoreError>;
+
+    /// Removes the tenant's audit events and run records beyond `limits`, oldest
+    /// first, in bounded steps; the number of audit events removed.
+    fn prune_history(&self, tenant: TenantId, limits: &HistoryLimits) -> Result<u64, StoreError>;
 }

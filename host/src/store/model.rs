@@ -168,6 +168,45 @@ pub struct ChangeCause {
     pub at: Timestamp,
 }
 
+/// How much history a tenant keeps ([`super::UserStore::prune_history`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HistoryLimits {
+    /// Audit events from before this time go; `None` keeps them for ever.
+    pub events_before: Option<Timestamp>,
+    /// Audit events kept, the newest.
+    pub max_events: u64,
+    /// Sync run records kept, the newest.
+    pub max_runs: u64,
+}
+
+/// What an ABAC set takes by the quotas' measure.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Footprint {
+    /// Values, all keys together.
+    pub values: u64,
+    /// Each pair's key bytes plus its value's.
+    pub bytes: u64,
+}
+
+impl Footprint {
+    /// The footprint of `attributes`.
+    pub fn of(attributes: &AbacAttributes) -> Self {
+        let mut footprint = Self::default();
+        for (key, values) in attributes {
+            footprint.add(key, values);
+        }
+        footprint
+    }
+
+    /// Adds the pairs of `key` with each of `values`.
+    pub fn add<'a>(&mut self, key: &str, values: impl IntoIterator<Item = &'a String>) {
+        for value in values {
+            self.values += 1;
+            self.bytes += (key.len() + value.len()) as u64;
+        }
+    }
+}
+
 /// A directory user's short form ([`super::UserStore::ldap_user_index`],
 /// [`super::UserStore::known_by_ldap_ids`]): enough to find users no longer in the
 /// directory, and to tell an unchanged user from one to load and compare.

@@ -8,7 +8,7 @@ use sha2::{Digest, Sha256};
 use super::report::{Action, UserResult, code};
 use crate::plugin::model::{AbacAttributes, MappedUser};
 use crate::store::{
-    AttributeChange, Avatar, AvatarChange, Change, MappedDigest, StoredUser, UserFields,
+    AttributeChange, Avatar, AvatarChange, Change, Footprint, MappedDigest, StoredUser, UserFields,
 };
 
 /// What the tenant and the sync allow.
@@ -22,6 +22,10 @@ pub struct PlanRules {
     pub attributes_only: bool,
     /// Avatars are synced.
     pub sync_avatars: bool,
+    /// The most ABAC values a user may hold, all keys together.
+    pub max_user_values: u64,
+    /// The most attribute bytes ([`Footprint`]) a user may hold.
+    pub max_user_bytes: u64,
 }
 
 /// A change to write (none for unchanged users) and the result to report.
@@ -184,6 +188,26 @@ pub fn plan_upsert(
     rules: &PlanRules,
     mapped: Option<MappedDigest>,
 ) -> Planned {
+    let footprint = Footprint::of(&user.attributes);
+    if footprint.values > rules.max_user_values || footprint.bytes > rules.max_user_bytes {
+        // Not written: the user keeps what it had, and the next sync tries again.
+        let message = format!(
+            "not written: {} ABAC values of {} bytes, over the tenant's quota of {} values and {} bytes per user",
+            footprint.values, footprint.bytes, rules.max_user_values, rules.max_user_bytes
+        );
+        return Planned {
+            change: None,
+            result: result(
+                &user,
+                existing,
+                dn,
+                code::OVER_QUOTA,
+                Action::Failed,
+                message,
+            ),
+            changed_keys: Vec::new(),
+        };
+    }
     let Some(existing) = existing else {
         if rules.attributes_only || !rules.import_new_users {
             let message = if rules.attributes_only {
@@ -451,6 +475,8 @@ mod tests {
 
     fn rules() -> PlanRules {
         PlanRules {
+            max_user_values: 1_000,
+            max_user_bytes: 64 * 1024,
             import_new_users: true,
             default_language: Some("en".into()),
             attributes_only: false,
@@ -486,6 +512,36 @@ mod tests {
         };
         assert_eq!(fields.language.as_deref(), Some("en"));
         assert_eq!(fields.ldap_dn.as_deref(), Some("uid=ann"));
+    }
+
+    #[test]
+    fn a_user_over_its_quota_is_not_written_and_keeps_what_it_had() {
+        let mut tight = rules();
+        tight.max_user_values = 2;
+        tight.max_user_bytes = 12;
+        // "dept"+"a" and "dept"+"b": 2 values of 10 bytes, within both.
+        let within = mapped(attrs(&[("dept", &["a", "b"])]));
+        let existing = stored(&within, "uid=ann", true);
+        let planned = plan_upsert(within, "uid=ann", None, None, &tight, None);
+        assert_eq!(planned.result.code, code::CREATED);
+        // Three values: over the count, whether new or existing.
+        let more = mapped(attrs(&[("dept", &["a", "b", "c"])]));
+        for existing in [None, Some(&existing)] {
+            let planned = plan_upsert(more.clone(), "uid=ann", existing, None, &tight, None);
+            assert_eq!(planned.result.code, code::OVER_QUOTA);
+            assert_eq!(planned.result.action, Action::Failed);
+            assert!(planned.change.is_none());
+            assert!(
+                planned.result.message.contains("3 ABAC values of 15 bytes"),
+                "{}",
+                planned.result.message
+            );
+        }
+        // Two values, but 13 bytes: over the bytes.
+        let longer = mapped(attrs(&[("dept", &["a", "bcde"])]));
+        let planned = plan_upsert(longer, "uid=ann", Some(&existing), None, &tight, None);
+        assert_eq!(planned.result.code, code::OVER_QUOTA);
+        assert_eq!(planned.result.id, Some(5));
     }
 
     #[test]

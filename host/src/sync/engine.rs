@@ -13,13 +13,14 @@ use tokio::sync::mpsc;
 use super::diff::{DecisionText, PlanRules, Planned, mapped_digest, plan_deactivate, plan_upsert};
 use super::progress::{Phase, Progress};
 use super::report::{Action, Counts, RemovalOutcome, SyncReport, Timings, UserResult, code};
+use crate::config::Quotas;
 use crate::config::{RemovalPolicy, TenantConfig};
 use crate::ldap::{DirectoryError, DirectorySource, ReadRequest, Selection};
 use crate::plugin::model::{Decision, DecisionIds, Entry, SyncMode};
 use crate::plugin::{CallError, RawBatch, RawDecision, TenantPlugin};
 use crate::store::{
-    Avatar, Change, ChangeCause, LdapUserRef, MappedDigest, StoreError, StoredUser, SyncRunRecord,
-    Timestamp, UserId, UserIdentifiers, UserStore,
+    Avatar, Change, ChangeCause, Footprint, HistoryLimits, LdapUserRef, MappedDigest, StoreError,
+    StoredUser, SyncRunRecord, Timestamp, UserId, UserIdentifiers, UserStore,
 };
 
 /// Attributes read as avatars, in order of preference.
@@ -75,6 +76,21 @@ pub enum SyncError {
         planned: u64,
         /// The store's error.
         cause: StoreError,
+    },
+    /// The changes would take the tenant's users past its quota of attribute bytes;
+    /// nothing was written.
+    #[error(
+        "tenant {tenant}: the sync would store {growth} more bytes of ABAC attributes beside the {used} stored, more than the tenant's quota of {limit} (quotas.tenant_attribute_bytes); nothing was written"
+    )]
+    OverQuota {
+        /// The tenant.
+        tenant: u64,
+        /// Attribute bytes stored before the sync.
+        used: u64,
+        /// Bytes the sync would add.
+        growth: u64,
+        /// The quota.
+        limit: u64,
     },
     /// Cancelled before anything was written.
     #[error("tenant {tenant}: the sync was cancelled")]
@@ -155,6 +171,7 @@ pub fn system_clock() -> Clock {
 pub struct SyncEngine {
     store: Arc<dyn UserStore>,
     clock: Clock,
+    quotas: Quotas,
 }
 
 /// What reading and diffing produced, before anything is written.
@@ -175,6 +192,10 @@ struct Diff {
     high_water_mark: Option<String>,
     changed_keys: BTreeSet<String>,
     plugin_ms: u64,
+    /// Attribute bytes ([`Footprint`]) the planned creations and updates add, less
+    /// what the updates remove (deletions are not counted: the quota check errs on
+    /// the side of the quota).
+    attribute_growth: i64,
 }
 
 impl Diff {
@@ -183,6 +204,7 @@ impl Diff {
         self.changed_keys.extend(planned.changed_keys);
         let mut result = planned.result;
         if let Some(change) = planned.change {
+            self.attribute_growth += attribute_growth(&change);
             match self.changes.push(&change) {
                 Ok(()) => self.change_results.push(self.results.len()),
                 Err(err) => {
@@ -309,7 +331,22 @@ struct Context<'a> {
 impl SyncEngine {
     /// An engine writing to `store`, reading time from `clock`.
     pub fn new(store: Arc<dyn UserStore>, clock: Clock) -> Self {
-        Self { store, clock }
+        Self {
+            store,
+            clock,
+            quotas: Quotas::default(),
+        }
+    }
+
+    /// The same engine, holding each tenant to `quotas`.
+    pub fn with_quotas(mut self, quotas: Quotas) -> Self {
+        self.quotas = quotas;
+        self
+    }
+
+    /// What each tenant may store.
+    pub fn quotas(&self) -> &Quotas {
+        &self.quotas
     }
 
     /// The store.
@@ -366,6 +403,7 @@ impl SyncEngine {
             invalid_utf8_values: 0,
             changed_keys: BTreeSet::new(),
             timings: Timings::default(),
+            audit_pruned: 0,
             results: Vec::new(),
         };
         let error = self
@@ -494,6 +532,8 @@ impl SyncEngine {
                     .or_else(|| tenant.default_language.clone()),
                 attributes_only: mode == SyncMode::Targeted,
                 sync_avatars: tenant.sync_avatars,
+                max_user_values: self.quotas.user_attribute_values,
+                max_user_bytes: self.quotas.user_attribute_bytes,
             },
             plugin_attributes,
             progress: progress.clone(),
@@ -593,6 +633,24 @@ impl SyncEngine {
                 .await?;
         }
 
+        // The tenant's storage quota: a sync that would pass it writes nothing (a dry
+        // run says so too).
+        if diff.attribute_growth > 0 {
+            let used = self
+                .blocking(tenant_id, move |store| store.attribute_bytes(tenant_id))
+                .await?;
+            let growth = diff.attribute_growth.unsigned_abs();
+            let limit = self.quotas.tenant_attribute_bytes;
+            if used.saturating_add(growth) > limit {
+                return Err(SyncError::OverQuota {
+                    tenant: tenant_id,
+                    used,
+                    growth,
+                    limit,
+                });
+            }
+        }
+
         // Apply.
         report.counts = diff.counts;
         report.changed_keys = std::mem::take(&mut diff.changed_keys);
@@ -630,6 +688,7 @@ impl SyncEngine {
                 store.set_sync_state(tenant_id, &state)
             })
             .await?;
+            report.audit_pruned = self.prune_history(tenant_id, now).await;
         }
         report.outcome = match report.removal {
             RemovalOutcome::Refused { .. } => "refused".into(),
@@ -878,6 +937,45 @@ impl SyncEngine {
             missing: missing.len() as u64,
             removed: count,
         })
+    }
+
+    /// Removes the tenant's audit events and run records past the quotas' retention;
+    /// how many events went. A failure is logged, never the sync's.
+    async fn prune_history(&self, tenant_id: u64, now: Timestamp) -> u64 {
+        const DAY_MS: i64 = 24 * 3600 * 1000;
+        let quotas = self.quotas;
+        let limits = HistoryLimits {
+            events_before: (quotas.audit_retention_days > 0).then(|| {
+                now.saturating_sub(
+                    i64::try_from(quotas.audit_retention_days)
+                        .unwrap_or(i64::MAX)
+                        .saturating_mul(DAY_MS),
+                )
+            }),
+            max_events: quotas.audit_max_events,
+            max_runs: quotas.sync_runs_kept,
+        };
+        match self
+            .blocking(tenant_id, move |store| {
+                store.prune_history(tenant_id, &limits)
+            })
+            .await
+        {
+            Ok(pruned) => {
+                if pruned > 0 {
+                    tracing::info!(
+                        tenant = tenant_id,
+                        pruned,
+                        "audit events past their retention removed"
+                    );
+                }
+                pruned
+            }
+            Err(err) => {
+                tracing::warn!(tenant = tenant_id, error = %err, "cannot remove old audit events");
+                0
+            }
+        }
     }
 
     /// Writes the diff in chunks of one transaction each. A chunk refused for a
@@ -1270,6 +1368,27 @@ fn first_seen(seen: &mut HashMap<String, usize>, key: &str, index: usize) -> Opt
             seen.insert(key.to_owned(), index);
             None
         }
+    }
+}
+
+/// The attribute bytes `change` adds (negative: frees).
+fn attribute_growth(change: &Change) -> i64 {
+    let signed = |bytes: u64| i64::try_from(bytes).unwrap_or(i64::MAX);
+    match change {
+        Change::Create { fields, .. } => signed(Footprint::of(&fields.attributes).bytes),
+        Change::Update {
+            attribute_changes, ..
+        } => attribute_changes
+            .iter()
+            .map(|change| {
+                let mut added = Footprint::default();
+                added.add(&change.key, &change.added);
+                let mut removed = Footprint::default();
+                removed.add(&change.key, &change.removed);
+                signed(added.bytes) - signed(removed.bytes)
+            })
+            .sum(),
+        Change::Deactivate { .. } | Change::Delete { .. } => 0,
     }
 }
 

@@ -22,6 +22,8 @@ pub mod code {
     pub const CONFLICT: u16 = 409;
     /// Removed from the directory: deactivated or deleted per the tenant's policy.
     pub const REMOVED: u16 = 410;
+    /// The user's ABAC attributes are over the tenant's per-user quota: not written.
+    pub const OVER_QUOTA: u16 = 413;
     /// The plugin reported an error for the entry.
     pub const MAPPING_ERROR: u16 = 422;
     /// Writing the user failed.
@@ -202,6 +204,8 @@ pub struct SyncReport {
     pub changed_keys: BTreeSet<String>,
     /// Milliseconds: reading and mapping, applying, in all.
     pub timings: Timings,
+    /// Audit events removed after the sync, past their retention.
+    pub audit_pruned: u64,
     /// One result per entry and per removed user.
     pub results: Vec<UserResult>,
 }

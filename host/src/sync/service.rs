@@ -167,6 +167,26 @@ pub struct SyncMetrics {
     pub queued: std::sync::atomic::AtomicI64,
     /// Tasks running.
     pub running: std::sync::atomic::AtomicI64,
+    /// Refusals by quota (`quotas.*` names): users not written, syncs refused,
+    /// uploads refused, pages cut short.
+    pub quota_refusals: Mutex<std::collections::BTreeMap<&'static str, u64>>,
+    /// Audit events removed past their retention.
+    pub audit_pruned: std::sync::atomic::AtomicU64,
+}
+
+impl SyncMetrics {
+    /// Counts `count` refusals by `quota`.
+    pub fn quota_refused(&self, quota: &'static str, count: u64) {
+        if count == 0 {
+            return;
+        }
+        *self
+            .quota_refusals
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(quota)
+            .or_default() += count;
+    }
 }
 
 #[derive(Default)]
@@ -309,6 +329,11 @@ impl SyncService {
     /// The counters.
     pub fn metrics(&self) -> &SyncMetrics {
         &self.metrics
+    }
+
+    /// What each tenant may store.
+    pub fn quotas(&self) -> &crate::config::Quotas {
+        self.engine.quotas()
     }
 
     /// The current time.
@@ -749,6 +774,18 @@ impl SyncService {
         self.metrics
             .plugin_errors
             .fetch_add(entry_errors + call_errors, Relaxed);
+        let over_quota = report
+            .results
+            .iter()
+            .filter(|result| result.code == super::report::code::OVER_QUOTA)
+            .count() as u64;
+        self.metrics.quota_refused("user_attributes", over_quota);
+        if matches!(error, Some(SyncError::OverQuota { .. })) {
+            self.metrics.quota_refused("tenant_attribute_bytes", 1);
+        }
+        self.metrics
+            .audit_pruned
+            .fetch_add(report.audit_pruned, Relaxed);
     }
 
     fn bump_outcome(&self, outcome: &str) {

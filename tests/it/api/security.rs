@@ -6,6 +6,8 @@
 use abacsync::auth::{token, totp};
 use serde_json::{Value, json};
 
+use abacsync_testkit::plugins;
+
 use super::rocketchat::{base32_decode, mailed_code, wait_until_step};
 use super::{ADMIN, ADMIN_PASSWORD, RcAuth, Server, Setup};
 
@@ -551,4 +553,299 @@ fn account_names_do_not_leak_across_tenants() {
             "{text}"
         );
     }
+}
+
+/// Rewrites the `[quotas]` table at the end of the setup's configuration.
+fn set_quotas(setup: &Setup, quotas: &str) {
+    let text = std::fs::read_to_string(setup.config()).unwrap();
+    let head = text.split("[quotas]").next().unwrap().to_owned();
+    std::fs::write(setup.config(), format!("{head}[quotas]\n{quotas}\n")).unwrap();
+}
+
+fn metric(server: &Server, line_start: &str) -> u64 {
+    let text = server
+        .agent
+        .get(&server.url("/metrics"))
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap();
+    text.lines()
+        .find_map(|line| line.strip_prefix(line_start))
+        .unwrap_or_else(|| panic!("no {line_start} in\n{text}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+fn bulk_values(server: &Server, admin: &RcAuth) -> Vec<Value> {
+    // Page by page: the pages stop at `page_bytes`.
+    let mut values = Vec::new();
+    let mut path = "/api/v1/admin/tenants/1/users".to_owned();
+    loop {
+        let (status, users) = server.get(&path, &admin.headers());
+        assert_eq!(status, 200, "{users}");
+        values.extend(
+            users["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|user| user["attributes"]["bulk"].clone()),
+        );
+        match users["next"]["after"].as_i64() {
+            Some(after) => path = format!("/api/v1/admin/tenants/1/users?after={after}"),
+            None => return values,
+        }
+    }
+}
+
+#[test]
+fn a_tenant_cannot_fill_the_store() {
+    // The review's attack: a plugin that returns two 10 KB values per user, new ones
+    // every sync, against a store with no bounds.
+    let setup = Setup::new(20);
+    let plugin = |values: u32, size: u32, salt: &str| {
+        setup.set_plugin(
+            "hostile-mapping",
+            &format!(
+                "behaviour = \"bulk\", values = \"{values}\", size = \"{size}\", salt = \"{salt}\""
+            ),
+        );
+    };
+    let quotas = "user_attribute_values = 2\nuser_attribute_bytes = 30000\n\
+                  tenant_attribute_bytes = 300000\naudit_max_events = 30\npage_bytes = 65536";
+    set_quotas(&setup, quotas);
+
+    // 20 users of 2 × 10,004 bytes: 400,160 bytes, over the tenant's 300,000. The
+    // sync writes nothing and says which quota.
+    plugin(2, 10_000, "a");
+    let mut server = Server::start(&setup.config());
+    let admin = server.login(ADMIN, ADMIN_PASSWORD);
+    let (status, body) = server.downsync(&admin, 1);
+    assert_ne!(status, 200, "{body}");
+    assert!(
+        body.to_string().contains("quotas.tenant_attribute_bytes"),
+        "{status} {body}"
+    );
+    assert!(bulk_values(&server, &admin).is_empty());
+    assert_eq!(
+        metric(
+            &server,
+            "abacsync_quota_refusals_total{quota=\"tenant_attribute_bytes\"}"
+        ),
+        1
+    );
+    server.terminate();
+
+    // Half the size fits (200,160 bytes); a second sync with new values replaces them,
+    // and the audit trail keeps its newest 30 events.
+    plugin(2, 5_000, "a");
+    let mut server = Server::start(&setup.config());
+    let admin = server.login(ADMIN, ADMIN_PASSWORD);
+    let (status, body) = server.downsync(&admin, 1);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(bulk_values(&server, &admin).len(), 20);
+    server.terminate();
+    plugin(2, 5_000, "b");
+    let mut server = Server::start(&setup.config());
+    let admin = server.login(ADMIN, ADMIN_PASSWORD);
+    let (status, body) = server.downsync(&admin, 1);
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        metric(&server, "abacsync_audit_events_pruned_total") >= 10,
+        "40 events written, 30 kept"
+    );
+    // Pages stop at 64 KiB of JSON (an event here is ~20 KB) and say where to go on.
+    let mut events = 0;
+    let mut before: Option<i64> = None;
+    let mut pages = 0;
+    loop {
+        let path = match before {
+            Some(id) => format!("/api/v1/admin/tenants/1/audit?limit=1000&before={id}"),
+            None => "/api/v1/admin/tenants/1/audit?limit=1000".to_owned(),
+        };
+        let (status, page) = server.get(&path, &admin.headers());
+        assert_eq!(status, 200, "{page}");
+        let text = page.to_string();
+        assert!(text.len() <= 65_536 + 100, "{} bytes", text.len());
+        events += page["data"].as_array().unwrap().len();
+        pages += 1;
+        match page["next"]["before"].as_i64() {
+            Some(id) => {
+                assert_eq!(page["truncated"], true);
+                before = Some(id);
+            }
+            None => break,
+        }
+    }
+    assert_eq!(events, 30, "the newest 30 events are kept");
+    assert!(pages > 3, "{pages} pages");
+    assert!(
+        metric(
+            &server,
+            "abacsync_quota_refusals_total{quota=\"page_bytes\"}"
+        ) >= 3
+    );
+
+    // Three values per user: over the per-user quota. Every entry fails 413 and each
+    // user keeps what it had.
+    server.terminate();
+    plugin(3, 5_000, "c");
+    let mut server = Server::start(&setup.config());
+    let admin = server.login(ADMIN, ADMIN_PASSWORD);
+    let (status, body) = server.downsync(&admin, 1);
+    assert_eq!(status, 200, "{body}");
+    let text = body.to_string();
+    assert!(text.contains("413"), "{text}");
+    assert!(text.contains("over the tenant's quota"), "{text}");
+    for values in bulk_values(&server, &admin) {
+        let values = values.as_array().unwrap();
+        assert_eq!(values.len(), 2);
+        assert!(values[0].as_str().unwrap().starts_with("b:"), "{values:?}");
+    }
+    assert_eq!(
+        metric(
+            &server,
+            "abacsync_quota_refusals_total{quota=\"user_attributes\"}"
+        ),
+        20
+    );
+    server.terminate();
+}
+
+#[test]
+fn a_tenant_admin_uploads_within_the_plugin_quota() {
+    let setup = Setup::new(1);
+    let small = plugins::bytes("openldap-mapping").len();
+    let large = plugins::bytes("hostile-mapping").len();
+    let (small_name, large_name, small, large) = if small <= large {
+        ("openldap-mapping", "hostile-mapping", small, large)
+    } else {
+        ("hostile-mapping", "openldap-mapping", large, small)
+    };
+    // Two plugins of at most the smaller one's size (and the custom section that
+    // makes each upload another component).
+    let cap = small + 64;
+    assert!(cap < large, "{small_name} {small}, {large_name} {large}");
+    set_quotas(
+        &setup,
+        &format!("tenant_plugins = 2\ntenant_plugin_max_bytes = {cap}"),
+    );
+    let server = Server::start(&setup.config());
+    let admin = server.login(ADMIN, ADMIN_PASSWORD);
+    server.create_account(
+        &admin,
+        json!({"username": "one", "password": "tenant one admin", "tenant": 1, "role": "admin"}),
+    );
+    let one = server.login("one", "tenant one admin");
+
+    // Larger than a tenant admin may upload: 413, before anything is compiled.
+    let (status, body) = server.upload(&one, large_name);
+    assert_eq!(status, 413, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("quotas.tenant_plugin_max_bytes"),
+        "{body}"
+    );
+    // A system admin is bound by the sandbox only.
+    let (status, body) = server.upload(&admin, large_name);
+    assert_eq!(status, 201, "{body}");
+
+    // Two uploads fill the tenant's count (the same component again is the same
+    // plugin, not a new one); the third is refused.
+    let upload_as = |name: &str| {
+        let bytes = plugins::bytes(small_name);
+        server.send_raw(
+            "POST",
+            &format!("/api/v1/admin/plugins?name={name}.wasm"),
+            &one.headers(),
+            "application/wasm",
+            &with_custom_section(&bytes, name),
+        )
+    };
+    let (status, first) = upload_as("first");
+    assert_eq!(status, 201, "{first}");
+    let (status, again) = upload_as("first");
+    assert_eq!((status, &again["id"]), (201, &first["id"]), "{again}");
+    let (status, second) = upload_as("second");
+    assert_eq!(status, 201, "{second}");
+    let (status, body) = upload_as("third");
+    assert_eq!(status, 409, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("quotas.tenant_plugins"),
+        "{body}"
+    );
+
+    // The current plugin stays; an unassigned one can go, and makes room.
+    let (status, body) = server.call(
+        "PUT",
+        "/api/v1/admin/tenants/1/plugin",
+        &one.headers(),
+        Some(json!({"pluginId": second["id"]})),
+    );
+    assert_eq!(status, 200, "{body}");
+    let path = |plugin: &Value| format!("/api/v1/admin/plugins/{}", plugin["id"]);
+    let (status, body) = server.call("DELETE", &path(&second), &one.headers(), None);
+    assert_eq!(status, 409, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("current plugin of tenant 1"),
+        "{body}"
+    );
+    // Not another's: the system admin's plugin is not the tenant admin's to delete.
+    let (_, system) = server.get("/api/v1/admin/plugins", &admin.headers());
+    let system = system["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|plugin| plugin["tenant"].is_null())
+        .unwrap()
+        .clone();
+    assert_eq!(
+        server
+            .call("DELETE", &path(&system), &one.headers(), None)
+            .0,
+        403
+    );
+    let (status, body) = server.call("DELETE", &path(&first), &one.headers(), None);
+    assert_eq!(status, 204, "{body}");
+    assert_eq!(server.get(&path(&first), &one.headers()).0, 404);
+    let (status, body) = upload_as("third");
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(
+        metric(
+            &server,
+            "abacsync_quota_refusals_total{quota=\"tenant_plugins\"}"
+        ),
+        1
+    );
+    assert_eq!(
+        metric(
+            &server,
+            "abacsync_quota_refusals_total{quota=\"tenant_plugin_max_bytes\"}"
+        ),
+        1
+    );
+}
+
+/// `component` with a custom section named `name`: another component (another hash)
+/// that behaves the same.
+fn with_custom_section(component: &[u8], name: &str) -> Vec<u8> {
+    let mut out = component.to_vec();
+    let mut payload = Vec::new();
+    payload.push(u8::try_from(name.len()).unwrap());
+    payload.extend_from_slice(name.as_bytes());
+    payload.extend_from_slice(b"padding");
+    out.push(0); // custom section id
+    out.push(u8::try_from(payload.len()).unwrap());
+    out.extend_from_slice(&payload);
+    out
 }

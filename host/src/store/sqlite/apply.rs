@@ -15,6 +15,7 @@
 //! from), even an update that changes nothing else; a deactivation forgets it, so the
 //! next sync compares that user field by field.
 
+use std::cell::Cell;
 use std::collections::BTreeSet;
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, ffi};
@@ -23,7 +24,7 @@ use super::audit::{self, NO_VALUES, NewEvent};
 use super::{json_attributes, json_strings, parse_attributes, tenant_key};
 use crate::plugin::model::TenantId;
 use crate::store::{
-    AttributeChange, AuditKind, Avatar, AvatarChange, Change, ChangeCause, MappedDigest,
+    AttributeChange, AuditKind, Avatar, AvatarChange, Change, ChangeCause, Footprint, MappedDigest,
     StoreError, UserFields, UserId,
 };
 
@@ -40,6 +41,7 @@ pub(super) fn apply(
         tenant,
         tenant_key: tenant_key(tenant),
         cause,
+        growth: Cell::new(0),
     };
     let mut ids = Vec::with_capacity(changes.len());
     for change in changes {
@@ -60,6 +62,15 @@ pub(super) fn apply(
             Change::Delete { id } => batch.delete(*id)?,
         };
         ids.push(id);
+    }
+    let growth = batch.growth.get();
+    if growth != 0 {
+        // The tenant's footprint, kept here so that the quota check reads one row.
+        tx.prepare_cached(
+            "INSERT INTO tenant_usage (tenant_id, attribute_bytes) VALUES (?1, max(?2, 0)) \
+             ON CONFLICT (tenant_id) DO UPDATE SET attribute_bytes = max(attribute_bytes + ?2, 0)",
+        )?
+        .execute((batch.tenant_key, growth))?;
     }
     tx.commit()?;
     Ok(ids)
@@ -91,9 +102,17 @@ struct Batch<'a> {
     /// `tenant` as stored.
     tenant_key: i64,
     cause: &'a ChangeCause,
+    /// Attribute bytes the batch adds to the tenant (negative: frees).
+    growth: Cell<i64>,
 }
 
 impl Batch<'_> {
+    fn grow(&self, before: Footprint, after: Footprint) {
+        let signed = |bytes: u64| i64::try_from(bytes).unwrap_or(i64::MAX);
+        self.growth
+            .set(self.growth.get() + signed(after.bytes) - signed(before.bytes));
+    }
+
     fn create(
         &self,
         fields: &UserFields,
@@ -108,6 +127,7 @@ impl Batch<'_> {
         )?;
         // The user's values, as its row and its `created` event keep them.
         let attributes = json_attributes(&fields.attributes)?;
+        self.grow(Footprint::default(), Footprint::of(&fields.attributes));
         let inserted = insert.execute((
             self.tenant_key,
             &fields.username,
@@ -245,6 +265,7 @@ impl Batch<'_> {
         let mut values = Vec::with_capacity(attribute_changes.len());
         if !attribute_changes.is_empty() {
             let mut set = parse_attributes(&current.attributes, "users")?;
+            let before = Footprint::of(&set);
             for change in &attribute_changes {
                 self.change_attribute(id, change)?;
                 let key_values = set.entry(change.key.clone()).or_default();
@@ -258,6 +279,7 @@ impl Batch<'_> {
                     values_json(&change.removed),
                 ));
             }
+            self.grow(before, Footprint::of(&set));
             let mut store_set = self.conn.prepare_cached(
                 "UPDATE users SET attributes = ?3 WHERE tenant_id = ?1 AND id = ?2",
             )?;
@@ -344,7 +366,9 @@ impl Batch<'_> {
                 id,
             })?;
         // The lookup rows go with the user, each by its full key.
-        for (key, values) in parse_attributes(&attributes, "users")? {
+        let attributes = parse_attributes(&attributes, "users")?;
+        self.grow(Footprint::of(&attributes), Footprint::default());
+        for (key, values) in attributes {
             self.change_attribute(
                 id,
                 &AttributeChange {

@@ -7,7 +7,8 @@ use rusqlite::{Connection, OptionalExtension, Row};
 use super::{tenant_from_key, tenant_key};
 use crate::plugin::model::TenantId;
 use crate::store::{
-    AccountId, Assignment, NewPlugin, PluginId, StoreError, StoredPlugin, StoredTenant, Timestamp,
+    AccountId, Assignment, NewPlugin, PluginDeletion, PluginId, StoreError, StoredPlugin,
+    StoredTenant, Timestamp,
 };
 
 const PLUGIN_COLUMNS: &str =
@@ -30,12 +31,15 @@ fn plugin_row(row: &Row<'_>) -> rusqlite::Result<StoredPlugin> {
 }
 
 pub(super) fn add_plugin(
-    conn: &Connection,
+    conn: &mut Connection,
     plugin: &NewPlugin<'_>,
     now: Timestamp,
 ) -> Result<StoredPlugin, StoreError> {
     let owner = plugin.tenant.map(tenant_key);
-    let existing = conn
+    // The quota is read and the plugin added in one write transaction: two uploads
+    // at once cannot both take the last place.
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let existing = tx
         .prepare_cached(&format!(
             "SELECT {PLUGIN_COLUMNS} FROM plugins WHERE sha256 = ?1 AND coalesce(tenant_id, -1) = coalesce(?2, -1)"
         ))?
@@ -44,25 +48,84 @@ pub(super) fn add_plugin(
     if let Some(existing) = existing {
         return Ok(existing);
     }
-    let mut stmt = conn.prepare_cached(&format!(
-        "INSERT INTO plugins (sha256, tenant_id, label, name, version, size, component, uploaded_by, created_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) RETURNING {PLUGIN_COLUMNS}"
-    ))?;
-    Ok(super::insert_returning(
-        &mut stmt,
-        (
-            &plugin.sha256,
-            owner,
-            &plugin.label,
-            &plugin.name,
-            &plugin.version,
-            i64::try_from(plugin.component.len()).unwrap_or(i64::MAX),
-            plugin.component,
-            plugin.uploaded_by,
-            now,
-        ),
-        plugin_row,
-    )?)
+    let size = u64::try_from(plugin.component.len()).unwrap_or(u64::MAX);
+    if let (Some(quota), Some(owner)) = (&plugin.quota, owner) {
+        let (count, bytes): (i64, i64) = tx
+            .prepare_cached(
+                "SELECT count(*), coalesce(sum(size), 0) FROM plugins WHERE tenant_id = ?1",
+            )?
+            .query_row([owner], |row| Ok((row.get(0)?, row.get(1)?)))?;
+        let count = u64::try_from(count).unwrap_or(0);
+        let bytes = u64::try_from(bytes).unwrap_or(0);
+        if count >= quota.max_count {
+            return Err(StoreError::OverQuota {
+                quota: "tenant_plugins",
+                message: format!(
+                    "The tenant has {count} plugins, as many as its quota allows ({}); delete one it no longer uses",
+                    quota.max_count
+                ),
+            });
+        }
+        if bytes.saturating_add(size) > quota.max_bytes {
+            return Err(StoreError::OverQuota {
+                quota: "tenant_plugin_bytes",
+                message: format!(
+                    "The tenant's plugins take {bytes} bytes; this one's {size} would pass its quota of {}; delete one it no longer uses",
+                    quota.max_bytes
+                ),
+            });
+        }
+    }
+    let stored = {
+        let mut stmt = tx.prepare_cached(&format!(
+            "INSERT INTO plugins (sha256, tenant_id, label, name, version, size, component, uploaded_by, created_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) RETURNING {PLUGIN_COLUMNS}"
+        ))?;
+        super::insert_returning(
+            &mut stmt,
+            (
+                &plugin.sha256,
+                owner,
+                &plugin.label,
+                &plugin.name,
+                &plugin.version,
+                i64::try_from(size).unwrap_or(i64::MAX),
+                plugin.component,
+                plugin.uploaded_by,
+                now,
+            ),
+            plugin_row,
+        )?
+    };
+    tx.commit()?;
+    Ok(stored)
+}
+
+/// Deletes plugin `id` with the versions (assignments) that name it, unless it is a
+/// tenant's current plugin: then the tenant's id.
+pub(super) fn delete_plugin(
+    conn: &mut Connection,
+    id: PluginId,
+) -> Result<PluginDeletion, StoreError> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let current: Option<i64> = tx
+        .prepare_cached(
+            "SELECT tenant_id FROM tenant_plugins AS a WHERE plugin_id = ?1 \
+             AND id = (SELECT max(id) FROM tenant_plugins WHERE tenant_id = a.tenant_id) LIMIT 1",
+        )?
+        .query_row([id], |row| row.get(0))
+        .optional()?;
+    if let Some(tenant) = current {
+        return Ok(PluginDeletion::InUse(tenant_from_key(tenant)));
+    }
+    tx.execute("DELETE FROM tenant_plugins WHERE plugin_id = ?1", [id])?;
+    let deleted = tx.execute("DELETE FROM plugins WHERE id = ?1", [id])? > 0;
+    tx.commit()?;
+    Ok(if deleted {
+        PluginDeletion::Deleted
+    } else {
+        PluginDeletion::NotFound
+    })
 }
 
 pub(super) fn list_plugins(
@@ -198,6 +261,7 @@ pub(super) fn delete_tenant(conn: &mut Connection, id: TenantId) -> Result<bool,
             "DELETE FROM plugins WHERE tenant_id = ?1",
             "DELETE FROM user_attributes WHERE tenant_id = ?1",
             "DELETE FROM users WHERE tenant_id = ?1",
+            "DELETE FROM tenant_usage WHERE tenant_id = ?1",
             "DELETE FROM audit_events WHERE tenant_id = ?1",
             "DELETE FROM sync_runs WHERE tenant_id = ?1",
             "DELETE FROM sync_state WHERE tenant_id = ?1",

@@ -58,6 +58,10 @@ pub(super) const MIGRATIONS: &[Migration] = &[
         version: 10,
         sql: include_str!("../../../migrations/0010_email_verifications.sql"),
     },
+    Migration {
+        version: 11,
+        sql: include_str!("../../../migrations/0011_tenant_usage.sql"),
+    },
 ];
 
 /// Brings the database up to the newest of `migrations`; returns how many ran.

@@ -15,6 +15,7 @@ mod apply;
 mod audit;
 mod catalog;
 mod migrate;
+mod retention;
 mod sync_state;
 mod tasks;
 mod users;
@@ -32,9 +33,10 @@ use rusqlite::{Connection, ErrorCode, OpenFlags};
 
 use super::{
     Account, AccountId, AccountStore, Assignment, AuditEvent, AuditQuery, Avatar, CatalogStore,
-    Change, ChangeCause, Dialect, LdapUserRef, NewAccount, NewPlugin, PluginId, StoreError,
-    StoredPlugin, StoredTenant, StoredUser, SyncRunRecord, SyncState, Task, TaskId, TaskState,
-    TaskStore, Timestamp, UserId, UserIdentifiers, UserQuery, UserStore,
+    Change, ChangeCause, Dialect, HistoryLimits, LdapUserRef, NewAccount, NewPlugin,
+    PluginDeletion, PluginId, StoreError, StoredPlugin, StoredTenant, StoredUser, SyncRunRecord,
+    SyncState, Task, TaskId, TaskState, TaskStore, Timestamp, UserId, UserIdentifiers, UserQuery,
+    UserStore,
 };
 use crate::plugin::model::{AbacAttributes, TenantId};
 
@@ -540,6 +542,14 @@ impl UserStore for SqliteStore {
     fn sync_runs(&self, tenant: TenantId, limit: u32) -> Result<Vec<SyncRunRecord>, StoreError> {
         self.read(|conn| sync_state::runs(conn, tenant, limit))
     }
+
+    fn attribute_bytes(&self, tenant: TenantId) -> Result<u64, StoreError> {
+        self.read(|conn| retention::attribute_bytes(conn, tenant))
+    }
+
+    fn prune_history(&self, tenant: TenantId, limits: &HistoryLimits) -> Result<u64, StoreError> {
+        retention::prune(&self.inner.writer, tenant, limits)
+    }
 }
 
 impl AccountStore for SqliteStore {
@@ -700,7 +710,11 @@ impl CatalogStore for SqliteStore {
         plugin: &NewPlugin<'_>,
         now: Timestamp,
     ) -> Result<StoredPlugin, StoreError> {
-        catalog::add_plugin(&self.writer(), plugin, now)
+        catalog::add_plugin(&mut self.writer(), plugin, now)
+    }
+
+    fn delete_plugin(&self, id: PluginId) -> Result<PluginDeletion, StoreError> {
+        catalog::delete_plugin(&mut self.writer(), id)
     }
 
     fn list_plugins(&self, tenant: Option<TenantId>) -> Result<Vec<StoredPlugin>, StoreError> {

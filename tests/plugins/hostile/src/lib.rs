@@ -21,6 +21,9 @@
 //!   ask for on wasm32).
 //! - `output-bytes`: returns one user whose attribute values total the setting
 //!   `bytes` (in distinct values of 64 KiB).
+//! - `bulk`: makes every entry a user (named by its DN) with the setting `values`
+//!   (default 2) values of `size` bytes (default 10,000) in attribute `bulk`, which
+//!   change with the setting `salt`: a tenant filling the store.
 //! - `count-calls`: reports how many calls this instance has seen (always 1 when
 //!   instances are fresh).
 //! - anything else or nothing: skips every entry with reason `ok`.
@@ -37,6 +40,9 @@ pub struct Hostile {
     address: String,
     secs: String,
     bytes: String,
+    values: usize,
+    size: usize,
+    salt: String,
 }
 
 impl Mapping for Hostile {
@@ -53,6 +59,15 @@ impl Mapping for Hostile {
                 .to_owned(),
             secs: context.setting("secs").unwrap_or("20").to_owned(),
             bytes: context.setting("bytes").unwrap_or("0").to_owned(),
+            values: context
+                .setting("values")
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(2),
+            size: context
+                .setting("size")
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(10_000),
+            salt: context.setting("salt").unwrap_or("").to_owned(),
         })
     }
 
@@ -172,6 +187,21 @@ impl Mapping for Hostile {
                     User::new(first.clone(), first.clone()).attribute("bulk", values),
                 ))]
             }
+            "bulk" => entries
+                .iter()
+                .map(|entry| {
+                    let values: Vec<String> = (0..self.values)
+                        .map(|i| {
+                            let head = format!("{}:{i}:", self.salt);
+                            let fill = self.size.saturating_sub(head.len()).max(1);
+                            format!("{head}{}", "x".repeat(fill))
+                        })
+                        .collect();
+                    Ok(Decision::Upsert(
+                        User::new(entry.dn.clone(), entry.dn.clone()).attribute("bulk", values),
+                    ))
+                })
+                .collect(),
             "count-calls" => entries
                 .iter()
                 .map(|_| Ok(Decision::skip(format!("calls={calls}"))))
