@@ -4,6 +4,7 @@
 
 use std::time::{Duration, Instant};
 
+use abacsync_testkit::plugins::{self, Language};
 use serde_json::Value;
 
 use super::{ADMIN, ADMIN_PASSWORD, RcAuth, Server};
@@ -277,4 +278,110 @@ fn a_stop_during_sleeping_calls_is_quick_and_clean() {
     }
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(!text.contains("panicked"), "{text}");
+}
+
+/// Python and JavaScript plugins that misbehave, beside a healthy tenant: tenants 3
+/// onwards, one (language, behaviour) each (tests/plugins/hostile-py, hostile-js).
+const SCRIPT_HOSTILE: [(Language, &str); 6] = [
+    (Language::Python, "loop"),
+    (Language::Python, "memory"),
+    (Language::Python, "raise-batch"),
+    (Language::JavaScript, "loop"),
+    (Language::JavaScript, "memory"),
+    (Language::JavaScript, "raise-batch"),
+];
+
+#[test]
+fn hostile_script_plugins_do_not_disturb_a_healthy_tenant() {
+    const SCRIPT_PEOPLE: usize = 2_000;
+    let slapd = super::people_slapd(SCRIPT_PEOPLE);
+    let dir = tempfile::tempdir().unwrap();
+    let openldap = abacsync_testkit::plugins::component("openldap-mapping");
+    let python = plugins::script_component(Language::Python, "tests/plugins/hostile-py");
+    let javascript = plugins::script_component(Language::JavaScript, "tests/plugins/hostile-js");
+    let mut text = format!("data_dir = \"{}\"\n", dir.path().join("data").display());
+    for id in 1..=2 {
+        text.push_str(&super::numbered_tenant(&slapd, id, &openldap, ""));
+    }
+    for (tenant, (language, behaviour)) in (3..).zip(SCRIPT_HOSTILE) {
+        let component = match language {
+            Language::Python => &python,
+            Language::JavaScript => &javascript,
+        };
+        text.push_str(&super::numbered_tenant(
+            &slapd,
+            tenant,
+            component,
+            &format!("behaviour = \"{behaviour}\""),
+        ));
+    }
+    let config = dir.path().join("abacsync.toml");
+    std::fs::write(&config, text).unwrap();
+    let server = Server::start(&config);
+    let admin = server.login(ADMIN, ADMIN_PASSWORD);
+
+    let (status, body, alone) = downsync(&server, &admin, 1);
+    assert_eq!(status, 200, "{body}");
+    // A first failing sync each, together: it compiles the language runtimes (tens of
+    // seconds), so that the storm below runs hostile code, not the compiler.
+    std::thread::scope(|scope| {
+        for tenant in 3..3 + SCRIPT_HOSTILE.len() as u64 {
+            let (server, admin) = (&server, &admin);
+            scope.spawn(move || {
+                let (status, body, _) = downsync(server, admin, tenant);
+                assert_eq!(status, 500, "tenant {tenant}: {body}");
+            });
+        }
+    });
+    let attempts = abacsync::sync::SUSPEND_AFTER;
+    let (beside, busy_max) = std::thread::scope(|scope| {
+        let storms: Vec<_> = SCRIPT_HOSTILE
+            .iter()
+            .enumerate()
+            .map(|(i, (language, behaviour))| {
+                let (server, admin) = (&server, &admin);
+                scope.spawn(move || {
+                    let tenant = (i + 3) as u64;
+                    for attempt in 2..=attempts {
+                        let (status, body, _) = downsync(server, admin, tenant);
+                        assert_eq!(
+                            status, 500,
+                            "{language:?} {behaviour} attempt {attempt}: {body}"
+                        );
+                    }
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(300));
+        let reads = scope.spawn(|| read_latency(&server, &admin, Duration::from_secs(4)));
+        let (status, body, beside) = downsync(&server, &admin, 2);
+        assert_eq!(status, 200, "{body}");
+        let results = body["data"].as_array().unwrap();
+        assert_eq!(results.len(), SCRIPT_PEOPLE);
+        assert!(results.iter().all(|r| r["code"] == 201), "{}", results[0]);
+        for storm in storms {
+            storm.join().unwrap();
+        }
+        let (_, max) = reads.join().unwrap();
+        (beside, max)
+    });
+    eprintln!(
+        "healthy sync of {SCRIPT_PEOPLE}: alone {alone:?}, beside six hostile script plugins {beside:?}; reads max {busy_max:?}"
+    );
+    assert_eq!(users(&server, &admin, 2), users(&server, &admin, 1));
+    assert!(
+        beside <= alone * 4 + Duration::from_secs(5),
+        "alone {alone:?}, beside {beside:?}"
+    );
+    assert!(busy_max < Duration::from_secs(2), "{busy_max:?}");
+    for (i, (language, behaviour)) in SCRIPT_HOSTILE.iter().enumerate() {
+        let tenant = i + 3;
+        let (_, view) = server.get(&format!("/api/v1/admin/tenants/{tenant}"), &admin.headers());
+        assert_eq!(
+            view["pluginHealth"]["status"], "suspended",
+            "{language:?} {behaviour}: {view}"
+        );
+    }
+    let (_, view) = server.get("/api/v1/admin/tenants/2", &admin.headers());
+    assert_ne!(view["pluginHealth"]["status"], "suspended", "{view}");
 }
