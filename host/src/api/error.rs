@@ -75,10 +75,7 @@ impl From<StoreError> for RcError {
 impl IntoResponse for RcError {
     fn into_response(self) -> Response {
         let (status, body) = match self {
-            RcError::NotLoggedIn => (
-                StatusCode::UNAUTHORIZED,
-                json!({"status": "error", "message": "You must be logged in to do this."}),
-            ),
+            RcError::NotLoggedIn => (StatusCode::UNAUTHORIZED, not_logged_in_body()),
             RcError::Unauthorized => (
                 StatusCode::UNAUTHORIZED,
                 json!({"success": false, "error": "error-unauthorized"}),
@@ -134,7 +131,7 @@ impl IntoResponse for RcError {
             }
             RcError::LoginFailed => (
                 StatusCode::UNAUTHORIZED,
-                json!({"status": "error", "error": "Unauthorized", "message": "Unauthorized"}),
+                json!({"status": "error", "error": "Unauthorized", "message": "Unauthorized", "success": false}),
             ),
             RcError::LoginTwoFactor {
                 error,
@@ -151,6 +148,7 @@ impl IntoResponse for RcError {
                     StatusCode::UNAUTHORIZED,
                     json!({
                         "status": "error",
+                        "success": false,
                         "error": error,
                         "message": message,
                         "details": {"method": method, "codeGenerated": code_generated, "availableMethods": available},
@@ -171,6 +169,14 @@ impl IntoResponse for RcError {
         };
         (status, Json(body)).into_response()
     }
+}
+
+/// Rocket.Chat's 401 for a request without a valid session: the seed's
+/// `status`/`message` pair (Restivus, Rocket.Chat 7.x) and the `success`/`error` pair
+/// of its newer API (8.x), so that clients of either read it.
+fn not_logged_in_body() -> Value {
+    const MESSAGE: &str = "You must be logged in to do this.";
+    json!({"status": "error", "message": MESSAGE, "success": false, "error": MESSAGE})
 }
 
 /// grommunio-admin-api's errors (`{"message", "error"?, "errors"?}`); the admin API
@@ -206,11 +212,22 @@ impl ApiError {
         }
     }
 
-    /// 401 `{"message":"Access denied","error":…}`.
+    /// 401 `{"message":"Access denied","error":…}`, with Rocket.Chat's
+    /// `"status":"error","success":false` beside: the routes both dialects share
+    /// (`/me`, the admin API) may be read by either's client.
     pub fn access_denied(error: &str) -> Self {
         Self {
             status: StatusCode::UNAUTHORIZED,
-            body: json!({"message": "Access denied", "error": error}),
+            body: json!({"message": "Access denied", "error": error, "status": "error", "success": false}),
+        }
+    }
+
+    /// 401 in Rocket.Chat's words, for a shared route called with Rocket.Chat's
+    /// headers and no valid session.
+    pub fn not_logged_in() -> Self {
+        Self {
+            status: StatusCode::UNAUTHORIZED,
+            body: not_logged_in_body(),
         }
     }
 

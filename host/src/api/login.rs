@@ -5,6 +5,7 @@
 //! body is grommunio's (`user`, `pass`), which sets the `grommunioAuthJwt` cookie and
 //! returns the CSRF token state-changing requests must send back.
 
+use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
@@ -21,7 +22,7 @@ use utoipa_axum::routes;
 use super::error::{ApiError, RcError};
 use super::session::{self, COOKIE, Caller, Session};
 use super::{AppState, blocking};
-use crate::auth::{jwt, password, token, totp};
+use crate::auth::{Permission, jwt, password, token, totp};
 use crate::store::{Account, Dialect, StoreError};
 
 pub(super) fn router() -> OpenApiRouter<AppState> {
@@ -42,12 +43,50 @@ enum RcPassword {
     Digest { digest: String, algorithm: String },
 }
 
+/// Rocket.Chat's login body, in each form its REST login accepts: `user` (an email
+/// address when it contains `@`), `username` or `email` with `password`; or `resume`,
+/// a session token the client stored.
 #[derive(Deserialize)]
 struct RcLogin {
-    #[serde(alias = "username")]
     user: Option<String>,
+    username: Option<String>,
+    email: Option<String>,
     password: Option<RcPassword>,
     code: Option<String>,
+    resume: Option<String>,
+}
+
+/// Whom a login names.
+enum LoginName {
+    Username(String),
+    Email(String),
+}
+
+impl LoginName {
+    /// As Rocket.Chat reads its body: `user` first (an email when it contains `@`),
+    /// then `username`, then `email`.
+    fn of(login: &RcLogin) -> Option<Self> {
+        if let Some(user) = &login.user {
+            return Some(if user.contains('@') {
+                Self::Email(user.clone())
+            } else {
+                Self::Username(user.clone())
+            });
+        }
+        login
+            .username
+            .clone()
+            .map(Self::Username)
+            .or_else(|| login.email.clone().map(Self::Email))
+    }
+
+    /// The name the rate limits count under.
+    fn key(&self) -> String {
+        match self {
+            Self::Username(name) => name.clone(),
+            Self::Email(email) => email.to_lowercase(),
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -95,7 +134,18 @@ async fn login(
     body: Bytes,
 ) -> Response {
     let client = client_ip(&state.settings.trusted_proxies, client, &headers);
-    if is_form(&headers) {
+    // A form with `password` and no `pass` is Rocket.Chat's login sent as a form
+    // (`curl -d user=…&password=…`, as its documentation shows).
+    let rocketchat_form = is_form(&headers)
+        && serde_urlencoded_form::<BTreeMap<String, String>>(&body)
+            .is_some_and(|form| form.contains_key("password") && !form.contains_key("pass"));
+    if rocketchat_form {
+        let form: BTreeMap<String, String> = serde_urlencoded_form(&body).unwrap_or_default();
+        let json = serde_json::to_vec(&form).unwrap_or_default();
+        rocketchat_login(&state, client, &headers, &json)
+            .await
+            .into_response()
+    } else if is_form(&headers) {
         grommunio_login(&state, client, &body).await.into_response()
     } else {
         rocketchat_login(&state, client, &headers, &body)
@@ -164,10 +214,12 @@ impl Counted {
 async fn check_password(
     state: &AppState,
     client: IpAddr,
-    username: &str,
+    name: &LoginName,
     digest: String,
     with_code: bool,
 ) -> Result<Result<(Account, Counted), ()>, LoginRefusal> {
+    let key = name.key();
+    let username = key.as_str();
     let now = Instant::now();
     let pair = format!("{username}\u{0}{client}");
     let refused = |wait: Duration| LoginRefusal::TooMany(wait.as_secs().max(1));
@@ -194,11 +246,21 @@ async fn check_password(
         address: (address, address_at),
         account: (username.to_owned(), account_at.unwrap_or(now)),
     };
-    let name = username.to_owned();
-    let account = state
-        .accounts(move |accounts| accounts.account_by_username(&name))
-        .await
-        .map_err(LoginRefusal::Store)?;
+    let account = match name {
+        LoginName::Username(name) => {
+            let name = name.clone();
+            state
+                .accounts(move |accounts| accounts.account_by_username(&name))
+                .await
+        }
+        LoginName::Email(email) => {
+            let email = email.clone();
+            state
+                .accounts(move |accounts| accounts.account_by_email(&email))
+                .await
+        }
+    }
+    .map_err(LoginRefusal::Store)?;
     let stored = account
         .as_ref()
         .map_or_else(|| password::decoy().to_owned(), |a| a.password_hash.clone());
@@ -252,7 +314,13 @@ async fn rocketchat_login(
     let Ok(login) = serde_json::from_slice::<RcLogin>(body) else {
         return Err(RcError::LoginFailed);
     };
-    let (Some(user), Some(password)) = (login.user, login.password) else {
+    let name = LoginName::of(&login);
+    if name.is_none()
+        && let Some(resume) = login.resume
+    {
+        return resume_login(state, client, &resume).await;
+    }
+    let (Some(user), Some(password)) = (name, login.password) else {
         return Err(RcError::LoginFailed);
     };
     let digest = match password {
@@ -307,20 +375,77 @@ async fn rocketchat_login(
     }
     counted.succeeded(state);
     let auth_token = new_session(state, &account, Dialect::RocketChat).await?;
-    Ok(Json(json!({
+    Ok(login_answer(&account, &auth_token))
+}
+
+/// Rocket.Chat's answer to a login.
+fn login_answer(account: &Account, auth_token: &str) -> Json<serde_json::Value> {
+    Json(json!({
         "status": "success",
+        "success": true,
         "data": {
             "userId": account.public_id,
             "authToken": auth_token,
-            "me": me_body(&account),
+            "me": me_body(account),
         },
-    })))
+    }))
 }
 
+/// `{"resume": token}`: a Rocket.Chat session the client kept, answered as a login
+/// with the same token (its second factor was asked when it began). Unknown or expired
+/// tokens count as failures of the client's address.
+async fn resume_login(
+    state: &AppState,
+    client: IpAddr,
+    resume: &str,
+) -> Result<Json<serde_json::Value>, RcError> {
+    let address = client.to_string();
+    let at = state
+        .address_limiter
+        .attempt(&address, Instant::now())
+        .map_err(|wait| RcError::TooManyRequests {
+            retry_after: wait.as_secs().max(1),
+        })?;
+    let hash = token::token_hash(resume);
+    let now = state.now_ms();
+    let account = state
+        .accounts(move |accounts| accounts.session_account(&hash, Dialect::RocketChat, now))
+        .await?;
+    let Some(account) = account else {
+        return Err(RcError::LoginFailed);
+    };
+    state.address_limiter.forgive(&address, at);
+    Ok(login_answer(&account, resume))
+}
+
+/// The account as Rocket.Chat's user object (`_id`, `username`, `name`, `emails`,
+/// `roles`, `active`, `status`) with abacsync's own fields beside. `roles` holds
+/// `admin` for a system-wide account with every permission (what Rocket.Chat's admin
+/// tools look for) and `user` for every account.
 fn me_body(account: &Account) -> serde_json::Value {
+    let admin = account.tenant.is_none()
+        && Permission::ALL
+            .iter()
+            .all(|p| account.permissions.contains(p));
+    let roles: Vec<&str> = if admin {
+        vec!["admin", "user"]
+    } else {
+        vec!["user"]
+    };
+    // An address is stored once proven (a new one waits in its verification).
+    let emails: Vec<serde_json::Value> = account
+        .email
+        .iter()
+        .map(|address| json!({"address": address, "verified": true}))
+        .collect();
     json!({
         "_id": account.public_id,
         "username": account.username,
+        "name": account.username,
+        "emails": emails,
+        "roles": roles,
+        "active": true,
+        "status": "online",
         "tenant": account.tenant,
         "permissions": account.permissions,
         "email": account.email,
@@ -346,8 +471,14 @@ async fn grommunio_login(
     };
     let code = form.code.as_deref().filter(|code| !code.trim().is_empty());
     let digest = token::sha256_hex(&pass);
-    let (account, counted) = match check_password(state, client, &user, digest, code.is_some())
-        .await
+    let (account, counted) = match check_password(
+        state,
+        client,
+        &LoginName::Username(user),
+        digest,
+        code.is_some(),
+    )
+    .await
     {
         Ok(Ok(found)) => found,
         Ok(Err(())) => {
@@ -455,7 +586,7 @@ async fn logout(State(state): State<AppState>, method: Method, headers: HeaderMa
                 return RcError::from(err).into_response();
             }
             return Json(
-                json!({"status": "success", "data": {"message": "You've been logged out!"}}),
+                json!({"status": "success", "success": true, "data": {"message": "You've been logged out!"}}),
             )
             .into_response();
         }
@@ -488,7 +619,9 @@ async fn logout(State(state): State<AppState>, method: Method, headers: HeaderMa
 #[utoipa::path(get, path = "/api/v1/me", tag = "sessions", security(("grommunio" = []), ("rocketchat" = [])),
     responses((status = 200, description = "The account", body = Value), (status = 401, description = "Not logged in", body = Value)))]
 async fn me(caller: Caller) -> Json<serde_json::Value> {
-    Json(me_body(&caller.0.account))
+    let mut body = me_body(&caller.0.account);
+    body["success"] = json!(true);
+    Json(body)
 }
 
 /// Starts TOTP enrolment: a new secret, not yet required. Replaces an unconfirmed one;

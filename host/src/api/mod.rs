@@ -343,7 +343,13 @@ async fn json_rejections(
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let rocketchat = is_rocketchat_path(&path, request.headers());
     let response = next.run(request).await;
+    if let Some(answer) = unrouted(&response, &method, rocketchat) {
+        return answer;
+    }
     let plain_text = response
         .headers()
         .get(axum::http::header::CONTENT_TYPE)
@@ -368,6 +374,67 @@ async fn json_rejections(
     );
     let body = serde_json::json!({ "message": text.trim() }).to_string();
     axum::response::Response::from_parts(parts, axum::body::Body::from(body))
+}
+
+/// Whether a Rocket.Chat client is calling: its info route, a method-style route
+/// (`ldap.syncNow`), the ABAC routes, or any request with its session headers.
+fn is_rocketchat_path(path: &str, headers: &axum::http::HeaderMap) -> bool {
+    let last = path.rsplit('/').next().unwrap_or_default();
+    path == "/api/info"
+        || path.starts_with("/api/v1/abac/")
+        || last.contains('.') && path.starts_with("/api/v1/")
+        || headers.contains_key("x-auth-token")
+}
+
+/// The answer to a request no route took (axum's bodiless 404 and 405), in the
+/// caller's dialect: Rocket.Chat answers both with a JSON 404; grommunio with
+/// `{"message":"Resource not found"}` and `{"message":"Method 'X' not allowed on this
+/// endpoint"}` (its 405 keeps the `Allow` header).
+fn unrouted(
+    response: &axum::response::Response,
+    method: &axum::http::Method,
+    rocketchat: bool,
+) -> Option<axum::response::Response> {
+    use axum::http::StatusCode;
+    let status = response.status();
+    let bodiless = !response
+        .headers()
+        .contains_key(axum::http::header::CONTENT_TYPE);
+    if !bodiless
+        || !matches!(
+            status,
+            StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED
+        )
+    {
+        return None;
+    }
+    if rocketchat {
+        let body = serde_json::json!({
+            "success": false,
+            "error": "Resource not found",
+            "status": "error",
+            "message": "API endpoint does not exist",
+        });
+        return Some(axum::response::IntoResponse::into_response((
+            StatusCode::NOT_FOUND,
+            axum::Json(body),
+        )));
+    }
+    let message = if status == StatusCode::NOT_FOUND {
+        "Resource not found".to_owned()
+    } else {
+        format!("Method '{method}' not allowed on this endpoint")
+    };
+    let mut answer = axum::response::IntoResponse::into_response((
+        status,
+        axum::Json(serde_json::json!({ "message": message })),
+    ));
+    if let Some(allow) = response.headers().get(axum::http::header::ALLOW) {
+        answer
+            .headers_mut()
+            .insert(axum::http::header::ALLOW, allow.clone());
+    }
+    Some(answer)
 }
 
 /// How much of a request body [`read_ahead`] reads before the handler runs.

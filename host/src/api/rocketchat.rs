@@ -20,6 +20,10 @@ use crate::plugin::model::SyncMode;
 use crate::store::{TaskState, UserIdentifiers};
 use crate::sync::{StartError, SyncRequest};
 
+/// The Rocket.Chat version whose REST API the triggers follow (`abac/users/sync` with
+/// its granular permission is 8.5.0's), as `GET /api/info` tells clients.
+pub const ROCKETCHAT_API_VERSION: &str = "8.5.0";
+
 /// Most identifiers per list (Rocket.Chat's `MAX_USERS_SYNC_ITEMS`).
 pub const MAX_SYNC_ITEMS: usize = 100;
 
@@ -27,6 +31,20 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(sync_now))
         .routes(routes!(abac_users_sync))
+        .routes(routes!(info))
+}
+
+/// The version probe Rocket.Chat clients send before anything else, without a login:
+/// the Rocket.Chat API version the triggers follow, and abacsync's own.
+#[utoipa::path(get, path = "/api/info", tag = "rocket.chat",
+    responses((status = 200, description = "Versions", body = Value,
+        example = json!({"version": "8.5.0", "success": true, "abacsync": {"version": "0.1.0"}}))))]
+async fn info() -> Json<Value> {
+    Json(json!({
+        "version": ROCKETCHAT_API_VERSION,
+        "success": true,
+        "abacsync": {"version": env!("CARGO_PKG_VERSION")},
+    }))
 }
 
 /// The tenants `principal` acts on: its own, or every tenant for a system-wide one.

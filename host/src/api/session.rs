@@ -139,7 +139,7 @@ pub async fn any(
     if header(headers, "x-auth-token").is_some() || header(headers, "x-user-id").is_some() {
         return rocketchat(state, headers)
             .await?
-            .ok_or_else(|| ApiError::access_denied("Invalid user"));
+            .ok_or_else(ApiError::not_logged_in);
     }
     grommunio(state, method, headers).await
 }
@@ -147,8 +147,10 @@ pub async fn any(
 /// Whether a browser sent the request: browsers add `Origin` to every state-changing
 /// request and `Sec-Fetch-Site` to every request (and `Referer` mostly); a forged
 /// cross-site request always comes from a browser, so only these need the CSRF token.
+/// `Sec-Fetch-Mode` alone is not a browser's: Node's `fetch` sends it (`cors`) with
+/// none of the others, and a script is no victim of a forged request.
 fn from_browser(headers: &HeaderMap) -> bool {
-    ["origin", "referer", "sec-fetch-site", "sec-fetch-mode"]
+    ["origin", "referer", "sec-fetch-site"]
         .iter()
         .any(|name| headers.contains_key(*name))
 }

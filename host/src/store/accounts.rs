@@ -88,6 +88,10 @@ pub trait AccountStore: Send + Sync {
     /// One account by login name.
     fn account_by_username(&self, username: &str) -> Result<Option<Account>, StoreError>;
 
+    /// The one account whose email address is `email` (without case); `None` when
+    /// none or several have it.
+    fn account_by_email(&self, email: &str) -> Result<Option<Account>, StoreError>;
+
     /// Accounts, all or those of one tenant, ordered by id.
     fn list_accounts(&self, tenant: Option<TenantId>) -> Result<Vec<Account>, StoreError>;
 

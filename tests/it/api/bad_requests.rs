@@ -33,9 +33,14 @@ fn parameters_that_do_not_parse_are_400_with_a_json_message() {
         assert_eq!(status, 400, "{path}: {body}");
         assert!(!message(&body).is_empty(), "{path}: {body}");
     }
-    // A method the route does not have keeps its Allow header, with a JSON body.
+    // A method the route does not have: Rocket.Chat's JSON 404 on its routes,
+    // grommunio's JSON 405 on the others.
     let (status, body) = server.call("DELETE", "/api/v1/ldap.syncNow", &admin.headers(), None);
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(body["success"], false, "{body}");
+    let (status, body) = server.call("DELETE", "/api/v1/tasq/status", &[], None);
     assert_eq!(status, 405, "{body}");
+    assert!(!message(&body).is_empty(), "{body}");
 }
 
 #[test]
@@ -152,7 +157,7 @@ fn expired_and_resigned_jwts_are_refused() {
         (status, &body),
         (
             401,
-            &json!({"message": "Access denied", "error": "Token has expired"})
+            &json!({"message": "Access denied", "error": "Token has expired", "status": "error", "success": false})
         )
     );
 

@@ -39,7 +39,7 @@ fn grommunio_downsync_follows_its_contract() {
         server.post(&url(""), &[], None),
         (
             401,
-            json!({"message": "Access denied", "error": "No token provided"})
+            json!({"message": "Access denied", "error": "No token provided", "status": "error", "success": false})
         )
     );
     let (status, body) = server.post(
@@ -154,6 +154,25 @@ fn grommunio_downsync_follows_its_contract() {
         .output()
         .expect("curl");
     let body: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert!(body["data"].is_array() || body["taskID"].is_i64(), "{body}");
+
+    // And its JavaScript sample, verbatim but for the host and the cookie, under
+    // Node: Node's fetch sends `Sec-Fetch-Mode: cors` and nothing else of a browser's,
+    // so it is no browser and needs no CSRF token, as curl needs none.
+    let sample = "const url = 'https://example.com/api/v1/domains/1/ldap/downsync?lang=&timeout=1';const options = {method: 'POST', headers: {cookie: 'grommunioAuthJwt=<grommunioAuthJwt>'}};\ntry { const response = await fetch(url, options); const data = await response.json(); console.log(JSON.stringify(data));} catch (error) { console.error(error);}"
+        .replace("https://example.com", &server.url(""))
+        .replace("grommunioAuthJwt=<grommunioAuthJwt>", &cookie);
+    let output = Command::new("node")
+        .args(["--input-type=module", "--eval", &sample])
+        .output()
+        .expect("node (scripts/setup.sh installs it)");
+    let body: Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|err| {
+        panic!(
+            "{err}: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        )
+    });
     assert!(body["data"].is_array() || body["taskID"].is_i64(), "{body}");
 
     // The directory is down: 503.

@@ -221,7 +221,7 @@ fn failed_logins_are_rate_limited() {
             (status, body),
             (
                 401,
-                json!({"status": "error", "error": "Unauthorized", "message": "Unauthorized"})
+                json!({"status": "error", "error": "Unauthorized", "message": "Unauthorized", "success": false})
             )
         );
     }

@@ -12,6 +12,7 @@
 
 mod admin;
 mod bad_requests;
+mod clients;
 mod faults;
 mod grommunio;
 mod host_faults;

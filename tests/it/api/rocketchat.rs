@@ -16,8 +16,10 @@ fn ldap_sync_now_follows_rocket_chats_contract() {
     let server = Server::start(&setup.config());
     let url = "/api/v1/ldap.syncNow";
 
-    // Not logged in, or a token that is no session: 401, as documented.
-    let logged_out = json!({"status": "error", "message": "You must be logged in to do this."});
+    // Not logged in, or a token that is no session: 401, as documented, with
+    // Rocket.Chat 8's `success`/`error` pair beside the seed's `status`/`message`.
+    let logged_out = json!({"status": "error", "message": "You must be logged in to do this.",
+        "success": false, "error": "You must be logged in to do this."});
     assert_eq!(server.post(url, &[], None), (401, logged_out.clone()));
     let bogus = [("x-user-id", "nobody"), ("x-auth-token", "nothing")];
     assert_eq!(server.post(url, &bogus, None), (401, logged_out));

@@ -281,7 +281,8 @@ fn one_rule_for_a_full_sync_in_either_dialect() {
         (status, body),
         (
             401,
-            json!({"status": "error", "message": "You must be logged in to do this."})
+            json!({"status": "error", "message": "You must be logged in to do this.",
+                "success": false, "error": "You must be logged in to do this."})
         )
     );
 }

@@ -118,6 +118,22 @@ pub(super) fn by_username(
     )
 }
 
+/// The one account whose (proven) email address is `email`, compared without case;
+/// `None` when none or several have it.
+pub(super) fn by_email(conn: &Connection, email: &str) -> Result<Option<Account>, StoreError> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM accounts a WHERE lower(a.email) = lower(?1) LIMIT 2"
+    ))?;
+    let rows: Vec<Account> = stmt
+        .query_map([email], from_row)?
+        .map(|row| finish(row?))
+        .collect::<Result<_, _>>()?;
+    Ok(match <[Account; 1]>::try_from(rows) {
+        Ok([account]) => Some(account),
+        Err(_) => None,
+    })
+}
+
 pub(super) fn list(
     conn: &Connection,
     tenant: Option<TenantId>,

@@ -565,6 +565,10 @@ impl AccountStore for SqliteStore {
         self.read(|conn| accounts::by_username(conn, username))
     }
 
+    fn account_by_email(&self, email: &str) -> Result<Option<Account>, StoreError> {
+        self.read(|conn| accounts::by_email(conn, email))
+    }
+
     fn list_accounts(&self, tenant: Option<TenantId>) -> Result<Vec<Account>, StoreError> {
         self.read(|conn| accounts::list(conn, tenant))
     }

@@ -1,0 +1,179 @@
+//! What real Rocket.Chat and grommunio clients send where the seed documents are
+//! silent (issue 22): each test replays a client's request and asserts the real
+//! product's answer.
+
+use serde_json::{Value, json};
+
+use super::{ADMIN, ADMIN_PASSWORD, Server, Setup};
+
+const LOGGED_OUT: &str = "You must be logged in to do this.";
+
+#[test]
+fn every_rocketchat_401_carries_both_pairs() {
+    let setup = Setup::new(1);
+    let server = Server::start(&setup.config());
+    let both =
+        json!({"status": "error", "message": LOGGED_OUT, "success": false, "error": LOGGED_OUT});
+    let bogus = [("x-user-id", "nobody"), ("x-auth-token", "nothing")];
+    // The triggers, and the routes both dialects share, called with Rocket.Chat's
+    // headers.
+    assert_eq!(
+        server.post("/api/v1/ldap.syncNow", &bogus, None),
+        (401, both.clone())
+    );
+    assert_eq!(server.get("/api/v1/me", &bogus), (401, both.clone()));
+    assert_eq!(
+        server.get("/api/v1/admin/tenants", &bogus),
+        (401, both.clone())
+    );
+    // Without any credentials, a shared route answers grommunio's pair and
+    // Rocket.Chat's beside.
+    let (status, body) = server.get("/api/v1/me", &[]);
+    assert_eq!(status, 401);
+    assert_eq!(body["message"], "Access denied", "{body}");
+    assert_eq!(body["error"], "No token provided", "{body}");
+    assert_eq!(
+        (&body["status"], &body["success"]),
+        (&json!("error"), &json!(false))
+    );
+    // A failed login likewise, and a good one says `success` too.
+    let (status, body) = server.post(
+        "/api/v1/login",
+        &[],
+        Some(json!({"user": ADMIN, "password": "wrong"})),
+    );
+    assert_eq!(
+        (status, body),
+        (
+            401,
+            json!({"status": "error", "error": "Unauthorized", "message": "Unauthorized", "success": false})
+        )
+    );
+    let (status, body) = server.post(
+        "/api/v1/login",
+        &[],
+        Some(json!({"user": ADMIN, "password": ADMIN_PASSWORD})),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        (&body["status"], &body["success"]),
+        (&json!("success"), &json!(true))
+    );
+}
+
+#[test]
+fn rocketchat_logs_in_by_each_of_its_forms() {
+    let setup = Setup::new(1);
+    let server = Server::start(&setup.config());
+    let admin = server.login(ADMIN, ADMIN_PASSWORD);
+    // An account with an address set by an admin, to log in by it.
+    server.create_account(
+        &admin,
+        json!({"username": "ops", "password": "the ops password", "email": "Ops@Example.org", "role": "auditor", "tenant": 1}),
+    );
+    let login = |body: Value| server.post("/api/v1/login", &[], Some(body));
+    let user_id = |answer: &(u16, Value)| answer.1["data"]["userId"].clone();
+    let by_username = login(json!({"username": "ops", "password": "the ops password"}));
+    assert_eq!(by_username.0, 200, "{}", by_username.1);
+    for body in [
+        json!({"user": "ops", "password": "the ops password"}),
+        json!({"email": "ops@example.org", "password": "the ops password"}),
+        json!({"user": "OPS@example.org", "password": "the ops password"}),
+    ] {
+        let answer = login(body.clone());
+        assert_eq!(answer.0, 200, "{body}: {}", answer.1);
+        assert_eq!(user_id(&answer), user_id(&by_username));
+    }
+    let by_user = login(json!({"user": ADMIN, "password": ADMIN_PASSWORD}));
+    assert_eq!(by_user.0, 200, "{}", by_user.1);
+    let admin_id = user_id(&by_user);
+    // An address nobody has is a failed login, like a wrong password.
+    let nobody = login(json!({"email": "nobody@example.org", "password": "the ops password"}));
+    assert_eq!(nobody.0, 401, "{}", nobody.1);
+    // `resume`: a stored token logs in again, as itself; an unknown one does not.
+    let token = by_user.1["data"]["authToken"].as_str().unwrap().to_owned();
+    let resumed = login(json!({ "resume": token }));
+    assert_eq!(resumed.0, 200, "{}", resumed.1);
+    assert_eq!(resumed.1["data"]["authToken"], token);
+    assert_eq!(user_id(&resumed), admin_id);
+    assert_eq!(login(json!({"resume": "not a session"})).0, 401);
+    // As a form (`curl -d user=…&password=…`), Rocket.Chat's answer.
+    let form = server.send_raw(
+        "POST",
+        "/api/v1/login",
+        &[],
+        "application/x-www-form-urlencoded",
+        format!("user={ADMIN}&password=correct+horse+battery").as_bytes(),
+    );
+    assert_eq!(form.0, 200, "{}", form.1);
+    assert_eq!(user_id(&form), admin_id);
+    assert_eq!(form.1["status"], "success");
+}
+
+#[test]
+fn me_is_rocketchats_user_object() {
+    let setup = Setup::new(1);
+    let server = Server::start(&setup.config());
+    let admin = server.login(ADMIN, ADMIN_PASSWORD);
+    let (status, me) = server.get("/api/v1/me", &admin.headers());
+    assert_eq!(status, 200, "{me}");
+    assert_eq!(me["success"], true);
+    assert_eq!(me["_id"], admin.user_id.as_str());
+    assert_eq!(me["username"], ADMIN);
+    assert_eq!(me["name"], ADMIN);
+    assert_eq!(me["active"], true);
+    assert!(me["status"].is_string(), "{me}");
+    assert!(me["emails"].is_array(), "{me}");
+    let roles = me["roles"].as_array().unwrap();
+    assert!(
+        roles.contains(&json!("admin")) && roles.contains(&json!("user")),
+        "{me}"
+    );
+    // A tenant's auditor is no workspace admin.
+    server.create_account(
+        &admin,
+        json!({"username": "auditor", "password": "an auditor's password", "tenant": 1, "role": "auditor"}),
+    );
+    let auditor = server.login("auditor", "an auditor's password");
+    let (_, me) = server.get("/api/v1/me", &auditor.headers());
+    assert_eq!(me["roles"], json!(["user"]), "{me}");
+}
+
+#[test]
+fn the_version_probe_and_unknown_routes_answer_json() {
+    let setup = Setup::new(1);
+    let server = Server::start(&setup.config());
+    // Without a login, as clients probe before anything else.
+    let (status, info) = server.get("/api/info", &[]);
+    assert_eq!(status, 200, "{info}");
+    assert_eq!(info["success"], true);
+    assert_eq!(info["version"], "8.5.0");
+    assert_eq!(info["abacsync"]["version"], env!("CARGO_PKG_VERSION"));
+    // Rocket.Chat: an unknown route, or a method a route does not take, is a JSON 404.
+    let rocketchat_404 = json!({"success": false, "error": "Resource not found",
+        "status": "error", "message": "API endpoint does not exist"});
+    assert_eq!(
+        server.get("/api/v1/ldap.syncNow", &[]),
+        (404, rocketchat_404.clone())
+    );
+    assert_eq!(
+        server.post("/api/v1/users.nothing", &[], None),
+        (404, rocketchat_404.clone())
+    );
+    assert_eq!(
+        server.call("DELETE", "/api/v1/abac/users/sync", &[], None),
+        (404, rocketchat_404)
+    );
+    // grommunio: its own words, and 405 keeps the Allow header.
+    assert_eq!(
+        server.get("/api/v1/nothing/here", &[]),
+        (404, json!({"message": "Resource not found"}))
+    );
+    assert_eq!(
+        server.get("/api/v1/domains/1/ldap/downsync", &[]),
+        (
+            405,
+            json!({"message": "Method 'GET' not allowed on this endpoint"})
+        )
+    );
+}
