@@ -507,6 +507,31 @@ async fn starttls_and_ldaps_with_a_ca_file() {
     assert!(error.is_none(), "{error:?}");
     assert_eq!(report.counts.unchanged, 3);
 
+    // A CA the tenant does not name (the system's roots), or another directory's:
+    // the certificate is refused, nothing is read.
+    let other = Slapd::builder().tls(true).start().unwrap();
+    let other_ca = other.ca_file().unwrap().to_owned();
+    for ca_file in [None, Some(other_ca)] {
+        for tls in [
+            abacsync::config::TlsMode::StartTls,
+            abacsync::config::TlsMode::Ldaps,
+        ] {
+            let mut unknown = if tls == abacsync::config::TlsMode::Ldaps {
+                over_ldaps.clone()
+            } else {
+                starttls.clone()
+            };
+            unknown.ldap.ca_file = ca_file.clone();
+            let (report, error) = h.full_sync_as(&unknown, h.plugin.clone()).await;
+            let text = error.expect("an unknown CA is refused").to_string();
+            assert!(
+                text.to_lowercase().contains("certificate"),
+                "{tls:?} {ca_file:?}: {text}"
+            );
+            assert_eq!(report.counts.read, 0);
+        }
+    }
+
     // The plain tenant: the server requires TLS, and abacsync does not fall back.
     let (_, error) = h
         .sync_with(SyncRequest::new(SyncMode::Full, "t", "test"))

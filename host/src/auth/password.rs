@@ -65,4 +65,21 @@ mod tests {
             &stored
         ));
     }
+
+    #[test]
+    fn the_decoy_costs_what_a_real_hash_costs() {
+        // An unknown name is checked against the decoy: it must be a well-formed hash
+        // with the same algorithm, version and parameters as a real one, or unknown
+        // names would answer faster than wrong passwords.
+        let real = hash("any password").unwrap();
+        let real = PasswordHash::new(&real).unwrap();
+        let decoy = PasswordHash::new(decoy()).unwrap();
+        assert_eq!(decoy.algorithm, real.algorithm);
+        assert_eq!(decoy.version, real.version);
+        assert_eq!(decoy.params, real.params);
+        assert_eq!(
+            decoy.hash.map(|output| output.len()),
+            real.hash.map(|output| output.len())
+        );
+    }
 }

@@ -56,11 +56,20 @@ impl Server {
 
     /// Starts `abacsync serve` with its standard error written to `log`.
     pub fn start_logging_to(config: &Path, log: &Path) -> Self {
+        Self::start_logging_at(config, log, "warn")
+    }
+
+    /// Like [`Server::start_logging_to`], at log `level` (`debug`, …).
+    pub fn start_logging_at(config: &Path, log: &Path, level: &str) -> Self {
         let file = std::fs::File::create(log).expect("create the server's log file");
-        Self::spawn(config, &[], Stdio::from(file))
+        Self::spawn_at(config, &[], Stdio::from(file), level)
     }
 
     fn spawn(config: &Path, wrapper: &[&str], stderr: Stdio) -> Self {
+        Self::spawn_at(config, wrapper, stderr, "warn")
+    }
+
+    fn spawn_at(config: &Path, wrapper: &[&str], stderr: Stdio, level: &str) -> Self {
         let binary = env!("CARGO_BIN_EXE_abacsync");
         let mut command = match wrapper.split_first() {
             Some((program, args)) => {
@@ -75,7 +84,7 @@ impl Server {
             .arg(config)
             .env("ABACSYNC_ADMIN_USER", ADMIN)
             .env("ABACSYNC_ADMIN_PASSWORD", ADMIN_PASSWORD)
-            .env("ABACSYNC_LOG", "warn")
+            .env("ABACSYNC_LOG", level)
             .stdout(Stdio::piped())
             .stderr(stderr)
             .spawn()

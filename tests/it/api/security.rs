@@ -850,3 +850,347 @@ fn with_custom_section(component: &[u8], name: &str) -> Vec<u8> {
     out.extend_from_slice(&payload);
     out
 }
+
+/// The claims of a cookie JWT, read without checking its signature.
+fn claims_of(jwt: &str) -> abacsync::auth::jwt::Claims {
+    use base64::Engine;
+    let payload = jwt.split('.').nth(1).unwrap();
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .unwrap();
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+#[test]
+fn forged_and_foreign_credentials_are_refused() {
+    let setup = Setup::new(1);
+    let server = Server::start(&setup.config());
+    let admin = server.login(ADMIN, ADMIN_PASSWORD);
+    server.create_account(
+        &admin,
+        json!({"username": "ops", "password": "the ops password", "tenant": 1, "role": "sync-operator"}),
+    );
+    let ops = server.login("ops", "the ops password");
+
+    // One account's token with another's id.
+    let mixed = [
+        ("x-user-id", ops.user_id.as_str()),
+        ("x-auth-token", admin.token.as_str()),
+    ];
+    assert_eq!(server.get("/api/v1/me", &mixed).0, 401);
+    assert_eq!(server.post("/api/v1/ldap.syncNow", &mixed, None).0, 401);
+    assert_eq!(server.get("/api/v1/admin/tenants", &mixed).0, 401);
+
+    // A cookie of a live session, re-signed with an empty HS256 key: refused.
+    let (jwt, csrf) = server.form_login(ADMIN, ADMIN_PASSWORD);
+    let claims = claims_of(&jwt);
+    let cookie = |jwt: &str| format!("grommunioAuthJwt={jwt}");
+    assert_eq!(
+        server.get("/api/v1/me", &[("cookie", &cookie(&jwt))]).0,
+        200,
+        "the genuine cookie works"
+    );
+    let empty_key = abacsync::auth::jwt::sign(&claims, b"");
+    let (status, body) = server.get("/api/v1/me", &[("cookie", &cookie(&empty_key))]);
+    assert_eq!(status, 401, "{body}");
+    // Signed with the server's own key, but naming a Rocket.Chat session: the
+    // dialects' sessions are apart.
+    let secret = std::fs::read(setup.data_dir().join("jwt.secret")).unwrap();
+    let cross = abacsync::auth::jwt::sign(
+        &abacsync::auth::jwt::Claims {
+            sid: admin.token.clone(),
+            ..claims.clone()
+        },
+        &secret,
+    );
+    let (status, body) = server.get("/api/v1/me", &[("cookie", &cookie(&cross))]);
+    assert_eq!(status, 401, "{body}");
+    // And a Rocket.Chat route never takes the cookie, even a genuine one.
+    assert_eq!(
+        server
+            .post("/api/v1/ldap.syncNow", &[("cookie", &cookie(&jwt))], None)
+            .0,
+        401
+    );
+
+    // A grommunio logout ends the session and clears the cookie; the cookie then
+    // opens nothing, and a new login is a new session.
+    let mut response = server
+        .agent
+        .post(&server.url("/api/v1/logout"))
+        .header("cookie", &cookie(&jwt))
+        .header("x-csrf-token", &csrf)
+        .send_empty()
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let cleared = response
+        .headers()
+        .get("set-cookie")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(cleared.contains("Max-Age=0"), "{cleared}");
+    let _ = response.body_mut().read_to_string();
+    assert_eq!(
+        server.get("/api/v1/me", &[("cookie", &cookie(&jwt))]).0,
+        401
+    );
+    let (again, _) = server.form_login(ADMIN, ADMIN_PASSWORD);
+    assert_ne!(
+        claims_of(&again).sid,
+        claims.sid,
+        "a login never reuses a session"
+    );
+}
+
+#[test]
+fn an_auditor_changes_nothing() {
+    let setup = Setup::new(2);
+    let server = Server::start(&setup.config());
+    let admin = server.login(ADMIN, ADMIN_PASSWORD);
+    server.create_account(
+        &admin,
+        json!({"username": "auditor", "password": "an auditor's password", "tenant": 1, "role": "auditor"}),
+    );
+    let auditor = server.login("auditor", "an auditor's password");
+    let (status, body) = server.downsync(&admin, 1);
+    assert_eq!(status, 200, "{body}");
+    let (_, users_before) = server.get("/api/v1/admin/tenants/1/users", &admin.headers());
+    let (_, plugin) = server.upload(&admin, "openldap-mapping");
+    let attempts: [(&str, String, Option<Value>); 9] = [
+        (
+            "POST",
+            "/api/v1/domains/1/ldap/downsync?import=true".into(),
+            None,
+        ),
+        (
+            "POST",
+            "/api/v1/abac/users/sync".into(),
+            Some(json!({"usernames": ["user0"]})),
+        ),
+        (
+            "PUT",
+            "/api/v1/admin/tenants/1/schedule".into(),
+            Some(json!({"intervalSecs": 3600})),
+        ),
+        (
+            "PUT",
+            "/api/v1/admin/tenants/1/plugin".into(),
+            Some(json!({"pluginId": plugin["id"]})),
+        ),
+        (
+            "POST",
+            "/api/v1/admin/tenants/1/plugin/rollback".into(),
+            Some(json!({})),
+        ),
+        (
+            "DELETE",
+            format!("/api/v1/admin/plugins/{}", plugin["id"]),
+            None,
+        ),
+        (
+            "POST",
+            "/api/v1/admin/accounts".into(),
+            Some(
+                json!({"username": "mine", "password": "a password of mine", "tenant": 1, "role": "admin"}),
+            ),
+        ),
+        ("DELETE", "/api/v1/admin/tenants/1".into(), None),
+        (
+            "POST",
+            "/api/v1/admin/tenants".into(),
+            Some(json!({"id": 9, "name": "nine"})),
+        ),
+    ];
+    for (method, path, body) in attempts {
+        let (status, answer) = server.call(method, &path, &auditor.step_up(), body);
+        assert!(
+            status == 403 || status == 401,
+            "{method} {path}: {status} {answer}"
+        );
+    }
+    let (status, body) = server.send_raw(
+        "POST",
+        "/api/v1/admin/plugins?name=x.wasm",
+        &auditor.headers(),
+        "application/wasm",
+        &abacsync_testkit::plugins::bytes("openldap-mapping"),
+    );
+    assert_eq!(status, 403, "{body}");
+    // Nothing changed: the same users, no schedule, no new account, the tenant there.
+    let (_, users_after) = server.get("/api/v1/admin/tenants/1/users", &admin.headers());
+    assert_eq!(users_after, users_before);
+    let (_, schedule) = server.get("/api/v1/admin/tenants/1/schedule", &admin.headers());
+    assert_ne!(schedule["intervalSecs"], 3600, "{schedule}");
+    let (_, accounts) = server.get("/api/v1/admin/accounts", &admin.headers());
+    assert!(!accounts.to_string().contains("\"mine\""), "{accounts}");
+    assert_eq!(
+        server.get("/api/v1/admin/tenants/1", &admin.headers()).0,
+        200
+    );
+    assert_eq!(
+        server
+            .get(
+                &format!("/api/v1/admin/plugins/{}", plugin["id"]),
+                &admin.headers()
+            )
+            .0,
+        200
+    );
+}
+
+#[test]
+fn huge_deep_and_wide_bodies_are_refused_cleanly() {
+    let setup = Setup::new(1);
+    let server = Server::start(&setup.config());
+    let admin = server.login(ADMIN, ADMIN_PASSWORD);
+    // 100 MB announced: refused at once with 413, before the body is read (a client
+    // still sending meets a closed connection, so this one sends the head and a
+    // little, then reads).
+    {
+        use std::io::{Read, Write};
+        let address = server.url("").trim_start_matches("http://").to_owned();
+        let mut stream = std::net::TcpStream::connect(&address).unwrap();
+        stream
+            .set_read_timeout(Some(std::time::Duration::from_secs(30)))
+            .unwrap();
+        write!(
+            stream,
+            "POST /api/v1/admin/tenants HTTP/1.1\r\nHost: {address}\r\nX-User-Id: {}\r\nX-Auth-Token: {}\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            admin.user_id,
+            admin.token,
+            100u64 << 20
+        )
+        .unwrap();
+        // The body goes on from another thread until the server stops reading.
+        let mut writer = stream.try_clone().unwrap();
+        let sending = std::thread::spawn(move || {
+            let chunk = vec![b'['; 1 << 20];
+            let mut sent = 0u64;
+            while sent < 100 << 20 && writer.write_all(&chunk).is_ok() {
+                sent += chunk.len() as u64;
+            }
+            sent
+        });
+        let mut head = [0u8; 64];
+        let read = stream.read(&mut head).unwrap();
+        // Unblocks the writer whatever the server does with the connection.
+        let _ = stream.shutdown(std::net::Shutdown::Both);
+        let sent = sending.join().unwrap();
+        assert!(sent < 100 << 20, "the server read all {sent} bytes");
+        let head = String::from_utf8_lossy(&head[..read]);
+        assert!(head.starts_with("HTTP/1.1 413"), "{head}");
+    }
+    // 100,000 nested arrays: a 400 with a JSON message, never a stack overflow.
+    let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+    for path in ["/api/v1/admin/tenants", "/api/v1/abac/users/sync"] {
+        let (status, body) = server.send_raw(
+            "POST",
+            path,
+            &admin.headers(),
+            "application/json",
+            deep.as_bytes(),
+        );
+        assert_eq!(status, 400, "{path}: {body}");
+    }
+    // 100,000 usernames: Rocket.Chat's limit of 100 per list.
+    let wide = json!({ "usernames": (0..100_000).map(|i| format!("u{i}")).collect::<Vec<_>>() });
+    let (status, body) = server.post("/api/v1/abac/users/sync", &admin.headers(), Some(wide));
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["success"], false, "{body}");
+    // The server is still there.
+    assert_eq!(server.get("/api/v1/me", &admin.headers()).0, 200);
+}
+
+#[test]
+fn no_secret_reaches_an_answer_or_the_log() {
+    let setup = Setup::new(1);
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("server.log");
+    let mut server = Server::start_logging_at(&setup.config(), &log, "debug");
+    let mut answers = String::new();
+    let admin = server.login(ADMIN, ADMIN_PASSWORD);
+    let (jwt, csrf) = server.form_login(ADMIN, ADMIN_PASSWORD);
+    let (status, body) = server.post(
+        "/api/v1/login",
+        &[],
+        Some(json!({"user": ADMIN, "password": "a wrong password"})),
+    );
+    assert_eq!(status, 401);
+    answers.push_str(&body.to_string());
+    // A tenant whose bind password is wrong, tested against the directory.
+    let slapd = &setup.slapd;
+    let bind_secret = "the-wrong-bind-secret-42";
+    let (status, body) = server.post(
+        "/api/v1/admin/tenants",
+        &admin.headers(),
+        Some(json!({
+            "id": 5, "name": "five",
+            "ldap": {"servers": [slapd.url()], "tls": "plain", "bind_dn": slapd.admin_dn(),
+                     "bind_password": bind_secret, "base_dn": slapd.base_dn(),
+                     "user_filter": "(objectClass=inetOrgPerson)"}
+        })),
+    );
+    assert_eq!(status, 201, "{body}");
+    answers.push_str(&body.to_string());
+    let (_, body) = server.post(
+        "/api/v1/admin/tenants/5/connection-test",
+        &admin.headers(),
+        None,
+    );
+    answers.push_str(&body.to_string());
+    // TOTP enrolment: the secret is in its own answer, and nowhere after.
+    let (status, enrol) = server.post("/api/v1/me/totp", &admin.step_up(), None);
+    assert_eq!(status, 200, "{enrol}");
+    let totp_secret = enrol["secret"].as_str().unwrap().to_owned();
+    let step = totp::step_of(unix_now());
+    let code = totp::code_at(&base32_decode(&totp_secret), step);
+    let (status, body) = server.post(
+        "/api/v1/me/totp/confirm",
+        &admin.headers(),
+        Some(json!({ "code": code })),
+    );
+    assert_eq!(status, 200, "{body}");
+    answers.push_str(&body.to_string());
+    for path in [
+        "/api/v1/me",
+        "/api/v1/admin/accounts",
+        "/api/v1/admin/tenants",
+        "/api/v1/admin/tenants/1",
+        "/api/v1/admin/tenants/5",
+        "/api/v1/tasq/tasks",
+    ] {
+        let (status, body) = server.get(path, &admin.headers());
+        assert_eq!(status, 200, "{path}: {body}");
+        answers.push_str(&body.to_string());
+    }
+    let (_, body) = server.get(
+        "/api/v1/me",
+        &[("cookie", &format!("grommunioAuthJwt={jwt}"))],
+    );
+    answers.push_str(&body.to_string());
+    let _ = csrf;
+    server.terminate();
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        logged.contains("/api/v1/login"),
+        "the log is the server's: {logged}"
+    );
+    for (name, secret) in [
+        ("the admin password", ADMIN_PASSWORD),
+        ("its digest", admin.password_digest.as_str()),
+        ("the Rocket.Chat token", admin.token.as_str()),
+        ("the cookie", jwt.as_str()),
+        ("the TOTP secret", totp_secret.as_str()),
+        ("the directory's password", slapd.admin_password()),
+        ("a tenant's bind password", bind_secret),
+    ] {
+        assert!(!logged.contains(secret), "{name} is in the log");
+        assert!(
+            !answers.contains(secret),
+            "{name} is in an answer: {answers}"
+        );
+    }
+}
