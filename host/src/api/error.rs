@@ -231,11 +231,12 @@ impl ApiError {
         }
     }
 
-    /// 403 `{"message":"Insufficient permissions for this operation"}`.
+    /// 403 `{"message":"Access denied: Insufficient permissions for this operation"}`,
+    /// grommunio's words (`api/errors.py`).
     pub fn forbidden() -> Self {
         Self::new(
             StatusCode::FORBIDDEN,
-            "Insufficient permissions for this operation",
+            "Access denied: Insufficient permissions for this operation",
         )
     }
 

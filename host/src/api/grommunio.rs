@@ -56,31 +56,31 @@ pub fn parse_params(query: Option<&str>) -> Result<DownsyncParams, Vec<String>> 
     };
     for (key, value) in pairs {
         match key.as_str() {
-            "import" => match value.to_ascii_lowercase().as_str() {
-                "true" | "1" => params.import = true,
-                "false" | "0" | "" => params.import = false,
-                _ => errors.push(format!("import: '{value}' is not a boolean")),
-            },
+            // grommunio imports on exactly `true` (`request.args.get("import") ==
+            // "true"`); anything else is no import, never an error.
+            "import" => params.import = value == "true",
+            // Any text, as grommunio takes it, short of control characters.
             "lang" => {
                 if value.is_empty() {
                     params.lang = None;
-                } else if value.len() <= 35
-                    && value
-                        .chars()
-                        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-                {
+                } else if value.len() <= 255 && !value.chars().any(char::is_control) {
                     params.lang = Some(value);
                 } else {
-                    errors.push(format!("lang: '{value}' is not a language tag"));
+                    errors.push(format!(
+                        "lang: '{}' has control characters or is over 255 bytes",
+                        value.escape_debug()
+                    ));
                 }
             }
+            // Zero or less: no wait, 202 at once (grommunio waits only `if timeout > 0`).
             "timeout" => match value.parse::<f64>() {
-                Ok(seconds) if seconds.is_finite() && seconds >= 0.0 => {
-                    params.timeout = seconds.min(MAX_TIMEOUT_SECS);
+                Ok(seconds) if seconds.is_finite() => {
+                    params.timeout = seconds.clamp(0.0, MAX_TIMEOUT_SECS);
                 }
-                _ => errors.push(format!("timeout: '{value}' is not a non-negative number")),
+                _ => errors.push(format!("timeout: '{value}' is not a number")),
             },
-            _ => errors.push(format!("{key}: unknown parameter")),
+            // grommunio ignores parameters it does not know.
+            _ => {}
         }
     }
     if errors.is_empty() {
@@ -116,7 +116,7 @@ pub fn parse_params(query: Option<&str>) -> Result<DownsyncParams, Vec<String>> 
             example = json!({"message": "Bad Request", "errors": ["timeout: 'x' is not a non-negative number"]})),
         (status = 401, description = "Not logged in", body = Value, example = json!({"message": "Access denied", "error": "No token provided"})),
         (status = 403, description = "Not an admin of the domain", body = Value,
-            example = json!({"message": "Insufficient permissions for this operation"})),
+            example = json!({"message": "Access denied: Insufficient permissions for this operation"})),
         (status = 404, description = "The requested resource could not be found", body = Value, example = json!({"message": "Domain not found"})),
         (status = 500, description = "An error occurred while processing the request", body = Value),
         (status = 503, description = "The directory is unreachable", body = Value),
@@ -185,10 +185,17 @@ async fn downsync(
         .await
         .map_err(ApiError::from)?;
     let id = started.task.id;
+    let joined = started.handle.is_none();
     let background = || {
+        // An identical request already queued is joined, not doubled: it says so.
+        let message = if joined {
+            format!("Joined background task #{id}, queued by an identical request")
+        } else {
+            format!("Created background task #{id}")
+        };
         (
             StatusCode::ACCEPTED,
-            Json(json!({"message": format!("Created background task #{id}"), "taskID": id})),
+            Json(json!({"message": message, "taskID": id})),
         )
             .into_response()
     };
@@ -234,22 +241,50 @@ fn finished(outcome: TaskOutcome) -> Response {
     }
 }
 
-/// grommunio's per-user results: `{"ID", "username", "code", "message"}`.
+/// grommunio's per-user results: `{"ID", "username", "code", "message"}` with
+/// grommunio's own codes and words, and abacsync's finer outcome beside in
+/// `abacsync: {"code", "action", "message"}`. Entries grommunio would not list are
+/// left out: those the plugin skipped (not users) and those not imported because
+/// importing is off. abacsync's own codes stay in the CLI report and the admin API.
 pub fn results(results: &[UserResult]) -> Vec<Value> {
     results
         .iter()
-        .map(|result| {
+        .filter_map(|result| {
+            let (code, message) = grommunio_outcome(result)?;
             let mut item = json!({
                 "username": result.username,
-                "code": result.code,
-                "message": result.message,
+                "code": code,
+                "message": message,
+                "abacsync": {
+                    "code": result.code,
+                    "action": result.action,
+                    "message": result.message,
+                },
             });
             if let Some(id) = result.id {
                 item["ID"] = json!(id);
             }
-            item
+            Some(item)
         })
         .collect()
+}
+
+/// grommunio's code and words for an abacsync result (`endpoints/domain/ldap.py`),
+/// `None` for what grommunio does not list.
+fn grommunio_outcome(result: &UserResult) -> Option<(u16, String)> {
+    use crate::sync::code;
+    Some(match result.code {
+        code::CREATED => (201, "User created".to_owned()),
+        code::UPDATED | code::UNCHANGED => (200, "Synchronization successful".to_owned()),
+        code::SKIPPED | code::NOT_IMPORTED => return None,
+        // A user the directory no longer has: grommunio cannot read its data.
+        code::REMOVED => (500, "Failed to get user data".to_owned()),
+        code::NOT_FOUND => (404, "User not found".to_owned()),
+        // Taken names and ids, entries the plugin refused or over quota: grommunio's
+        // 400 for data it cannot store, with abacsync's reason.
+        code::CONFLICT | code::OVER_QUOTA | code::MAPPING_ERROR => (400, result.message.clone()),
+        _ => (500, result.message.clone()),
+    })
 }
 
 #[cfg(test)]
@@ -278,8 +313,25 @@ mod tests {
             parse_params(Some("lang=&timeout=1")).map(|p| p.lang),
             Ok(None)
         );
-        let errors = parse_params(Some("import=maybe&timeout=-1&lang=a%20b&x=1")).unwrap_err();
-        assert_eq!(errors.len(), 4, "{errors:?}");
+        // As grommunio reads them: import only on `true`, a negative timeout is no
+        // wait, any language, unknown parameters ignored.
+        assert_eq!(
+            parse_params(Some("import=maybe&timeout=-1&lang=a%20b&x=1")),
+            Ok(DownsyncParams {
+                import: false,
+                lang: Some("a b".into()),
+                timeout: 0.0
+            })
+        );
+        for value in ["1", "True", "TRUE", "yes"] {
+            assert_eq!(
+                parse_params(Some(&format!("import={value}"))).map(|p| p.import),
+                Ok(false),
+                "{value}"
+            );
+        }
+        let errors = parse_params(Some("timeout=soon&lang=%07")).unwrap_err();
+        assert_eq!(errors.len(), 2, "{errors:?}");
         assert!(parse_params(Some("timeout=NaN")).is_err());
     }
 }

@@ -30,6 +30,7 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(login))
         .routes(routes!(logout))
         .routes(routes!(me))
+        .routes(routes!(profile))
         .routes(routes!(totp_begin, totp_disable))
         .routes(routes!(totp_confirm))
         .routes(routes!(set_email_two_factor))
@@ -146,7 +147,9 @@ async fn login(
             .await
             .into_response()
     } else if is_form(&headers) {
-        grommunio_login(&state, client, &body).await.into_response()
+        grommunio_login(&state, client, &headers, &body)
+            .await
+            .into_response()
     } else {
         rocketchat_login(&state, client, &headers, &body)
             .await
@@ -459,15 +462,20 @@ fn me_body(account: &Account) -> serde_json::Value {
 async fn grommunio_login(
     state: &AppState,
     client: IpAddr,
+    headers: &HeaderMap,
     body: &[u8],
 ) -> Result<Response, ApiError> {
     let form: GrommunioLogin = serde_urlencoded_form(body)
         .ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "Incomplete login form"))?;
     let (Some(user), Some(pass)) = (form.user, form.pass) else {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "Incomplete login form",
-        ));
+        // grommunio's token renewal (admin-web's `renew()`): no form, a valid cookie.
+        return match renewed_session(state, headers).await? {
+            Some(account) => grommunio_session(state, &account).await,
+            None => Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "Incomplete login form",
+            )),
+        };
     };
     let code = form.code.as_deref().filter(|code| !code.trim().is_empty());
     let digest = token::sha256_hex(&pass);
@@ -499,7 +507,31 @@ async fn grommunio_login(
         return Ok(grommunio_two_factor_refusal(err));
     }
     counted.succeeded(state);
-    let session_id = new_session(state, &account, Dialect::Grommunio).await?;
+    grommunio_session(state, &account).await
+}
+
+/// The account of the request's live grommunio cookie, its session ended so that a
+/// renewal replaces it; `None` when there is no valid one. The cookie's second factor
+/// was asked when it was issued; renewing asks no other (and no CSRF token: admin-web
+/// sends none, and the cookie is `SameSite=Strict`).
+async fn renewed_session(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<Option<Account>, ApiError> {
+    if session::cookie(headers, COOKIE).is_none() {
+        return Ok(None);
+    }
+    let Ok(old) = session::grommunio(state, &Method::GET, headers).await else {
+        return Ok(None);
+    };
+    let hash = old.token_hash.clone();
+    state.accounts(move |a| a.delete_session(&hash)).await?;
+    Ok(Some(old.account))
+}
+
+/// A new grommunio session for `account`: the cookie and its CSRF token.
+async fn grommunio_session(state: &AppState, account: &Account) -> Result<Response, ApiError> {
+    let session_id = new_session(state, account, Dialect::Grommunio).await?;
     let csrf = token::new_token().map_err(ApiError::internal)?;
     let now = state.now_ms() / 1000;
     let hours = i64::try_from(state.settings.session_hours).unwrap_or(i64::MAX / 3600);
@@ -622,6 +654,50 @@ async fn me(caller: Caller) -> Json<serde_json::Value> {
     let mut body = me_body(&caller.0.account);
     body["success"] = json!(true);
     Json(body)
+}
+
+/// grommunio's profile, which admin-web reads right after its login: the user
+/// (`ID`, `username`, `domainID`, `roles`, …, in grommunio's names) and its
+/// capabilities, mapped from abacsync's permissions: `SystemAdminWrite` (a system-wide
+/// account that manages tenants), `SystemAdminRead` (system-wide, views),
+/// `DomainAdminWrite` (may trigger syncs or manage tenants), `DomainAdminRead` (views).
+#[utoipa::path(get, path = "/api/v1/profile", tag = "sessions", security(("grommunio" = []), ("rocketchat" = [])),
+    responses((status = 200, description = "The user and its capabilities", body = Value,
+        example = json!({"user": {"ID": 1, "username": "admin", "domainID": 0, "status": 0, "lang": "", "roles": [], "properties": {}},
+            "capabilities": ["SystemAdminWrite", "SystemAdminRead", "DomainAdminWrite", "DomainAdminRead"]})),
+        (status = 401, description = "Not logged in", body = Value)))]
+async fn profile(caller: Caller) -> Json<serde_json::Value> {
+    let session = caller.0;
+    let principal = &session.principal;
+    let system = principal.is_system_wide();
+    let mut capabilities = Vec::new();
+    if system && principal.has(Permission::ManageTenants) {
+        capabilities.push("SystemAdminWrite");
+    }
+    if system && principal.has(Permission::ViewAdmin) {
+        capabilities.push("SystemAdminRead");
+    }
+    if principal.has(Permission::DomainAdmin) || principal.has(Permission::ManageTenants) {
+        capabilities.push("DomainAdminWrite");
+    }
+    if principal.has(Permission::ViewAdmin) {
+        capabilities.push("DomainAdminRead");
+    }
+    let account = &session.account;
+    Json(json!({
+        "user": {
+            "ID": account.id,
+            "username": account.username,
+            "domainID": account.tenant.unwrap_or(0),
+            "status": 0,
+            "lang": "",
+            "roles": [],
+            "properties": {"displayname": account.username},
+            "aliases": [],
+            "altnames": [],
+        },
+        "capabilities": capabilities,
+    }))
 }
 
 /// Starts TOTP enrolment: a new secret, not yet required. Replaces an unconfirmed one;

@@ -317,6 +317,12 @@ pub(crate) fn iso8601(ms: i64) -> String {
     )
 }
 
+/// grommunio's time format, `%Y-%m-%d %H:%M:%S` (UTC, no zone: its `Date(time=True)`).
+pub(crate) fn grommunio_time(ms: i64) -> String {
+    let iso = iso8601(ms);
+    format!("{} {}", &iso[..10], &iso[11..19])
+}
+
 /// The whole API, with its OpenAPI description served at [`OPENAPI_PATH`].
 pub fn router(state: AppState) -> Router {
     let (routes, openapi) = documented_router();
@@ -569,6 +575,7 @@ mod tests {
         assert_eq!(iso8601(0), "1970-01-01T00:00:00.000Z");
         assert_eq!(iso8601(951_782_400_123), "2000-02-29T00:00:00.123Z");
         assert_eq!(iso8601(1_795_392_000_000), "2026-11-23T00:00:00.000Z");
+        assert_eq!(grommunio_time(951_782_400_123), "2000-02-29 00:00:00");
     }
 
     #[test]

@@ -1,6 +1,11 @@
-//! Tasks in grommunio's TasQ style: `GET /api/v1/tasq/tasks`, `GET
+//! Tasks in grommunio's TasQ style: `GET /api/v1/tasq/tasks`, `GET|DELETE
 //! /api/v1/tasq/tasks/{ID}`, `POST /api/v1/tasq/tasks/{ID}/cancel`, `GET
 //! /api/v1/tasq/status`. A caller sees only its tenants' tasks.
+//!
+//! As grommunio shows them (`orm/misc.py`, `endpoints/tasq.py`): dates as `%Y-%m-%d
+//! %H:%M:%S`, a downsync's command `ldapSync`, its per-user results in
+//! `params.result` (admin-web's task view reads them there); abacsync's own report
+//! beside in `result`.
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
@@ -13,7 +18,7 @@ use utoipa_axum::routes;
 
 use super::error::ApiError;
 use super::session::{Caller, Session};
-use super::{AppState, iso8601};
+use super::{AppState, grommunio_time};
 use crate::auth::Permission;
 use crate::store::{Task, TaskId};
 
@@ -21,7 +26,7 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(status))
         .routes(routes!(list))
-        .routes(routes!(one))
+        .routes(routes!(one, delete))
         .routes(routes!(cancel))
 }
 
@@ -29,19 +34,29 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
 struct ListQuery {
     level: Option<u8>,
     limit: Option<u32>,
+    offset: Option<u32>,
+}
+
+/// The command as grommunio names it: its downsync is `ldapSync`.
+fn tasq_command(command: &str) -> &str {
+    match command {
+        "ldap.downsync" => "ldapSync",
+        other => other,
+    }
 }
 
 /// A task as TasQ shows it at `level` (0: id and command; 1: with state, message and
 /// times; 2: with parameters and result).
 pub fn task_json(task: &Task, level: u8) -> Value {
-    let mut body = json!({"ID": task.id, "command": task.command});
+    let mut body = json!({"ID": task.id, "command": tasq_command(&task.command)});
     if level >= 1 {
         body["state"] = json!(task.state.tasq_code());
         body["stateName"] = json!(task.state.as_str());
         body["message"] = json!(task.message);
-        body["created"] = json!(iso8601(task.created_at));
-        body["updated"] = json!(iso8601(task.updated_at));
+        body["created"] = json!(grommunio_time(task.created_at));
+        body["updated"] = json!(grommunio_time(task.updated_at));
         body["domainID"] = json!(task.tenant);
+        body["trigger"] = json!(task.command);
     }
     if level >= 2 {
         body["params"] = task.params.clone();
@@ -51,6 +66,9 @@ pub fn task_json(task: &Task, level: u8) -> Value {
                 .get("results")
                 .and_then(|stored| Vec::<UserResult>::deserialize(stored).ok())
                 .map(|stored| super::grommunio::results(&stored));
+            if let (Some(params), Some(data)) = (body["params"].as_object_mut(), &data) {
+                params.insert("result".into(), json!(data));
+            }
             body["result"] = json!({
                 "counts": result.get("counts"),
                 "outcome": result.get("outcome"),
@@ -74,30 +92,18 @@ fn authorised(caller: Caller) -> Result<Session, ApiError> {
     }
 }
 
-/// Task queue status: running and queued tasks.
-#[utoipa::path(get, path = "/api/v1/tasq/status", tag = "tasks", security(("grommunio" = []), ("rocketchat" = [])),
-    responses((status = 200, description = "Counts (a tenant's admin: its tenant's)", body = Value, example = json!({"running": 0, "queued": 0, "workers": 2})),
-        (status = 401, description = "Not logged in", body = Value)))]
-async fn status(State(state): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
+/// Task queue status, without a login as in grommunio: whether a task runs, how many
+/// wait, and the workers (tenants that can sync at once).
+#[utoipa::path(get, path = "/api/v1/tasq/status", tag = "tasks",
+    responses((status = 200, description = "The queue", body = Value, example = json!({"running": false, "queued": 0, "workers": 2}))))]
+async fn status(State(state): State<AppState>) -> Json<Value> {
     use std::sync::atomic::Ordering::Relaxed;
-    let session = authorised(caller)?;
-    let Some(tenant) = session.principal.tenant else {
-        let metrics = state.service.metrics();
-        return Ok(Json(json!({
-            "running": metrics.running.load(Relaxed),
-            "queued": metrics.queued.load(Relaxed),
-            "workers": state.service.tenants().len(),
-        })));
-    };
-    // A tenant's admin sees its own tenant's queue only.
-    let tasks = state.service.task_store().clone();
-    let recent = super::blocking(move || tasks.list_tasks(Some(tenant), 1000)).await?;
-    let count = |wanted| recent.iter().filter(|task| task.state == wanted).count();
-    Ok(Json(json!({
-        "running": count(crate::store::TaskState::Running),
-        "queued": count(crate::store::TaskState::Queued),
-        "workers": 1,
-    })))
+    let metrics = state.service.metrics();
+    Json(json!({
+        "running": metrics.running.load(Relaxed) > 0,
+        "queued": metrics.queued.load(Relaxed),
+        "workers": state.service.tenants().len(),
+    }))
 }
 
 /// The caller's tenants' newest tasks.
@@ -105,11 +111,12 @@ async fn status(State(state): State<AppState>, caller: Caller) -> Result<Json<Va
 /// `level` 0: ID and command; 1 (default): with state, message, times; 2: with
 /// parameters and result.
 #[utoipa::path(get, path = "/api/v1/tasq/tasks", tag = "tasks", security(("grommunio" = []), ("rocketchat" = [])),
-    params(("level" = Option<u8>, Query, description = "Detail level 0–2"), ("limit" = Option<u32>, Query, description = "At most this many (default 100)")),
+    params(("level" = Option<u8>, Query, description = "Detail level 0–2"), ("limit" = Option<u32>, Query, description = "At most this many (default 50, as grommunio)"),
+        ("offset" = Option<u32>, Query, description = "Skip this many of the newest")),
     responses(
-        (status = 200, description = "Tasks, newest first", body = Value,
-            example = json!({"data": [{"ID": 1, "command": "ldap.downsync", "state": 3, "stateName": "completed", "message": "6/6 synced (0.1s)",
-                "created": "2026-11-23T10:00:00.000Z", "updated": "2026-11-23T10:00:01.000Z", "domainID": 1}]})),
+        (status = 200, description = "Tasks, newest first, and how many there are", body = Value,
+            example = json!({"data": [{"ID": 1, "command": "ldapSync", "state": 3, "stateName": "completed", "message": "6/6 synced (0.1s)",
+                "created": "2026-11-23 10:00:00", "updated": "2026-11-23 10:00:01", "domainID": 1, "trigger": "ldap.downsync"}], "count": 1})),
         (status = 401, description = "Not logged in", body = Value),
         (status = 403, description = "Neither domain-admin nor view-admin", body = Value),
     ))]
@@ -120,12 +127,20 @@ async fn list(
 ) -> Result<Json<Value>, ApiError> {
     let session = authorised(caller)?;
     let tenant = session.principal.tenant;
-    let limit = query.limit.unwrap_or(100);
+    let limit = query.limit.unwrap_or(50);
+    let offset = query.offset.unwrap_or(0);
     let tasks = state.service.task_store().clone();
-    let tasks = super::blocking(move || tasks.list_tasks(tenant, limit)).await?;
+    let (tasks, count) = super::blocking(move || {
+        Ok((
+            tasks.list_tasks_from(tenant, offset, limit)?,
+            tasks.count_tasks(tenant)?,
+        ))
+    })
+    .await?;
     let level = query.level.unwrap_or(1);
     Ok(Json(json!({
         "data": tasks.iter().map(|task| task_json(task, level)).collect::<Vec<_>>(),
+        "count": count,
     })))
 }
 
@@ -152,6 +167,36 @@ async fn one(
     let session = authorised(caller)?;
     let task = visible_task(&state, &session, id).await?;
     Ok(Json(task_json(&task, query.level.unwrap_or(2))))
+}
+
+/// Deletes a task's record, in any state as grommunio does: a queued or running one
+/// is cancelled first (it stops before writing more).
+#[utoipa::path(delete, path = "/api/v1/tasq/tasks/{id}", tag = "tasks", security(("grommunio" = []), ("rocketchat" = [])),
+    params(("id" = i64, Path, description = "Task ID")),
+    responses(
+        (status = 200, description = "Deleted", body = Value, example = json!({"message": "Deleted task #1"})),
+        (status = 403, description = "No domain-admin", body = Value),
+        (status = 404, description = "No such task among the caller's tenants", body = Value),
+    ))]
+async fn delete(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<TaskId>,
+) -> Result<Json<Value>, ApiError> {
+    let session = authorised(caller)?;
+    if !session.principal.has(Permission::DomainAdmin) {
+        return Err(ApiError::forbidden());
+    }
+    let task = visible_task(&state, &session, id).await?;
+    let service = state.service.clone();
+    super::blocking(move || {
+        if !task.state.is_final() {
+            service.cancel(id)?;
+        }
+        service.task_store().delete_task(id)
+    })
+    .await?;
+    Ok(Json(json!({"message": format!("Deleted task #{id}")})))
 }
 
 /// Cancels a task: a queued one never runs; a running one stops before writing more.

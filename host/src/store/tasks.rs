@@ -124,7 +124,23 @@ pub trait TaskStore: Send + Sync {
     fn task(&self, id: TaskId) -> Result<Option<Task>, StoreError>;
 
     /// The newest tasks (of one tenant, or all), at most `limit`.
-    fn list_tasks(&self, tenant: Option<TenantId>, limit: u32) -> Result<Vec<Task>, StoreError>;
+    fn list_tasks(&self, tenant: Option<TenantId>, limit: u32) -> Result<Vec<Task>, StoreError> {
+        self.list_tasks_from(tenant, 0, limit)
+    }
+
+    /// The newest tasks after skipping the `offset` newest, at most `limit`.
+    fn list_tasks_from(
+        &self,
+        tenant: Option<TenantId>,
+        offset: u32,
+        limit: u32,
+    ) -> Result<Vec<Task>, StoreError>;
+
+    /// How many tasks (of one tenant, or all) are stored.
+    fn count_tasks(&self, tenant: Option<TenantId>) -> Result<u64, StoreError>;
+
+    /// Deletes a task's record; whether it existed.
+    fn delete_task(&self, id: TaskId) -> Result<bool, StoreError>;
 
     /// Sets a task's state and message, and its result when given. A task that has
     /// ended does not change again: returns false then.

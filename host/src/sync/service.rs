@@ -824,7 +824,23 @@ pub fn summary_message(report: &SyncReport) -> String {
         let what = report.error.as_deref().unwrap_or(report.outcome.as_str());
         return format!("{what} ({} entries read, {seconds:.1}s)", c.read);
     }
-    let synced = c.created + c.updated + c.unchanged + c.reactivated + c.deactivated;
+    // Entries read that synced: users removed because the directory no longer has
+    // them are no entries of this read (they have no DN here).
+    let synced = report
+        .results
+        .iter()
+        .filter(|result| {
+            result.dn.is_some()
+                && matches!(
+                    result.action,
+                    super::Action::Created
+                        | super::Action::Updated
+                        | super::Action::Unchanged
+                        | super::Action::Reactivated
+                        | super::Action::Deactivated
+                )
+        })
+        .count();
     let mut message = format!("{synced}/{} synced", c.read);
     if c.created > 0 {
         message.push_str(&format!(", {} created", c.created));

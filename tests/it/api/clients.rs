@@ -177,3 +177,182 @@ fn the_version_probe_and_unknown_routes_answer_json() {
         )
     );
 }
+
+/// grommunio's form login, its cookie and CSRF token, as `[(header, value)]`.
+fn grommunio_auth(server: &Server) -> (String, String) {
+    let (jwt, csrf) = server.form_login(ADMIN, ADMIN_PASSWORD);
+    (format!("grommunioAuthJwt={jwt}"), csrf)
+}
+
+#[test]
+fn grommunio_admin_web_logs_in_renews_and_reads_its_profile() {
+    let setup = Setup::new(1);
+    let server = Server::start(&setup.config());
+    let (cookie, _) = grommunio_auth(&server);
+    // admin-web's `renew()`: a form POST with no body, the cookie, no CSRF token.
+    let renew = |cookie: &str| {
+        let mut headers = vec![];
+        if !cookie.is_empty() {
+            headers.push(("cookie", cookie));
+        }
+        server.send_raw(
+            "POST",
+            "/api/v1/login",
+            &headers,
+            "application/x-www-form-urlencoded",
+            b"",
+        )
+    };
+    let (status, renewed) = renew(&cookie);
+    assert_eq!(status, 200, "{renewed}");
+    let new_cookie = format!(
+        "grommunioAuthJwt={}",
+        renewed["grommunioAuthJwt"].as_str().unwrap()
+    );
+    assert!(renewed["csrf"].is_string(), "{renewed}");
+    assert_ne!(new_cookie, cookie);
+    // The renewed cookie works; the one it replaced does not.
+    assert_eq!(server.get("/api/v1/me", &[("cookie", &new_cookie)]).0, 200);
+    assert_eq!(server.get("/api/v1/me", &[("cookie", &cookie)]).0, 401);
+    // Without a valid cookie it is the incomplete form it always was.
+    for cookie in ["", "grommunioAuthJwt=forged"] {
+        assert_eq!(
+            renew(cookie),
+            (400, json!({"message": "Incomplete login form"})),
+            "{cookie}"
+        );
+    }
+    // The profile admin-web reads right after the login.
+    let (status, profile) = server.get("/api/v1/profile", &[("cookie", &new_cookie)]);
+    assert_eq!(status, 200, "{profile}");
+    assert_eq!(profile["user"]["username"], ADMIN, "{profile}");
+    let capabilities = profile["capabilities"].as_array().unwrap();
+    for capability in [
+        "SystemAdminWrite",
+        "SystemAdminRead",
+        "DomainAdminWrite",
+        "DomainAdminRead",
+    ] {
+        assert!(capabilities.contains(&json!(capability)), "{profile}");
+    }
+}
+
+#[test]
+fn grommunio_scripts_read_its_codes_tasks_and_queue() {
+    // Removals allowed beyond the default threshold: one of four users goes.
+    let setup = Setup::custom(
+        super::people_slapd(4),
+        "",
+        "removal = { max_percent = 100.0 }",
+        "",
+    );
+    let server = Server::start(&setup.config());
+    let (cookie, csrf) = grommunio_auth(&server);
+    let auth = [("cookie", cookie.as_str()), ("x-csrf-token", csrf.as_str())];
+    let downsync = |query: &str| {
+        server.post(
+            &format!("/api/v1/domains/1/ldap/downsync?{query}"),
+            &auth,
+            None,
+        )
+    };
+    let codes = |body: &Value| -> Vec<(i64, String, i64)> {
+        body["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    r["code"].as_i64().unwrap(),
+                    r["message"].as_str().unwrap().to_owned(),
+                    r["abacsync"]["code"].as_i64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    // Unknown parameters ignored, any language: as grommunio.
+    let (status, body) = downsync("import=true&lang=de%20DE&timeout=60&foo=bar");
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        codes(&body)
+            .iter()
+            .all(|c| c == &(201, "User created".into(), 201)),
+        "{body}"
+    );
+    // Unchanged linked users are grommunio's 200.
+    let (_, body) = downsync("timeout=60");
+    assert!(
+        codes(&body)
+            .iter()
+            .all(|c| c == &(200, "Synchronization successful".into(), 304)),
+        "{body}"
+    );
+    // A user gone from the directory: grommunio's 500, and the summary counts the
+    // entries read.
+    setup
+        .slapd
+        .delete(&abacsync_testkit::directory::user_dn(
+            setup.slapd.base_dn(),
+            0,
+        ))
+        .unwrap();
+    let (status, body) = downsync("timeout=60");
+    assert_eq!(status, 200, "{body}");
+    let gone: Vec<_> = codes(&body).into_iter().filter(|c| c.2 == 410).collect();
+    assert_eq!(
+        gone,
+        vec![(500, "Failed to get user data".into(), 410)],
+        "{body}"
+    );
+    let summary = body["message"].as_str().unwrap();
+    assert!(summary.starts_with("3/3 synced"), "{summary}");
+    // A negative timeout: 202 at once.
+    let (status, body) = downsync("timeout=-1");
+    assert_eq!(status, 202, "{body}");
+    let id = body["taskID"].as_i64().unwrap();
+
+    // The queue's status needs no login; `running` is a boolean.
+    let (status, queue) = server.get("/api/v1/tasq/status", &[]);
+    assert_eq!(status, 200, "{queue}");
+    assert!(
+        queue["running"].is_boolean() && queue["queued"].is_i64(),
+        "{queue}"
+    );
+    // The list has `count` and honours `offset`.
+    let admin = server.login(ADMIN, ADMIN_PASSWORD);
+    let task = server.wait_task(&admin, id);
+    assert_eq!(task["command"], "ldapSync", "{task}");
+    let (_, all) = server.get("/api/v1/tasq/tasks", &auth);
+    let count = all["count"].as_i64().unwrap();
+    assert_eq!(count, 4, "{all}");
+    let (_, rest) = server.get("/api/v1/tasq/tasks?offset=1&limit=2", &auth);
+    let rest = rest["data"].as_array().unwrap();
+    assert_eq!(rest.len(), 2);
+    assert_eq!(rest[0]["ID"], all["data"][1]["ID"]);
+    // A task can be deleted, as in grommunio.
+    let path = format!("/api/v1/tasq/tasks/{id}");
+    assert_eq!(
+        server.call("DELETE", &path, &auth, None),
+        (200, json!({ "message": format!("Deleted task #{id}") }))
+    );
+    assert_eq!(server.get(&path, &auth).0, 404);
+    // A caller without the permission: grommunio's 403 words.
+    server.create_account(
+        &admin,
+        json!({"username": "auditor", "password": "an auditor's password", "tenant": 1, "role": "auditor"}),
+    );
+    let (jwt, csrf) = server.form_login("auditor", "an auditor's password");
+    let cookie = format!("grommunioAuthJwt={jwt}");
+    let (status, body) = server.post(
+        "/api/v1/domains/1/ldap/downsync",
+        &[("cookie", &cookie), ("x-csrf-token", &csrf)],
+        None,
+    );
+    assert_eq!(
+        (status, body),
+        (
+            403,
+            json!({"message": "Access denied: Insufficient permissions for this operation"})
+        )
+    );
+}

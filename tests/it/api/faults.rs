@@ -35,7 +35,7 @@ fn with_lines(ldif: &str, i: usize, lines: &str) -> String {
 fn all_unchanged(body: &Value) -> bool {
     body["data"]
         .as_array()
-        .is_some_and(|results| results.iter().all(|r| r["code"] == 304))
+        .is_some_and(|results| results.iter().all(|r| r["abacsync"]["code"] == 304))
 }
 
 fn users(server: &Server, auth: &RcAuth) -> Vec<Value> {
@@ -216,7 +216,7 @@ fn a_referral_inside_the_base_means_nobody_is_removed() {
             .as_array()
             .unwrap()
             .iter()
-            .all(|r| r["code"] != 410),
+            .all(|r| r["abacsync"]["code"] != 410),
         "{body}"
     );
     let tasks = server.tasks(&admin);
@@ -238,7 +238,7 @@ fn referrals_ignored_on_request_let_removals_happen() {
         .as_array()
         .unwrap()
         .iter()
-        .filter(|r| r["code"] == 410)
+        .filter(|r| r["abacsync"]["code"] == 410)
         .collect();
     assert_eq!(removed.len(), 1, "{body}");
     assert_eq!(removed[0]["username"], uid(3));
@@ -370,7 +370,7 @@ fn two_entries_with_one_unique_id_conflict_and_the_rest_sync() {
             .as_array()
             .unwrap()
             .iter()
-            .filter(|r| r["code"] == 409)
+            .filter(|r| r["abacsync"]["code"] == 409)
             .count();
         assert_eq!(conflicts, 1, "{body}");
     }

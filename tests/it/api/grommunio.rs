@@ -70,8 +70,9 @@ fn grommunio_downsync_follows_its_contract() {
         401
     );
 
-    // Invalid parameters: 400 with every error listed.
-    let (status, body) = server.post(&url("?import=maybe&timeout=soon"), &auth, None);
+    // Invalid parameters: 400 with every error listed (as grommunio, `import` is
+    // anything but `true` for no import, never an error).
+    let (status, body) = server.post(&url("?timeout=soon&lang=%07"), &auth, None);
     assert_eq!(status, 400, "{body}");
     assert_eq!(body["errors"].as_array().unwrap().len(), 2, "{body}");
     // Unknown domain: 404.
@@ -80,12 +81,21 @@ fn grommunio_downsync_follows_its_contract() {
         (404, json!({"message": "Domain not found"}))
     );
 
-    // Without import, nobody is created: everyone is "not imported".
-    let (status, body) = server.post(&url("?timeout=60"), &auth, None);
-    assert_eq!(status, 200, "{body}");
-    let data = body["data"].as_array().unwrap();
-    assert_eq!(data.len(), 6);
-    assert!(data.iter().all(|r| r["code"] == 403), "{body}");
+    // Without import (`import=1` and `True` are no import either, as in grommunio),
+    // nobody is created, and grommunio lists no one.
+    for query in [
+        "?timeout=60",
+        "?import=1&timeout=60",
+        "?import=True&timeout=60",
+    ] {
+        let (status, body) = server.post(&url(query), &auth, None);
+        assert_eq!(status, 200, "{query}: {body}");
+        assert_eq!(body["data"], json!([]), "{query}: {body}");
+        assert!(
+            body["message"].as_str().unwrap().starts_with("0/6 synced"),
+            "{body}"
+        );
+    }
 
     // With import and a language: created, 201 each, with ID and username.
     let (status, body) = server.post(&url("?import=true&lang=de_DE&timeout=60"), &auth, None);
@@ -94,11 +104,9 @@ fn grommunio_downsync_follows_its_contract() {
     assert_eq!(data.len(), 6);
     for result in data {
         assert_eq!(result["code"], 201, "{result}");
-        assert!(
-            result["ID"].is_i64()
-                && result["username"].is_string()
-                && result["message"].is_string()
-        );
+        assert_eq!(result["message"], "User created", "{result}");
+        assert_eq!(result["abacsync"]["code"], 201, "{result}");
+        assert!(result["ID"].is_i64() && result["username"].is_string());
     }
     assert!(
         body["message"]
@@ -128,18 +136,25 @@ fn grommunio_downsync_follows_its_contract() {
         (Some(3), Some("completed")),
         "{task}"
     );
-    assert_eq!(
-        task["params"],
-        json!({"domainID": 1, "import": false, "lang": ""})
-    );
+    // As grommunio keeps it: `ldapSync`, its dates, the results in `params.result`.
+    assert_eq!(task["command"], "ldapSync", "{task}");
+    let created = task["created"].as_str().unwrap();
     assert!(
-        task["result"]["data"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|r| r["code"] == 304),
+        created.len() == 19 && created.as_bytes()[10] == b' ' && !created.contains('T'),
+        "{created}"
+    );
+    let results = task["params"]["result"].as_array().unwrap().clone();
+    let mut params = task["params"].clone();
+    params.as_object_mut().unwrap().remove("result");
+    assert_eq!(params, json!({"domainID": 1, "import": false, "lang": ""}));
+    assert_eq!(results.len(), 6, "{task}");
+    assert!(
+        results.iter().all(|r| r["code"] == 200
+            && r["message"] == "Synchronization successful"
+            && r["abacsync"]["code"] == 304),
         "{task}"
     );
+    assert_eq!(task["result"]["data"], json!(results));
 
     // The seed document's own curl call (cookie only, as documented).
     let output = Command::new("curl")

@@ -308,7 +308,13 @@ fn a_full_data_directory_fails_the_sync_clearly_and_loses_nothing() {
     assert_eq!(status, 200, "{body}");
     let results = body["data"].as_array().unwrap();
     assert_eq!(results.iter().filter(|r| r["code"] == 201).count(), 1500);
-    assert_eq!(results.iter().filter(|r| r["code"] == 304).count(), 1500);
+    assert_eq!(
+        results
+            .iter()
+            .filter(|r| r["abacsync"]["code"] == 304)
+            .count(),
+        1500
+    );
     let (_copy, db) = copy_store(&data);
     assert_eq!(integrity(&db), "ok");
     assert_eq!(stored_users(&db).len(), 3000);

@@ -276,7 +276,7 @@ impl Server {
     }
 
     pub fn tasks(&self, auth: &RcAuth) -> Vec<Value> {
-        let (status, body) = self.get("/api/v1/tasq/tasks?level=2", &auth.headers());
+        let (status, body) = self.get("/api/v1/tasq/tasks?level=2&limit=1000", &auth.headers());
         assert_eq!(status, 200, "{body}");
         body["data"].as_array().unwrap().clone()
     }

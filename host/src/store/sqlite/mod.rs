@@ -688,8 +688,21 @@ impl TaskStore for SqliteStore {
         self.read(|conn| tasks::one(conn, id))
     }
 
-    fn list_tasks(&self, tenant: Option<TenantId>, limit: u32) -> Result<Vec<Task>, StoreError> {
-        self.read(|conn| tasks::list(conn, tenant, limit))
+    fn list_tasks_from(
+        &self,
+        tenant: Option<TenantId>,
+        offset: u32,
+        limit: u32,
+    ) -> Result<Vec<Task>, StoreError> {
+        self.read(|conn| tasks::list(conn, tenant, offset, limit))
+    }
+
+    fn count_tasks(&self, tenant: Option<TenantId>) -> Result<u64, StoreError> {
+        self.read(|conn| tasks::count(conn, tenant))
+    }
+
+    fn delete_task(&self, id: TaskId) -> Result<bool, StoreError> {
+        tasks::delete(&self.writer(), id)
     }
 
     fn update_task(

@@ -86,13 +86,28 @@ pub(super) fn one(conn: &Connection, id: TaskId) -> Result<Option<Task>, StoreEr
 pub(super) fn list(
     conn: &Connection,
     tenant: Option<TenantId>,
+    offset: u32,
     limit: u32,
 ) -> Result<Vec<Task>, StoreError> {
     let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {COLUMNS} FROM tasks WHERE ?1 IS NULL OR tenant_id = ?1 ORDER BY id DESC LIMIT ?2"
+        "SELECT {COLUMNS} FROM tasks WHERE ?1 IS NULL OR tenant_id = ?1 ORDER BY id DESC LIMIT ?2 OFFSET ?3"
     ))?;
-    let rows = stmt.query_map((tenant.map(tenant_key), limit.min(MAX_LIST)), from_row)?;
+    let rows = stmt.query_map(
+        (tenant.map(tenant_key), limit.min(MAX_LIST), offset),
+        from_row,
+    )?;
     rows.map(|row| finish(row?)).collect()
+}
+
+pub(super) fn count(conn: &Connection, tenant: Option<TenantId>) -> Result<u64, StoreError> {
+    let count: i64 = conn
+        .prepare_cached("SELECT count(*) FROM tasks WHERE ?1 IS NULL OR tenant_id = ?1")?
+        .query_row([tenant.map(tenant_key)], |row| row.get(0))?;
+    Ok(u64::try_from(count).unwrap_or(0))
+}
+
+pub(super) fn delete(conn: &Connection, id: TaskId) -> Result<bool, StoreError> {
+    Ok(conn.execute("DELETE FROM tasks WHERE id = ?1", [id])? > 0)
 }
 
 pub(super) fn update(
