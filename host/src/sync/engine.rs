@@ -1465,7 +1465,14 @@ fn record_unknown_targets(targets: &UserIdentifiers, users: &[StoredUser], diff:
                 dn: None,
                 code: code::NOT_FOUND,
                 action: Action::NotFound,
-                message: format!("no user with {kind} {value}"),
+                message: if kind == "id" && value.parse::<i64>().is_err() {
+                    // A Rocket.Chat client passes its own `_id`s, which name no user here.
+                    format!(
+                        "no user with id {value}: ids are abacsync's user ids (the admin API's \"id\"), not Rocket.Chat's _id; name the user by username, email or ldapId"
+                    )
+                } else {
+                    format!("no user with {kind} {value}")
+                },
             },
             changed_keys: Vec::new(),
         });

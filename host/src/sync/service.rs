@@ -849,6 +849,22 @@ pub fn summary_message(report: &SyncReport) -> String {
         let plural = if c.failed == 1 { "" } else { "s" };
         message.push_str(&format!(", {} error{plural}", c.failed));
     }
+    if c.not_found > 0 {
+        // A targeted sync's identifiers that named nobody, each in the results.
+        let unmatched: Vec<&str> = report
+            .results
+            .iter()
+            .filter(|result| result.action == super::Action::NotFound)
+            .map(|result| result.message.as_str())
+            .take(3)
+            .collect();
+        message.push_str(&format!(
+            ", {} matched nobody ({}{})",
+            c.not_found,
+            unmatched.join("; "),
+            if c.not_found > 3 { "; …" } else { "" }
+        ));
+    }
     message.push_str(&format!(" ({seconds:.1}s)"));
     if let Some(error) = &report.error {
         message.push_str(&format!(": {error}"));

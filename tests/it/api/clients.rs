@@ -356,3 +356,36 @@ fn grommunio_scripts_read_its_codes_tasks_and_queue() {
         )
     );
 }
+
+#[test]
+fn rocketchat_ids_that_name_nobody_are_said_in_the_task() {
+    let setup = Setup::new(2);
+    let server = Server::start(&setup.config());
+    let admin = server.login(ADMIN, ADMIN_PASSWORD);
+    let (status, body) = server.downsync(&admin, 1);
+    assert_eq!(status, 200, "{body}");
+    // A Rocket.Chat client's `_id` (17 characters) and a username that exists.
+    let user = abacsync_testkit::directory::uid(0);
+    let (status, body) = server.post(
+        "/api/v1/abac/users/sync",
+        &admin.headers(),
+        Some(json!({"ids": ["2tTEqR7ZNMJ4HGGNa"], "usernames": [user]})),
+    );
+    // As Rocket.Chat: success, whoever matched.
+    assert_eq!((status, body), (200, json!({"success": true})));
+    let tasks = server.tasks(&admin);
+    let task = tasks
+        .iter()
+        .find(|task| task["trigger"] == "abac.usersSync")
+        .expect("the task");
+    let message = task["message"].as_str().unwrap();
+    assert!(message.contains("1 matched nobody"), "{message}");
+    assert!(message.contains("not Rocket.Chat's _id"), "{message}");
+    let not_found: Vec<&Value> = task["result"]["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["abacsync"]["code"] == 404)
+        .collect();
+    assert_eq!(not_found.len(), 1, "{task}");
+}
