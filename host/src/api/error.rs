@@ -54,6 +54,14 @@ pub enum RcError {
         /// The account's methods.
         available: Vec<&'static str>,
     },
+    /// 400 `{"success":false,"error":"<message> [<type>]","errorType":<type>}`, as
+    /// Rocket.Chat answers a method's error.
+    Failed {
+        /// For people.
+        message: String,
+        /// The error's code (`error-token-already-exists`, …).
+        error_type: &'static str,
+    },
     /// 503 with a message: the server cannot do it now (its store cannot write).
     Unavailable(String),
     /// 500, detail logged.
@@ -155,6 +163,17 @@ impl IntoResponse for RcError {
                     }),
                 )
             }
+            RcError::Failed {
+                message,
+                error_type,
+            } => (
+                StatusCode::BAD_REQUEST,
+                json!({
+                    "success": false,
+                    "error": format!("{message} [{error_type}]"),
+                    "errorType": error_type,
+                }),
+            ),
             RcError::Unavailable(message) => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 json!({"success": false, "error": message}),

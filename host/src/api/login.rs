@@ -414,7 +414,7 @@ async fn resume_login(
     let account = state
         .accounts(move |accounts| accounts.session_account(&hash, Dialect::RocketChat, now))
         .await?;
-    let Some(account) = account else {
+    let Some((account, _)) = account else {
         return Err(RcError::LoginFailed);
     };
     state.address_limiter.forgive(&address, at);

@@ -14,9 +14,9 @@ mod rocketchat;
 pub mod session;
 mod tasks;
 mod tenants;
+mod tokens;
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -53,8 +53,6 @@ pub struct Inner {
     pub two_factor_limiter: RateLimiter,
     /// Sends two-factor codes by email, when `[server.smtp]` is set.
     pub mailer: Option<crate::auth::mail::Mailer>,
-    /// Sessions that passed a two-factor check, and when (Rocket.Chat's "remember").
-    remembered: Mutex<HashMap<Vec<u8>, Instant>>,
 }
 
 /// Failures one address may have, over every name, per `rate_limit_attempts`.
@@ -91,7 +89,6 @@ impl AppState {
             settings,
             jwt_secret,
             mailer,
-            remembered: Mutex::new(HashMap::new()),
         }))
     }
 
@@ -109,31 +106,13 @@ impl AppState {
         blocking(move || call(accounts.as_ref())).await
     }
 
-    /// Whether the session passed a two-factor check within the remember window.
-    pub(crate) fn two_factor_remembered(&self, token_hash: &[u8]) -> bool {
-        let window = Duration::from_secs(self.settings.two_factor_remember_secs);
-        if window.is_zero() {
-            return false;
-        }
-        self.remembered
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(token_hash)
-            .is_some_and(|at| at.elapsed() < window)
-    }
-
-    /// Remembers that the session passed a two-factor check now.
-    pub(crate) fn remember_two_factor(&self, token_hash: &[u8]) {
-        if self.settings.two_factor_remember_secs == 0 {
-            return;
-        }
-        let window = Duration::from_secs(self.settings.two_factor_remember_secs);
-        let mut remembered = self
-            .remembered
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        remembered.retain(|_, at| at.elapsed() < window);
-        remembered.insert(token_hash.to_vec(), Instant::now());
+    /// Whether a session that last passed a two-factor check at `passed` (ms) is
+    /// within the remember window.
+    pub(crate) fn two_factor_remembered(&self, passed: Option<i64>) -> bool {
+        let window_ms = i64::try_from(self.settings.two_factor_remember_secs)
+            .unwrap_or(i64::MAX / 1000)
+            .saturating_mul(1000);
+        window_ms > 0 && passed.is_some_and(|at| self.now_ms().saturating_sub(at) < window_ms)
     }
 }
 
@@ -231,6 +210,7 @@ pub fn documented_router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(ops::router())
         .merge(login::router())
         .merge(rocketchat::router())
+        .merge(tokens::router())
         .merge(grommunio::router())
         .merge(tasks::router())
         .merge(admin::router())

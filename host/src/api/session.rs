@@ -11,7 +11,7 @@ use subtle::ConstantTimeEq;
 use super::AppState;
 use super::error::{ApiError, RcError};
 use crate::auth::{Principal, jwt, password, token, totp};
-use crate::store::{Account, Dialect, StoreError};
+use crate::store::{Account, Dialect, SessionFacts, StoreError};
 
 /// The session cookie of the grommunio dialect.
 pub const COOKIE: &str = "grommunioAuthJwt";
@@ -27,6 +27,9 @@ pub struct Session {
     pub token_hash: Vec<u8>,
     /// Which dialect's session.
     pub dialect: Dialect,
+    /// What the session is: a login's or a personal access token, its two-factor
+    /// bypass, when it last passed a check.
+    pub facts: SessionFacts,
 }
 
 impl From<&Account> for Principal {
@@ -71,12 +74,13 @@ pub async fn rocketchat(
         .accounts(move |accounts| accounts.session_account(&lookup, Dialect::RocketChat, now))
         .await?;
     Ok(account
-        .filter(|account| bool::from(account.public_id.as_bytes().ct_eq(user_id.as_bytes())))
-        .map(|account| Session {
+        .filter(|(account, _)| bool::from(account.public_id.as_bytes().ct_eq(user_id.as_bytes())))
+        .map(|(account, facts)| Session {
             principal: Principal::from(&account),
             account,
             token_hash,
             dialect: Dialect::RocketChat,
+            facts,
         }))
 }
 
@@ -115,7 +119,7 @@ pub async fn grommunio(
     }
     let token_hash = token::token_hash(&claims.sid);
     let lookup = token_hash.clone();
-    let account = state
+    let (account, facts) = state
         .accounts(move |accounts| accounts.session_account(&lookup, Dialect::Grommunio, now_ms))
         .await?
         .ok_or_else(|| ApiError::access_denied("Invalid user"))?;
@@ -124,6 +128,7 @@ pub async fn grommunio(
         account,
         token_hash,
         dialect: Dialect::Grommunio,
+        facts,
     })
 }
 
@@ -230,9 +235,17 @@ async fn check_two_factor(
     headers: &HeaderMap,
     mode: Remember,
 ) -> Result<(), RcError> {
+    // A personal access token made to bypass two-factor skips the check, as in
+    // Rocket.Chat, except where a current code is always needed (changes to factors).
+    if mode == Remember::Allowed && session.facts.bypass_two_factor {
+        return Ok(());
+    }
     // A login's probe has no session yet: nothing to remember it under.
     let remember = !session.token_hash.is_empty();
-    if remember && mode == Remember::Allowed && state.two_factor_remembered(&session.token_hash) {
+    if remember
+        && mode == Remember::Allowed
+        && state.two_factor_remembered(session.facts.two_factor_at)
+    {
         return Ok(());
     }
     let account = &session.account;
@@ -305,8 +318,13 @@ async fn check_two_factor(
         return Err(RcError::TotpInvalid { method });
     }
     state.two_factor_limiter.succeeded(&key);
-    if remember {
-        state.remember_two_factor(&session.token_hash);
+    if remember && state.settings.two_factor_remember_secs > 0 {
+        // In the store, so that every replica remembers it.
+        let hash = session.token_hash.clone();
+        let now = state.now_ms();
+        state
+            .accounts(move |accounts| accounts.passed_two_factor(&hash, now))
+            .await?;
     }
     Ok(())
 }
@@ -430,6 +448,7 @@ pub async fn login_second_factor(
         account: account.clone(),
         token_hash: Vec::new(),
         dialect: Dialect::RocketChat,
+        facts: SessionFacts::default(),
     };
     check_two_factor(state, &probe, &headers, Remember::Never).await
 }

@@ -38,6 +38,44 @@ pub struct Account {
     pub created_at: Timestamp,
 }
 
+/// What a session is, beside whose.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SessionFacts {
+    /// A personal access token's name; `None` for a login's session.
+    pub personal_token: Option<String>,
+    /// A personal access token made to skip the two-factor check of the endpoints
+    /// that ask for one.
+    pub bypass_two_factor: bool,
+    /// When the session last passed a two-factor check.
+    pub two_factor_at: Option<Timestamp>,
+}
+
+/// A personal access token to add.
+#[derive(Debug, Clone)]
+pub struct NewPersonalToken<'a> {
+    /// Its name, unique per account.
+    pub name: &'a str,
+    /// SHA-256 of the token.
+    pub token_hash: &'a [u8],
+    /// Its last 6 characters, for lists.
+    pub last_part: &'a str,
+    /// Whether it skips two-factor checks.
+    pub bypass_two_factor: bool,
+}
+
+/// A personal access token as listed (never the token).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PersonalToken {
+    /// Its name.
+    pub name: String,
+    /// When it was made (or last regenerated).
+    pub created_at: Timestamp,
+    /// Its last 6 characters.
+    pub last_part: String,
+    /// Whether it skips two-factor checks.
+    pub bypass_two_factor: bool,
+}
+
 /// A new account.
 #[derive(Debug, Clone)]
 pub struct NewAccount {
@@ -170,13 +208,44 @@ pub trait AccountStore: Send + Sync {
         expires_at: Timestamp,
     ) -> Result<(), StoreError>;
 
-    /// The account of an unexpired session of `dialect`.
+    /// The account of an unexpired session of `dialect`, with what the session is.
     fn session_account(
         &self,
         token_hash: &[u8],
         dialect: Dialect,
         now: Timestamp,
-    ) -> Result<Option<Account>, StoreError>;
+    ) -> Result<Option<(Account, SessionFacts)>, StoreError>;
+
+    /// Records that the session passed a two-factor check at `now`.
+    fn passed_two_factor(&self, token_hash: &[u8], now: Timestamp) -> Result<(), StoreError>;
+
+    /// Adds a personal access token (a Rocket.Chat session that does not expire).
+    ///
+    /// # Errors
+    /// [`StoreError::TokenExists`] when the account has a token of that name.
+    fn create_personal_token(
+        &self,
+        account: AccountId,
+        token: &NewPersonalToken<'_>,
+        now: Timestamp,
+    ) -> Result<(), StoreError>;
+
+    /// Replaces the token named `name` by one hashed `token_hash`, keeping its name and
+    /// its two-factor bypass; whether it existed.
+    fn regenerate_personal_token(
+        &self,
+        account: AccountId,
+        name: &str,
+        token_hash: &[u8],
+        last_part: &str,
+        now: Timestamp,
+    ) -> Result<bool, StoreError>;
+
+    /// The account's personal access tokens, oldest first.
+    fn personal_tokens(&self, account: AccountId) -> Result<Vec<PersonalToken>, StoreError>;
+
+    /// Removes the token named `name`; whether it existed.
+    fn delete_personal_token(&self, account: AccountId, name: &str) -> Result<bool, StoreError>;
 
     /// Ends a session; whether it existed.
     fn delete_session(&self, token_hash: &[u8]) -> Result<bool, StoreError>;

@@ -60,6 +60,9 @@ pub enum StoreError {
         /// What would pass it.
         message: String,
     },
+    /// The account already has a personal access token of that name.
+    #[error("a token named `{0}` already exists")]
+    TokenExists(String),
     /// An account name is taken.
     #[error("account `{0}` already exists")]
     AccountExists(String),

@@ -389,3 +389,183 @@ fn rocketchat_ids_that_name_nobody_are_said_in_the_task() {
         .collect();
     assert_eq!(not_found.len(), 1, "{task}");
 }
+
+fn as_refs(headers: &[(String, String)]) -> Vec<(&str, &str)> {
+    headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect()
+}
+
+#[test]
+fn a_script_runs_ldap_sync_now_with_a_personal_access_token() {
+    use abacsync::auth::totp;
+    let setup = Setup::new(2);
+    let server = Server::start(&setup.config());
+    let admin = server.login(ADMIN, ADMIN_PASSWORD);
+    let generate = |headers: &[(&str, &str)], body: Value| {
+        server.post(
+            "/api/v1/users.generatePersonalAccessToken",
+            headers,
+            Some(body),
+        )
+    };
+    let pat = |token: &str| -> Vec<(String, String)> {
+        vec![
+            ("x-user-id".into(), admin.user_id.clone()),
+            ("x-auth-token".into(), token.to_owned()),
+        ]
+    };
+    let sync_now = |headers: &[(&str, &str)]| server.post("/api/v1/ldap.syncNow", headers, None);
+
+    // Making a token needs the current second factor (here the password method).
+    let (status, body) = generate(
+        &admin.headers(),
+        json!({"tokenName": "nightly", "bypassTwoFactor": true}),
+    );
+    assert_eq!(
+        (status, &body["errorType"]),
+        (400, &json!("totp-required")),
+        "{body}"
+    );
+    let (status, body) = generate(
+        &admin.step_up(),
+        json!({"tokenName": "nightly", "bypassTwoFactor": true}),
+    );
+    assert_eq!((status, &body["success"]), (200, &json!(true)), "{body}");
+    let nightly = body["token"].as_str().unwrap().to_owned();
+    let (status, body) = generate(&admin.step_up(), json!({"tokenName": "plain"}));
+    assert_eq!(status, 200, "{body}");
+    let plain = body["token"].as_str().unwrap().to_owned();
+    let (status, body) = generate(&admin.step_up(), json!({"tokenName": "nightly"}));
+    assert_eq!(
+        (status, body),
+        (
+            400,
+            json!({"success": false, "error": "A token with this name already exists [error-token-already-exists]",
+                "errorType": "error-token-already-exists"})
+        )
+    );
+    for bad in [
+        json!({}),
+        json!({"tokenName": ""}),
+        json!({"tokenName": "x", "extra": 1}),
+    ] {
+        let (status, body) = generate(&admin.step_up(), bad.clone());
+        assert_eq!(
+            (status, &body["errorType"]),
+            (400, &json!("error-invalid-params")),
+            "{bad}: {body}"
+        );
+    }
+
+    // The bypassing token runs ldap.syncNow unattended; the other asks for a code.
+    let (status, body) = sync_now(&as_refs(&pat(&nightly)));
+    assert_eq!(
+        (status, body),
+        (200, json!({"message": "Sync_in_progress", "success": true}))
+    );
+    let (status, body) = sync_now(&as_refs(&pat(&plain)));
+    assert_eq!(
+        (status, &body["errorType"]),
+        (400, &json!("totp-required")),
+        "{body}"
+    );
+    // A bypassing token cannot mint another without the factor.
+    let (status, body) = generate(&as_refs(&pat(&nightly)), json!({"tokenName": "minted"}));
+    assert_eq!(
+        (status, &body["errorType"]),
+        (400, &json!("totp-required")),
+        "{body}"
+    );
+
+    // Listed without their values.
+    let (status, list) = server.get("/api/v1/users.getPersonalAccessTokens", &admin.headers());
+    assert_eq!(status, 200, "{list}");
+    let tokens = list["tokens"].as_array().unwrap();
+    assert_eq!(tokens.len(), 2, "{list}");
+    assert_eq!(tokens[0]["name"], "nightly");
+    assert_eq!(tokens[0]["bypassTwoFactor"], true);
+    assert_eq!(tokens[0]["lastTokenPart"], &nightly[nightly.len() - 6..]);
+    assert_eq!(tokens[1]["bypassTwoFactor"], false);
+    assert!(!list.to_string().contains(&nightly) && !list.to_string().contains(&plain));
+
+    // Regenerated: the old value stops working, the new one bypasses as before.
+    let (status, body) = server.post(
+        "/api/v1/users.regeneratePersonalAccessToken",
+        &admin.step_up(),
+        Some(json!({"tokenName": "nightly"})),
+    );
+    assert_eq!(status, 200, "{body}");
+    let renewed = body["token"].as_str().unwrap().to_owned();
+    assert_eq!(sync_now(&as_refs(&pat(&nightly))).0, 401);
+    assert_eq!(sync_now(&as_refs(&pat(&renewed))).0, 200);
+
+    // Removed: it opens nothing, and a second removal says there is no such token.
+    let remove = || {
+        server.post(
+            "/api/v1/users.removePersonalAccessToken",
+            &admin.step_up(),
+            Some(json!({"tokenName": "plain"})),
+        )
+    };
+    assert_eq!(remove(), (200, json!({"success": true})));
+    assert_eq!(sync_now(&as_refs(&pat(&plain))).0, 401);
+    let (status, body) = remove();
+    assert_eq!(
+        (status, &body["errorType"]),
+        (400, &json!("error-token-does-not-exists")),
+        "{body}"
+    );
+
+    // With TOTP enrolled, a login session needs its code; the token still does not.
+    let (status, enrol) = server.post("/api/v1/me/totp", &admin.step_up(), None);
+    assert_eq!(status, 200, "{enrol}");
+    let secret = super::rocketchat::base32_decode(enrol["secret"].as_str().unwrap());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let code = totp::code_at(&secret, totp::step_of(now));
+    let (status, body) = server.post(
+        "/api/v1/me/totp/confirm",
+        &admin.headers(),
+        Some(json!({ "code": code })),
+    );
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = sync_now(&admin.step_up());
+    assert_eq!(
+        (status, &body["errorType"]),
+        (400, &json!("totp-invalid")),
+        "{body}"
+    );
+    let (status, _) = sync_now(&as_refs(&pat(&renewed)));
+    assert_eq!(status, 200);
+}
+
+#[test]
+fn a_passed_second_factor_is_remembered_by_the_store_when_configured() {
+    let setup = Setup::with_server(1, "[server]\ntwo_factor_remember_secs = 60");
+    let mut server = Server::start(&setup.config());
+    let admin = server.login(ADMIN, ADMIN_PASSWORD);
+    let other = server.login(ADMIN, ADMIN_PASSWORD);
+    let sync_now = |server: &Server, headers: &[(&str, &str)]| {
+        server.post("/api/v1/ldap.syncNow", headers, None).0
+    };
+    assert_eq!(sync_now(&server, &admin.headers()), 400, "asked at first");
+    assert_eq!(sync_now(&server, &admin.step_up()), 200);
+    // Within the window the same session needs no code; another session does.
+    assert_eq!(sync_now(&server, &admin.headers()), 200);
+    assert_eq!(sync_now(&server, &other.headers()), 400);
+    // Kept in the store: another process (a restart, a replica) remembers it too.
+    server.terminate();
+    let server = Server::start(&setup.config());
+    assert_eq!(sync_now(&server, &admin.headers()), 200);
+    // Changes to factors always need a current code.
+    let (status, body) = server.post("/api/v1/me/totp", &admin.headers(), None);
+    assert_eq!(
+        (status, &body["errorType"]),
+        (400, &json!("totp-required")),
+        "{body}"
+    );
+}

@@ -7,7 +7,10 @@ use rusqlite::{Connection, OptionalExtension, Row};
 use super::{tenant_from_key, tenant_key};
 use crate::auth::Permission;
 use crate::plugin::model::TenantId;
-use crate::store::{Account, AccountId, Dialect, NewAccount, StoreError, Timestamp};
+use crate::store::{
+    Account, AccountId, Dialect, NewAccount, NewPersonalToken, PersonalToken, SessionFacts,
+    StoreError, Timestamp,
+};
 
 const COLUMNS: &str = "a.id, a.public_id, a.username, a.password_hash, a.tenant_id, a.permissions, \
                        a.totp_secret, a.totp_enabled, a.totp_last_step, a.created_at, a.email, a.email_2fa";
@@ -203,15 +206,116 @@ pub(super) fn session_account(
     token_hash: &[u8],
     dialect: Dialect,
     now: Timestamp,
-) -> Result<Option<Account>, StoreError> {
+) -> Result<Option<(Account, SessionFacts)>, StoreError> {
     let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {COLUMNS} FROM sessions s JOIN accounts a ON a.id = s.account_id \
+        "SELECT {COLUMNS}, s.name, s.bypass_two_factor, s.two_factor_at \
+         FROM sessions s JOIN accounts a ON a.id = s.account_id \
          WHERE s.token_hash = ?1 AND s.dialect = ?2 AND s.expires_at > ?3"
     ))?;
-    stmt.query_row((token_hash, dialect.as_str(), now), from_row)
-        .optional()?
-        .map(finish)
+    let found = stmt
+        .query_row((token_hash, dialect.as_str(), now), |row| {
+            let facts = SessionFacts {
+                personal_token: row.get(12)?,
+                bypass_two_factor: row.get(13)?,
+                two_factor_at: row.get(14)?,
+            };
+            Ok((from_row(row)?, facts))
+        })
+        .optional()?;
+    found
+        .map(|(account, facts)| Ok((finish(account)?, facts)))
         .transpose()
+}
+
+pub(super) fn passed_two_factor(
+    conn: &Connection,
+    token_hash: &[u8],
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    conn.execute(
+        "UPDATE sessions SET two_factor_at = ?2 WHERE token_hash = ?1",
+        (token_hash, now),
+    )?;
+    Ok(())
+}
+
+/// A personal access token never expires (the largest time there is).
+const NEVER: Timestamp = i64::MAX;
+
+pub(super) fn create_personal_token(
+    conn: &Connection,
+    account: AccountId,
+    token: &NewPersonalToken<'_>,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    let inserted = conn.execute(
+        "INSERT INTO sessions (token_hash, account_id, dialect, created_at, expires_at, name, bypass_two_factor, last_part) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        (
+            token.token_hash,
+            account,
+            Dialect::RocketChat.as_str(),
+            now,
+            NEVER,
+            token.name,
+            token.bypass_two_factor,
+            token.last_part,
+        ),
+    );
+    match inserted {
+        Ok(_) => Ok(()),
+        Err(rusqlite::Error::SqliteFailure(err, _))
+            if err.code == rusqlite::ErrorCode::ConstraintViolation =>
+        {
+            Err(StoreError::TokenExists(token.name.to_owned()))
+        }
+        Err(err) => Err(err.into()),
+    }
+}
+
+pub(super) fn regenerate_personal_token(
+    conn: &Connection,
+    account: AccountId,
+    name: &str,
+    token_hash: &[u8],
+    last_part: &str,
+    now: Timestamp,
+) -> Result<bool, StoreError> {
+    Ok(conn.execute(
+        "UPDATE sessions SET token_hash = ?3, last_part = ?4, created_at = ?5, two_factor_at = NULL \
+         WHERE account_id = ?1 AND name = ?2",
+        (account, name, token_hash, last_part, now),
+    )? == 1)
+}
+
+pub(super) fn personal_tokens(
+    conn: &Connection,
+    account: AccountId,
+) -> Result<Vec<PersonalToken>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT name, created_at, coalesce(last_part, ''), bypass_two_factor FROM sessions \
+         WHERE account_id = ?1 AND name IS NOT NULL ORDER BY created_at, name",
+    )?;
+    let rows = stmt.query_map([account], |row| {
+        Ok(PersonalToken {
+            name: row.get(0)?,
+            created_at: row.get(1)?,
+            last_part: row.get(2)?,
+            bypass_two_factor: row.get(3)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+pub(super) fn delete_personal_token(
+    conn: &Connection,
+    account: AccountId,
+    name: &str,
+) -> Result<bool, StoreError> {
+    Ok(conn.execute(
+        "DELETE FROM sessions WHERE account_id = ?1 AND name = ?2",
+        (account, name),
+    )? == 1)
 }
 
 pub(super) fn delete_session(conn: &Connection, token_hash: &[u8]) -> Result<bool, StoreError> {

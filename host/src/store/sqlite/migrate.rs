@@ -62,6 +62,10 @@ pub(super) const MIGRATIONS: &[Migration] = &[
         version: 11,
         sql: include_str!("../../../migrations/0011_tenant_usage.sql"),
     },
+    Migration {
+        version: 12,
+        sql: include_str!("../../../migrations/0012_personal_access_tokens.sql"),
+    },
 ];
 
 /// Brings the database up to the newest of `migrations`; returns how many ran.

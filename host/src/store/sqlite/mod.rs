@@ -33,10 +33,10 @@ use rusqlite::{Connection, ErrorCode, OpenFlags};
 
 use super::{
     Account, AccountId, AccountStore, Assignment, AuditEvent, AuditQuery, Avatar, CatalogStore,
-    Change, ChangeCause, Dialect, HistoryLimits, LdapUserRef, NewAccount, NewPlugin,
-    PluginDeletion, PluginId, StoreError, StoredPlugin, StoredTenant, StoredUser, SyncRunRecord,
-    SyncState, Task, TaskId, TaskState, TaskStore, Timestamp, UserId, UserIdentifiers, UserQuery,
-    UserStore,
+    Change, ChangeCause, Dialect, HistoryLimits, LdapUserRef, NewAccount, NewPersonalToken,
+    NewPlugin, PersonalToken, PluginDeletion, PluginId, SessionFacts, StoreError, StoredPlugin,
+    StoredTenant, StoredUser, SyncRunRecord, SyncState, Task, TaskId, TaskState, TaskStore,
+    Timestamp, UserId, UserIdentifiers, UserQuery, UserStore,
 };
 use crate::plugin::model::{AbacAttributes, TenantId};
 
@@ -663,8 +663,47 @@ impl AccountStore for SqliteStore {
         token_hash: &[u8],
         dialect: Dialect,
         now: Timestamp,
-    ) -> Result<Option<Account>, StoreError> {
+    ) -> Result<Option<(Account, SessionFacts)>, StoreError> {
         self.read(|conn| accounts::session_account(conn, token_hash, dialect, now))
+    }
+
+    fn passed_two_factor(&self, token_hash: &[u8], now: Timestamp) -> Result<(), StoreError> {
+        accounts::passed_two_factor(&self.writer(), token_hash, now)
+    }
+
+    fn create_personal_token(
+        &self,
+        account: AccountId,
+        token: &NewPersonalToken<'_>,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        accounts::create_personal_token(&self.writer(), account, token, now)
+    }
+
+    fn regenerate_personal_token(
+        &self,
+        account: AccountId,
+        name: &str,
+        token_hash: &[u8],
+        last_part: &str,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        accounts::regenerate_personal_token(
+            &self.writer(),
+            account,
+            name,
+            token_hash,
+            last_part,
+            now,
+        )
+    }
+
+    fn personal_tokens(&self, account: AccountId) -> Result<Vec<PersonalToken>, StoreError> {
+        self.read(|conn| accounts::personal_tokens(conn, account))
+    }
+
+    fn delete_personal_token(&self, account: AccountId, name: &str) -> Result<bool, StoreError> {
+        accounts::delete_personal_token(&self.writer(), account, name)
     }
 
     fn delete_session(&self, token_hash: &[u8]) -> Result<bool, StoreError> {
