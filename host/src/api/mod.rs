@@ -218,7 +218,101 @@ pub fn documented_router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(tenants::router())
         .split_for_parts();
     document_malformed_requests(&mut openapi);
+    document_constraints(&mut openapi);
     (routes, openapi)
+}
+
+/// The request bodies' schemas with every limit the handlers enforce (lengths, item
+/// counts, uniqueness, enums, unknown fields refused), so that clients generated from
+/// the description send what the server takes. Written as JSON Schema here, beside
+/// each other, rather than as one Rust type per body.
+fn document_constraints(openapi: &mut utoipa::openapi::OpenApi) {
+    use serde_json::json;
+    let identifiers = json!({
+        "type": "array", "minItems": 1, "maxItems": rocketchat::MAX_SYNC_ITEMS, "uniqueItems": true,
+        "items": {"type": "string", "minLength": 1}
+    });
+    // No control characters (Rust's `char::is_control`: C0, DEL and C1), and not blank.
+    let token_name = json!({"type": "string", "minLength": 1, "maxLength": 100,
+        "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f]*\\S[^\\u0000-\\u001f\\u007f-\\u009f]*$"});
+    let code = json!({"type": "string"});
+    let permissions: Vec<&str> = crate::auth::Permission::ALL
+        .iter()
+        .map(|permission| permission.as_str())
+        .collect();
+    let bodies = [
+        ("/api/v1/abac/users/sync", "post", json!({
+            "type": "object", "minProperties": 1, "additionalProperties": false,
+            "properties": {"usernames": identifiers, "ids": identifiers, "emails": identifiers, "ldapIds": identifiers}
+        })),
+        ("/api/v1/users.generatePersonalAccessToken", "post", json!({
+            "type": "object", "required": ["tokenName"], "additionalProperties": false,
+            "properties": {"tokenName": token_name, "bypassTwoFactor": {"type": "boolean"}}
+        })),
+        ("/api/v1/users.regeneratePersonalAccessToken", "post", json!({
+            "type": "object", "required": ["tokenName"], "additionalProperties": false,
+            "properties": {"tokenName": token_name}
+        })),
+        ("/api/v1/users.removePersonalAccessToken", "post", json!({
+            "type": "object", "required": ["tokenName"], "additionalProperties": false,
+            "properties": {"tokenName": token_name}
+        })),
+        ("/api/v1/admin/accounts", "post", json!({
+            "type": "object", "required": ["username", "password"], "additionalProperties": false,
+            "properties": {
+                "username": {"type": "string", "minLength": 1, "maxLength": 128, "pattern": "\\S"},
+                "password": {"type": "string", "minLength": 12},
+                "tenant": {"type": ["integer", "null"], "minimum": 0},
+                "role": {"type": ["string", "null"], "enum": ["admin", "sync-operator", "auditor", null]},
+                "permissions": {"type": ["array", "null"], "items": {"type": "string", "enum": permissions}},
+                "email": {"type": ["string", "null"], "format": "email"}
+            }
+        })),
+        ("/api/v1/me/totp/confirm", "post", json!({
+            "type": "object", "required": ["code"], "additionalProperties": false,
+            "properties": {"code": code}
+        })),
+        ("/api/v1/me/email2fa/confirm", "post", json!({
+            "type": "object", "required": ["code"], "additionalProperties": false,
+            "properties": {"code": code}
+        })),
+        ("/api/v1/me/email2fa", "put", json!({
+            "type": "object", "required": ["enabled"], "additionalProperties": false,
+            "properties": {"enabled": {"type": "boolean"}, "email": {"type": ["string", "null"], "format": "email"}}
+        })),
+        ("/api/v1/admin/tenants/{tenant}/plugin/rollback", "post", json!({
+            "type": "object", "additionalProperties": false,
+            "properties": {"to": {"type": ["integer", "null"], "minimum": 1}}
+        })),
+        ("/api/v1/admin/tenants/{tenant}/plugin", "put", json!({
+            "type": "object", "required": ["pluginId"], "additionalProperties": false,
+            "properties": {
+                "pluginId": {"type": "integer", "minimum": 1},
+                "settings": {"type": "object", "additionalProperties": {"type": "string"}}
+            }
+        })),
+    ];
+    for (path, method, schema) in bodies {
+        let Some(item) = openapi.paths.paths.get_mut(path) else {
+            continue;
+        };
+        let operation = match method {
+            "post" => item.post.as_mut(),
+            "put" => item.put.as_mut(),
+            _ => None,
+        };
+        let content = operation
+            .and_then(|operation| operation.request_body.as_mut())
+            .and_then(|body| match body {
+                utoipa::openapi::RefOr::T(body) => body.content.get_mut("application/json"),
+                utoipa::openapi::RefOr::Ref(_) => None,
+            });
+        if let (Some(utoipa::openapi::RefOr::T(content)), Ok(schema)) =
+            (content, serde_json::from_value(schema))
+        {
+            content.schema = Some(schema);
+        }
+    }
 }
 
 /// Every operation that takes a parameter or a body may answer 400 when they do not
@@ -556,6 +650,45 @@ mod tests {
         assert_eq!(iso8601(951_782_400_123), "2000-02-29T00:00:00.123Z");
         assert_eq!(iso8601(1_795_392_000_000), "2026-11-23T00:00:00.000Z");
         assert_eq!(grommunio_time(951_782_400_123), "2000-02-29 00:00:00");
+    }
+
+    #[test]
+    fn the_bodies_state_the_limits_the_handlers_enforce() {
+        let doc = serde_json::to_value(openapi()).unwrap();
+        let schema = |path: &str, method: &str| {
+            doc["paths"][path][method]["requestBody"]["content"]["application/json"]["schema"].clone()
+        };
+        let sync = schema("/api/v1/abac/users/sync", "post");
+        assert_eq!(sync["minProperties"], 1, "{sync}");
+        assert_eq!(sync["additionalProperties"], false);
+        assert_eq!(sync["properties"]["ldapIds"]["maxItems"], 100);
+        assert_eq!(sync["properties"]["ids"]["uniqueItems"], true);
+        let account = schema("/api/v1/admin/accounts", "post");
+        assert_eq!(account["properties"]["password"]["minLength"], 12, "{account}");
+        assert_eq!(
+            account["properties"]["permissions"]["items"]["enum"]
+                .as_array()
+                .unwrap()
+                .len(),
+            crate::auth::Permission::ALL.len()
+        );
+        for path in [
+            "/api/v1/users.generatePersonalAccessToken",
+            "/api/v1/users.regeneratePersonalAccessToken",
+            "/api/v1/users.removePersonalAccessToken",
+        ] {
+            let token = schema(path, "post");
+            assert_eq!(token["properties"]["tokenName"]["maxLength"], 100, "{path}");
+        }
+        for (path, method) in [
+            ("/api/v1/me/totp/confirm", "post"),
+            ("/api/v1/me/email2fa/confirm", "post"),
+            ("/api/v1/me/email2fa", "put"),
+            ("/api/v1/admin/tenants/{tenant}/plugin/rollback", "post"),
+            ("/api/v1/admin/tenants/{tenant}/plugin", "put"),
+        ] {
+            assert_eq!(schema(path, method)["additionalProperties"], false, "{path}");
+        }
     }
 
     #[test]
