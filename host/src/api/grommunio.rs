@@ -7,6 +7,7 @@ use axum::Json;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
 use serde_json::{Value, json};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -25,7 +26,9 @@ const DEFAULT_TIMEOUT_SECS: f64 = 1.0;
 const MAX_TIMEOUT_SECS: f64 = 3600.0;
 
 pub(super) fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(downsync))
+    OpenApiRouter::new()
+        .routes(routes!(downsync))
+        .routes(routes!(downsync_all))
 }
 
 /// The query's parameters, validated.
@@ -210,6 +213,152 @@ async fn downsync(
         Ok(Err(join)) => Err(ApiError::internal(join)),
         Ok(Ok(outcome)) => Ok(finished(outcome)),
     }
+}
+
+/// Updates the LDAP users of every domain (grommunio `POST /domains/ldap/downsync`);
+/// system-wide admins only.
+///
+/// The same parameters and answers as one domain's downsync: one task per domain with
+/// LDAP enabled; when all end within `timeout`, 200 with every domain's results (or
+/// 500 naming the domains that failed); else 202 with the tasks while they go on.
+#[utoipa::path(
+    post,
+    path = "/api/v1/domains/ldap/downsync",
+    tag = "grommunio",
+    security(("grommunio" = [])),
+    params(
+        ("import" = Option<bool>, Query, description = "Import new users from LDAP"),
+        ("lang" = Option<String>, Query, description = "Default language for imported users"),
+        ("timeout" = Option<f64>, Query, description = "Time in seconds to wait for completion (default 1)"),
+        ("X-Csrf-Token" = Option<String>, Header, description = "CSRF token from the login; required from browsers"),
+    ),
+    responses(
+        (status = 200, description = "Every domain synced", body = Value,
+            example = json!({"message": "domain 1: 6/6 synced (0.1s)", "data": [{"ID": 1, "username": "alice", "code": 200, "message": "Synchronization successful"}]})),
+        (status = 202, description = "Still running in the background", body = Value,
+            example = json!({"message": "Created background tasks #1, #2", "taskID": 1, "taskIDs": [1, 2]})),
+        (status = 400, description = "Validation of input parameters failed", body = Value),
+        (status = 401, description = "Not logged in", body = Value),
+        (status = 403, description = "Not a system-wide admin", body = Value),
+        (status = 500, description = "A domain's sync failed", body = Value),
+        (status = 503, description = "No domain has LDAP enabled", body = Value),
+    ),
+)]
+async fn downsync_all(
+    State(state): State<AppState>,
+    RawQuery(query): RawQuery,
+    method: Method,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let session = session::any(&state, &method, &headers).await?;
+    if let Err(refusal) =
+        session::authorize(&state, &session, &headers, session::Action::FullSync).await
+    {
+        return Ok(refusal.into_response());
+    }
+    let params = parse_params(query.as_deref()).map_err(ApiError::invalid)?;
+    let principal = &session.principal;
+    if !principal.is_system_wide() || !principal.has(Permission::DomainAdmin) {
+        return Err(ApiError::forbidden());
+    }
+    let tenants: Vec<_> = state
+        .service
+        .tenants()
+        .into_iter()
+        .filter(|tenant| tenant.ldap_enabled)
+        .collect();
+    if tenants.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "LDAP is disabled for every domain",
+        ));
+    }
+    let mut ids = Vec::new();
+    for tenant in tenants {
+        let mut request = SyncRequest::new(SyncMode::Full, "", "api:ldap/downsync");
+        request.import_new_users = Some(params.import);
+        request.default_language = params.lang.clone();
+        let task_params = json!({
+            "domainID": tenant.id,
+            "import": params.import,
+            "lang": params.lang.clone().unwrap_or_default(),
+        });
+        let started = state
+            .service
+            .start(
+                tenant.id,
+                "ldap.downsync",
+                task_params,
+                Some(principal.account),
+                request,
+            )
+            .await
+            .map_err(ApiError::from)?;
+        ids.push(started.task.id);
+    }
+    let background = || {
+        let list: Vec<String> = ids.iter().map(|id| format!("#{id}")).collect();
+        (
+            StatusCode::ACCEPTED,
+            Json(json!({
+                "message": format!("Created background tasks {}", list.join(", ")),
+                "taskID": ids[0],
+                "taskIDs": ids,
+            })),
+        )
+            .into_response()
+    };
+    if params.timeout <= 0.0 {
+        return Ok(background());
+    }
+    let service = state.service.clone();
+    let waited = tokio::time::timeout(Duration::from_secs_f64(params.timeout), async {
+        for id in &ids {
+            service.wait(*id).await?;
+        }
+        Ok::<(), crate::store::StoreError>(())
+    })
+    .await;
+    match waited {
+        Err(_elapsed) => return Ok(background()),
+        Ok(result) => result?,
+    }
+    // Every task has ended: their stored reports, in grommunio's shape.
+    let tasks = state.service.task_store().clone();
+    let wanted = ids.clone();
+    let ended = super::blocking(move || {
+        wanted
+            .iter()
+            .map(|id| tasks.task(*id))
+            .collect::<Result<Vec<_>, _>>()
+    })
+    .await?;
+    let mut data = Vec::new();
+    let mut messages = Vec::new();
+    let mut failed = Vec::new();
+    for task in ended.into_iter().flatten() {
+        let line = format!("domain {}: {}", task.tenant, task.message);
+        if task.state == TaskState::Completed {
+            if let Some(stored) = task
+                .result
+                .as_ref()
+                .and_then(|result| result.get("results"))
+                .and_then(|stored| Vec::<UserResult>::deserialize(stored).ok())
+            {
+                data.extend(results(&stored));
+            }
+            messages.push(line);
+        } else {
+            failed.push(line);
+        }
+    }
+    if !failed.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("Synchronization failed: {}", failed.join("; ")),
+        ));
+    }
+    Ok(Json(json!({"message": messages.join("; "), "data": data})).into_response())
 }
 
 fn finished(outcome: TaskOutcome) -> Response {

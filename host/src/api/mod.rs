@@ -241,56 +241,96 @@ fn document_constraints(openapi: &mut utoipa::openapi::OpenApi) {
         .map(|permission| permission.as_str())
         .collect();
     let bodies = [
-        ("/api/v1/abac/users/sync", "post", json!({
-            "type": "object", "minProperties": 1, "additionalProperties": false,
-            "properties": {"usernames": identifiers, "ids": identifiers, "emails": identifiers, "ldapIds": identifiers}
-        })),
-        ("/api/v1/users.generatePersonalAccessToken", "post", json!({
-            "type": "object", "required": ["tokenName"], "additionalProperties": false,
-            "properties": {"tokenName": token_name, "bypassTwoFactor": {"type": "boolean"}}
-        })),
-        ("/api/v1/users.regeneratePersonalAccessToken", "post", json!({
-            "type": "object", "required": ["tokenName"], "additionalProperties": false,
-            "properties": {"tokenName": token_name}
-        })),
-        ("/api/v1/users.removePersonalAccessToken", "post", json!({
-            "type": "object", "required": ["tokenName"], "additionalProperties": false,
-            "properties": {"tokenName": token_name}
-        })),
-        ("/api/v1/admin/accounts", "post", json!({
-            "type": "object", "required": ["username", "password"], "additionalProperties": false,
-            "properties": {
-                "username": {"type": "string", "minLength": 1, "maxLength": 128, "pattern": "\\S"},
-                "password": {"type": "string", "minLength": 12},
-                "tenant": {"type": ["integer", "null"], "minimum": 0},
-                "role": {"type": ["string", "null"], "enum": ["admin", "sync-operator", "auditor", null]},
-                "permissions": {"type": ["array", "null"], "items": {"type": "string", "enum": permissions}},
-                "email": {"type": ["string", "null"], "format": "email"}
-            }
-        })),
-        ("/api/v1/me/totp/confirm", "post", json!({
-            "type": "object", "required": ["code"], "additionalProperties": false,
-            "properties": {"code": code}
-        })),
-        ("/api/v1/me/email2fa/confirm", "post", json!({
-            "type": "object", "required": ["code"], "additionalProperties": false,
-            "properties": {"code": code}
-        })),
-        ("/api/v1/me/email2fa", "put", json!({
-            "type": "object", "required": ["enabled"], "additionalProperties": false,
-            "properties": {"enabled": {"type": "boolean"}, "email": {"type": ["string", "null"], "format": "email"}}
-        })),
-        ("/api/v1/admin/tenants/{tenant}/plugin/rollback", "post", json!({
-            "type": "object", "additionalProperties": false,
-            "properties": {"to": {"type": ["integer", "null"], "minimum": 1}}
-        })),
-        ("/api/v1/admin/tenants/{tenant}/plugin", "put", json!({
-            "type": "object", "required": ["pluginId"], "additionalProperties": false,
-            "properties": {
-                "pluginId": {"type": "integer", "minimum": 1},
-                "settings": {"type": "object", "additionalProperties": {"type": "string"}}
-            }
-        })),
+        (
+            "/api/v1/abac/users/sync",
+            "post",
+            json!({
+                "type": "object", "minProperties": 1, "additionalProperties": false,
+                "properties": {"usernames": identifiers, "ids": identifiers, "emails": identifiers, "ldapIds": identifiers}
+            }),
+        ),
+        (
+            "/api/v1/users.generatePersonalAccessToken",
+            "post",
+            json!({
+                "type": "object", "required": ["tokenName"], "additionalProperties": false,
+                "properties": {"tokenName": token_name, "bypassTwoFactor": {"type": "boolean"}}
+            }),
+        ),
+        (
+            "/api/v1/users.regeneratePersonalAccessToken",
+            "post",
+            json!({
+                "type": "object", "required": ["tokenName"], "additionalProperties": false,
+                "properties": {"tokenName": token_name}
+            }),
+        ),
+        (
+            "/api/v1/users.removePersonalAccessToken",
+            "post",
+            json!({
+                "type": "object", "required": ["tokenName"], "additionalProperties": false,
+                "properties": {"tokenName": token_name}
+            }),
+        ),
+        (
+            "/api/v1/admin/accounts",
+            "post",
+            json!({
+                "type": "object", "required": ["username", "password"], "additionalProperties": false,
+                "properties": {
+                    "username": {"type": "string", "minLength": 1, "maxLength": 128, "pattern": "\\S"},
+                    "password": {"type": "string", "minLength": 12},
+                    "tenant": {"type": ["integer", "null"], "minimum": 0},
+                    "role": {"type": ["string", "null"], "enum": ["admin", "sync-operator", "auditor", null]},
+                    "permissions": {"type": ["array", "null"], "items": {"type": "string", "enum": permissions}},
+                    "email": {"type": ["string", "null"], "format": "email"}
+                }
+            }),
+        ),
+        (
+            "/api/v1/me/totp/confirm",
+            "post",
+            json!({
+                "type": "object", "required": ["code"], "additionalProperties": false,
+                "properties": {"code": code}
+            }),
+        ),
+        (
+            "/api/v1/me/email2fa/confirm",
+            "post",
+            json!({
+                "type": "object", "required": ["code"], "additionalProperties": false,
+                "properties": {"code": code}
+            }),
+        ),
+        (
+            "/api/v1/me/email2fa",
+            "put",
+            json!({
+                "type": "object", "required": ["enabled"], "additionalProperties": false,
+                "properties": {"enabled": {"type": "boolean"}, "email": {"type": ["string", "null"], "format": "email"}}
+            }),
+        ),
+        (
+            "/api/v1/admin/tenants/{tenant}/plugin/rollback",
+            "post",
+            json!({
+                "type": "object", "additionalProperties": false,
+                "properties": {"to": {"type": ["integer", "null"], "minimum": 1}}
+            }),
+        ),
+        (
+            "/api/v1/admin/tenants/{tenant}/plugin",
+            "put",
+            json!({
+                "type": "object", "required": ["pluginId"], "additionalProperties": false,
+                "properties": {
+                    "pluginId": {"type": "integer", "minimum": 1},
+                    "settings": {"type": "object", "additionalProperties": {"type": "string"}}
+                }
+            }),
+        ),
     ];
     for (path, method, schema) in bodies {
         let Some(item) = openapi.paths.paths.get_mut(path) else {
@@ -656,7 +696,8 @@ mod tests {
     fn the_bodies_state_the_limits_the_handlers_enforce() {
         let doc = serde_json::to_value(openapi()).unwrap();
         let schema = |path: &str, method: &str| {
-            doc["paths"][path][method]["requestBody"]["content"]["application/json"]["schema"].clone()
+            doc["paths"][path][method]["requestBody"]["content"]["application/json"]["schema"]
+                .clone()
         };
         let sync = schema("/api/v1/abac/users/sync", "post");
         assert_eq!(sync["minProperties"], 1, "{sync}");
@@ -664,7 +705,10 @@ mod tests {
         assert_eq!(sync["properties"]["ldapIds"]["maxItems"], 100);
         assert_eq!(sync["properties"]["ids"]["uniqueItems"], true);
         let account = schema("/api/v1/admin/accounts", "post");
-        assert_eq!(account["properties"]["password"]["minLength"], 12, "{account}");
+        assert_eq!(
+            account["properties"]["password"]["minLength"], 12,
+            "{account}"
+        );
         assert_eq!(
             account["properties"]["permissions"]["items"]["enum"]
                 .as_array()
@@ -687,7 +731,11 @@ mod tests {
             ("/api/v1/admin/tenants/{tenant}/plugin/rollback", "post"),
             ("/api/v1/admin/tenants/{tenant}/plugin", "put"),
         ] {
-            assert_eq!(schema(path, method)["additionalProperties"], false, "{path}");
+            assert_eq!(
+                schema(path, method)["additionalProperties"],
+                false,
+                "{path}"
+            );
         }
     }
 

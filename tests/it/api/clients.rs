@@ -569,3 +569,47 @@ fn a_passed_second_factor_is_remembered_by_the_store_when_configured() {
         "{body}"
     );
 }
+
+#[test]
+fn grommunio_downsyncs_every_domain_for_system_admins() {
+    let setup = Setup::new(3);
+    let server = Server::start(&setup.config());
+    let (cookie, csrf) = grommunio_auth(&server);
+    let auth = [("cookie", cookie.as_str()), ("x-csrf-token", csrf.as_str())];
+    let all = |query: &str, headers: &[(&str, &str)]| {
+        server.post(
+            &format!("/api/v1/domains/ldap/downsync?{query}"),
+            headers,
+            None,
+        )
+    };
+    // Tenant 1 has LDAP, tenant 2 not: tenant 1's users, in grommunio's words.
+    let (status, body) = all("import=true&timeout=60", &auth);
+    assert_eq!(status, 200, "{body}");
+    let data = body["data"].as_array().unwrap();
+    assert_eq!(data.len(), 3, "{body}");
+    assert!(data.iter().all(|r| r["code"] == 201), "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("domain 1: 3/3 synced"),
+        "{body}"
+    );
+    let (status, body) = all("timeout=0", &auth);
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["taskIDs"].as_array().unwrap().len(), 1, "{body}");
+    // A tenant's admin syncs its own domain, not every one.
+    let admin = server.login(ADMIN, ADMIN_PASSWORD);
+    server.create_account(
+        &admin,
+        json!({"username": "one", "password": "tenant one admin", "tenant": 1, "role": "admin"}),
+    );
+    let (jwt, csrf) = server.form_login("one", "tenant one admin");
+    let cookie = format!("grommunioAuthJwt={jwt}");
+    let (status, body) = all(
+        "timeout=60",
+        &[("cookie", &cookie), ("x-csrf-token", &csrf)],
+    );
+    assert_eq!(status, 403, "{body}");
+}
