@@ -48,7 +48,7 @@ pub(super) fn visible_tenant(
         .ok_or_else(|| ApiError::not_found(format!("Tenant {id} not found")))
 }
 
-fn user_json(user: &StoredUser) -> Value {
+pub(super) fn user_json(user: &StoredUser) -> Value {
     let f = &user.fields;
     json!({
         "id": user.id.0,

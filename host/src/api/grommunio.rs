@@ -29,6 +29,7 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(downsync))
         .routes(routes!(downsync_all))
+        .routes(routes!(downsync_user))
 }
 
 /// The query's parameters, validated.
@@ -359,6 +360,145 @@ async fn downsync_all(
         ));
     }
     Ok(Json(json!({"message": messages.join("; "), "data": data})).into_response())
+}
+
+/// Updates one LDAP user of a domain from its directory entry (grommunio `PUT
+/// /domains/{domainID}/users/{userID}/downsync`): every field and its ABAC attributes,
+/// as a full sync would, for this user only. Answers the user.
+///
+/// grommunio's `ID` parameter links the user to another directory object; abacsync
+/// matches users by their stable directory id and does not re-link one (400).
+#[utoipa::path(
+    put,
+    path = "/api/v1/domains/{domainID}/users/{userID}/downsync",
+    tag = "grommunio",
+    security(("grommunio" = [])),
+    params(
+        ("domainID" = u64, Path, description = "ID of the domain (tenant)"),
+        ("userID" = i64, Path, description = "ID of the user"),
+        ("ID" = Option<String>, Query, description = "The user's directory id (another one is refused)"),
+        ("X-Csrf-Token" = Option<String>, Header, description = "CSRF token from the login; required from browsers"),
+    ),
+    responses(
+        (status = 200, description = "The user, updated", body = Value),
+        (status = 400, description = "Not a directory user, or another directory object named", body = Value,
+            example = json!({"message": "Cannot synchronize user: Could not determine LDAP object"})),
+        (status = 401, description = "Not logged in", body = Value),
+        (status = 403, description = "Not an admin of the domain", body = Value),
+        (status = 404, description = "No such user, or its entry is gone from the directory", body = Value,
+            example = json!({"message": "Cannot synchronize user: LDAP object not found"})),
+        (status = 500, description = "The sync failed", body = Value),
+        (status = 503, description = "LDAP disabled or unreachable", body = Value),
+    ),
+)]
+async fn downsync_user(
+    State(state): State<AppState>,
+    Path((domain, user)): Path<(u64, i64)>,
+    RawQuery(query): RawQuery,
+    method: Method,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let session = session::any(&state, &method, &headers).await?;
+    if let Err(refusal) =
+        session::authorize(&state, &session, &headers, session::Action::TargetedSync).await
+    {
+        return Ok(refusal.into_response());
+    }
+    let principal = &session.principal;
+    if !principal.has_for(Permission::DomainAdmin, domain) {
+        return Err(ApiError::forbidden());
+    }
+    let Some(tenant) = state.service.tenant(domain) else {
+        return Err(ApiError::not_found("Domain not found"));
+    };
+    if !tenant.ldap_enabled {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "LDAP is disabled for this domain",
+        ));
+    }
+    let store = state.service.store().clone();
+    let lookup = store.clone();
+    let stored = super::blocking(move || lookup.user(domain, crate::store::UserId(user)))
+        .await?
+        .ok_or_else(|| ApiError::not_found("User not found"))?;
+    let Some(ldap_id) = stored.fields.ldap_id.clone() else {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "Cannot synchronize user: Could not determine LDAP object",
+        ));
+    };
+    let asked: Vec<(String, String)> =
+        serde_urlencoded::from_str(query.as_deref().unwrap_or("")).unwrap_or_default();
+    if asked
+        .iter()
+        .any(|(key, value)| key == "ID" && value != &ldap_id)
+    {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "Cannot synchronize user: abacsync does not link a user to another LDAP object",
+        ));
+    }
+    let mut request = SyncRequest::new(SyncMode::Targeted, "", "api:ldap/downsyncUser");
+    request.targets.ldap_ids = vec![ldap_id];
+    request.all_fields = true;
+    let started = state
+        .service
+        .start(
+            domain,
+            "ldap.downsyncUser",
+            json!({"domainID": domain, "userID": user}),
+            Some(principal.account),
+            request,
+        )
+        .await
+        .map_err(ApiError::from)?;
+    let id = started.task.id;
+    match started.handle {
+        Some(handle) => {
+            handle.await.map_err(ApiError::internal)?;
+        }
+        None => {
+            state.service.wait(id).await?;
+        }
+    }
+    let tasks = state.service.task_store().clone();
+    let task = super::blocking(move || tasks.task(id))
+        .await?
+        .ok_or_else(|| ApiError::internal(format!("task {id} vanished")))?;
+    if task.state != TaskState::Completed {
+        return Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("Synchronization failed: {}", task.message),
+        ));
+    }
+    let outcome = task
+        .result
+        .as_ref()
+        .and_then(|result| result.get("results"))
+        .and_then(|stored| Vec::<UserResult>::deserialize(stored).ok())
+        .unwrap_or_default();
+    if outcome
+        .iter()
+        .any(|result| result.action == crate::sync::Action::NotFound)
+    {
+        return Err(ApiError::not_found(
+            "Cannot synchronize user: LDAP object not found",
+        ));
+    }
+    if let Some(failed) = outcome
+        .iter()
+        .find(|result| result.action == crate::sync::Action::Failed)
+    {
+        return Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("Synchronization error: {}", failed.message),
+        ));
+    }
+    let updated = super::blocking(move || store.user(domain, crate::store::UserId(user)))
+        .await?
+        .ok_or_else(|| ApiError::not_found("User not found"))?;
+    Ok(Json(super::admin::user_json(&updated)).into_response())
 }
 
 fn finished(outcome: TaskOutcome) -> Response {

@@ -130,6 +130,9 @@ pub struct SyncRequest {
     pub import_new_users: Option<bool>,
     /// Overrides the tenant's default language (grommunio's `lang`).
     pub default_language: Option<String>,
+    /// A targeted sync refreshes every field of its users, not only their ABAC
+    /// attributes (grommunio's downsync of one user).
+    pub all_fields: bool,
     /// Run id, recorded with the changes.
     pub run_id: String,
     /// Who asked (`cli`, `api:ldap.syncNow`, `schedule`, …), recorded as the cause.
@@ -146,6 +149,7 @@ impl SyncRequest {
             targets: UserIdentifiers::default(),
             import_new_users: None,
             default_language: None,
+            all_fields: false,
             run_id: run_id.into(),
             cause: cause.into(),
         }
@@ -530,7 +534,7 @@ impl SyncEngine {
                     .clone()
                     .filter(|lang| !lang.is_empty())
                     .or_else(|| tenant.default_language.clone()),
-                attributes_only: mode == SyncMode::Targeted,
+                attributes_only: mode == SyncMode::Targeted && !request.all_fields,
                 sync_avatars: tenant.sync_avatars,
                 max_user_values: self.quotas.user_attribute_values,
                 max_user_bytes: self.quotas.user_attribute_bytes,

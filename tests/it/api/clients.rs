@@ -613,3 +613,65 @@ fn grommunio_downsyncs_every_domain_for_system_admins() {
     );
     assert_eq!(status, 403, "{body}");
 }
+
+#[test]
+fn grommunio_downsyncs_one_user() {
+    let setup = Setup::new(2);
+    let server = Server::start(&setup.config());
+    let (cookie, csrf) = grommunio_auth(&server);
+    let auth = [("cookie", cookie.as_str()), ("x-csrf-token", csrf.as_str())];
+    let admin = server.login(ADMIN, ADMIN_PASSWORD);
+    let (status, body) = server.downsync(&admin, 1);
+    assert_eq!(status, 200, "{body}");
+    let (_, users) = server.get("/api/v1/admin/tenants/1/users", &admin.headers());
+    let id_of = |uid: &str| {
+        users["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|user| user["username"] == uid)
+            .unwrap_or_else(|| panic!("{uid} in {users}"))["id"]
+            .as_i64()
+            .unwrap()
+    };
+    let (first, second) = (
+        abacsync_testkit::directory::uid(0),
+        abacsync_testkit::directory::uid(1),
+    );
+    let base = setup.slapd.base_dn().to_owned();
+    let first_dn = abacsync_testkit::directory::user_dn(&base, 0);
+    setup
+        .slapd
+        .modify(&format!(
+            "dn: {first_dn}\nchangetype: modify\nreplace: mail\nmail: renamed@example.org\n"
+        ))
+        .unwrap();
+    let path = |id: i64| format!("/api/v1/domains/1/users/{id}/downsync");
+    // The changed entry is read and the user answered, every field updated.
+    let (status, user) = server.call("PUT", &path(id_of(&first)), &auth, None);
+    assert_eq!(status, 200, "{user}");
+    assert_eq!(user["email"], "renamed@example.org", "{user}");
+    // Gone from the directory; unknown; another directory object named.
+    setup
+        .slapd
+        .delete(&abacsync_testkit::directory::user_dn(&base, 1))
+        .unwrap();
+    assert_eq!(
+        server.call("PUT", &path(id_of(&second)), &auth, None),
+        (
+            404,
+            json!({"message": "Cannot synchronize user: LDAP object not found"})
+        )
+    );
+    assert_eq!(
+        server.call("PUT", &path(999_999), &auth, None),
+        (404, json!({"message": "User not found"}))
+    );
+    let (status, body) = server.call(
+        "PUT",
+        &format!("{}?ID=someone-else", path(id_of(&first))),
+        &auth,
+        None,
+    );
+    assert_eq!(status, 400, "{body}");
+}
