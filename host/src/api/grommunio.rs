@@ -220,8 +220,9 @@ async fn downsync(
 /// system-wide admins only.
 ///
 /// The same parameters and answers as one domain's downsync: one task per domain with
-/// LDAP enabled; when all end within `timeout`, 200 with every domain's results (or
-/// 500 naming the domains that failed); else 202 with the tasks while they go on.
+/// LDAP enabled; when all end within `timeout`, 200 with every domain's results and
+/// the domains that failed in `failed` (500 only when every one failed); else 202 with
+/// the tasks while they go on.
 #[utoipa::path(
     post,
     path = "/api/v1/domains/ldap/downsync",
@@ -241,7 +242,7 @@ async fn downsync(
         (status = 400, description = "Validation of input parameters failed", body = Value),
         (status = 401, description = "Not logged in", body = Value),
         (status = 403, description = "Not a system-wide admin", body = Value),
-        (status = 500, description = "A domain's sync failed", body = Value),
+        (status = 500, description = "Every domain's sync failed", body = Value),
         (status = 503, description = "No domain has LDAP enabled", body = Value),
     ),
 )]
@@ -334,6 +335,8 @@ async fn downsync_all(
             .collect::<Result<Vec<_>, _>>()
     })
     .await?;
+    // One domain's failure is that domain's: the others' results stand, and the
+    // failure is named beside them. Only when every domain failed is the whole 500.
     let mut data = Vec::new();
     let mut messages = Vec::new();
     let mut failed = Vec::new();
@@ -350,16 +353,21 @@ async fn downsync_all(
             }
             messages.push(line);
         } else {
-            failed.push(line);
+            failed
+                .push(json!({"domainID": task.tenant, "taskID": task.id, "message": task.message}));
+            messages.push(format!("domain {}: failed: {}", task.tenant, task.message));
         }
     }
-    if !failed.is_empty() {
+    if !failed.is_empty() && failed.len() == ids.len() {
         return Err(ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
-            format!("Synchronization failed: {}", failed.join("; ")),
+            format!("Synchronization failed: {}", messages.join("; ")),
         ));
     }
-    Ok(Json(json!({"message": messages.join("; "), "data": data})).into_response())
+    Ok(
+        Json(json!({"message": messages.join("; "), "data": data, "failed": failed}))
+            .into_response(),
+    )
 }
 
 /// Updates one LDAP user of a domain from its directory entry (grommunio `PUT

@@ -599,8 +599,32 @@ fn grommunio_downsyncs_every_domain_for_system_admins() {
     let (status, body) = all("timeout=0", &auth);
     assert_eq!(status, 202, "{body}");
     assert_eq!(body["taskIDs"].as_array().unwrap().len(), 1, "{body}");
-    // A tenant's admin syncs its own domain, not every one.
+    // A domain whose sync fails (no plugin) is named; the others' results stand.
     let admin = server.login(ADMIN, ADMIN_PASSWORD);
+    let slapd = &setup.slapd;
+    let (status, body) = server.post(
+        "/api/v1/admin/tenants",
+        &admin.headers(),
+        Some(json!({
+            "id": 5, "name": "no plugin",
+            "ldap": {"servers": [slapd.url()], "tls": "plain", "bind_dn": slapd.admin_dn(),
+                     "bind_password": slapd.admin_password(), "base_dn": slapd.base_dn(),
+                     "user_filter": "(objectClass=inetOrgPerson)"}
+        })),
+    );
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = all("timeout=60", &auth);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"].as_array().unwrap().len(), 3, "{body}");
+    assert_eq!(body["failed"][0]["domainID"], 5, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("domain 5: failed"),
+        "{body}"
+    );
+    // A tenant's admin syncs its own domain, not every one.
     server.create_account(
         &admin,
         json!({"username": "one", "password": "tenant one admin", "tenant": 1, "role": "admin"}),
