@@ -124,6 +124,7 @@ pub fn parse_params(query: Option<&str>) -> Result<DownsyncParams, Vec<String>> 
         (status = 404, description = "The requested resource could not be found", body = Value, example = json!({"message": "Domain not found"})),
         (status = 500, description = "An error occurred while processing the request", body = Value),
         (status = 503, description = "The directory is unreachable", body = Value),
+        (status = 429, description = "Too many failed two-factor codes (a Rocket.Chat token)", body = Value),
     ),
 )]
 async fn downsync(
@@ -244,6 +245,7 @@ async fn downsync(
         (status = 403, description = "Not a system-wide admin", body = Value),
         (status = 500, description = "Every domain's sync failed", body = Value),
         (status = 503, description = "No domain has LDAP enabled", body = Value),
+        (status = 429, description = "Too many failed two-factor codes (a Rocket.Chat token)", body = Value),
     ),
 )]
 async fn downsync_all(
@@ -397,6 +399,7 @@ async fn downsync_all(
             example = json!({"message": "Cannot synchronize user: LDAP object not found"})),
         (status = 500, description = "The sync failed", body = Value),
         (status = 503, description = "LDAP disabled or unreachable", body = Value),
+        (status = 429, description = "Too many failed two-factor codes (a Rocket.Chat token)", body = Value),
     ),
 )]
 async fn downsync_user(

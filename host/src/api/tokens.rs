@@ -164,6 +164,7 @@ async fn generate(
         (status = 200, description = "The new token", body = Value, example = json!({"token": "…", "success": true})),
         (status = 400, description = "totp-required / totp-invalid, error-invalid-params, error-token-does-not-exists", body = Value),
         (status = 401, description = "Not logged in", body = Value),
+        (status = 429, description = "Too many failed two-factor codes", body = Value),
     ))]
 async fn regenerate(
     State(state): State<AppState>,
@@ -223,6 +224,7 @@ async fn list(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<
         (status = 200, description = "Removed", body = Value, example = json!({"success": true})),
         (status = 400, description = "totp-required / totp-invalid, error-invalid-params, error-token-does-not-exists", body = Value),
         (status = 401, description = "Not logged in", body = Value),
+        (status = 429, description = "Too many failed two-factor codes", body = Value),
     ))]
 async fn remove(
     State(state): State<AppState>,
