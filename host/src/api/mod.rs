@@ -753,7 +753,9 @@ mod tests {
         );
         assert_eq!(
             statuses(&doc, "/api/v1/domains/{domainID}/ldap/downsync", "post"),
-            ["200", "202", "400", "401", "403", "404", "429", "500", "503"]
+            [
+                "200", "202", "400", "401", "403", "404", "429", "500", "503"
+            ]
         );
         // Every operation is described and tagged.
         for (path, item) in doc["paths"].as_object().unwrap() {
