@@ -94,6 +94,28 @@ pub fn parse_params(query: Option<&str>) -> Result<DownsyncParams, Vec<String>> 
     }
 }
 
+/// Checks that `principal` administers `domain`, that it exists and that it reads a
+/// directory: 403, 404 or 503 otherwise.
+fn ldap_domain(
+    state: &AppState,
+    principal: &crate::auth::Principal,
+    domain: u64,
+) -> Result<(), ApiError> {
+    if !principal.has_for(Permission::DomainAdmin, domain) {
+        return Err(ApiError::forbidden());
+    }
+    let Some(tenant) = state.service.tenant(domain) else {
+        return Err(ApiError::not_found("Domain not found"));
+    };
+    if !tenant.ldap_enabled {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "LDAP is disabled for this domain",
+        ));
+    }
+    Ok(())
+}
+
 /// Updates all LDAP imported users of a domain (grommunio `ldap/downsync`).
 ///
 /// With `import=true` also creates users not yet in the store. Runs a full sync as a
@@ -158,18 +180,7 @@ async fn downsync(
         return Err(ApiError::invalid(errors));
     };
     let principal = &session.principal;
-    if !principal.has_for(Permission::DomainAdmin, domain) {
-        return Err(ApiError::forbidden());
-    }
-    let Some(tenant) = state.service.tenant(domain) else {
-        return Err(ApiError::not_found("Domain not found"));
-    };
-    if !tenant.ldap_enabled {
-        return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "LDAP is disabled for this domain",
-        ));
-    }
+    ldap_domain(&state, principal, domain)?;
     let mut request = SyncRequest::new(SyncMode::Full, "", "api:ldap/downsync");
     request.import_new_users = Some(params.import);
     request.default_language = params.lang.clone();
@@ -416,18 +427,7 @@ async fn downsync_user(
         return Ok(refusal.into_response());
     }
     let principal = &session.principal;
-    if !principal.has_for(Permission::DomainAdmin, domain) {
-        return Err(ApiError::forbidden());
-    }
-    let Some(tenant) = state.service.tenant(domain) else {
-        return Err(ApiError::not_found("Domain not found"));
-    };
-    if !tenant.ldap_enabled {
-        return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "LDAP is disabled for this domain",
-        ));
-    }
+    ldap_domain(&state, principal, domain)?;
     let store = state.service.store().clone();
     let lookup = store.clone();
     let stored = super::blocking(move || lookup.user(domain, crate::store::UserId(user)))
