@@ -7,7 +7,6 @@ use axum::Json;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
 use serde_json::{Value, json};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -356,12 +355,7 @@ async fn downsync_all(
     for task in ended.into_iter().flatten() {
         let line = format!("domain {}: {}", task.tenant, task.message);
         if task.state == TaskState::Completed {
-            if let Some(stored) = task
-                .result
-                .as_ref()
-                .and_then(|result| result.get("results"))
-                .and_then(|stored| Vec::<UserResult>::deserialize(stored).ok())
-            {
+            if let Some(stored) = super::tasks::stored_results(&task) {
                 data.extend(results(&stored));
             }
             messages.push(line);
@@ -483,12 +477,7 @@ async fn downsync_user(
             format!("Synchronization failed: {}", task.message),
         ));
     }
-    let outcome = task
-        .result
-        .as_ref()
-        .and_then(|result| result.get("results"))
-        .and_then(|stored| Vec::<UserResult>::deserialize(stored).ok())
-        .unwrap_or_default();
+    let outcome = super::tasks::stored_results(&task).unwrap_or_default();
     if outcome
         .iter()
         .any(|result| result.action == crate::sync::Action::NotFound)

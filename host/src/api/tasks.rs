@@ -62,10 +62,7 @@ pub fn task_json(task: &Task, level: u8) -> Value {
         body["params"] = task.params.clone();
         if let Some(result) = &task.result {
             // The stored report's results, in grommunio's shape as downsync answers.
-            let data = result
-                .get("results")
-                .and_then(|stored| Vec::<UserResult>::deserialize(stored).ok())
-                .map(|stored| super::grommunio::results(&stored));
+            let data = stored_results(task).map(|stored| super::grommunio::results(&stored));
             if let (Some(params), Some(data)) = (body["params"].as_object_mut(), &data) {
                 params.insert("result".into(), json!(data));
             }
@@ -80,6 +77,14 @@ pub fn task_json(task: &Task, level: u8) -> Value {
         }
     }
     body
+}
+
+/// The per-user results of a finished task's stored report.
+pub(super) fn stored_results(task: &Task) -> Option<Vec<UserResult>> {
+    task.result
+        .as_ref()
+        .and_then(|result| result.get("results"))
+        .and_then(|stored| Vec::<UserResult>::deserialize(stored).ok())
 }
 
 fn authorised(caller: Caller) -> Result<Session, ApiError> {
