@@ -623,6 +623,10 @@ pub struct LdapConfig {
     /// parts hold no users (e.g. Active Directory's DNS partitions under a domain root).
     #[serde(default)]
     pub ignore_referrals: bool,
+    /// Attributes a search of the directory (grommunio's `ldap/search`) matches its
+    /// query against, as a substring.
+    #[serde(default = "default_search_attributes")]
+    pub search_attributes: Vec<String>,
     /// Group memberships.
     #[serde(default)]
     pub groups: GroupConfig,
@@ -648,6 +652,19 @@ fn default_unique_identifiers() -> Vec<String> {
 }
 fn default_change_attribute() -> String {
     "modifyTimestamp".into()
+}
+fn default_search_attributes() -> Vec<String> {
+    [
+        "uid",
+        "cn",
+        "displayName",
+        "mail",
+        "sAMAccountName",
+        "userPrincipalName",
+    ]
+    .iter()
+    .map(|name| (*name).to_owned())
+    .collect()
 }
 
 impl LdapConfig {

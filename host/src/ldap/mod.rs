@@ -35,6 +35,9 @@ pub enum Selection {
     ChangedSince(String),
     /// Entries whose unique identifier is one of these.
     Identifiers(Vec<String>),
+    /// Entries one of whose search attributes contains this text (a directory
+    /// search: grommunio's `ldap/search`).
+    Matching(String),
 }
 
 /// One read of user entries.
@@ -120,6 +123,16 @@ impl LdapDirectory {
             Selection::Identifiers(ids) => {
                 filter::identifiers(&self.config.unique_identifiers, ids)
                     .map(|ids| filter::all(vec![users, ids]))
+            }
+            Selection::Matching(text) => {
+                let escaped = filter::escape(text);
+                let clauses = self
+                    .config
+                    .search_attributes
+                    .iter()
+                    .map(|attribute| format!("({attribute}=*{escaped}*)"))
+                    .collect();
+                filter::any(clauses).map(|any| filter::all(vec![users, any]))
             }
         }
     }

@@ -133,6 +133,17 @@ pub struct SyncRequest {
     /// A targeted sync refreshes every field of its users, not only their ABAC
     /// attributes (grommunio's downsync of one user).
     pub all_fields: bool,
+    /// Directory objects a targeted sync reads whether or not a stored user has them:
+    /// with importing on, those not yet users are created (grommunio's `importUser`).
+    pub directory_ids: Vec<String>,
+    /// A directory user whose username belongs to a user not linked to its directory
+    /// id takes that user over (linking it) instead of conflicting with it
+    /// (grommunio's `importUser` with `force=true`).
+    pub adopt_by_username: bool,
+    /// A full sync plans only the removals of users no longer in the directory, and
+    /// reports every such user, also those the removal policy keeps (grommunio's
+    /// `ldap/check`).
+    pub removals_only: bool,
     /// Run id, recorded with the changes.
     pub run_id: String,
     /// Who asked (`cli`, `api:ldap.syncNow`, `schedule`, …), recorded as the cause.
@@ -150,10 +161,32 @@ impl SyncRequest {
             import_new_users: None,
             default_language: None,
             all_fields: false,
+            directory_ids: Vec::new(),
+            adopt_by_username: false,
+            removals_only: false,
             run_id: run_id.into(),
             cause: cause.into(),
         }
     }
+}
+
+/// The attributes a read of `tenant`'s directory asks for: those the plugin `asked`
+/// for, the tenant's identifiers and change attribute, and the avatars when synced.
+pub(super) fn read_attributes(tenant: &TenantConfig, asked: Vec<String>) -> Vec<String> {
+    let mut attributes = asked;
+    let mut want = |name: &str| {
+        if !attributes.iter().any(|a| a.eq_ignore_ascii_case(name)) {
+            attributes.push(name.to_owned());
+        }
+    };
+    for identifier in &tenant.ldap.unique_identifiers {
+        want(identifier);
+    }
+    want(&tenant.ldap.change_attribute);
+    if tenant.sync_avatars {
+        AVATAR_ATTRIBUTES.iter().for_each(|name| want(name));
+    }
+    attributes
 }
 
 /// The time source: milliseconds since the epoch.
@@ -221,6 +254,22 @@ impl Diff {
             }
         }
         self.results.push(result);
+    }
+
+    /// What is left of this diff when only removals are planned: which directory ids
+    /// were seen, and whether the read was whole.
+    fn removals_base(self) -> Diff {
+        Diff {
+            seen_ids: self.seen_ids,
+            failed_entries: self.failed_entries,
+            references: self.references,
+            counts: Counts {
+                read: self.counts.read,
+                ..Counts::default()
+            },
+            plugin_ms: self.plugin_ms,
+            ..Diff::default()
+        }
     }
 
     /// The DN of result `index`, for messages.
@@ -330,6 +379,8 @@ struct Context<'a> {
     rules: PlanRules,
     plugin_attributes: HashSet<String>,
     progress: Progress,
+    /// [`SyncRequest::adopt_by_username`].
+    adopt: bool,
 }
 
 impl SyncEngine {
@@ -488,10 +539,15 @@ impl SyncEngine {
                     })
                     .await?;
                 record_unknown_targets(&request.targets, &users, &mut diff);
-                let ids: Vec<String> = users
+                let mut ids: Vec<String> = users
                     .iter()
                     .filter_map(|user| user.fields.ldap_id.clone())
                     .collect();
+                for id in &request.directory_ids {
+                    if !ids.contains(id) {
+                        ids.push(id.clone());
+                    }
+                }
                 targeted = users;
                 (SyncMode::Targeted, Selection::Identifiers(ids))
             }
@@ -511,19 +567,7 @@ impl SyncEngine {
             })?;
         let plugin_attributes: HashSet<String> =
             asked.iter().map(|a| a.to_ascii_lowercase()).collect();
-        let mut attributes = asked;
-        let mut want = |name: &str| {
-            if !attributes.iter().any(|a| a.eq_ignore_ascii_case(name)) {
-                attributes.push(name.to_owned());
-            }
-        };
-        for identifier in &tenant.ldap.unique_identifiers {
-            want(identifier);
-        }
-        want(&tenant.ldap.change_attribute);
-        if tenant.sync_avatars {
-            AVATAR_ATTRIBUTES.iter().for_each(|name| want(name));
-        }
+        let attributes = read_attributes(tenant, asked);
 
         let context = Context {
             tenant,
@@ -541,6 +585,7 @@ impl SyncEngine {
             },
             plugin_attributes,
             progress: progress.clone(),
+            adopt: request.adopt_by_username,
         };
 
         // Read, map and diff, overlapping.
@@ -632,8 +677,11 @@ impl SyncEngine {
 
         // Users no longer in the directory.
         if mode == SyncMode::Full {
+            if request.removals_only {
+                diff = diff.removals_base();
+            }
             report.removal = self
-                .plan_removals(&context, request.force, &mut diff)
+                .plan_removals(&context, request.force, request.removals_only, &mut diff)
                 .await?;
         }
 
@@ -685,7 +733,7 @@ impl SyncEngine {
             }
             let now = (self.clock)();
             state.last_success_at = Some(now);
-            if mode == SyncMode::Full {
+            if mode == SyncMode::Full && !request.removals_only {
                 state.last_full_sync_at = Some(now);
             }
             self.blocking(tenant_id, move |store| {
@@ -704,8 +752,13 @@ impl SyncEngine {
             limit,
         } = &report.removal
         {
+            let others = if request.removals_only {
+                ""
+            } else {
+                "; other changes were applied"
+            };
             report.error = Some(format!(
-                "refused to remove {missing} of {total} directory users ({limit}); other changes were applied; run with --force to remove them"
+                "refused to remove {missing} of {total} directory users ({limit}){others}; run with --force to remove them"
             ));
         }
         report.results = diff.results;
@@ -821,7 +874,10 @@ impl SyncEngine {
                         if !diff.claim_id(&dn, &user.ldap_id, &user.username) {
                             continue;
                         }
-                        let existing = by_id.get(&user.ldap_id);
+                        let mut existing = by_id.get(&user.ldap_id);
+                        if context.adopt && existing.is_none() {
+                            existing = by_name.get(&user.username);
+                        }
                         if check_names {
                             if !diff.claim_username(&dn, &user.username) {
                                 continue;
@@ -858,10 +914,14 @@ impl SyncEngine {
         Ok(diff)
     }
 
+    /// Plans the removal of the users no longer in the directory, under the tenant's
+    /// policy and thresholds. With `report_kept`, the missing users the policy keeps
+    /// (or that are inactive already) are reported too, as not found.
     async fn plan_removals(
         &self,
         context: &Context<'_>,
         force: bool,
+        report_kept: bool,
         diff: &mut Diff,
     ) -> Result<RemovalOutcome, SyncError> {
         if diff.failed_entries > 0 {
@@ -884,14 +944,28 @@ impl SyncEngine {
             .filter(|user| !diff.seen_ids.contains_key(&user.ldap_id))
             .collect();
         let policy = context.tenant.removal.policy;
-        let to_remove: Vec<_> = missing
-            .iter()
-            .filter(|user| match policy {
-                RemovalPolicy::Deactivate => user.active,
-                RemovalPolicy::Delete => true,
-                RemovalPolicy::Keep => false,
-            })
-            .collect();
+        let removed = |user: &&crate::store::LdapUserRef| match policy {
+            RemovalPolicy::Deactivate => user.active,
+            RemovalPolicy::Delete => true,
+            RemovalPolicy::Keep => false,
+        };
+        let to_remove: Vec<_> = missing.iter().filter(removed).collect();
+        if report_kept {
+            for user in missing.iter().filter(|user| !removed(user)) {
+                diff.push(Planned {
+                    change: None,
+                    result: UserResult {
+                        id: Some(user.id.0),
+                        username: user.username.clone(),
+                        dn: None,
+                        code: code::NOT_FOUND,
+                        action: Action::NotFound,
+                        message: "not found in the directory; kept by the removal policy".into(),
+                    },
+                    changed_keys: Vec::new(),
+                });
+            }
+        }
         let count = to_remove.len() as u64;
         let removal = &context.tenant.removal;
         let over_count = removal

@@ -12,6 +12,7 @@ mod changes;
 mod diff;
 mod engine;
 mod health;
+pub mod lookup;
 mod progress;
 mod report;
 mod schedule;

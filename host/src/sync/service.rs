@@ -728,6 +728,47 @@ impl SyncService {
             .await)
     }
 
+    /// Reads at most `limit` entries of `selection` from `tenant`'s directory and maps
+    /// them with its plugin, writing nothing ([`super::lookup::lookup`]): a directory
+    /// search, a dump, the first step of an import.
+    ///
+    /// # Errors
+    /// [`TaskError`] when the tenant is unknown, its plugin or directory settings are
+    /// unusable, or the read or the plugin call fails.
+    pub async fn lookup(
+        self: &Arc<Self>,
+        tenant: TenantId,
+        selection: crate::ldap::Selection,
+        limit: usize,
+        extra: super::lookup::Attributes,
+    ) -> Result<Vec<super::lookup::Found>, TaskError> {
+        let config = self.tenant(tenant).ok_or_else(|| TaskError::Settings {
+            tenant,
+            reason: "no such tenant".into(),
+        })?;
+        let service = self.clone();
+        let loading = config.clone();
+        let plugin = tokio::task::spawn_blocking(move || service.plugin(&loading))
+            .await
+            .map_err(|err| TaskError::Settings {
+                tenant,
+                reason: format!("loading the plugin panicked: {err}"),
+            })??;
+        let password = config
+            .ldap
+            .bind_password(tenant)
+            .map_err(|err| TaskError::Settings {
+                tenant,
+                reason: err.to_string(),
+            })?;
+        let directory =
+            LdapDirectory::new(&config.ldap, password).map_err(|err| TaskError::Settings {
+                tenant,
+                reason: err.to_string(),
+            })?;
+        Ok(super::lookup::lookup(&config, &plugin, &directory, selection, limit, extra).await?)
+    }
+
     fn spawn_progress_writer(&self, id: TaskId, progress: Progress) -> JoinHandle<()> {
         let tasks = self.tasks.clone();
         let clock = self.clock.clone();

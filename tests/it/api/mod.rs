@@ -4,6 +4,7 @@
 //!
 //! - [`rocketchat`]: `ldap.syncNow`, `abac/users/sync`, logins, two-factor codes.
 //! - [`grommunio`]: `ldap/downsync`, the cookie login, CSRF.
+//! - [`grommunio_ldap`]: admin-web's LDAP pages: search, import, dump, orphan check.
 //! - [`lifecycle`]: isolation, concurrency, crashes, graceful stops, limits, OpenAPI.
 //! - [`admin`]: plugins, tenants, schedules through the admin API.
 //! - [`security`]: the attacks of the security review, replayed.
@@ -15,6 +16,7 @@ mod bad_requests;
 mod clients;
 mod faults;
 mod grommunio;
+mod grommunio_ldap;
 mod host_faults;
 mod lifecycle;
 mod neighbours;

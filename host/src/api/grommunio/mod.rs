@@ -24,11 +24,17 @@ const DEFAULT_TIMEOUT_SECS: f64 = 1.0;
 /// The longest wait a request may ask for.
 const MAX_TIMEOUT_SECS: f64 = 3600.0;
 
+mod ldap;
+
 pub(super) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(downsync))
         .routes(routes!(downsync_all))
         .routes(routes!(downsync_user))
+        .routes(routes!(ldap::search))
+        .routes(routes!(ldap::import_user))
+        .routes(routes!(ldap::check, ldap::check_delete))
+        .routes(routes!(ldap::dump))
 }
 
 /// The query's parameters, validated.
@@ -447,30 +453,16 @@ async fn downsync_user(
     let mut request = SyncRequest::new(SyncMode::Targeted, "", "api:ldap/downsyncUser");
     request.targets.ldap_ids = vec![ldap_id];
     request.all_fields = true;
-    let started = state
-        .service
-        .start(
-            domain,
-            "ldap.downsyncUser",
-            json!({"domainID": domain, "userID": user}),
-            Some(principal.account),
-            request,
-        )
-        .await
-        .map_err(ApiError::from)?;
-    let id = started.task.id;
-    match started.handle {
-        Some(handle) => {
-            handle.await.map_err(ApiError::internal)?;
-        }
-        None => {
-            state.service.wait(id).await?;
-        }
-    }
-    let tasks = state.service.task_store().clone();
-    let task = super::blocking(move || tasks.task(id))
-        .await?
-        .ok_or_else(|| ApiError::internal(format!("task {id} vanished")))?;
+    let ended = run_to_end(
+        &state,
+        domain,
+        "ldap.downsyncUser",
+        json!({"domainID": domain, "userID": user}),
+        principal.account,
+        request,
+    )
+    .await?;
+    let task = ended.task;
     if task.state != TaskState::Completed {
         return Err(ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -499,6 +491,48 @@ async fn downsync_user(
         .await?
         .ok_or_else(|| ApiError::not_found("User not found"))?;
     Ok(Json(super::admin::user_json(&updated)).into_response())
+}
+
+/// A task run to its end.
+struct Ended {
+    /// Its final record.
+    task: crate::store::Task,
+    /// Whether it failed because the directory could not be reached.
+    unreachable: bool,
+}
+
+/// Starts a sync of `domain` as a task (joining an identical queued one) and waits for
+/// its end.
+async fn run_to_end(
+    state: &AppState,
+    domain: u64,
+    command: &str,
+    params: Value,
+    account: crate::store::AccountId,
+    request: SyncRequest,
+) -> Result<Ended, ApiError> {
+    let started = state
+        .service
+        .start(domain, command, params, Some(account), request)
+        .await
+        .map_err(ApiError::from)?;
+    let id = started.task.id;
+    let unreachable = match started.handle {
+        Some(handle) => handle
+            .await
+            .map_err(ApiError::internal)?
+            .error
+            .is_some_and(|err| err.is_directory_unreachable()),
+        None => {
+            state.service.wait(id).await?;
+            false
+        }
+    };
+    let tasks = state.service.task_store().clone();
+    let task = super::blocking(move || tasks.task(id))
+        .await?
+        .ok_or_else(|| ApiError::internal(format!("task {id} vanished")))?;
+    Ok(Ended { task, unreachable })
 }
 
 fn finished(outcome: TaskOutcome) -> Response {
