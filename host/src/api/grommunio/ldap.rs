@@ -127,9 +127,13 @@ fn domains(
         .collect())
 }
 
-/// A lookup's failure in grommunio's words: 503 when the directory cannot be reached.
+/// A lookup's failure in grommunio's words: 503 when the domain cannot be read (its
+/// directory unreachable, no plugin, unusable settings), 500 when the read or the
+/// plugin failed.
 fn lookup_failed(domain: u64, err: &TaskError) -> ApiError {
-    if err.is_directory_unreachable() {
+    if err.is_directory_unreachable()
+        || matches!(err, TaskError::Plugin(_) | TaskError::Settings { .. })
+    {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             format!("LDAP unavailable (domain {domain}): {err}"),
@@ -157,7 +161,7 @@ fn lookup_failed(domain: u64, err: &TaskError) -> ApiError {
     tag = "grommunio",
     security(("grommunio" = [])),
     params(
-        ("query" = String, Query, description = "Text to look for (at least 3 characters)"),
+        ("query" = String, Query, min_length = 3, description = "Text to look for (at least 3 characters)"),
         ("domain" = Option<String>, Query, description = "Comma-separated domain IDs to search (default: every domain the caller may read)"),
     ),
     responses(
@@ -166,7 +170,8 @@ fn lookup_failed(domain: u64, err: &TaskError) -> ApiError {
         (status = 400, description = "Missing or too short query", body = Value, example = json!({"message": "Missing or too short query"})),
         (status = 401, description = "Not logged in", body = Value),
         (status = 403, description = "No read right on any domain", body = Value),
-        (status = 503, description = "Every directory failed", body = Value),
+        (status = 500, description = "Every directory's search failed, one of them with an error", body = Value),
+        (status = 503, description = "No domain could be searched (directory unreachable, no plugin)", body = Value),
     ),
 )]
 pub(super) async fn search(
@@ -230,15 +235,17 @@ pub(super) async fn search(
 }
 
 /// The first domain of `domains` whose directory has the object `id`, with the entry
-/// found there. Directories that fail are skipped when another has the object; when
-/// none has it and one failed, its failure is the answer.
+/// found there. A domain that cannot be read does not hide the object in another;
+/// when no domain has it, 404 "User not found" naming the domains that could not be
+/// read in `failed`, and their failure when none could be read.
 async fn find_object(
     state: &AppState,
     domains: &[Arc<TenantConfig>],
     id: &str,
     extra: Attributes,
-) -> Result<Option<(Arc<TenantConfig>, Found)>, ApiError> {
-    let mut failure = None;
+) -> Result<(Arc<TenantConfig>, Found), Response> {
+    let mut failed = Vec::new();
+    let mut last_error = None;
     for tenant in domains {
         let found = state
             .service
@@ -252,16 +259,25 @@ async fn find_object(
         match found {
             Ok(found) => {
                 if let Some(entry) = found.into_iter().next() {
-                    return Ok(Some((tenant.clone(), entry)));
+                    return Ok((tenant.clone(), entry));
                 }
             }
-            Err(err) => failure = Some(lookup_failed(tenant.id, &err)),
+            Err(err) => {
+                failed.push(json!({"domainID": tenant.id, "message": err.to_string()}));
+                last_error = Some(lookup_failed(tenant.id, &err));
+            }
         }
     }
-    match failure {
-        Some(err) => Err(err),
-        None => Ok(None),
+    if let Some(err) = last_error
+        && failed.len() == domains.len()
+    {
+        return Err(err.into_response());
     }
+    let mut body = json!({"message": "User not found"});
+    if !failed.is_empty() {
+        body["failed"] = Value::Array(failed);
+    }
+    Err((StatusCode::NOT_FOUND, Json(body)).into_response())
 }
 
 /// One directory entry, every attribute, as LDIF (grommunio `GET /domains/ldap/dump`:
@@ -272,7 +288,7 @@ async fn find_object(
     tag = "grommunio",
     security(("grommunio" = [])),
     params(
-        ("ID" = String, Query, description = "The entry's directory id"),
+        ("ID" = String, Query, min_length = 1, description = "The entry's directory id"),
         ("domain" = Option<String>, Query, description = "Comma-separated domain IDs to look in"),
     ),
     responses(
@@ -282,7 +298,8 @@ async fn find_object(
         (status = 401, description = "Not logged in", body = Value),
         (status = 403, description = "No read right on any domain", body = Value),
         (status = 404, description = "No such entry", body = Value, example = json!({"message": "User not found"})),
-        (status = 503, description = "The directory failed", body = Value),
+        (status = 500, description = "The read failed", body = Value),
+        (status = 503, description = "A domain could not be read (directory unreachable, no plugin)", body = Value),
     ),
 )]
 pub(super) async fn dump(
@@ -297,13 +314,13 @@ pub(super) async fn dump(
     let Some(id) = args.get("ID").filter(|id| !id.is_empty()) else {
         return Err(ApiError::new(StatusCode::BAD_REQUEST, "Invalid ID"));
     };
-    match find_object(&state, &domains, id, Attributes::All).await? {
-        Some((tenant, found)) => Ok(Json(json!({
+    match find_object(&state, &domains, id, Attributes::All).await {
+        Ok((tenant, found)) => Ok(Json(json!({
             "data": crate::sync::lookup::ldif(&found.entry),
             "domainID": tenant.id,
         }))
         .into_response()),
-        None => Err(ApiError::not_found("User not found")),
+        Err(answer) => Ok(answer),
     }
 }
 
@@ -321,7 +338,7 @@ pub(super) async fn dump(
     tag = "grommunio",
     security(("grommunio" = [])),
     params(
-        ("ID" = String, Query, description = "The object's directory id (from `ldap/search`)"),
+        ("ID" = String, Query, min_length = 1, description = "The object's directory id (from `ldap/search`)"),
         ("force" = Option<String>, Query, description = "`true`: take over a user that holds the username"),
         ("domain" = Option<String>, Query, description = "Comma-separated domain IDs to look in"),
         ("X-Csrf-Token" = Option<String>, Header, description = "CSRF token from the login; required from browsers"),
@@ -358,8 +375,9 @@ pub(super) async fn import_user(
         return Err(ApiError::new(StatusCode::BAD_REQUEST, "Missing ID"));
     };
     let force = args.flag("force");
-    let Some((tenant, found)) = find_object(&state, &domains, id, Attributes::Mapped).await? else {
-        return Err(ApiError::not_found("User not found"));
+    let (tenant, found) = match find_object(&state, &domains, id, Attributes::Mapped).await {
+        Ok(found) => found,
+        Err(answer) => return Ok(answer),
     };
     let user = match &found.decision {
         Ok(Decision::Upsert(user)) => user.clone(),
