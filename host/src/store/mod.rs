@@ -23,13 +23,13 @@ use crate::plugin::model::TenantId;
 /// Errors of the user store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// The database file cannot be opened or created.
-    #[error("cannot open the user store at {path}: {cause}")]
+    /// The database cannot be opened, created or connected to.
+    #[error("cannot open the user store at {location}: {cause}")]
     Open {
-        /// The database file.
-        path: std::path::PathBuf,
+        /// Where: the database file, or the server (without its password).
+        location: String,
         /// Why.
-        cause: rusqlite::Error,
+        cause: DatabaseError,
     },
     /// A migration failed; the store is left at the previous version.
     #[error("cannot migrate the user store to version {version}: {cause}")]
@@ -37,7 +37,7 @@ pub enum StoreError {
         /// The migration that failed.
         version: u32,
         /// Why.
-        cause: rusqlite::Error,
+        cause: DatabaseError,
     },
     /// The database was written by a newer abacsync.
     #[error(
@@ -88,7 +88,7 @@ pub enum StoreError {
     },
     /// Any other database error.
     #[error("user store: {0}")]
-    Database(#[from] rusqlite::Error),
+    Database(DatabaseError),
     /// A stored value cannot be decoded (corrupt or hand-edited database).
     #[error("user store: corrupt value in {table}.{column}: {reason}")]
     Corrupt {
@@ -102,21 +102,59 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    /// Why the store cannot write when the cause is its data directory (full) rather
-    /// than the request: the operator's to fix, and safe to tell a client. (A store that
-    /// cannot be written at all is refused when it is opened.)
+    /// Why the store cannot write when the cause is its storage (full) rather than the
+    /// request: the operator's to fix, and safe to tell a client. (A store that cannot
+    /// be written at all is refused when it is opened.)
     pub fn unwritable(&self) -> Option<&'static str> {
-        let cause = match self {
+        match self {
             StoreError::Database(cause)
             | StoreError::Open { cause, .. }
-            | StoreError::Migration { cause, .. } => cause,
-            _ => return None,
-        };
-        match cause.sqlite_error_code()? {
-            rusqlite::ErrorCode::DiskFull => Some("the data directory is full"),
+            | StoreError::Migration { cause, .. }
+                if cause.kind == DatabaseErrorKind::Full =>
+            {
+                Some("the data directory is full")
+            }
             _ => None,
         }
     }
+}
+
+/// A database failure in the store's own terms: what kind of failure, and the
+/// backend's message. No backend's error type crosses the store's seam.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct DatabaseError {
+    /// What kind of failure.
+    pub kind: DatabaseErrorKind,
+    /// The backend's words.
+    pub message: String,
+}
+
+impl DatabaseError {
+    /// A failure of `kind` with `message`.
+    pub fn new(kind: DatabaseErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
+/// Kinds of database failure callers may act on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DatabaseErrorKind {
+    /// The storage is full.
+    Full,
+    /// Another writer holds the database (or a lock) too long.
+    Busy,
+    /// The database cannot be reached, or the connection was lost.
+    Unavailable,
+    /// A stored value or the schema is not what this abacsync expects.
+    Corrupt,
+    /// A value could not be encoded for the database.
+    Encoding,
+    /// Anything else.
+    Other,
 }
 
 /// The store as the sync engine and the API see it. Every method is scoped to one

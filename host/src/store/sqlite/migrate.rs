@@ -76,9 +76,9 @@ pub(super) fn migrate(conn: &mut Connection, migrations: &[Migration]) -> Result
     let known = migrations.last().map_or(0, |m| m.version);
     let mut ran = 0;
     for migration in migrations {
-        let failed = |cause| StoreError::Migration {
+        let failed = |cause: rusqlite::Error| StoreError::Migration {
             version: migration.version,
-            cause,
+            cause: cause.into(),
         };
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)

@@ -33,10 +33,10 @@ use rusqlite::{Connection, ErrorCode, OpenFlags};
 
 use super::{
     Account, AccountId, AccountStore, Assignment, AuditEvent, AuditQuery, Avatar, CatalogStore,
-    Change, ChangeCause, Dialect, HistoryLimits, LdapUserRef, NewAccount, NewPersonalToken,
-    NewPlugin, PersonalToken, PluginDeletion, PluginId, SessionFacts, StoreError, StoredPlugin,
-    StoredTenant, StoredUser, SyncRunRecord, SyncState, Task, TaskId, TaskState, TaskStore,
-    Timestamp, UserId, UserIdentifiers, UserQuery, UserStore,
+    Change, ChangeCause, DatabaseError, Dialect, HistoryLimits, LdapUserRef, NewAccount,
+    NewPersonalToken, NewPlugin, PersonalToken, PluginDeletion, PluginId, SessionFacts, StoreError,
+    StoredPlugin, StoredTenant, StoredUser, SyncRunRecord, SyncState, Task, TaskId, TaskState,
+    TaskStore, Timestamp, UserId, UserIdentifiers, UserQuery, UserStore,
 };
 use crate::plugin::model::{AbacAttributes, TenantId};
 
@@ -372,8 +372,36 @@ fn open_error(path: &Path, cause: rusqlite::Error) -> StoreError {
         other => other,
     };
     StoreError::Open {
-        path: path.to_owned(),
-        cause,
+        location: path.display().to_string(),
+        cause: cause.into(),
+    }
+}
+
+impl From<rusqlite::Error> for DatabaseError {
+    fn from(err: rusqlite::Error) -> Self {
+        use super::DatabaseErrorKind as Kind;
+        let kind = match &err {
+            rusqlite::Error::SqliteFailure(code, _) => match code.code {
+                ErrorCode::DiskFull => Kind::Full,
+                ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked => Kind::Busy,
+                ErrorCode::CannotOpen | ErrorCode::SystemIoFailure => Kind::Unavailable,
+                ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase => Kind::Corrupt,
+                _ => Kind::Other,
+            },
+            rusqlite::Error::ToSqlConversionFailure(_) => Kind::Encoding,
+            rusqlite::Error::FromSqlConversionFailure(..)
+            | rusqlite::Error::InvalidColumnType(..)
+            | rusqlite::Error::IntegralValueOutOfRange(..)
+            | rusqlite::Error::Utf8Error(..) => Kind::Corrupt,
+            _ => Kind::Other,
+        };
+        DatabaseError::new(kind, err.to_string())
+    }
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(err: rusqlite::Error) -> Self {
+        StoreError::Database(err.into())
     }
 }
 
@@ -427,8 +455,12 @@ fn json_attributes(attributes: &AbacAttributes) -> Result<String, StoreError> {
             serializer.collect_map(self.0.iter().filter(|(_, values)| !values.is_empty()))
         }
     }
-    serde_json::to_string(&WithValues(attributes))
-        .map_err(|err| StoreError::Database(rusqlite::Error::ToSqlConversionFailure(Box::new(err))))
+    serde_json::to_string(&WithValues(attributes)).map_err(|err| {
+        StoreError::Database(DatabaseError::new(
+            super::DatabaseErrorKind::Encoding,
+            format!("cannot encode ABAC attributes: {err}"),
+        ))
+    })
 }
 
 /// ABAC values written by [`json_attributes`], read back from a column of `table`.
