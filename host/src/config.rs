@@ -213,6 +213,10 @@ pub struct ServerConfig {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Seconds running syncs get to finish at shutdown before they are cancelled.
     pub shutdown_grace_secs: u64,
+    /// Seconds a task's lease lasts: the replica that queued or runs a task renews
+    /// it every quarter of this; a task whose lease ran out (its replica was killed)
+    /// is marked interrupted by any replica.
+    pub task_lease_secs: u64,
     /// Whether the session cookie is marked `Secure` (set behind HTTPS).
     pub secure_cookies: bool,
     /// The mail server for two-factor codes by email; without it the `email` method is
@@ -291,6 +295,7 @@ impl Default for ServerConfig {
             rate_limit_window_secs: 300,
             trusted_proxies: Vec::new(),
             shutdown_grace_secs: 30,
+            task_lease_secs: 60,
             secure_cookies: false,
             smtp: None,
         }

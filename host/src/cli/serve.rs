@@ -50,29 +50,37 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<Outcome> {
         .unwrap_or_else(|| config.data_dir.join("abacsync.db"));
     let store = Arc::new(SqliteStore::open(&store_path)?);
     let clock = system_clock();
-    let interrupted = store.interrupt_unfinished(clock())?;
+    let replica = replica_id(&config.data_dir)?;
+    // This replica's tasks from its last life, and those of replicas that died
+    // without handing theirs back (their leases ran out), did not finish.
+    let interrupted = store.interrupt_owned(&replica, clock())?
+        + store.interrupt_expired(clock(), Some(&replica))?;
     if interrupted > 0 {
         tracing::warn!(
             interrupted,
-            "tasks cut short by the last stop are marked interrupted"
+            "tasks cut short by a stop are marked interrupted"
         );
     }
     create_first_admin(store.as_ref(), &args, clock())?;
-    let jwt_secret = jwt_secret(&config.data_dir)?;
+    let jwt_secret = jwt_secret(store.as_ref(), &config.data_dir, clock())?;
     let engine = PluginEngine::new(
         SandboxConfig::default(),
         Some(config.data_dir.join("plugin-cache")),
     )
     .context("starting the plugin engine")?;
     let tenants = load_tenants(&config, store.as_ref())?;
-    let service = Arc::new(SyncService::new(
-        SyncEngine::new(store.clone(), clock.clone()).with_quotas(config.quotas),
-        store.clone(),
-        store.clone(),
-        PluginRegistry::new(engine),
-        tenants,
-        clock,
-    ));
+    let service = Arc::new(
+        SyncService::new(
+            SyncEngine::new(store.clone(), clock.clone()).with_quotas(config.quotas),
+            store.clone(),
+            store.clone(),
+            PluginRegistry::new(engine),
+            tenants,
+            clock,
+            replica.clone(),
+        )
+        .with_task_lease(Duration::from_secs(config.server.task_lease_secs)),
+    );
     let mut settings = config.server.clone();
     if let Some(listen) = args.listen {
         settings.listen = listen;
@@ -97,6 +105,7 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<Outcome> {
         // The first line on stdout: scripts and tests read the address from it.
         println!("abacsync listening on http://{address}");
         tokio::spawn(run_scheduler(service.clone()));
+        tokio::spawn(service.clone().keep_leases());
         let app = api::router(state).into_make_service_with_connect_info::<SocketAddr>();
         // At the signal: no new tasks, no new connections; requests under way and the
         // running sync share one grace period, then whatever runs is cancelled.
@@ -139,8 +148,9 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<Outcome> {
         }
         anyhow::Ok(())
     })?;
-    // Whatever is still queued or running did not finish.
-    store.interrupt_unfinished(system_clock()())?;
+    // Whatever of this replica's is still queued or running did not finish: handed
+    // back now rather than when its lease runs out.
+    store.interrupt_owned(&replica, system_clock()())?;
     Ok(Outcome::Success)
 }
 
@@ -217,29 +227,61 @@ fn create_first_admin(store: &dyn AccountStore, args: &ServeArgs, now: i64) -> a
     Ok(())
 }
 
-/// The JWT signing secret, kept in the data directory (mode 0600) so that sessions
-/// survive restarts; created on first start.
-fn jwt_secret(data_dir: &Path) -> anyhow::Result<Vec<u8>> {
+/// The JWT signing secret, shared by every replica through the store (so that a
+/// grommunio cookie from one is good on all) and kept across restarts; drawn by the
+/// first replica that starts. An older data directory's `jwt.secret` becomes the
+/// shared one, so that its sessions stay valid.
+fn jwt_secret(
+    store: &dyn abacsync::store::AccountStore,
+    data_dir: &Path,
+    now: i64,
+) -> anyhow::Result<Vec<u8>> {
     let path = data_dir.join("jwt.secret");
-    match std::fs::read(&path) {
-        Ok(secret) if secret.len() >= 32 => return Ok(secret),
+    let candidate = match std::fs::read(&path) {
+        Ok(secret) if secret.len() >= 32 => secret,
         Ok(_) => anyhow::bail!(
             "{} is shorter than 32 bytes; delete it to make a new one",
             path.display()
         ),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+            let mut secret = vec![0u8; 32];
+            getrandom::fill(&mut secret).context("drawing the JWT secret")?;
+            secret
+        }
+        Err(err) => return Err(err).with_context(|| format!("reading {}", path.display())),
+    };
+    let secret = store
+        .shared_secret("grommunio-jwt", &candidate, now)
+        .context("reading the shared JWT secret")?;
+    anyhow::ensure!(
+        secret.len() >= 32,
+        "the stored JWT secret is shorter than 32 bytes"
+    );
+    Ok(secret)
+}
+
+/// This replica's name, kept in its data folder: a replica is its data folder (one
+/// per pod), so a restarted replica knows its tasks from before. Made on first start.
+fn replica_id(data_dir: &Path) -> anyhow::Result<String> {
+    let path = data_dir.join("replica.id");
+    match std::fs::read_to_string(&path) {
+        Ok(id) if !id.trim().is_empty() => return Ok(id.trim().to_owned()),
+        Ok(_) => {}
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
         Err(err) => return Err(err).with_context(|| format!("reading {}", path.display())),
     }
-    let mut secret = vec![0u8; 32];
-    getrandom::fill(&mut secret).context("drawing the JWT secret")?;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    use std::io::Write;
-    options
-        .open(&path)
-        .and_then(|mut file| file.write_all(&secret))
+    let mut bytes = [0u8; 8];
+    getrandom::fill(&mut bytes).context("drawing the replica id")?;
+    let host = std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "abacsync".into());
+    let id = format!(
+        "{host}-{}",
+        bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    );
+    std::fs::write(&path, format!("{id}\n"))
         .with_context(|| format!("writing {}", path.display()))?;
-    Ok(secret)
+    Ok(id)
 }

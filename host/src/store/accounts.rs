@@ -249,4 +249,14 @@ pub trait AccountStore: Send + Sync {
 
     /// Ends a session; whether it existed.
     fn delete_session(&self, token_hash: &[u8]) -> Result<bool, StoreError>;
+
+    /// The secret named `name` that every replica shares: the stored one, or
+    /// `candidate`, stored, when there is none yet (whichever replica asks first
+    /// wins; the others get its secret).
+    fn shared_secret(
+        &self,
+        name: &str,
+        candidate: &[u8],
+        now: Timestamp,
+    ) -> Result<Vec<u8>, StoreError>;
 }

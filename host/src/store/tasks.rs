@@ -108,6 +108,16 @@ pub struct Task {
     pub updated_at: Timestamp,
 }
 
+/// Who holds a queued or running task, and until when: the replica renews it while the
+/// task is alive; once it runs out, the task's owner is taken to have died.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    /// The replica (one `abacsync serve` process).
+    pub owner: String,
+    /// When the lease runs out unless renewed.
+    pub until: Timestamp,
+}
+
 /// Tasks. Lists are scoped to a tenant, or to all for system-wide callers.
 pub trait TaskStore: Send + Sync {
     /// Creates a queued task.
@@ -117,6 +127,7 @@ pub trait TaskStore: Send + Sync {
         command: &str,
         params: &serde_json::Value,
         account: Option<AccountId>,
+        lease: &Lease,
         now: Timestamp,
     ) -> Result<Task, StoreError>;
 
@@ -153,7 +164,16 @@ pub trait TaskStore: Send + Sync {
         now: Timestamp,
     ) -> Result<bool, StoreError>;
 
-    /// Marks every queued or running task interrupted (at start-up: whatever ran
-    /// before was cut short); returns how many.
-    fn interrupt_unfinished(&self, now: Timestamp) -> Result<u64, StoreError>;
+    /// Renews the lease of every queued or running task `owner` holds until `until`;
+    /// returns how many.
+    fn renew_leases(&self, owner: &str, until: Timestamp) -> Result<u64, StoreError>;
+
+    /// Marks interrupted the queued or running tasks whose lease ran out before `now`
+    /// (their replica died, or stopped without handing them back), except those of
+    /// `except` (the caller, which knows its own are alive); returns how many.
+    fn interrupt_expired(&self, now: Timestamp, except: Option<&str>) -> Result<u64, StoreError>;
+
+    /// Marks interrupted every queued or running task `owner` holds (a replica that
+    /// stops hands its tasks back); returns how many.
+    fn interrupt_owned(&self, owner: &str, now: Timestamp) -> Result<u64, StoreError>;
 }

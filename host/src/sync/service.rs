@@ -20,8 +20,8 @@ use crate::ldap::LdapDirectory;
 use crate::plugin::model::TenantId;
 use crate::plugin::{PluginRegistry, RegistryError, TenantPlugin};
 use crate::store::{
-    AccountId, Assignment, CatalogStore, PluginId, StoreError, Task, TaskId, TaskState, TaskStore,
-    UserStore,
+    AccountId, Assignment, CatalogStore, Lease, PluginId, StoreError, Task, TaskId, TaskState,
+    TaskStore, UserStore,
 };
 
 /// How often a running task's progress message is written to the store.
@@ -212,7 +212,14 @@ pub struct SyncService {
     metrics: SyncMetrics,
     stopping: std::sync::atomic::AtomicBool,
     health: super::health::PluginHealth,
+    /// This replica's name: the owner of the leases of the tasks it queues and runs.
+    replica: String,
+    /// How long a task's lease lasts unless renewed.
+    lease: Duration,
 }
+
+/// How long a task's lease lasts by default.
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(60);
 
 impl SyncService {
     /// A service over `tenants`, writing users through `engine`, tasks to `tasks`,
@@ -224,6 +231,7 @@ impl SyncService {
         registry: PluginRegistry,
         tenants: Tenants,
         clock: Clock,
+        replica: String,
     ) -> Self {
         Self {
             engine,
@@ -238,6 +246,56 @@ impl SyncService {
             metrics: SyncMetrics::default(),
             stopping: std::sync::atomic::AtomicBool::new(false),
             health: super::health::PluginHealth::default(),
+            replica,
+            lease: DEFAULT_LEASE,
+        }
+    }
+
+    /// With task leases of `lease` (at least a second), renewed every quarter of it.
+    #[must_use]
+    pub fn with_task_lease(mut self, lease: Duration) -> Self {
+        self.lease = lease.max(Duration::from_secs(1));
+        self
+    }
+
+    /// This replica's name.
+    pub fn replica(&self) -> &str {
+        &self.replica
+    }
+
+    /// A lease for a task this replica queues or runs, from now.
+    fn lease(&self) -> Lease {
+        Lease {
+            owner: self.replica.clone(),
+            until: self
+                .now()
+                .saturating_add(i64::try_from(self.lease.as_millis()).unwrap_or(i64::MAX)),
+        }
+    }
+
+    /// Keeps this replica's task leases alive and marks interrupted the tasks of
+    /// replicas whose leases ran out (they died), every quarter of a lease, until the
+    /// process ends. A failure is logged and tried again at the next turn.
+    pub async fn keep_leases(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(self.lease / 4);
+        loop {
+            tick.tick().await;
+            let tasks = self.tasks.clone();
+            let (replica, lease, now) = (self.replica.clone(), self.lease(), self.now());
+            let turn = tokio::task::spawn_blocking(move || {
+                tasks.renew_leases(&replica, lease.until)?;
+                tasks.interrupt_expired(now, Some(&replica))
+            })
+            .await;
+            match turn {
+                Ok(Ok(0)) => {}
+                Ok(Ok(interrupted)) => tracing::warn!(
+                    interrupted,
+                    "tasks of a replica that stopped renewing their leases are marked interrupted"
+                ),
+                Ok(Err(err)) => tracing::warn!(error = %err, "cannot renew the task leases"),
+                Err(err) => tracing::warn!(error = %err, "renewing the task leases panicked"),
+            }
         }
     }
 
@@ -455,9 +513,9 @@ impl SyncService {
         // The write may wait for a long sync's transaction: off the async workers,
         // and without holding the slots.
         let tasks = self.tasks.clone();
-        let (name, now) = (command.to_owned(), self.now());
+        let (name, now, lease) = (command.to_owned(), self.now(), self.lease());
         let task = tokio::task::spawn_blocking(move || {
-            tasks.create_task(tenant, &name, &params, account, now)
+            tasks.create_task(tenant, &name, &params, account, &lease, now)
         })
         .await
         .map_err(|err| StoreError::Panicked(err.to_string()))??;

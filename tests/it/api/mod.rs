@@ -6,6 +6,7 @@
 //! - [`grommunio`]: `ldap/downsync`, the cookie login, CSRF.
 //! - [`grommunio_ldap`]: admin-web's LDAP pages: search, import, dump, orphan check.
 //! - [`lifecycle`]: isolation, concurrency, crashes, graceful stops, limits, OpenAPI.
+//! - [`replicas`]: several `abacsync serve` on one store: shared cookies, task leases.
 //! - [`admin`]: plugins, tenants, schedules through the admin API.
 //! - [`security`]: the attacks of the security review, replayed.
 //! - [`faults`]: directory faults seen through tasks: limits, referrals, a directory
@@ -20,6 +21,7 @@ mod grommunio_ldap;
 mod host_faults;
 mod lifecycle;
 mod neighbours;
+mod replicas;
 mod rocketchat;
 mod security;
 
@@ -67,11 +69,26 @@ impl Server {
         Self::spawn_at(config, &[], Stdio::from(file), level)
     }
 
+    /// Starts `abacsync serve` with `args` added (e.g. `--store PATH`).
+    pub fn start_with_args(config: &Path, args: &[&str]) -> Self {
+        Self::spawn_full(config, &[], Stdio::inherit(), "warn", args)
+    }
+
     fn spawn(config: &Path, wrapper: &[&str], stderr: Stdio) -> Self {
         Self::spawn_at(config, wrapper, stderr, "warn")
     }
 
     fn spawn_at(config: &Path, wrapper: &[&str], stderr: Stdio, level: &str) -> Self {
+        Self::spawn_full(config, wrapper, stderr, level, &[])
+    }
+
+    fn spawn_full(
+        config: &Path,
+        wrapper: &[&str],
+        stderr: Stdio,
+        level: &str,
+        args: &[&str],
+    ) -> Self {
         let binary = env!("CARGO_BIN_EXE_abacsync");
         let mut command = match wrapper.split_first() {
             Some((program, args)) => {
@@ -84,6 +101,7 @@ impl Server {
         let mut child = command
             .args(["serve", "--listen", "127.0.0.1:0", "--config"])
             .arg(config)
+            .args(args)
             .env("ABACSYNC_ADMIN_USER", ADMIN)
             .env("ABACSYNC_ADMIN_PASSWORD", ADMIN_PASSWORD)
             .env("ABACSYNC_LOG", level)
@@ -417,6 +435,30 @@ impl Setup {
     /// The server's data folder (store, JWT key, plugin cache).
     pub fn data_dir(&self) -> std::path::PathBuf {
         self.dir.path().join("data")
+    }
+
+    /// The configuration of another replica: the same tenants, its own data folder
+    /// (`data-NAME`). Start it with `--store` naming [`Setup::data_dir`]'s store to
+    /// share the first one's.
+    pub fn replica_config(&self, name: &str) -> std::path::PathBuf {
+        let text = std::fs::read_to_string(self.config()).unwrap();
+        let data = self.data_dir().display().to_string();
+        let replica = self.dir.path().join(format!("data-{name}"));
+        let path = self.dir.path().join(format!("abacsync-{name}.toml"));
+        std::fs::write(
+            &path,
+            text.replace(
+                &format!("data_dir = \"{data}\""),
+                &format!("data_dir = \"{}\"", replica.display()),
+            ),
+        )
+        .unwrap();
+        path
+    }
+
+    /// The store of the first replica, to share through `--store`.
+    pub fn store_path(&self) -> String {
+        self.data_dir().join("abacsync.db").display().to_string()
     }
 }
 

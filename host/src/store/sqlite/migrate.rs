@@ -66,6 +66,10 @@ pub(super) const MIGRATIONS: &[Migration] = &[
         version: 12,
         sql: include_str!("../../../migrations/0012_personal_access_tokens.sql"),
     },
+    Migration {
+        version: 13,
+        sql: include_str!("../../../migrations/0013_task_leases.sql"),
+    },
 ];
 
 /// Brings the database up to the newest of `migrations`; returns how many ran.

@@ -33,7 +33,7 @@ use rusqlite::{Connection, ErrorCode, OpenFlags};
 
 use super::{
     Account, AccountId, AccountStore, Assignment, AuditEvent, AuditQuery, Avatar, CatalogStore,
-    Change, ChangeCause, DatabaseError, Dialect, HistoryLimits, LdapUserRef, NewAccount,
+    Change, ChangeCause, DatabaseError, Dialect, HistoryLimits, LdapUserRef, Lease, NewAccount,
     NewPersonalToken, NewPlugin, PersonalToken, PluginDeletion, PluginId, SessionFacts, StoreError,
     StoredPlugin, StoredTenant, StoredUser, SyncRunRecord, SyncState, Task, TaskId, TaskState,
     TaskStore, Timestamp, UserId, UserIdentifiers, UserQuery, UserStore,
@@ -585,6 +585,25 @@ impl UserStore for SqliteStore {
 }
 
 impl AccountStore for SqliteStore {
+    fn shared_secret(
+        &self,
+        name: &str,
+        candidate: &[u8],
+        now: Timestamp,
+    ) -> Result<Vec<u8>, StoreError> {
+        let conn = self.writer();
+        conn.execute(
+            "INSERT INTO shared_secrets (name, value, created_at) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (name) DO NOTHING",
+            (name, candidate, now),
+        )?;
+        Ok(conn.query_row(
+            "SELECT value FROM shared_secrets WHERE name = ?1",
+            [name],
+            |row| row.get(0),
+        )?)
+    }
+
     fn create_account(&self, account: &NewAccount, now: Timestamp) -> Result<Account, StoreError> {
         accounts::create(&self.writer(), account, now)
     }
@@ -750,9 +769,10 @@ impl TaskStore for SqliteStore {
         command: &str,
         params: &serde_json::Value,
         account: Option<AccountId>,
+        lease: &Lease,
         now: Timestamp,
     ) -> Result<Task, StoreError> {
-        tasks::create(&self.writer(), tenant, command, params, account, now)
+        tasks::create(&self.writer(), tenant, command, params, account, lease, now)
     }
 
     fn task(&self, id: TaskId) -> Result<Option<Task>, StoreError> {
@@ -787,8 +807,16 @@ impl TaskStore for SqliteStore {
         tasks::update(&self.writer(), id, state, message, result, now)
     }
 
-    fn interrupt_unfinished(&self, now: Timestamp) -> Result<u64, StoreError> {
-        tasks::interrupt_unfinished(&self.writer(), now)
+    fn renew_leases(&self, owner: &str, until: Timestamp) -> Result<u64, StoreError> {
+        tasks::renew_leases(&self.writer(), owner, until)
+    }
+
+    fn interrupt_expired(&self, now: Timestamp, except: Option<&str>) -> Result<u64, StoreError> {
+        tasks::interrupt_expired(&self.writer(), now, except)
+    }
+
+    fn interrupt_owned(&self, owner: &str, now: Timestamp) -> Result<u64, StoreError> {
+        tasks::interrupt_owned(&self.writer(), owner, now)
     }
 }
 

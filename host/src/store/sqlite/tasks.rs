@@ -4,7 +4,7 @@ use rusqlite::{Connection, OptionalExtension, Row};
 
 use super::{tenant_from_key, tenant_key};
 use crate::plugin::model::TenantId;
-use crate::store::{AccountId, StoreError, Task, TaskId, TaskState, Timestamp};
+use crate::store::{AccountId, Lease, StoreError, Task, TaskId, TaskState, Timestamp};
 
 /// Most tasks a list returns.
 const MAX_LIST: u32 = 1000;
@@ -56,11 +56,12 @@ pub(super) fn create(
     command: &str,
     params: &serde_json::Value,
     account: Option<AccountId>,
+    lease: &Lease,
     now: Timestamp,
 ) -> Result<Task, StoreError> {
     let mut stmt = conn.prepare_cached(&format!(
-        "INSERT INTO tasks (tenant_id, command, state, message, params, account_id, created_at, updated_at) \
-         VALUES (?1, ?2, 'queued', '', ?3, ?4, ?5, ?5) RETURNING {COLUMNS}"
+        "INSERT INTO tasks (tenant_id, command, state, message, params, account_id, created_at, updated_at, owner, lease_until) \
+         VALUES (?1, ?2, 'queued', '', ?3, ?4, ?5, ?5, ?6, ?7) RETURNING {COLUMNS}"
     ))?;
     finish(super::insert_returning(
         &mut stmt,
@@ -70,6 +71,8 @@ pub(super) fn create(
             params.to_string(),
             account,
             now,
+            &lease.owner,
+            lease.until,
         ),
         from_row,
     )?)
@@ -132,12 +135,44 @@ pub(super) fn update(
     Ok(changed == 1)
 }
 
-pub(super) fn interrupt_unfinished(conn: &Connection, now: Timestamp) -> Result<u64, StoreError> {
+pub(super) fn renew_leases(
+    conn: &Connection,
+    owner: &str,
+    until: Timestamp,
+) -> Result<u64, StoreError> {
+    let changed = conn.execute(
+        "UPDATE tasks SET lease_until = ?2 WHERE owner = ?1 AND state IN ('queued', 'running')",
+        (owner, until),
+    )?;
+    Ok(changed as u64)
+}
+
+pub(super) fn interrupt_expired(
+    conn: &Connection,
+    now: Timestamp,
+    except: Option<&str>,
+) -> Result<u64, StoreError> {
+    let changed = conn.execute(
+        "UPDATE tasks SET state = 'interrupted', \
+         message = 'interrupted: the abacsync process running it stopped before the task ended; run it again', \
+         updated_at = ?1 WHERE state IN ('queued', 'running') \
+         AND (lease_until IS NULL OR lease_until < ?1) \
+         AND (?2 IS NULL OR owner IS NULL OR owner <> ?2)",
+        (now, except),
+    )?;
+    Ok(changed as u64)
+}
+
+pub(super) fn interrupt_owned(
+    conn: &Connection,
+    owner: &str,
+    now: Timestamp,
+) -> Result<u64, StoreError> {
     let changed = conn.execute(
         "UPDATE tasks SET state = 'interrupted', \
          message = 'interrupted: abacsync stopped before the task ended; run it again', \
-         updated_at = ?1 WHERE state IN ('queued', 'running')",
-        [now],
+         updated_at = ?1 WHERE state IN ('queued', 'running') AND owner = ?2",
+        (now, owner),
     )?;
     Ok(changed as u64)
 }

@@ -26,6 +26,62 @@ fn the_store_is_shareable() {
 }
 
 #[test]
+fn task_leases_are_renewed_by_their_owner_and_expired_ones_interrupted() {
+    let store = SqliteStore::open_in_memory().unwrap();
+    let task = |owner: &str, until: Timestamp| {
+        let lease = Lease {
+            owner: owner.into(),
+            until,
+        };
+        store
+            .create_task(T1, "sync", &serde_json::json!({}), None, &lease, 0)
+            .unwrap()
+            .id
+    };
+    let state = |id| store.task(id).unwrap().unwrap().state;
+    let (a, b, dead) = (task("a", 100), task("b", 100), task("c", 100));
+    // b renews; c does not: at 150, only c's has run out. The caller's own (a's)
+    // are never interrupted by its own sweep.
+    assert_eq!(store.renew_leases("b", 200).unwrap(), 1);
+    assert_eq!(store.interrupt_expired(150, Some("a")).unwrap(), 1);
+    assert_eq!(
+        (state(a), state(b), state(dead)),
+        (TaskState::Queued, TaskState::Queued, TaskState::Interrupted)
+    );
+    // A task that ended keeps its end; its lease is not renewed.
+    assert!(
+        store
+            .update_task(b, TaskState::Completed, "done", None, 160)
+            .unwrap()
+    );
+    assert_eq!(store.renew_leases("b", 300).unwrap(), 0);
+    assert_eq!(store.interrupt_expired(400, None).unwrap(), 1);
+    assert_eq!(
+        (state(a), state(b)),
+        (TaskState::Interrupted, TaskState::Completed)
+    );
+    // A replica that stops hands its own back at once.
+    let mine = task("a", 10_000);
+    let theirs = task("b", 10_000);
+    assert_eq!(store.interrupt_owned("a", 500).unwrap(), 1);
+    assert_eq!(
+        (state(mine), state(theirs)),
+        (TaskState::Interrupted, TaskState::Queued)
+    );
+}
+
+#[test]
+fn the_first_shared_secret_stored_is_everyones() {
+    let store = SqliteStore::open_in_memory().unwrap();
+    assert_eq!(store.shared_secret("jwt", b"first", 1).unwrap(), b"first");
+    assert_eq!(store.shared_secret("jwt", b"second", 2).unwrap(), b"first");
+    assert_eq!(
+        store.shared_secret("other", b"second", 2).unwrap(),
+        b"second"
+    );
+}
+
+#[test]
 fn in_memory_stores_are_private() {
     let one = SqliteStore::open_in_memory().unwrap();
     let two = SqliteStore::open_in_memory().unwrap();
@@ -522,7 +578,17 @@ fn a_deleted_tenant_leaves_no_row_behind() {
             )
             .unwrap();
         store
-            .create_task(tenant, "sync", &serde_json::json!({}), None, NOW)
+            .create_task(
+                tenant,
+                "sync",
+                &serde_json::json!({}),
+                None,
+                &Lease {
+                    owner: "replica".into(),
+                    until: NOW,
+                },
+                NOW,
+            )
             .unwrap();
     }
     let conn = store.writer();

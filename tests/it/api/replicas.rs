@@ -1,0 +1,95 @@
+//! Several `abacsync serve` replicas, each with its own data folder, on one store
+//! (issue 17): what one replica does is seen by the others, and none takes another's
+//! live work for dead.
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::{ADMIN, ADMIN_PASSWORD, Server, Setup};
+
+/// Starts a downsync with import on `server` in the background; its task id.
+fn downsync_in_background(server: &Server, auth: &[(&str, &str)]) -> i64 {
+    let (status, body) = server.post(
+        "/api/v1/domains/1/ldap/downsync?import=true&timeout=0",
+        auth,
+        None,
+    );
+    assert_eq!(status, 202, "{body}");
+    body["taskID"].as_i64().unwrap()
+}
+
+/// Task `id` as `server` shows it, once it has ended (within `limit`).
+fn ended(server: &Server, auth: &[(&str, &str)], id: i64, limit: Duration) -> Value {
+    let deadline = Instant::now() + limit;
+    loop {
+        let (status, task) = server.get(&format!("/api/v1/tasq/tasks/{id}"), auth);
+        assert_eq!(status, 200, "{task}");
+        if !matches!(task["stateName"].as_str(), Some("queued" | "running")) {
+            return task;
+        }
+        assert!(Instant::now() < deadline, "task {id} did not end: {task}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn replicas_share_cookies_and_a_starting_one_leaves_running_tasks_alone() {
+    let setup = Setup::new(3000);
+    let a = Server::start(&setup.config());
+    let (jwt, csrf) = a.form_login(ADMIN, ADMIN_PASSWORD);
+    let cookie = format!("grommunioAuthJwt={jwt}");
+    let auth = [("cookie", cookie.as_str()), ("x-csrf-token", csrf.as_str())];
+    let task = downsync_in_background(&a, &auth);
+    // B starts while A runs the sync: it must not mark A's task interrupted.
+    let b = Server::start_with_args(
+        &setup.replica_config("b"),
+        &["--store", &setup.store_path()],
+    );
+    // A's cookie is good on B (one signing key for every replica).
+    let (status, body) = b.get("/api/v1/tasq/tasks", &auth);
+    assert_eq!(status, 200, "{body}");
+    let done = ended(&b, &auth, task, Duration::from_secs(120));
+    assert_eq!(done["stateName"], "completed", "{done}");
+    assert_eq!(done["result"]["counts"]["created"], 3000, "{done}");
+    // And B's cookie on A.
+    let (jwt, _) = b.form_login(ADMIN, ADMIN_PASSWORD);
+    let (status, body) = a.get(
+        "/api/v1/tasq/tasks",
+        &[("cookie", &format!("grommunioAuthJwt={jwt}"))],
+    );
+    assert_eq!(status, 200, "{body}");
+}
+
+#[test]
+fn the_task_of_a_killed_replica_is_marked_interrupted_by_another_once_its_lease_runs_out() {
+    let setup = Setup::with_server(20_000, "[server]\ntask_lease_secs = 2");
+    let mut a = Server::start(&setup.config());
+    let b = Server::start_with_args(
+        &setup.replica_config("b"),
+        &["--store", &setup.store_path()],
+    );
+    let (jwt, csrf) = a.form_login(ADMIN, ADMIN_PASSWORD);
+    let cookie = format!("grommunioAuthJwt={jwt}");
+    let auth = [("cookie", cookie.as_str()), ("x-csrf-token", csrf.as_str())];
+    let task = downsync_in_background(&a, &auth);
+    let (_, running) = b.get(&format!("/api/v1/tasq/tasks/{task}"), &auth);
+    assert!(
+        matches!(running["stateName"].as_str(), Some("queued" | "running")),
+        "{running}"
+    );
+    a.kill();
+    let killed = Instant::now();
+    // B marks it within about a lease and a renewal period, not at once: the task was
+    // alive until the kill.
+    let done = ended(&b, &auth, task, Duration::from_secs(30));
+    assert_eq!(done["stateName"], "interrupted", "{done}");
+    assert!(
+        killed.elapsed() >= Duration::from_millis(500),
+        "interrupted before its lease could run out: {done}"
+    );
+    // The store holds no half-applied sync: a rerun on B completes it.
+    let admin = b.login(ADMIN, ADMIN_PASSWORD);
+    let (status, body) = b.downsync(&admin, 1);
+    assert_eq!(status, 200, "{body}");
+}
