@@ -176,7 +176,7 @@ impl IntoResponse for RcError {
             ),
             RcError::Unavailable(message) => (
                 StatusCode::SERVICE_UNAVAILABLE,
-                json!({"success": false, "error": message}),
+                json!({"success": false, "error": message, "status": "error", "message": message}),
             ),
             RcError::Internal(detail) => {
                 tracing::error!(%detail, "internal error");

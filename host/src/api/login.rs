@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::Json;
 use axum::body::Bytes;
@@ -22,6 +22,7 @@ use utoipa_axum::routes;
 use super::error::{ApiError, RcError};
 use super::session::{self, COOKIE, Caller, Session};
 use super::{AppState, blocking};
+use crate::auth::ratelimit::Attempt;
 use crate::auth::{Permission, jwt, password, token, totp};
 use crate::store::{Account, Dialect, StoreError};
 
@@ -191,20 +192,19 @@ struct Counted {
     /// The account name from this address.
     pair: String,
     /// The address, whatever the name.
-    address: (String, Instant),
-    /// The account name, from every address.
-    account: (String, Instant),
+    address: Attempt,
+    /// The account name, from every address (not counted when its limit was reached
+    /// and the login brought its second factor).
+    account: Option<Attempt>,
 }
 
 impl Counted {
-    fn succeeded(self, state: &AppState) {
-        state.login_limiter.succeeded(&self.pair);
-        state
-            .address_limiter
-            .forgive(&self.address.0, self.address.1);
-        state
-            .account_limiter
-            .forgive(&self.account.0, self.account.1);
+    async fn succeeded(self, state: &AppState) {
+        state.login_limiter.succeeded(&self.pair).await;
+        state.address_limiter.forgive(self.address).await;
+        if let Some(account) = self.account {
+            state.account_limiter.forgive(account).await;
+        }
     }
 }
 
@@ -223,31 +223,35 @@ async fn check_password(
 ) -> Result<Result<(Account, Counted), ()>, LoginRefusal> {
     let key = name.key();
     let username = key.as_str();
-    let now = Instant::now();
+    let now = state.now_ms();
     let pair = format!("{username}\u{0}{client}");
     let refused = |wait: Duration| LoginRefusal::TooMany(wait.as_secs().max(1));
-    let pair_at = state.login_limiter.attempt(&pair, now).map_err(refused)?;
+    let pair_at = state
+        .login_limiter
+        .attempt(&pair, now)
+        .await?
+        .map_err(refused)?;
     let address = client.to_string();
-    let address_at = match state.address_limiter.attempt(&address, now) {
+    let address_at = match state.address_limiter.attempt(&address, now).await? {
         Ok(at) => at,
         Err(wait) => {
-            state.login_limiter.forgive(&pair, pair_at);
+            state.login_limiter.forgive(pair_at).await;
             return Err(refused(wait));
         }
     };
-    let account_at = match state.account_limiter.attempt(username, now) {
+    let account_at = match state.account_limiter.attempt(username, now).await? {
         Ok(at) => Some(at),
         Err(_) if with_code => None,
         Err(wait) => {
-            state.login_limiter.forgive(&pair, pair_at);
-            state.address_limiter.forgive(&address, address_at);
+            state.login_limiter.forgive(pair_at).await;
+            state.address_limiter.forgive(address_at).await;
             return Err(refused(wait));
         }
     };
     let counted = Counted {
         pair,
-        address: (address, address_at),
-        account: (username.to_owned(), account_at.unwrap_or(now)),
+        address: address_at,
+        account: account_at,
     };
     let account = match name {
         LoginName::Username(name) => {
@@ -288,6 +292,12 @@ async fn check_password(
 enum LoginRefusal {
     TooMany(u64),
     Store(StoreError),
+}
+
+impl From<StoreError> for LoginRefusal {
+    fn from(err: StoreError) -> Self {
+        LoginRefusal::Store(err)
+    }
 }
 
 async fn new_session(
@@ -376,7 +386,7 @@ async fn rocketchat_login(
         }
         Err(other) => return Err(other),
     }
-    counted.succeeded(state);
+    counted.succeeded(state).await;
     let auth_token = new_session(state, &account, Dialect::RocketChat).await?;
     Ok(login_answer(&account, &auth_token))
 }
@@ -405,7 +415,8 @@ async fn resume_login(
     let address = client.to_string();
     let at = state
         .address_limiter
-        .attempt(&address, Instant::now())
+        .attempt(&address, state.now_ms())
+        .await?
         .map_err(|wait| RcError::TooManyRequests {
             retry_after: wait.as_secs().max(1),
         })?;
@@ -417,7 +428,7 @@ async fn resume_login(
     let Some((account, _)) = account else {
         return Err(RcError::LoginFailed);
     };
-    state.address_limiter.forgive(&address, at);
+    state.address_limiter.forgive(at).await;
     Ok(login_answer(&account, resume))
 }
 
@@ -506,7 +517,7 @@ async fn grommunio_login(
     {
         return Ok(grommunio_two_factor_refusal(err));
     }
-    counted.succeeded(state);
+    counted.succeeded(state).await;
     grommunio_session(state, &account).await
 }
 
@@ -781,7 +792,11 @@ async fn totp_confirm(
         ));
     }
     let key = format!("account:{}", session.account.id);
-    if let Err(wait) = state.two_factor_limiter.attempt(&key, Instant::now()) {
+    if let Err(wait) = state
+        .two_factor_limiter
+        .attempt(&key, state.now_ms())
+        .await?
+    {
         return Err(ApiError::too_many(wait.as_secs().max(1)));
     }
     let unix = u64::try_from(state.now_ms() / 1000).unwrap_or(0);
@@ -790,7 +805,7 @@ async fn totp_confirm(
             "code: not a current TOTP code".into(),
         ]));
     };
-    state.two_factor_limiter.succeeded(&key);
+    state.two_factor_limiter.succeeded(&key).await;
     let id = session.account.id;
     let step = i64::try_from(step).unwrap_or(i64::MAX);
     state
@@ -917,7 +932,12 @@ async fn email_two_factor(
         .map_err(IntoResponse::into_response)?;
     let key = format!("account:{}", session.account.id);
     // Mails are rate-limited like codes: each one counts.
-    if let Err(wait) = state.two_factor_limiter.attempt(&key, Instant::now()) {
+    if let Err(wait) = state
+        .two_factor_limiter
+        .attempt(&key, state.now_ms())
+        .await
+        .map_err(|err| ApiError::from(err).into_response())?
+    {
         return Err(ApiError::too_many(wait.as_secs().max(1)).into_response());
     }
     let (code, hash, expires) = session::email_code(state).map_err(IntoResponse::into_response)?;
@@ -960,7 +980,11 @@ async fn confirm_email_two_factor(
     let code: CodeBody = serde_json::from_slice(&body)
         .map_err(|err| ApiError::invalid(vec![format!("body: {err}")]))?;
     let key = format!("account:{}", session.account.id);
-    if let Err(wait) = state.two_factor_limiter.attempt(&key, Instant::now()) {
+    if let Err(wait) = state
+        .two_factor_limiter
+        .attempt(&key, state.now_ms())
+        .await?
+    {
         return Err(ApiError::too_many(wait.as_secs().max(1)));
     }
     let id = session.account.id;
@@ -974,7 +998,7 @@ async fn confirm_email_two_factor(
             "code: not the code mailed to the address, or it expired".into(),
         ]));
     };
-    state.two_factor_limiter.succeeded(&key);
+    state.two_factor_limiter.succeeded(&key).await;
     Ok(Json(json!({"enabled": true, "email": address})))
 }
 

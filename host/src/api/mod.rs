@@ -79,13 +79,14 @@ impl AppState {
     ) -> Self {
         let window = Duration::from_secs(settings.rate_limit_window_secs);
         let attempts = settings.rate_limit_attempts;
+        let limiter = |scope, max| RateLimiter::new(scope, max, window, accounts.clone());
         Self(Arc::new(Inner {
+            login_limiter: limiter("login", attempts),
+            address_limiter: limiter("login-address", attempts.saturating_mul(ADDRESS_FACTOR)),
+            account_limiter: limiter("login-account", attempts.saturating_mul(ACCOUNT_FACTOR)),
+            two_factor_limiter: limiter("two-factor", attempts),
             service,
             accounts,
-            login_limiter: RateLimiter::new(attempts, window),
-            address_limiter: RateLimiter::new(attempts.saturating_mul(ADDRESS_FACTOR), window),
-            account_limiter: RateLimiter::new(attempts.saturating_mul(ACCOUNT_FACTOR), window),
-            two_factor_limiter: RateLimiter::new(attempts, window),
             settings,
             jwt_secret,
             mailer,

@@ -3,8 +3,6 @@
 //! browsers (a token that is sent must always match); and
 //! Rocket.Chat's two-factor check (`x-2fa-code`, `x-2fa-method`).
 
-use std::time::Instant;
-
 use axum::http::{HeaderMap, Method};
 use subtle::ConstantTimeEq;
 
@@ -262,7 +260,7 @@ async fn check_two_factor(
         _ => available.first().copied().unwrap_or("password"),
     };
     let key = format!("account:{}", account.id);
-    let now = Instant::now();
+    let now = state.now_ms();
     let code = header(headers, "x-2fa-code");
     if code.is_none() && method != "email" {
         return Err(RcError::TotpRequired {
@@ -271,7 +269,7 @@ async fn check_two_factor(
             available,
         });
     }
-    if let Err(wait) = state.two_factor_limiter.attempt(&key, now) {
+    if let Err(wait) = state.two_factor_limiter.attempt(&key, now).await? {
         return Err(RcError::TooManyRequests {
             retry_after: wait.as_secs().max(1),
         });
@@ -317,7 +315,7 @@ async fn check_two_factor(
     if !accepted {
         return Err(RcError::TotpInvalid { method });
     }
-    state.two_factor_limiter.succeeded(&key);
+    state.two_factor_limiter.succeeded(&key).await;
     if remember && state.settings.two_factor_remember_secs > 0 {
         // In the store, so that every replica remembers it.
         let hash = session.token_hash.clone();

@@ -1,227 +1,168 @@
-//! Rate limits of login and two-factor attempts: a fixed number of failures per key
-//! (account name and client address, a client address, an account) within a sliding
-//! window, in memory.
+//! Rate limits of login and two-factor attempts: a fixed number of attempts per key
+//! (account name and client address, a client address, an account) within a window,
+//! counted in the store, so that every replica counts the same attempts: N replicas
+//! allow what one allows.
 //!
-//! An attempt is counted when it begins ([`RateLimiter::attempt`], one lock for the
-//! check and the count, so parallel guesses cannot all slip through). A success gives
-//! its own count back ([`RateLimiter::forgive`]) or clears the key
-//! ([`RateLimiter::succeeded`]); only failures remain. The cost of an attempt does not
-//! grow with the number of keys: expired failures are dropped oldest first, a few per
-//! attempt, and at most [`MAX_FAILURES`] are kept at all (the oldest go first).
+//! An attempt is counted when it begins ([`RateLimiter::attempt`], the check and the
+//! count one step in the store, so parallel guesses cannot all slip through). A
+//! success gives its own count back ([`RateLimiter::forgive`]) or clears the key
+//! ([`RateLimiter::succeeded`]); only failures remain. The store drops expired
+//! attempts and keeps at most [`crate::store::MAX_ATTEMPTS`].
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
-/// Failures kept over all keys; beyond, the oldest are forgotten first, so a flood
-/// of distinct names costs memory and time bounded by this.
-pub const MAX_FAILURES: usize = 100_000;
+use crate::store::{AccountStore, AttemptId, StoreError, Timestamp};
 
-/// Expired attempts of other keys dropped by one attempt at most.
-const SWEEP_PER_ATTEMPT: usize = 8;
-
-/// Counts failed attempts per key and refuses more than `max` within `window`.
-#[derive(Debug)]
+/// Counts attempts per key of one scope and refuses more than `max` within `window`.
+#[derive(Clone)]
 pub struct RateLimiter {
-    max: usize,
+    scope: &'static str,
+    max: u32,
     window: Duration,
-    state: Mutex<State>,
+    store: Arc<dyn AccountStore>,
 }
 
-#[derive(Debug, Default)]
-struct State {
-    /// Each key's counted attempts, oldest first (at most `max` plus those under way).
-    keys: HashMap<String, VecDeque<Instant>>,
-    /// Every counted attempt in the order counted: what expires next is in front.
-    order: VecDeque<(Instant, String)>,
-}
-
-impl State {
-    /// Drops the attempt `order` holds in front from its key.
-    fn pop_oldest(&mut self) {
-        let Some((at, key)) = self.order.pop_front() else {
-            return;
-        };
-        if let Some(times) = self.keys.get_mut(&key) {
-            // Forgiven attempts are gone from the key already.
-            if let Some(i) = times.iter().position(|&t| t == at) {
-                times.remove(i);
-            }
-            if times.is_empty() {
-                self.keys.remove(&key);
-            }
-        }
+impl std::fmt::Debug for RateLimiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RateLimiter")
+            .field("scope", &self.scope)
+            .field("max", &self.max)
+            .field("window", &self.window)
+            .finish_non_exhaustive()
     }
 }
+
+/// One counted attempt, to give back when it succeeded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Attempt(AttemptId);
 
 impl RateLimiter {
-    /// At most `max` failures per key within `window`.
-    pub fn new(max: usize, window: Duration) -> Self {
+    /// At most `max` attempts per key of `scope` within `window`, counted in `store`.
+    pub fn new(
+        scope: &'static str,
+        max: usize,
+        window: Duration,
+        store: Arc<dyn AccountStore>,
+    ) -> Self {
         Self {
-            max,
+            scope,
+            max: u32::try_from(max).unwrap_or(u32::MAX),
             window,
-            state: Mutex::new(State::default()),
+            store,
         }
     }
 
-    /// Begins an attempt of `key`: counts it and returns the instant it was counted
-    /// at (for [`RateLimiter::forgive`]), or refuses with the time to wait when `max`
-    /// attempts are already counted within the window.
+    /// Begins an attempt of `key` at `now` (ms): counts it, or refuses with the time
+    /// to wait when `max` attempts are counted within the window already.
     ///
     /// # Errors
-    /// The time `key` must wait.
-    pub fn attempt(&self, key: &str, now: Instant) -> Result<Instant, Duration> {
-        let mut state = self.lock();
-        self.expire(&mut state, key, now);
-        if let Some(recent) = state.keys.get(key)
-            && recent.len() >= self.max
-        {
-            let oldest = recent.front().copied().unwrap_or(now);
-            return Err(self.window.saturating_sub(now.duration_since(oldest)));
-        }
-        while state.order.len() >= MAX_FAILURES {
-            state.pop_oldest();
-        }
-        state.keys.entry(key.to_owned()).or_default().push_back(now);
-        state.order.push_back((now, key.to_owned()));
-        Ok(now)
+    /// [`StoreError`] when the store cannot count (the caller refuses the attempt:
+    /// an uncounted guess is never let through).
+    pub async fn attempt(
+        &self,
+        key: &str,
+        now: Timestamp,
+    ) -> Result<Result<Attempt, Duration>, StoreError> {
+        let window_ms = i64::try_from(self.window.as_millis()).unwrap_or(i64::MAX);
+        let (store, scope, key, max) = (self.store.clone(), self.scope, key.to_owned(), self.max);
+        let counted = blocking(move || {
+            store.count_attempt(scope, &key, max, now.saturating_add(window_ms), now)
+        })
+        .await?;
+        Ok(counted
+            .map(Attempt)
+            .map_err(|wait_ms| Duration::from_millis(u64::try_from(wait_ms).unwrap_or(0))))
     }
 
-    /// Whether `key` has `max` attempts counted within the window, without counting one.
-    pub fn is_limited(&self, key: &str, now: Instant) -> bool {
-        let mut state = self.lock();
-        self.expire(&mut state, key, now);
-        state
-            .keys
-            .get(key)
-            .is_some_and(|recent| recent.len() >= self.max)
-    }
-
-    /// Gives back the attempt of `key` counted at `at`: it succeeded.
-    pub fn forgive(&self, key: &str, at: Instant) {
-        let mut state = self.lock();
-        if let Some(times) = state.keys.get_mut(key) {
-            if let Some(i) = times.iter().rposition(|&t| t == at) {
-                times.remove(i);
-            }
-            if times.is_empty() {
-                state.keys.remove(key);
-            }
+    /// Gives back `attempt`: it succeeded. A store that fails leaves it counted (on
+    /// the safe side), and says so in the log.
+    pub async fn forgive(&self, attempt: Attempt) {
+        let store = self.store.clone();
+        if let Err(err) = blocking(move || store.forgive_attempt(attempt.0)).await {
+            tracing::warn!(error = %err, scope = self.scope, "cannot give a successful attempt back");
         }
     }
 
-    /// Forgets `key`'s failures (after a success).
-    pub fn succeeded(&self, key: &str) {
-        self.lock().keys.remove(key);
-    }
-
-    /// Attempts counted and still in the window, over all keys.
-    pub fn len(&self) -> usize {
-        self.lock().keys.values().map(VecDeque::len).sum()
-    }
-
-    /// Whether no attempt is counted.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Drops `key`'s expired attempts, and at most [`SWEEP_PER_ATTEMPT`] of the
-    /// others, oldest first: the cost of one attempt is bounded, and since every
-    /// attempt sweeps more than it counts, expired ones do not pile up.
-    fn expire(&self, state: &mut State, key: &str, now: Instant) {
-        let live = |at: &Instant| now.duration_since(*at) < self.window;
-        if let Some(times) = state.keys.get_mut(key) {
-            while times.front().is_some_and(|at| !live(at)) {
-                times.pop_front();
-            }
-            if times.is_empty() {
-                state.keys.remove(key);
-            }
-        }
-        for _ in 0..SWEEP_PER_ATTEMPT {
-            match state.order.front() {
-                Some((at, _)) if !live(at) => state.pop_oldest(),
-                _ => break,
-            }
+    /// Forgets `key`'s attempts (after a success).
+    pub async fn succeeded(&self, key: &str) {
+        let (store, scope, key) = (self.store.clone(), self.scope, key.to_owned());
+        if let Err(err) = blocking(move || store.clear_attempts(scope, &key)).await {
+            tracing::warn!(error = %err, scope = self.scope, "cannot clear the attempts of a success");
         }
     }
+}
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        // Plain maps of timestamps: a panic cannot leave one torn.
-        self.state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
+/// Runs a store call off the async workers.
+async fn blocking<T: Send + 'static>(
+    call: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    tokio::task::spawn_blocking(call)
+        .await
+        .map_err(|err| StoreError::Panicked(err.to_string()))?
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::SqliteStore;
 
-    #[test]
-    fn refuses_after_max_attempts_until_the_window_passes() {
-        let limiter = RateLimiter::new(3, Duration::from_secs(60));
-        let start = Instant::now();
+    fn limiter(store: &Arc<SqliteStore>, scope: &'static str, max: usize) -> RateLimiter {
+        RateLimiter::new(scope, max, Duration::from_secs(60), store.clone())
+    }
+
+    #[tokio::test]
+    async fn refuses_after_max_attempts_until_the_window_passes() {
+        let store = Arc::new(SqliteStore::open_in_memory().unwrap());
+        let limiter = limiter(&store, "login", 3);
+        let start = 1_000_000;
         for _ in 0..3 {
-            assert!(limiter.attempt("alice", start).is_ok());
+            assert!(limiter.attempt("alice", start).await.unwrap().is_ok());
         }
-        let wait = limiter.attempt("alice", start + Duration::from_secs(10));
+        let wait = limiter.attempt("alice", start + 10_000).await.unwrap();
         assert_eq!(wait, Err(Duration::from_secs(50)));
-        assert!(limiter.attempt("bob", start).is_ok());
+        assert!(limiter.attempt("bob", start).await.unwrap().is_ok());
         assert!(
             limiter
-                .attempt("alice", start + Duration::from_secs(61))
+                .attempt("alice", start + 61_000)
+                .await
+                .unwrap()
                 .is_ok()
         );
     }
 
-    #[test]
-    fn attempts_count_when_they_begin() {
-        let limiter = RateLimiter::new(2, Duration::from_secs(60));
-        let start = Instant::now();
-        assert!(limiter.attempt("bob", start).is_ok());
-        assert!(limiter.attempt("bob", start).is_ok());
-        assert_eq!(limiter.attempt("bob", start), Err(Duration::from_secs(60)));
-        limiter.succeeded("bob");
-        assert!(limiter.attempt("bob", start).is_ok());
-    }
-
-    #[test]
-    fn successes_give_their_count_back() {
-        let limiter = RateLimiter::new(2, Duration::from_secs(60));
-        let start = Instant::now();
-        for i in 0..50 {
-            let at = limiter
-                .attempt("10.0.0.1", start + Duration::from_millis(i))
-                .unwrap();
-            limiter.forgive("10.0.0.1", at);
+    #[tokio::test]
+    async fn successes_give_their_count_back_and_scopes_are_apart() {
+        let store = Arc::new(SqliteStore::open_in_memory().unwrap());
+        let limiter = limiter(&store, "address", 2);
+        let other = self::limiter(&store, "account", 2);
+        let now = 5_000;
+        for _ in 0..50 {
+            let ok = limiter.attempt("10.0.0.1", now).await.unwrap().unwrap();
+            limiter.forgive(ok).await;
         }
-        assert!(limiter.is_empty());
         // Failures still count, and a forgiven attempt leaves the others counted.
-        let failed = limiter.attempt("10.0.0.1", start).unwrap();
-        let ok = limiter.attempt("10.0.0.1", start).unwrap();
-        limiter.forgive("10.0.0.1", ok);
-        assert!(!limiter.is_limited("10.0.0.1", start));
-        limiter.attempt("10.0.0.1", start).unwrap();
-        assert!(limiter.is_limited("10.0.0.1", start));
-        assert_eq!(failed, start);
+        limiter.attempt("10.0.0.1", now).await.unwrap().unwrap();
+        let ok = limiter.attempt("10.0.0.1", now).await.unwrap().unwrap();
+        limiter.forgive(ok).await;
+        limiter.attempt("10.0.0.1", now).await.unwrap().unwrap();
+        assert!(limiter.attempt("10.0.0.1", now).await.unwrap().is_err());
+        // The same key in another scope is another count.
+        assert!(other.attempt("10.0.0.1", now).await.unwrap().is_ok());
+        limiter.succeeded("10.0.0.1").await;
+        assert!(limiter.attempt("10.0.0.1", now).await.unwrap().is_ok());
     }
 
-    #[test]
-    fn a_flood_of_names_stays_bounded_and_expires() {
-        let limiter = RateLimiter::new(10, Duration::from_secs(60));
-        let start = Instant::now();
-        for i in 0..MAX_FAILURES + 5_000 {
-            limiter.attempt(&format!("user:{i}"), start).unwrap();
+    #[tokio::test]
+    async fn two_limiters_on_one_store_share_their_counts() {
+        // Two replicas' limiters over one store: together they allow what one allows.
+        let store = Arc::new(SqliteStore::open_in_memory().unwrap());
+        let (one, two) = (limiter(&store, "login", 4), limiter(&store, "login", 4));
+        let now = 7_000;
+        for limiter in [&one, &two, &one, &two] {
+            assert!(limiter.attempt("alice", now).await.unwrap().is_ok());
         }
-        assert_eq!(limiter.len(), MAX_FAILURES);
-        // A minute on, everything has expired: later attempts sweep it away a few at
-        // a time, and none of them counts an expired failure.
-        let later = start + Duration::from_secs(61);
-        for i in 0..MAX_FAILURES / 4 {
-            limiter.attempt(&format!("other:{i}"), later).unwrap();
-            assert!(!limiter.is_limited(&format!("user:{i}"), later));
-        }
-        assert_eq!(limiter.len(), MAX_FAILURES / 4);
+        assert!(one.attempt("alice", now).await.unwrap().is_err());
+        assert!(two.attempt("alice", now).await.unwrap().is_err());
     }
 }

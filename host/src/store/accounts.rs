@@ -112,7 +112,15 @@ impl Dialect {
     }
 }
 
-/// Accounts and sessions. Not tenant-scoped: the API checks an account's tenant.
+/// A counted attempt ([`AccountStore::count_attempt`]).
+pub type AttemptId = i64;
+
+/// Attempts kept over every scope and key; beyond, the oldest are forgotten first, so
+/// that a flood of distinct names costs bounded room.
+pub const MAX_ATTEMPTS: u64 = 100_000;
+
+/// Accounts, sessions, and what logins share across replicas (rate-limit counts,
+/// secrets). Not tenant-scoped: the API checks an account's tenant.
 pub trait AccountStore: Send + Sync {
     /// Creates an account.
     ///
@@ -249,6 +257,26 @@ pub trait AccountStore: Send + Sync {
 
     /// Ends a session; whether it existed.
     fn delete_session(&self, token_hash: &[u8]) -> Result<bool, StoreError>;
+
+    /// Counts an attempt of `key` within `scope` (a login, a two-factor code) that
+    /// counts until `expires_at`, unless `max` attempts of it are counted already and
+    /// not expired at `now`: then the milliseconds until the oldest of them expires.
+    /// The check and the count are one step: parallel attempts cannot all slip
+    /// through. Expired attempts are dropped, and at most [`MAX_ATTEMPTS`] are kept.
+    fn count_attempt(
+        &self,
+        scope: &str,
+        key: &str,
+        max: u32,
+        expires_at: Timestamp,
+        now: Timestamp,
+    ) -> Result<Result<AttemptId, i64>, StoreError>;
+
+    /// Gives back one counted attempt (it succeeded).
+    fn forgive_attempt(&self, id: AttemptId) -> Result<(), StoreError>;
+
+    /// Forgets every attempt of `key` within `scope` (after a success).
+    fn clear_attempts(&self, scope: &str, key: &str) -> Result<(), StoreError>;
 
     /// The secret named `name` that every replica shares: the stored one, or
     /// `candidate`, stored, when there is none yet (whichever replica asks first

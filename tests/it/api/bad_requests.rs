@@ -136,7 +136,7 @@ fn expired_and_resigned_jwts_are_refused() {
     let payload = token.split('.').nth(1).expect("payload");
     let claims: Claims =
         serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).expect("base64")).expect("claims");
-    let secret = std::fs::read(setup.data_dir().join("jwt.secret")).expect("jwt secret");
+    let secret = setup.jwt_secret();
     let downsync = |jwt: &str| {
         let cookie = format!("grommunioAuthJwt={jwt}");
         server.post(

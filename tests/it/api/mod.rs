@@ -456,6 +456,17 @@ impl Setup {
         path
     }
 
+    /// The key that signs the grommunio cookies, as the server keeps it in its store.
+    pub fn jwt_secret(&self) -> Vec<u8> {
+        let db = rusqlite::Connection::open(self.data_dir().join("abacsync.db")).unwrap();
+        db.query_row(
+            "SELECT value FROM shared_secrets WHERE name = 'grommunio-jwt'",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap()
+    }
+
     /// The store of the first replica, to share through `--store`.
     pub fn store_path(&self) -> String {
         self.data_dir().join("abacsync.db").display().to_string()

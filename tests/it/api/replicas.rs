@@ -93,3 +93,29 @@ fn the_task_of_a_killed_replica_is_marked_interrupted_by_another_once_its_lease_
     let (status, body) = b.downsync(&admin, 1);
     assert_eq!(status, 200, "{body}");
 }
+
+#[test]
+fn password_guesses_are_counted_once_over_every_replica() {
+    let setup = Setup::with_server(1, "[server]\nrate_limit_attempts = 4");
+    let a = Server::start(&setup.config());
+    let b = Server::start_with_args(
+        &setup.replica_config("b"),
+        &["--store", &setup.store_path()],
+    );
+    let guess = |server: &Server, password: &str| {
+        server
+            .post(
+                "/api/v1/login",
+                &[],
+                Some(serde_json::json!({"user": ADMIN, "password": password})),
+            )
+            .0
+    };
+    // Four wrong guesses spread over two replicas use up the one allowance…
+    for server in [&a, &b, &a, &b] {
+        assert_eq!(guess(server, "wrong"), 401);
+    }
+    // …on both: neither replica lets a fifth through, not even the right password.
+    assert_eq!(guess(&a, ADMIN_PASSWORD), 429);
+    assert_eq!(guess(&b, ADMIN_PASSWORD), 429);
+}

@@ -895,7 +895,7 @@ fn forged_and_foreign_credentials_are_refused() {
     assert_eq!(status, 401, "{body}");
     // Signed with the server's own key, but naming a Rocket.Chat session: the
     // dialects' sessions are apart.
-    let secret = std::fs::read(setup.data_dir().join("jwt.secret")).unwrap();
+    let secret = setup.jwt_secret();
     let cross = abacsync::auth::jwt::sign(
         &abacsync::auth::jwt::Claims {
             sid: admin.token.clone(),

@@ -404,3 +404,47 @@ pub(super) fn take_email_code(
     )?;
     Ok(taken == 1)
 }
+
+/// [`crate::store::AccountStore::count_attempt`]: one `IMMEDIATE` transaction, so that
+/// the check and the count are one step for every process on the file.
+pub(super) fn count_attempt(
+    conn: &mut Connection,
+    scope: &str,
+    key: &str,
+    max: u32,
+    expires_at: Timestamp,
+    now: Timestamp,
+) -> Result<Result<crate::store::AttemptId, i64>, StoreError> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    tx.execute(
+        "DELETE FROM rate_limit_attempts WHERE expires_at <= ?1",
+        [now],
+    )?;
+    let (count, oldest): (u32, Option<i64>) = tx.query_row(
+        "SELECT count(*), min(expires_at) FROM rate_limit_attempts \
+         WHERE scope = ?1 AND key = ?2 AND expires_at > ?3",
+        (scope, key, now),
+        |row| Ok((row.get(0)?, row.get(1)?)),
+    )?;
+    if count >= max {
+        tx.commit()?;
+        return Ok(Err(oldest.unwrap_or(expires_at).saturating_sub(now).max(0)));
+    }
+    tx.execute(
+        "INSERT INTO rate_limit_attempts (scope, key, expires_at) VALUES (?1, ?2, ?3)",
+        (scope, key, expires_at),
+    )?;
+    let id = tx.last_insert_rowid();
+    // Now and then, the bound: the oldest beyond it go.
+    if id % 1024 == 0 {
+        tx.execute(
+            "DELETE FROM rate_limit_attempts WHERE id <= ?1 - ?2",
+            (
+                id,
+                i64::try_from(crate::store::MAX_ATTEMPTS).unwrap_or(i64::MAX),
+            ),
+        )?;
+    }
+    tx.commit()?;
+    Ok(Ok(id))
+}

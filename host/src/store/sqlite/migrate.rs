@@ -70,6 +70,10 @@ pub(super) const MIGRATIONS: &[Migration] = &[
         version: 13,
         sql: include_str!("../../../migrations/0013_task_leases.sql"),
     },
+    Migration {
+        version: 14,
+        sql: include_str!("../../../migrations/0014_rate_limits.sql"),
+    },
 ];
 
 /// Brings the database up to the newest of `migrations`; returns how many ran.

@@ -585,6 +585,31 @@ impl UserStore for SqliteStore {
 }
 
 impl AccountStore for SqliteStore {
+    fn count_attempt(
+        &self,
+        scope: &str,
+        key: &str,
+        max: u32,
+        expires_at: Timestamp,
+        now: Timestamp,
+    ) -> Result<Result<super::AttemptId, i64>, StoreError> {
+        accounts::count_attempt(&mut self.writer(), scope, key, max, expires_at, now)
+    }
+
+    fn forgive_attempt(&self, id: super::AttemptId) -> Result<(), StoreError> {
+        self.writer()
+            .execute("DELETE FROM rate_limit_attempts WHERE id = ?1", [id])?;
+        Ok(())
+    }
+
+    fn clear_attempts(&self, scope: &str, key: &str) -> Result<(), StoreError> {
+        self.writer().execute(
+            "DELETE FROM rate_limit_attempts WHERE scope = ?1 AND key = ?2",
+            (scope, key),
+        )?;
+        Ok(())
+    }
+
     fn shared_secret(
         &self,
         name: &str,
