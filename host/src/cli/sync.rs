@@ -64,14 +64,17 @@ pub(crate) fn run(args: SyncArgs) -> anyhow::Result<Outcome> {
         .store
         .clone()
         .unwrap_or_else(|| config.data_dir.join("abacsync.db"));
-    let store = SqliteStore::open(&store_path)?;
+    let store = Arc::new(SqliteStore::open(&store_path)?);
     let engine = PluginEngine::new(
         SandboxConfig::default(),
         Some(config.data_dir.join("plugin-cache")),
     )
     .context("starting the plugin engine")?;
     let registry = PluginRegistry::new(engine);
-    let sync = SyncEngine::new(Arc::new(store), system_clock()).with_quotas(config.quotas);
+    let sync = SyncEngine::new(store.clone(), system_clock()).with_quotas(config.quotas);
+    // Beside running servers: the tenant's run is taken in the store as theirs are,
+    // so that a command-line sync never runs beside one of theirs.
+    let holder = format!("cli-{}", std::process::id());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -89,6 +92,17 @@ pub(crate) fn run(args: SyncArgs) -> anyhow::Result<Outcome> {
         let mut request = SyncRequest::new(mode, run_id(), "cli");
         request.dry_run = args.dry_run;
         request.force = args.force;
+        // A dry run writes nothing: it may run beside a sync.
+        let claim = if args.dry_run {
+            None
+        } else {
+            Some(TenantClaim::take(
+                store.clone(),
+                tenant.id,
+                &holder,
+                runtime.handle(),
+            )?)
+        };
         let progress = Progress::new();
         let bar = (!args.json && std::io::stderr().is_terminal())
             .then(|| progress_bar(progress.clone(), runtime.handle()));
@@ -97,6 +111,9 @@ pub(crate) fn run(args: SyncArgs) -> anyhow::Result<Outcome> {
         if let Some((bar, watcher)) = bar {
             watcher.abort();
             bar.finish_and_clear();
+        }
+        if let Some(claim) = claim {
+            claim.release();
         }
         if let Some(error) = &error {
             tracing::debug!(%error, "sync failed");
@@ -119,6 +136,64 @@ pub(crate) fn run(args: SyncArgs) -> anyhow::Result<Outcome> {
         Ok(Outcome::Success)
     } else {
         Ok(Outcome::Failed)
+    }
+}
+
+/// A tenant's run taken in the store by the command line, renewed while the sync goes
+/// on, given back at the end.
+struct TenantClaim {
+    store: Arc<SqliteStore>,
+    tenant: u64,
+    holder: String,
+    renewer: tokio::task::JoinHandle<()>,
+}
+
+/// How long the command line's claim of a tenant lasts unless renewed.
+const CLAIM_MS: i64 = 60_000;
+
+impl TenantClaim {
+    fn take(
+        store: Arc<SqliteStore>,
+        tenant: u64,
+        holder: &str,
+        runtime: &tokio::runtime::Handle,
+    ) -> anyhow::Result<Self> {
+        use abacsync::store::TaskStore;
+        let now = system_clock()();
+        if let Some(other) = store.claim_tenant(tenant, holder, None, now + CLAIM_MS, now)? {
+            anyhow::bail!(
+                "tenant {tenant} is being synced by {other} (a running abacsync serve or another abacsync sync); try again once it has finished"
+            );
+        }
+        let (renewing, owner) = (store.clone(), holder.to_owned());
+        let renewer = runtime.spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_millis(
+                u64::try_from(CLAIM_MS / 4).unwrap_or(15_000),
+            ));
+            loop {
+                tick.tick().await;
+                let (store, owner) = (renewing.clone(), owner.clone());
+                let _ = tokio::task::spawn_blocking(move || {
+                    let now = system_clock()();
+                    store.claim_tenant(tenant, &owner, None, now + CLAIM_MS, now)
+                })
+                .await;
+            }
+        });
+        Ok(Self {
+            store,
+            tenant,
+            holder: holder.to_owned(),
+            renewer,
+        })
+    }
+
+    fn release(self) {
+        use abacsync::store::TaskStore;
+        self.renewer.abort();
+        if let Err(err) = self.store.release_tenant(self.tenant, &self.holder) {
+            tracing::warn!(%err, tenant = self.tenant, "cannot give the tenant's run back");
+        }
     }
 }
 

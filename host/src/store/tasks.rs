@@ -118,6 +118,17 @@ pub struct Lease {
     pub until: Timestamp,
 }
 
+/// What a cancel did ([`TaskStore::request_cancel`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CancelRequest {
+    /// The task was queued: it is cancelled and will not run.
+    Cancelled,
+    /// The task runs: the replica running it stops it at its next progress report.
+    Requested,
+    /// The task had ended already.
+    Ended,
+}
+
 /// Tasks. Lists are scoped to a tenant, or to all for system-wide callers.
 pub trait TaskStore: Send + Sync {
     /// Creates a queued task.
@@ -164,8 +175,29 @@ pub trait TaskStore: Send + Sync {
         now: Timestamp,
     ) -> Result<bool, StoreError>;
 
-    /// Renews the lease of every queued or running task `owner` holds until `until`;
-    /// returns how many.
+    /// Cancels task `id` if it is queued, or asks the replica running it to stop it.
+    fn request_cancel(&self, id: TaskId, now: Timestamp) -> Result<CancelRequest, StoreError>;
+
+    /// Whether a cancel of running task `id` was asked for.
+    fn cancel_requested(&self, id: TaskId) -> Result<bool, StoreError>;
+
+    /// Takes the tenant's run for `owner` (running `task`, if a task) until `until`:
+    /// `None` when taken (or already `owner`'s), else the replica that holds it. A run
+    /// whose lease ran out before `now` is taken over.
+    fn claim_tenant(
+        &self,
+        tenant: TenantId,
+        owner: &str,
+        task: Option<TaskId>,
+        until: Timestamp,
+        now: Timestamp,
+    ) -> Result<Option<String>, StoreError>;
+
+    /// Gives the tenant's run back, if `owner` holds it.
+    fn release_tenant(&self, tenant: TenantId, owner: &str) -> Result<(), StoreError>;
+
+    /// Renews the lease of every queued or running task `owner` holds, and of the
+    /// tenant runs it holds, until `until`; returns how many tasks.
     fn renew_leases(&self, owner: &str, until: Timestamp) -> Result<u64, StoreError>;
 
     /// Marks interrupted the queued or running tasks whose lease ran out before `now`

@@ -20,12 +20,15 @@ use crate::ldap::LdapDirectory;
 use crate::plugin::model::TenantId;
 use crate::plugin::{PluginRegistry, RegistryError, TenantPlugin};
 use crate::store::{
-    AccountId, Assignment, CatalogStore, Lease, PluginId, StoreError, Task, TaskId, TaskState,
-    TaskStore, UserStore,
+    AccountId, Assignment, CancelRequest, CatalogStore, Lease, PluginId, StoreError, Task, TaskId,
+    TaskState, TaskStore, UserStore,
 };
 
 /// How often a running task's progress message is written to the store.
 const PROGRESS_EVERY: Duration = Duration::from_secs(1);
+/// How often a wait for another replica's task, or for a tenant another replica
+/// syncs, looks at the store.
+const WAIT_POLL: Duration = Duration::from_millis(250);
 
 /// Why a sync could not be started.
 #[derive(Debug, thiserror::Error)]
@@ -543,7 +546,14 @@ impl SyncService {
             if let Some(slot) = service.slots().get_mut(&tenant) {
                 slot.queued.remove(&key);
             }
-            let outcome = service.run_task(id, tenant, request).await;
+            let outcome = match service.claim_tenant_run(id, tenant).await {
+                Ok(()) => {
+                    let outcome = service.run_task(id, tenant, request).await;
+                    service.release_tenant_run(tenant).await;
+                    outcome
+                }
+                Err(outcome) => outcome,
+            };
             drop(guard);
             if let Some(done) = service.done().remove(&id) {
                 done.send_replace(Some(outcome.state));
@@ -571,11 +581,100 @@ impl SyncService {
         {
             return Ok(*state);
         }
-        let tasks = self.tasks.clone();
-        tokio::task::spawn_blocking(move || tasks.task(id))
-            .await
-            .map_err(|err| StoreError::Panicked(err.to_string()))?
-            .map(|task| task.map(|task| task.state))
+        // Another replica's task (or one that ended before the call): read from the
+        // store until it has ended.
+        loop {
+            let tasks = self.tasks.clone();
+            let state = tokio::task::spawn_blocking(move || tasks.task(id))
+                .await
+                .map_err(|err| StoreError::Panicked(err.to_string()))??
+                .map(|task| task.state);
+            match state {
+                Some(state) if !state.is_final() => {
+                    tokio::time::sleep(WAIT_POLL).await;
+                }
+                other => return Ok(other),
+            }
+        }
+    }
+
+    /// Takes tenant `tenant`'s run for task `id` in the store, waiting while another
+    /// replica's sync of the tenant runs (one sync per tenant across every replica).
+    /// The task's end, when it ended while waiting (cancelled, the server stopping).
+    async fn claim_tenant_run(&self, id: TaskId, tenant: TenantId) -> Result<(), TaskOutcome> {
+        let mut told = false;
+        loop {
+            let tasks = self.tasks.clone();
+            let (replica, lease, now) = (self.replica.clone(), self.lease(), self.now());
+            let claimed = tokio::task::spawn_blocking(move || {
+                let holder = tasks.claim_tenant(tenant, &replica, Some(id), lease.until, now)?;
+                let task = tasks.task(id)?;
+                Ok::<_, StoreError>((holder, task.map(|task| task.state)))
+            })
+            .await;
+            let (holder, state) = match claimed {
+                Ok(Ok(found)) => found,
+                Ok(Err(err)) => {
+                    return Err(self.end_unrun(
+                        id,
+                        TaskState::Error,
+                        &format!("cannot take the tenant's sync: {err}"),
+                    ));
+                }
+                Err(err) => {
+                    return Err(self.end_unrun(
+                        id,
+                        TaskState::Error,
+                        &format!("taking the tenant's sync panicked: {err}"),
+                    ));
+                }
+            };
+            if let Some(state) = state.filter(|state| state.is_final()) {
+                if holder.is_none() {
+                    self.release_tenant_run(tenant).await;
+                }
+                return Err(TaskOutcome {
+                    state,
+                    message: "ended before it started".into(),
+                    report: None,
+                    error: None,
+                });
+            }
+            let Some(holder) = holder else {
+                return Ok(());
+            };
+            if self.stopping.load(std::sync::atomic::Ordering::Relaxed) {
+                return Err(self.end_unrun(
+                    id,
+                    TaskState::Interrupted,
+                    "interrupted: abacsync stopped before the task started; run it again",
+                ));
+            }
+            if !told {
+                told = true;
+                let message = format!("waiting for the tenant's sync on replica {holder}");
+                let tasks = self.tasks.clone();
+                let now = self.now();
+                let _ = tokio::task::spawn_blocking(move || {
+                    tasks.update_task(id, TaskState::Queued, &message, None, now)
+                })
+                .await;
+            }
+            tokio::time::sleep(WAIT_POLL).await;
+        }
+    }
+
+    /// Gives tenant `tenant`'s run back in the store.
+    async fn release_tenant_run(&self, tenant: TenantId) {
+        let (tasks, replica) = (self.tasks.clone(), self.replica.clone());
+        let released =
+            tokio::task::spawn_blocking(move || tasks.release_tenant(tenant, &replica)).await;
+        if !matches!(released, Ok(Ok(()))) {
+            tracing::warn!(
+                tenant,
+                "cannot give the tenant's sync back; it is free again once its lease runs out"
+            );
+        }
     }
 
     /// Asks a task to stop: a queued one never runs, a running one stops before it
@@ -591,13 +690,13 @@ impl SyncService {
             progress.cancel();
             return Ok(true);
         }
-        let cancelled = self.tasks.update_task(
-            id,
-            TaskState::Cancelled,
-            "cancelled before it started",
-            None,
-            self.now(),
-        )?;
+        // Queued (here or on another replica): cancelled in the store. Running on
+        // another replica: asked of it, through the store.
+        let cancelled = match self.tasks.request_cancel(id, self.now())? {
+            CancelRequest::Cancelled => true,
+            CancelRequest::Requested => return Ok(true),
+            CancelRequest::Ended => false,
+        };
         drop(running);
         if cancelled {
             let mut slots = self.slots();
@@ -845,11 +944,18 @@ impl SyncService {
                 let tasks = tasks.clone();
                 let at = clock();
                 let written = tokio::task::spawn_blocking(move || {
-                    tasks.update_task(id, TaskState::Running, &message, None, at)
+                    let written = tasks.update_task(id, TaskState::Running, &message, None, at)?;
+                    Ok::<_, StoreError>((written, tasks.cancel_requested(id)?))
                 })
                 .await;
-                if !matches!(written, Ok(Ok(true))) {
-                    return;
+                match written {
+                    Ok(Ok((true, cancel))) => {
+                        // Asked through another replica.
+                        if cancel {
+                            progress.cancel();
+                        }
+                    }
+                    _ => return,
                 }
             }
         })

@@ -119,3 +119,72 @@ fn password_guesses_are_counted_once_over_every_replica() {
     assert_eq!(guess(&a, ADMIN_PASSWORD), 429);
     assert_eq!(guess(&b, ADMIN_PASSWORD), 429);
 }
+
+#[test]
+fn syncs_asked_of_two_replicas_at_once_run_one_after_the_other() {
+    let setup = Setup::new(3000);
+    let a = Server::start(&setup.config());
+    let b = Server::start_with_args(
+        &setup.replica_config("b"),
+        &["--store", &setup.store_path()],
+    );
+    let (jwt, csrf) = a.form_login(ADMIN, ADMIN_PASSWORD);
+    let cookie = format!("grommunioAuthJwt={jwt}");
+    let auth = [("cookie", cookie.as_str()), ("x-csrf-token", csrf.as_str())];
+    let first = downsync_in_background(&a, &auth);
+    let second = downsync_in_background(&b, &auth);
+    let first = ended(&b, &auth, first, Duration::from_secs(120));
+    let second = ended(&a, &auth, second, Duration::from_secs(120));
+    // One created every user; the other, run after it, found them all unchanged:
+    // never 3,000 conflicts from two syncs at once.
+    let counts = |task: &Value| {
+        let counts = &task["result"]["counts"];
+        (
+            counts["created"].as_u64(),
+            counts["unchanged"].as_u64(),
+            counts["failed"].as_u64(),
+        )
+    };
+    let mut seen = [counts(&first), counts(&second)];
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            (Some(0), Some(3000), Some(0)),
+            (Some(3000), Some(0), Some(0))
+        ],
+        "{first} {second}"
+    );
+    assert_eq!(first["stateName"], "completed", "{first}");
+    assert_eq!(second["stateName"], "completed", "{second}");
+    let admin = a.login(ADMIN, ADMIN_PASSWORD);
+    assert_eq!(a.runs_never_overlapping(&admin).len(), 2);
+}
+
+#[test]
+fn a_cancel_sent_to_one_replica_stops_the_sync_another_runs() {
+    let setup = Setup::new(20_000);
+    let a = Server::start(&setup.config());
+    let b = Server::start_with_args(
+        &setup.replica_config("b"),
+        &["--store", &setup.store_path()],
+    );
+    let (jwt, csrf) = a.form_login(ADMIN, ADMIN_PASSWORD);
+    let cookie = format!("grommunioAuthJwt={jwt}");
+    let auth = [("cookie", cookie.as_str()), ("x-csrf-token", csrf.as_str())];
+    let task = downsync_in_background(&a, &auth);
+    // Once A runs it, B is asked to cancel it.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while a.get(&format!("/api/v1/tasq/tasks/{task}"), &auth).1["stateName"] != "running" {
+        assert!(Instant::now() < deadline, "the sync never ran");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (status, body) = b.post(&format!("/api/v1/tasq/tasks/{task}/cancel"), &auth, None);
+    assert!(status < 300, "{status} {body}");
+    let done = ended(&b, &auth, task, Duration::from_secs(60));
+    assert_eq!(done["stateName"], "cancelled", "{done}");
+    // Stopped before writing: nobody was created.
+    let admin = b.login(ADMIN, ADMIN_PASSWORD);
+    let (_, users) = b.get("/api/v1/admin/tenants/1/users?limit=1", &admin.headers());
+    assert_eq!(users["data"], serde_json::json!([]), "{users}");
+}

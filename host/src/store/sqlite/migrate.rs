@@ -74,6 +74,10 @@ pub(super) const MIGRATIONS: &[Migration] = &[
         version: 14,
         sql: include_str!("../../../migrations/0014_rate_limits.sql"),
     },
+    Migration {
+        version: 15,
+        sql: include_str!("../../../migrations/0015_tenant_runs.sql"),
+    },
 ];
 
 /// Brings the database up to the newest of `migrations`; returns how many ran.

@@ -833,7 +833,38 @@ impl TaskStore for SqliteStore {
     }
 
     fn renew_leases(&self, owner: &str, until: Timestamp) -> Result<u64, StoreError> {
-        tasks::renew_leases(&self.writer(), owner, until)
+        let mut conn = self.writer();
+        let tx = conn.transaction()?;
+        let renewed = tasks::renew_leases(&tx, owner, until)?;
+        tx.commit()?;
+        Ok(renewed)
+    }
+
+    fn request_cancel(
+        &self,
+        id: TaskId,
+        now: Timestamp,
+    ) -> Result<super::CancelRequest, StoreError> {
+        tasks::request_cancel(&self.writer(), id, now)
+    }
+
+    fn cancel_requested(&self, id: TaskId) -> Result<bool, StoreError> {
+        self.read(|conn| tasks::cancel_requested(conn, id))
+    }
+
+    fn claim_tenant(
+        &self,
+        tenant: TenantId,
+        owner: &str,
+        task: Option<TaskId>,
+        until: Timestamp,
+        now: Timestamp,
+    ) -> Result<Option<String>, StoreError> {
+        tasks::claim_tenant(&self.writer(), tenant, owner, task, until, now)
+    }
+
+    fn release_tenant(&self, tenant: TenantId, owner: &str) -> Result<(), StoreError> {
+        tasks::release_tenant(&self.writer(), tenant, owner)
     }
 
     fn interrupt_expired(&self, now: Timestamp, except: Option<&str>) -> Result<u64, StoreError> {

@@ -4,7 +4,9 @@ use rusqlite::{Connection, OptionalExtension, Row};
 
 use super::{tenant_from_key, tenant_key};
 use crate::plugin::model::TenantId;
-use crate::store::{AccountId, Lease, StoreError, Task, TaskId, TaskState, Timestamp};
+use crate::store::{
+    AccountId, CancelRequest, Lease, StoreError, Task, TaskId, TaskState, Timestamp,
+};
 
 /// Most tasks a list returns.
 const MAX_LIST: u32 = 1000;
@@ -144,6 +146,10 @@ pub(super) fn renew_leases(
         "UPDATE tasks SET lease_until = ?2 WHERE owner = ?1 AND state IN ('queued', 'running')",
         (owner, until),
     )?;
+    conn.execute(
+        "UPDATE tenant_runs SET lease_until = ?2 WHERE owner = ?1",
+        (owner, until),
+    )?;
     Ok(changed as u64)
 }
 
@@ -174,5 +180,80 @@ pub(super) fn interrupt_owned(
          updated_at = ?1 WHERE state IN ('queued', 'running') AND owner = ?2",
         (now, owner),
     )?;
+    conn.execute("DELETE FROM tenant_runs WHERE owner = ?1", [owner])?;
     Ok(changed as u64)
+}
+
+pub(super) fn request_cancel(
+    conn: &Connection,
+    id: TaskId,
+    now: Timestamp,
+) -> Result<CancelRequest, StoreError> {
+    let queued = conn.execute(
+        "UPDATE tasks SET state = 'cancelled', message = 'cancelled before it started', \
+         updated_at = ?2 WHERE id = ?1 AND state = 'queued'",
+        (id, now),
+    )?;
+    if queued == 1 {
+        return Ok(CancelRequest::Cancelled);
+    }
+    let running = conn.execute(
+        "UPDATE tasks SET cancel_requested = 1, updated_at = ?2 WHERE id = ?1 AND state = 'running'",
+        (id, now),
+    )?;
+    Ok(if running == 1 {
+        CancelRequest::Requested
+    } else {
+        CancelRequest::Ended
+    })
+}
+
+pub(super) fn cancel_requested(conn: &Connection, id: TaskId) -> Result<bool, StoreError> {
+    Ok(conn
+        .query_row(
+            "SELECT cancel_requested FROM tasks WHERE id = ?1",
+            [id],
+            |row| row.get::<_, i64>(0),
+        )
+        .optional()?
+        .is_some_and(|flag| flag != 0))
+}
+
+pub(super) fn claim_tenant(
+    conn: &Connection,
+    tenant: TenantId,
+    owner: &str,
+    task: Option<TaskId>,
+    until: Timestamp,
+    now: Timestamp,
+) -> Result<Option<String>, StoreError> {
+    let taken = conn.execute(
+        "INSERT INTO tenant_runs (tenant_id, owner, task_id, lease_until) VALUES (?1, ?2, ?3, ?4) \
+         ON CONFLICT (tenant_id) DO UPDATE SET owner = excluded.owner, task_id = excluded.task_id, \
+         lease_until = excluded.lease_until \
+         WHERE tenant_runs.owner = excluded.owner OR tenant_runs.lease_until < ?5",
+        (tenant_key(tenant), owner, task, until, now),
+    )?;
+    if taken == 1 {
+        return Ok(None);
+    }
+    Ok(conn
+        .query_row(
+            "SELECT owner FROM tenant_runs WHERE tenant_id = ?1",
+            [tenant_key(tenant)],
+            |row| row.get(0),
+        )
+        .optional()?)
+}
+
+pub(super) fn release_tenant(
+    conn: &Connection,
+    tenant: TenantId,
+    owner: &str,
+) -> Result<(), StoreError> {
+    conn.execute(
+        "DELETE FROM tenant_runs WHERE tenant_id = ?1 AND owner = ?2",
+        (tenant_key(tenant), owner),
+    )?;
+    Ok(())
 }

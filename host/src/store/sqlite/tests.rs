@@ -11,7 +11,8 @@ use super::*;
 use std::collections::BTreeMap;
 
 use crate::store::{
-    AttributeChange, AuditKind, AvatarChange, Footprint, HistoryLimits, PluginDeletion, PluginQuota,
+    AttributeChange, AuditKind, AvatarChange, CancelRequest, Footprint, HistoryLimits,
+    PluginDeletion, PluginQuota,
 };
 
 fn strings(values: &[&str]) -> Vec<String> {
@@ -67,6 +68,79 @@ fn task_leases_are_renewed_by_their_owner_and_expired_ones_interrupted() {
     assert_eq!(
         (state(mine), state(theirs)),
         (TaskState::Interrupted, TaskState::Queued)
+    );
+}
+
+#[test]
+fn a_tenant_runs_one_sync_across_replicas_and_a_dead_ones_run_is_taken_over() {
+    let store = SqliteStore::open_in_memory().unwrap();
+    assert_eq!(store.claim_tenant(T1, "a", Some(1), 100, 0).unwrap(), None);
+    // Another replica waits; the holder may claim again (renewing).
+    assert_eq!(
+        store.claim_tenant(T1, "b", Some(2), 100, 50).unwrap(),
+        Some("a".into())
+    );
+    assert_eq!(store.claim_tenant(T1, "a", Some(3), 150, 50).unwrap(), None);
+    // Another tenant is apart.
+    assert_eq!(store.claim_tenant(T2, "b", Some(4), 100, 50).unwrap(), None);
+    // Renewed with the holder's leases; once it runs out, taken over.
+    store.renew_leases("a", 300).unwrap();
+    assert_eq!(
+        store.claim_tenant(T1, "b", Some(2), 400, 250).unwrap(),
+        Some("a".into())
+    );
+    assert_eq!(
+        store.claim_tenant(T1, "b", Some(2), 400, 301).unwrap(),
+        None
+    );
+    // Given back only by its holder.
+    store.release_tenant(T1, "a").unwrap();
+    assert_eq!(
+        store.claim_tenant(T1, "c", None, 500, 302).unwrap(),
+        Some("b".into())
+    );
+    store.release_tenant(T1, "b").unwrap();
+    assert_eq!(store.claim_tenant(T1, "c", None, 500, 302).unwrap(), None);
+}
+
+#[test]
+fn a_cancel_ends_a_queued_task_and_asks_a_running_one() {
+    let store = SqliteStore::open_in_memory().unwrap();
+    let lease = Lease {
+        owner: "a".into(),
+        until: 1_000,
+    };
+    let new = || {
+        store
+            .create_task(T1, "sync", &serde_json::json!({}), None, &lease, 0)
+            .unwrap()
+            .id
+    };
+    let (queued, running) = (new(), new());
+    store
+        .update_task(running, TaskState::Running, "", None, 1)
+        .unwrap();
+    assert_eq!(
+        store.request_cancel(queued, 2).unwrap(),
+        CancelRequest::Cancelled
+    );
+    assert_eq!(
+        store.task(queued).unwrap().unwrap().state,
+        TaskState::Cancelled
+    );
+    assert!(!store.cancel_requested(queued).unwrap());
+    assert_eq!(
+        store.request_cancel(running, 2).unwrap(),
+        CancelRequest::Requested
+    );
+    assert_eq!(
+        store.task(running).unwrap().unwrap().state,
+        TaskState::Running
+    );
+    assert!(store.cancel_requested(running).unwrap());
+    assert_eq!(
+        store.request_cancel(queued, 3).unwrap(),
+        CancelRequest::Ended
     );
 }
 
@@ -589,6 +663,9 @@ fn a_deleted_tenant_leaves_no_row_behind() {
                 },
                 NOW,
             )
+            .unwrap();
+        store
+            .claim_tenant(tenant, "replica", None, NOW, NOW)
             .unwrap();
     }
     let conn = store.writer();
