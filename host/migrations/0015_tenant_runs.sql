@@ -10,3 +10,11 @@ CREATE TABLE tenant_runs (
 
 -- A cancel asked of a running task, read by the replica running it.
 ALTER TABLE tasks ADD COLUMN cancel_requested INTEGER NOT NULL DEFAULT 0;
+
+-- The last schedule period each tenant's background sync was fired for: whichever
+-- replica moves it on fires the period's sync, so that a period fires once over every
+-- replica.
+CREATE TABLE schedule_fires (
+    tenant_id INTEGER PRIMARY KEY,
+    period_start INTEGER NOT NULL
+) STRICT;

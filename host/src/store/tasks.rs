@@ -196,6 +196,12 @@ pub trait TaskStore: Send + Sync {
     /// Gives the tenant's run back, if `owner` holds it.
     fn release_tenant(&self, tenant: TenantId, owner: &str) -> Result<(), StoreError>;
 
+    /// Claims the background sync of `tenant` for the schedule period starting at
+    /// `period_start` (ms): true for the first caller of each period (later periods
+    /// only), so that a period fires once over every replica.
+    fn claim_schedule(&self, tenant: TenantId, period_start: Timestamp)
+    -> Result<bool, StoreError>;
+
     /// Renews the lease of every queued or running task `owner` holds, and of the
     /// tenant runs it holds, until `until`; returns how many tasks.
     fn renew_leases(&self, owner: &str, until: Timestamp) -> Result<u64, StoreError>;

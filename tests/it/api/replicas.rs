@@ -188,3 +188,61 @@ fn a_cancel_sent_to_one_replica_stops_the_sync_another_runs() {
     let (_, users) = b.get("/api/v1/admin/tenants/1/users?limit=1", &admin.headers());
     assert_eq!(users["data"], serde_json::json!([]), "{users}");
 }
+
+#[test]
+fn a_schedule_fires_once_per_period_over_three_replicas() {
+    const INTERVAL: u64 = 4;
+    const PERIODS: u64 = 5;
+    let setup = Setup::custom(
+        super::people_slapd(20),
+        "",
+        &format!("sync_interval_secs = {INTERVAL}"),
+        "",
+    );
+    let store = setup.store_path();
+    let a = Server::start(&setup.config());
+    let b = Server::start_with_args(&setup.replica_config("b"), &["--store", &store]);
+    let c = Server::start_with_args(&setup.replica_config("c"), &["--store", &store]);
+    let started = Instant::now();
+    std::thread::sleep(Duration::from_secs(INTERVAL * PERIODS));
+    let elapsed = started.elapsed().as_secs();
+    let admin = b.login(ADMIN, ADMIN_PASSWORD);
+    let scheduled: Vec<Value> = c
+        .tasks(&admin)
+        .into_iter()
+        .filter(|task| task["trigger"] == "schedule" || task["command"] == "schedule")
+        .collect();
+    // Once per period that began while the replicas ran: never three times (once per
+    // replica), and every one of them completed.
+    let fired = scheduled.len() as u64;
+    assert!(
+        (PERIODS - 1..=elapsed / INTERVAL + 1).contains(&fired),
+        "{fired} scheduled syncs in {elapsed} s: {scheduled:?}"
+    );
+    let mut periods: Vec<u64> = scheduled
+        .iter()
+        .map(|task| {
+            let created = task["created"].as_str().unwrap();
+            let seconds = created[11..13].parse::<u64>().unwrap() * 3600
+                + created[14..16].parse::<u64>().unwrap() * 60
+                + created[17..19].parse::<u64>().unwrap();
+            seconds / INTERVAL
+        })
+        .collect();
+    periods.sort_unstable();
+    periods.dedup();
+    assert_eq!(
+        periods.len() as u64,
+        fired,
+        "two in one period: {scheduled:?}"
+    );
+    drop(a);
+    let admin_a = b.login(ADMIN, ADMIN_PASSWORD);
+    // The replica that fired them may die: the others go on firing.
+    let before = b.tasks(&admin_a).len();
+    std::thread::sleep(Duration::from_secs(INTERVAL * 2 + 1));
+    assert!(
+        b.tasks(&admin_a).len() > before,
+        "no period fired after a replica stopped"
+    );
+}

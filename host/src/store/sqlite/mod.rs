@@ -863,6 +863,14 @@ impl TaskStore for SqliteStore {
         tasks::claim_tenant(&self.writer(), tenant, owner, task, until, now)
     }
 
+    fn claim_schedule(
+        &self,
+        tenant: TenantId,
+        period_start: Timestamp,
+    ) -> Result<bool, StoreError> {
+        tasks::claim_schedule(&self.writer(), tenant, period_start)
+    }
+
     fn release_tenant(&self, tenant: TenantId, owner: &str) -> Result<(), StoreError> {
         tasks::release_tenant(&self.writer(), tenant, owner)
     }

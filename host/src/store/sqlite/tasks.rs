@@ -257,3 +257,17 @@ pub(super) fn release_tenant(
     )?;
     Ok(())
 }
+
+pub(super) fn claim_schedule(
+    conn: &Connection,
+    tenant: TenantId,
+    period_start: Timestamp,
+) -> Result<bool, StoreError> {
+    let changed = conn.execute(
+        "INSERT INTO schedule_fires (tenant_id, period_start) VALUES (?1, ?2) \
+         ON CONFLICT (tenant_id) DO UPDATE SET period_start = excluded.period_start \
+         WHERE excluded.period_start > schedule_fires.period_start",
+        (tenant_key(tenant), period_start),
+    )?;
+    Ok(changed == 1)
+}

@@ -104,6 +104,19 @@ fn a_tenant_runs_one_sync_across_replicas_and_a_dead_ones_run_is_taken_over() {
 }
 
 #[test]
+fn each_schedule_period_is_claimed_once() {
+    let store = SqliteStore::open_in_memory().unwrap();
+    assert!(store.claim_schedule(T1, 60_000).unwrap());
+    assert!(
+        !store.claim_schedule(T1, 60_000).unwrap(),
+        "a second replica"
+    );
+    assert!(!store.claim_schedule(T1, 0).unwrap(), "an earlier period");
+    assert!(store.claim_schedule(T2, 60_000).unwrap());
+    assert!(store.claim_schedule(T1, 120_000).unwrap());
+}
+
+#[test]
 fn a_cancel_ends_a_queued_task_and_asks_a_running_one() {
     let store = SqliteStore::open_in_memory().unwrap();
     let lease = Lease {
@@ -667,6 +680,7 @@ fn a_deleted_tenant_leaves_no_row_behind() {
         store
             .claim_tenant(tenant, "replica", None, NOW, NOW)
             .unwrap();
+        store.claim_schedule(tenant, NOW).unwrap();
     }
     let conn = store.writer();
     // Every table naming a tenant or an account, read from the schema itself, so a
