@@ -5,7 +5,9 @@
 #   the benchmark start their own directory on a free loopback port;
 # - openssl, which the test directory uses to make its TLS certificates;
 # - curl: the API tests and the demo replay the seed documents' own curl calls;
-# - python3 (with venv), node and npm, for the Python and JavaScript plugin toolchains.
+# - python3 (with venv), node and npm, for the Python and JavaScript plugin toolchains;
+# - PostgreSQL's server (initdb, postgres, psql): the tests start their own on a free
+#   loopback port for the PostgreSQL store and the replica tests.
 # Safe to run again; used by scripts/demo.sh, scripts/test.sh and .ci/run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,6 +28,8 @@ command -v python3 >/dev/null 2>&1 || missing+=(python3)
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 \
+    || missing+=(postgresql)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "setup: installing ${missing[*]} from apt"
     sudo=""
@@ -38,5 +42,7 @@ if [ ${#missing[@]} -gt 0 ]; then
     # The package starts a system slapd on port 389; abacsync's tests run their own.
     if command -v service >/dev/null 2>&1; then
         $sudo service slapd stop >/dev/null 2>&1 || true
+        # Likewise the system PostgreSQL on port 5432.
+        $sudo service postgresql stop >/dev/null 2>&1 || true
     fi
 fi

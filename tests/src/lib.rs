@@ -15,6 +15,7 @@
 pub mod ad_server;
 pub mod directory;
 pub mod plugins;
+pub mod postgres;
 pub mod slapd;
 pub mod smtp;
 pub mod stall;
