@@ -97,6 +97,7 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<Outcome> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
+    let (catalog_config, catalog_store) = (config.clone(), store.clone());
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(&listen)
             .await
@@ -106,6 +107,9 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<Outcome> {
         println!("abacsync listening on http://{address}");
         tokio::spawn(run_scheduler(service.clone()));
         tokio::spawn(service.clone().keep_leases());
+        tokio::spawn(service.clone().follow_catalog(move || {
+            load_tenants(&catalog_config, catalog_store.as_ref()).map_err(|err| format!("{err:#}"))
+        }));
         let app = api::router(state).into_make_service_with_connect_info::<SocketAddr>();
         // At the signal: no new tasks, no new connections; requests under way and the
         // running sync share one grace period, then whatever runs is cancelled.

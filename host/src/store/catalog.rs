@@ -109,6 +109,10 @@ pub struct StoredTenant {
 
 /// Plugins, assignments, API tenants and schedules.
 pub trait CatalogStore: Send + Sync {
+    /// A number that moves on with every change of tenants, schedules or plugin
+    /// assignments, whoever made it: a replica that sees it move reloads them.
+    fn catalog_generation(&self) -> Result<i64, StoreError>;
+
     /// Stores a plugin; an identical component of the same owner is returned as is.
     fn add_plugin(
         &self,

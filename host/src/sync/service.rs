@@ -221,6 +221,9 @@ pub struct SyncService {
     lease: Duration,
 }
 
+/// How often a replica looks whether the catalog changed.
+const CATALOG_EVERY: Duration = Duration::from_secs(2);
+
 /// How long a task's lease lasts by default.
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(60);
 
@@ -273,6 +276,60 @@ impl SyncService {
             until: self
                 .now()
                 .saturating_add(i64::try_from(self.lease.as_millis()).unwrap_or(i64::MAX)),
+        }
+    }
+
+    /// Follows the catalog in the store: every [`CATALOG_EVERY`], when its generation
+    /// moved (a tenant, schedule or plugin assignment changed, through any replica),
+    /// takes the tenants and schedules `load` reads and forgets the loaded plugins, so
+    /// that the next sync of each tenant loads its current assignment. Runs until the
+    /// process ends.
+    pub async fn follow_catalog<F>(self: Arc<Self>, load: F)
+    where
+        F: Fn() -> Result<Tenants, String> + Send + Sync + 'static,
+    {
+        let load = Arc::new(load);
+        let mut seen = None;
+        let mut tick = tokio::time::interval(CATALOG_EVERY);
+        loop {
+            tick.tick().await;
+            let (catalog, loading) = (self.catalog.clone(), load.clone());
+            let turn = tokio::task::spawn_blocking(move || {
+                let generation = catalog
+                    .catalog_generation()
+                    .map_err(|err| err.to_string())?;
+                Ok::<_, String>(generation)
+            })
+            .await;
+            let generation = match turn {
+                Ok(Ok(generation)) => generation,
+                Ok(Err(err)) => {
+                    tracing::warn!(error = %err, "cannot read the catalog's generation");
+                    continue;
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, "reading the catalog's generation panicked");
+                    continue;
+                }
+            };
+            // The first look only sets the mark: the tenants were loaded at start.
+            if seen
+                .replace(generation)
+                .is_none_or(|last| last == generation)
+            {
+                continue;
+            }
+            match tokio::task::spawn_blocking(move || loading()).await {
+                Ok(Ok(fresh)) => {
+                    self.tenants.replace_with(fresh);
+                    for tenant in self.tenants() {
+                        self.registry.remove(tenant.id);
+                    }
+                    tracing::debug!(generation, "reloaded the tenants from the store");
+                }
+                Ok(Err(err)) => tracing::warn!(error = %err, "cannot reload the tenants"),
+                Err(err) => tracing::warn!(error = %err, "reloading the tenants panicked"),
+            }
         }
     }
 

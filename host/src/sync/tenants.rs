@@ -95,6 +95,20 @@ impl Tenants {
         self.read().values().cloned().collect()
     }
 
+    /// Takes `fresh`'s tenants and schedules in place of these (reloaded from the
+    /// store after another replica changed them).
+    pub fn replace_with(&self, fresh: Tenants) {
+        let Tenants { entries, schedules } = fresh;
+        *self.entries.write().unwrap_or_else(PoisonError::into_inner) =
+            entries.into_inner().unwrap_or_else(PoisonError::into_inner);
+        *self
+            .schedules
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = schedules
+            .into_inner()
+            .unwrap_or_else(PoisonError::into_inner);
+    }
+
     /// Adds or replaces an API tenant.
     pub fn put(&self, tenant: TenantConfig) {
         self.entries

@@ -246,3 +246,65 @@ fn a_schedule_fires_once_per_period_over_three_replicas() {
         "no period fired after a replica stopped"
     );
 }
+
+/// Waits until `check` holds of what `server` answers at `path` (within 15 s).
+fn eventually(
+    server: &Server,
+    auth: &super::RcAuth,
+    path: &str,
+    check: impl Fn(u16, &Value) -> bool,
+) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (status, body) = server.get(path, &auth.headers());
+        if check(status, &body) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{path}: {status} {body}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn tenants_and_schedules_changed_through_one_replica_reach_the_others() {
+    let setup = Setup::new(2);
+    let a = Server::start(&setup.config());
+    let b = Server::start_with_args(
+        &setup.replica_config("b"),
+        &["--store", &setup.store_path()],
+    );
+    let admin = a.login(ADMIN, ADMIN_PASSWORD);
+    let slapd = &setup.slapd;
+    let (status, body) = a.post(
+        "/api/v1/admin/tenants",
+        &admin.headers(),
+        Some(serde_json::json!({
+            "id": 9, "name": "made on a",
+            "ldap": {"servers": [slapd.url()], "tls": "plain", "bind_dn": slapd.admin_dn(),
+                     "bind_password": slapd.admin_password(), "base_dn": slapd.base_dn(),
+                     "user_filter": "(objectClass=inetOrgPerson)"}
+        })),
+    );
+    assert_eq!(status, 201, "{body}");
+    eventually(&b, &admin, "/api/v1/admin/tenants/9", |status, body| {
+        status == 200 && body["name"] == "made on a"
+    });
+    let (status, body) = a.call(
+        "PUT",
+        "/api/v1/admin/tenants/9/schedule",
+        &admin.headers(),
+        Some(serde_json::json!({"intervalSecs": 3600})),
+    );
+    assert_eq!(status, 200, "{body}");
+    eventually(
+        &b,
+        &admin,
+        "/api/v1/admin/tenants/9/schedule",
+        |status, body| status == 200 && body["intervalSecs"] == 3600,
+    );
+    let (status, body) = a.call("DELETE", "/api/v1/admin/tenants/9", &admin.headers(), None);
+    assert!(status < 300, "{status} {body}");
+    eventually(&b, &admin, "/api/v1/admin/tenants/9", |status, _| {
+        status == 404
+    });
+}

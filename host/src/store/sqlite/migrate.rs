@@ -78,6 +78,10 @@ pub(super) const MIGRATIONS: &[Migration] = &[
         version: 15,
         sql: include_str!("../../../migrations/0015_tenant_runs.sql"),
     },
+    Migration {
+        version: 16,
+        sql: include_str!("../../../migrations/0016_catalog_generation.sql"),
+    },
 ];
 
 /// Brings the database up to the newest of `migrations`; returns how many ran.

@@ -885,6 +885,16 @@ impl TaskStore for SqliteStore {
 }
 
 impl CatalogStore for SqliteStore {
+    fn catalog_generation(&self) -> Result<i64, StoreError> {
+        self.read(|conn| {
+            Ok(conn.query_row(
+                "SELECT value FROM store_generations WHERE name = 'catalog'",
+                [],
+                |row| row.get(0),
+            )?)
+        })
+    }
+
     fn add_plugin(
         &self,
         plugin: &NewPlugin<'_>,
