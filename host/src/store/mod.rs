@@ -8,9 +8,13 @@
 
 mod accounts;
 mod catalog;
+#[cfg(test)]
+pub(crate) mod conformance;
 mod model;
 mod sqlite;
 mod tasks;
+#[cfg(test)]
+pub(crate) mod testing;
 
 pub use accounts::*;
 pub use catalog::*;
@@ -181,6 +185,9 @@ pub trait UserStore: Send + Sync {
         tenant: TenantId,
         usernames: &[String],
     ) -> Result<Vec<StoredUser>, StoreError>;
+
+    /// The avatar of a user of `tenant`, when it has one.
+    fn avatar(&self, tenant: TenantId, id: UserId) -> Result<Option<Avatar>, StoreError>;
 
     /// Users of `tenant` matching any of the identifiers (targeted syncs).
     fn find_users(

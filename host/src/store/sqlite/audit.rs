@@ -194,7 +194,7 @@ fn parse_values(json: &str, column: &'static str) -> Result<Vec<String>, StoreEr
 mod tests {
     use super::*;
     use crate::store::sqlite::SqliteStore;
-    use crate::store::sqlite::testing::*;
+    use crate::store::testing::*;
     use crate::store::{AttributeChange, Change, UserStore};
 
     #[test]

@@ -21,8 +21,6 @@ mod tasks;
 mod users;
 
 #[cfg(test)]
-mod testing;
-#[cfg(test)]
 mod tests;
 
 use std::path::{Path, PathBuf};
@@ -203,14 +201,6 @@ impl SqliteStore {
                 readers,
             }),
         }
-    }
-
-    /// The avatar of a user of `tenant`, when it has one.
-    ///
-    /// # Errors
-    /// [`StoreError::Database`] when the query fails.
-    pub fn avatar(&self, tenant: TenantId, id: UserId) -> Result<Option<Avatar>, StoreError> {
-        self.read(|conn| users::avatar(conn, tenant, id))
     }
 
     /// The writer connection.
@@ -478,6 +468,10 @@ fn json_ids(ids: impl IntoIterator<Item = i64>) -> String {
 }
 
 impl UserStore for SqliteStore {
+    fn avatar(&self, tenant: TenantId, id: UserId) -> Result<Option<Avatar>, StoreError> {
+        self.read(|conn| users::avatar(conn, tenant, id))
+    }
+
     fn users_by_ldap_ids(
         &self,
         tenant: TenantId,

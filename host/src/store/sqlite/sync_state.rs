@@ -107,7 +107,7 @@ pub(super) fn runs(
 #[cfg(test)]
 mod tests {
     use crate::store::sqlite::SqliteStore;
-    use crate::store::sqlite::testing::*;
+    use crate::store::testing::*;
     use crate::store::{SyncRunRecord, SyncState, UserStore};
 
     fn run(run_id: &str, started_at: i64) -> SyncRunRecord {

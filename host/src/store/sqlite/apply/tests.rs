@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::store::sqlite::SqliteStore;
-use crate::store::sqlite::testing::*;
+use crate::store::testing::*;
 use crate::store::{AuditEvent, AuditQuery, StoredUser, UserStore};
 
 /// An event's kind, key, added and removed values.

@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::store::sqlite::SqliteStore;
-use crate::store::sqlite::testing::*;
+use crate::store::testing::*;
 use crate::store::{UserSource, UserStore};
 
 fn strings(values: &[&str]) -> Vec<String> {

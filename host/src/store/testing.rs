@@ -1,21 +1,19 @@
-//! Fixtures shared by the store's tests.
+//! Fixtures shared by the store's tests: the conformance suite and each backend's own.
 
 use std::collections::BTreeSet;
 
 use crate::plugin::model::{AbacAttributes, TenantId};
 use crate::store::{Change, ChangeCause, UserFields, UserId, UserStore};
 
-use super::SqliteStore;
-
 /// Two tenants, to prove isolation.
-pub(super) const T1: TenantId = 1;
-pub(super) const T2: TenantId = 2;
+pub(crate) const T1: TenantId = 1;
+pub(crate) const T2: TenantId = 2;
 
 /// The fixed "now" of the tests (2025-01-01T00:00:00Z).
-pub(super) const NOW: i64 = 1_735_689_600_000;
+pub(crate) const NOW: i64 = 1_735_689_600_000;
 
 /// A sync cause at `at`.
-pub(super) fn cause_at(at: i64) -> ChangeCause {
+pub(crate) fn cause_at(at: i64) -> ChangeCause {
     ChangeCause {
         cause: "sync:full".into(),
         run_id: Some("run-1".into()),
@@ -24,17 +22,17 @@ pub(super) fn cause_at(at: i64) -> ChangeCause {
 }
 
 /// A sync cause at [`NOW`].
-pub(super) fn cause() -> ChangeCause {
+pub(crate) fn cause() -> ChangeCause {
     cause_at(NOW)
 }
 
 /// A set of strings.
-pub(super) fn set(values: &[&str]) -> BTreeSet<String> {
+pub(crate) fn set(values: &[&str]) -> BTreeSet<String> {
     values.iter().map(|value| (*value).to_owned()).collect()
 }
 
 /// ABAC attributes from (key, values) pairs.
-pub(super) fn attrs(pairs: &[(&str, &[&str])]) -> AbacAttributes {
+pub(crate) fn attrs(pairs: &[(&str, &[&str])]) -> AbacAttributes {
     pairs
         .iter()
         .map(|(key, values)| ((*key).to_owned(), set(values)))
@@ -42,7 +40,7 @@ pub(super) fn attrs(pairs: &[(&str, &[&str])]) -> AbacAttributes {
 }
 
 /// A directory user named `name`: ldap id `id-{name}`, a department and two roles.
-pub(super) fn fields(name: &str) -> UserFields {
+pub(crate) fn fields(name: &str) -> UserFields {
     UserFields {
         username: name.into(),
         email: Some(format!("{name}@example.org")),
@@ -56,13 +54,13 @@ pub(super) fn fields(name: &str) -> UserFields {
 }
 
 /// Creates one user; returns its id.
-pub(super) fn create(store: &SqliteStore, tenant: TenantId, fields: UserFields) -> UserId {
+pub(crate) fn create(store: &dyn UserStore, tenant: TenantId, fields: UserFields) -> UserId {
     create_many(store, tenant, vec![fields])[0]
 }
 
 /// Creates users in one batch; returns their ids.
-pub(super) fn create_many(
-    store: &SqliteStore,
+pub(crate) fn create_many(
+    store: &dyn UserStore,
     tenant: TenantId,
     users: Vec<UserFields>,
 ) -> Vec<UserId> {
