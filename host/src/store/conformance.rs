@@ -53,6 +53,10 @@ macro_rules! suite {
                 $crate::store::conformance::attempts_are_counted_per_scope_and_key_until_they_expire(&$open);
             }
             #[test]
+            fn an_identical_queued_task_is_found_to_join() {
+                $crate::store::conformance::an_identical_queued_task_is_found_to_join(&$open);
+            }
+            #[test]
             fn the_catalog_generation_moves_with_every_tenant_change() {
                 $crate::store::conformance::the_catalog_generation_moves_with_every_tenant_change(&$open);
             }
@@ -328,4 +332,37 @@ pub(crate) fn the_catalog_generation_moves_with_every_tenant_change(store: &dyn 
     assert_eq!(schedules.get(&T1), Some(&Some(3_600)));
     // Reading moves nothing.
     assert_eq!(store.catalog_generation().unwrap(), after);
+}
+
+pub(crate) fn an_identical_queued_task_is_found_to_join(store: &dyn Backend) {
+    let lease = Lease {
+        owner: "a".into(),
+        until: NOW,
+    };
+    let params = serde_json::json!({"domainID": 1, "import": false});
+    let queued = store
+        .create_task(T1, "ldap.downsync", &params, None, &lease, NOW)
+        .unwrap();
+    let find = |tenant, command, params: &serde_json::Value| {
+        store
+            .queued_task(tenant, command, params)
+            .unwrap()
+            .map(|task| task.id)
+    };
+    assert_eq!(find(T1, "ldap.downsync", &params), Some(queued.id));
+    assert_eq!(find(T2, "ldap.downsync", &params), None);
+    assert_eq!(find(T1, "ldap.syncNow", &params), None);
+    assert_eq!(
+        find(
+            T1,
+            "ldap.downsync",
+            &serde_json::json!({"domainID": 1, "import": true})
+        ),
+        None
+    );
+    // Once it runs, it is no longer joined.
+    store
+        .update_task(queued.id, TaskState::Running, "", None, NOW)
+        .unwrap();
+    assert_eq!(find(T1, "ldap.downsync", &params), None);
 }

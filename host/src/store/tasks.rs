@@ -145,6 +145,15 @@ pub trait TaskStore: Send + Sync {
     /// One task.
     fn task(&self, id: TaskId) -> Result<Option<Task>, StoreError>;
 
+    /// The oldest queued task of `tenant` running `command` with exactly `params`,
+    /// whichever replica queued it: a request identical to it joins it.
+    fn queued_task(
+        &self,
+        tenant: TenantId,
+        command: &str,
+        params: &serde_json::Value,
+    ) -> Result<Option<Task>, StoreError>;
+
     /// The newest tasks (of one tenant, or all), at most `limit`.
     fn list_tasks(&self, tenant: Option<TenantId>, limit: u32) -> Result<Vec<Task>, StoreError> {
         self.list_tasks_from(tenant, 0, limit)

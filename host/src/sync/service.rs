@@ -571,14 +571,24 @@ impl SyncService {
             return Ok(StartedTask { task, handle: None });
         }
         // The write may wait for a long sync's transaction: off the async workers,
-        // and without holding the slots.
+        // and without holding the slots. An identical task another replica queued is
+        // joined as one queued here would be.
         let tasks = self.tasks.clone();
         let (name, now, lease) = (command.to_owned(), self.now(), self.lease());
-        let task = tokio::task::spawn_blocking(move || {
-            tasks.create_task(tenant, &name, &params, account, &lease, now)
+        let (task, joined) = tokio::task::spawn_blocking(move || {
+            if let Some(queued) = tasks.queued_task(tenant, &name, &params)? {
+                return Ok::<_, StoreError>((queued, true));
+            }
+            Ok((
+                tasks.create_task(tenant, &name, &params, account, &lease, now)?,
+                false,
+            ))
         })
         .await
         .map_err(|err| StoreError::Panicked(err.to_string()))??;
+        if joined {
+            return Ok(StartedTask { task, handle: None });
+        }
         let (done, _) = tokio::sync::watch::channel(None);
         self.done().insert(task.id, done);
         let lock = {

@@ -308,3 +308,40 @@ fn tenants_and_schedules_changed_through_one_replica_reach_the_others() {
         status == 404
     });
 }
+
+#[test]
+fn a_request_identical_to_one_queued_on_another_replica_joins_it() {
+    let setup = Setup::new(20_000);
+    let a = Server::start(&setup.config());
+    let b = Server::start_with_args(
+        &setup.replica_config("b"),
+        &["--store", &setup.store_path()],
+    );
+    let (jwt, csrf) = a.form_login(ADMIN, ADMIN_PASSWORD);
+    let cookie = format!("grommunioAuthJwt={jwt}");
+    let auth = [("cookie", cookie.as_str()), ("x-csrf-token", csrf.as_str())];
+    // A long sync runs on A; the next request waits, queued, behind it.
+    let running = downsync_in_background(&a, &auth);
+    let again =
+        |server: &Server| server.post("/api/v1/domains/1/ldap/downsync?timeout=0", &auth, None);
+    let (status, queued) = again(&a);
+    assert_eq!(status, 202, "{queued}");
+    // The same request sent to B joins A's queued task instead of queuing another.
+    let (status, joined) = again(&b);
+    assert_eq!(status, 202, "{joined}");
+    assert_eq!(joined["taskID"], queued["taskID"], "{joined}");
+    let id = queued["taskID"].as_i64().unwrap();
+    assert_eq!(
+        joined["message"],
+        format!("Joined background task #{id}, queued by an identical request"),
+        "{joined}"
+    );
+    assert_eq!(
+        ended(&b, &auth, running, Duration::from_secs(120))["stateName"],
+        "completed"
+    );
+    assert_eq!(
+        ended(&b, &auth, id, Duration::from_secs(120))["stateName"],
+        "completed"
+    );
+}

@@ -798,6 +798,15 @@ impl TaskStore for SqliteStore {
         self.read(|conn| tasks::one(conn, id))
     }
 
+    fn queued_task(
+        &self,
+        tenant: TenantId,
+        command: &str,
+        params: &serde_json::Value,
+    ) -> Result<Option<Task>, StoreError> {
+        self.read(|conn| tasks::queued(conn, tenant, command, params))
+    }
+
     fn list_tasks_from(
         &self,
         tenant: Option<TenantId>,

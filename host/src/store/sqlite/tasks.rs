@@ -271,3 +271,19 @@ pub(super) fn claim_schedule(
     )?;
     Ok(changed == 1)
 }
+
+pub(super) fn queued(
+    conn: &Connection,
+    tenant: TenantId,
+    command: &str,
+    params: &serde_json::Value,
+) -> Result<Option<Task>, StoreError> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM tasks WHERE tenant_id = ?1 AND state = 'queued' \
+         AND command = ?2 AND params = ?3 ORDER BY id LIMIT 1"
+    ))?;
+    stmt.query_row((tenant_key(tenant), command, params.to_string()), from_row)
+        .optional()?
+        .map(finish)
+        .transpose()
+}
