@@ -761,6 +761,35 @@ impl SyncEngine {
                 "refused to remove {missing} of {total} directory users ({limit}){others}; run with --force to remove them"
             ));
         }
+        // Entries that were users, and every one failed: not a success, whatever was
+        // written (nothing, or removals).
+        let c = &report.counts;
+        let worked = c.created
+            + c.updated
+            + c.unchanged
+            + c.reactivated
+            + c.deactivated
+            + c.deleted
+            + c.not_imported;
+        if c.failed > 0 && worked == 0 && report.outcome == "succeeded" {
+            let first = diff
+                .results
+                .iter()
+                .find(|result| result.action == Action::Failed)
+                .map(|result| {
+                    format!(
+                        "{}: {}",
+                        result.dn.as_deref().unwrap_or(&result.username),
+                        result.message
+                    )
+                })
+                .unwrap_or_default();
+            report.outcome = "failed".into();
+            report.error = Some(format!(
+                "every user failed ({} of {} entries read; the first: {first})",
+                c.failed, c.read
+            ));
+        }
         report.results = diff.results;
         Ok(())
     }

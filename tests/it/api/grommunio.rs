@@ -197,3 +197,35 @@ fn grommunio_downsync_follows_its_contract() {
     assert!(body["message"].as_str().unwrap().contains("LDAP"), "{body}");
     let _ = &mut setup;
 }
+
+#[test]
+fn a_sync_whose_every_user_failed_is_a_failed_task_while_grommunio_lists_each() {
+    let setup = Setup::new(5);
+    // Every entry lacks the attribute the username comes from: each mapping fails.
+    setup.set_plugin("settings-map-mapping", r#"username = "noSuchAttribute""#);
+    let server = Server::start(&setup.config());
+    let (jwt, csrf) = server.form_login(ADMIN, ADMIN_PASSWORD);
+    let cookie = format!("grommunioAuthJwt={jwt}");
+    let auth = [("cookie", cookie.as_str()), ("x-csrf-token", csrf.as_str())];
+    let (status, body) = server.post(
+        "/api/v1/domains/1/ldap/downsync?import=true&timeout=60",
+        &auth,
+        None,
+    );
+    // grommunio's answer: the synchronisation ran, each user failed.
+    assert_eq!(status, 200, "{body}");
+    let data = body["data"].as_array().unwrap();
+    assert_eq!(data.len(), 5, "{body}");
+    assert!(data.iter().all(|user| user["code"] == 400), "{body}");
+    // The task is no plain success.
+    let admin = server.login(ADMIN, ADMIN_PASSWORD);
+    let task = server.tasks(&admin)[0].clone();
+    assert_eq!(task["stateName"], "error", "{task}");
+    assert!(
+        task["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("every user failed (5 of 5 entries read; the first: uid=user"),
+        "{task}"
+    );
+}

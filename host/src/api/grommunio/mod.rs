@@ -536,7 +536,22 @@ async fn run_to_end(
 }
 
 fn finished(outcome: TaskOutcome) -> Response {
+    // A sync that ran to its end with every user failed is no success for the task,
+    // but grommunio answers it as a synchronisation whose users each failed: 200 with
+    // their results.
+    let ran_to_the_end = outcome
+        .report
+        .as_ref()
+        .is_some_and(|report| !report.results.is_empty() && report.outcome == "failed");
     match outcome.state {
+        TaskState::Error if ran_to_the_end => {
+            let data = outcome
+                .report
+                .as_ref()
+                .map(|report| results(&report.results))
+                .unwrap_or_default();
+            Json(json!({"message": outcome.message, "data": data})).into_response()
+        }
         TaskState::Completed => {
             let data = outcome
                 .report
