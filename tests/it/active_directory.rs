@@ -249,3 +249,16 @@ async fn a_domain_controller_dying_mid_sync_changes_nothing() {
     assert_eq!(report.counts.updated, 1);
     assert_eq!(report.counts.deactivated, (USERS - 2_000) as u64);
 }
+
+#[tokio::test]
+async fn a_refused_bind_says_why_in_active_directorys_words() {
+    let ad = Ad::new(server());
+    let directory = LdapDirectory::new(&ad.tenant.ldap, Some("wrong".into())).unwrap();
+    let err = directory.test_connection().await.unwrap_err().to_string();
+    // AD's `data 52e` decoded, its own message kept.
+    assert!(
+        err.contains("refused by") && err.contains(": invalid credentials: 80090308: LdapErr"),
+        "{err}"
+    );
+    assert!(err.contains("data 52e"), "{err}");
+}

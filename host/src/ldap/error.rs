@@ -28,8 +28,12 @@ pub enum DirectoryError {
         /// Why.
         reason: String,
     },
-    /// The bind was refused (wrong DN or password: code 49).
-    #[error("bind as `{dn}` refused by {server}: {message} (LDAP result {code})")]
+    /// The bind was refused (wrong DN or password: code 49). Active Directory's
+    /// reason (`data 52e`, `533`, `701`…) is named first.
+    #[error(
+        "bind as `{dn}` refused by {server}: {}{message} (LDAP result {code})",
+        ad_reason(message)
+    )]
     Bind {
         /// The server.
         server: String,
@@ -104,6 +108,32 @@ fn hint(code: u32) -> &'static str {
     }
 }
 
+/// Active Directory's reason for a refused bind, from the `data XXX` code in its
+/// diagnostic message (`80090308: LdapErr: DSID-0C09044E, comment: AcceptSecurityContext
+/// error, data 52e, v4563`), as `"invalid credentials: "`; empty for other servers.
+pub(crate) fn ad_reason(message: &str) -> &'static str {
+    let Some(start) = message.find("data ") else {
+        return "";
+    };
+    let code: String = message[start + 5..]
+        .chars()
+        .take_while(char::is_ascii_hexdigit)
+        .collect();
+    match code.to_ascii_lowercase().as_str() {
+        "525" => "no such user: ",
+        "52e" => "invalid credentials: ",
+        "530" => "not permitted to log on at this time: ",
+        "531" => "not permitted to log on from this workstation: ",
+        "532" => "password expired: ",
+        "533" => "account disabled: ",
+        "568" => "too many security identifiers in the account's token: ",
+        "701" => "account expired: ",
+        "773" => "the password must be changed before the first logon: ",
+        "775" => "account locked out: ",
+        _ => "",
+    }
+}
+
 impl DirectoryError {
     /// Whether the directory could not be reached at all (for a 503 in APIs).
     pub fn is_unreachable(&self) -> bool {
@@ -114,5 +144,45 @@ impl DirectoryError {
                 | DirectoryError::Timeout { .. }
                 | DirectoryError::Connection { .. }
         )
+    }
+}
+
+#[cfg(test)]
+mod ad_tests {
+    use super::*;
+
+    #[test]
+    fn active_directory_bind_refusals_say_why() {
+        let refused = |message: &str| {
+            DirectoryError::Bind {
+                server: "ldaps://dc1".into(),
+                dn: "CN=sync,DC=corp".into(),
+                code: 49,
+                message: message.into(),
+            }
+            .to_string()
+        };
+        let ad = |data: &str| {
+            format!(
+                "80090308: LdapErr: DSID-0C09044E, comment: AcceptSecurityContext error, data {data}, v4563"
+            )
+        };
+        assert_eq!(
+            refused(&ad("52e")),
+            format!(
+                "bind as `CN=sync,DC=corp` refused by ldaps://dc1: invalid credentials: {} (LDAP result 49)",
+                ad("52e")
+            )
+        );
+        assert!(refused(&ad("533")).contains(": account disabled: 8009"));
+        assert!(refused(&ad("701")).contains(": account expired: "));
+        assert!(refused(&ad("775")).contains(": account locked out: "));
+        assert!(refused(&ad("532")).contains(": password expired: "));
+        // Other servers' messages, and unknown codes, are shown as they are.
+        assert_eq!(
+            refused("Invalid credentials"),
+            "bind as `CN=sync,DC=corp` refused by ldaps://dc1: Invalid credentials (LDAP result 49)"
+        );
+        assert!(refused(&ad("999")).contains("ldaps://dc1: 80090308"));
     }
 }
