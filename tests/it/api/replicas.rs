@@ -132,7 +132,16 @@ fn syncs_asked_of_two_replicas_at_once_run_one_after_the_other() {
     let cookie = format!("grommunioAuthJwt={jwt}");
     let auth = [("cookie", cookie.as_str()), ("x-csrf-token", csrf.as_str())];
     let first = downsync_in_background(&a, &auth);
-    let second = downsync_in_background(&b, &auth);
+    // Not identical (another language), so that B's request is not joined to A's
+    // still-queued task but queued as a sync of its own.
+    let (status, body) = b.post(
+        "/api/v1/domains/1/ldap/downsync?import=true&timeout=0&lang=de",
+        &auth,
+        None,
+    );
+    assert_eq!(status, 202, "{body}");
+    let second = body["taskID"].as_i64().unwrap();
+    assert_ne!(first, second, "{body}");
     let first = ended(&b, &auth, first, Duration::from_secs(120));
     let second = ended(&a, &auth, second, Duration::from_secs(120));
     // One created every user; the other, run after it, found them all unchanged:
