@@ -25,6 +25,9 @@ use std::time::Duration;
 
 use crate::plugin::model::TenantId;
 
+mod store;
+pub use store::StoreConfig;
+
 /// Rocket.Chat's default unique-identifier attributes, plus OpenLDAP's `entryUUID`.
 pub const DEFAULT_UNIQUE_IDENTIFIERS: &[&str] = &[
     "objectGUID",
@@ -112,6 +115,9 @@ pub struct Config {
     /// What one tenant may store (`[quotas]`), the same for every tenant.
     #[serde(default)]
     pub quotas: Quotas,
+    /// Where the store is (`[store]`).
+    #[serde(default)]
+    pub store: StoreConfig,
 }
 
 /// What one tenant may store and read at once (`[quotas]`): each bound is the same for
@@ -328,6 +334,7 @@ impl Config {
         config
             .quotas
             .validate()
+            .and_then(|()| config.store.validate())
             .map_err(|reason| ConfigError::Settings {
                 path: path.to_owned(),
                 reason,
@@ -361,6 +368,7 @@ impl Config {
             }
         };
         resolve(&mut self.data_dir);
+        self.store.resolve_paths(base);
         for tenant in &mut self.tenants {
             if let Some(path) = tenant.plugin.path.as_mut() {
                 resolve(path);

@@ -167,6 +167,61 @@ impl Postgres {
         }))
     }
 
+    /// One server for the whole test binary, started on first use. Statics are never
+    /// dropped, so a watchdog process stops the server and removes its folder once the
+    /// test binary has exited (however it ended).
+    ///
+    /// # Errors
+    /// [`PostgresError`] as [`Postgres::start`], for every caller once it failed.
+    pub fn shared() -> Result<&'static Postgres, String> {
+        static SHARED: std::sync::OnceLock<Result<Postgres, String>> = std::sync::OnceLock::new();
+        SHARED
+            .get_or_init(|| {
+                let postgres = Postgres::start().map_err(|err| err.to_string())?;
+                postgres.stop_with_this_process();
+                Ok(postgres)
+            })
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+
+    /// A new, empty database on this server, named uniquely within the process; its URL.
+    ///
+    /// # Errors
+    /// [`PostgresError::Tool`] when `psql` fails.
+    pub fn fresh_database(&self) -> Result<String, PostgresError> {
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let name = format!("test_{}_{n}", std::process::id());
+        self.create_database(&name)?;
+        Ok(self.url(&name))
+    }
+
+    /// Starts a watchdog that stops the server and removes its folder once this
+    /// process is gone.
+    fn stop_with_this_process(&self) {
+        let Some(child) = &self.child else { return };
+        let script = format!(
+            "while kill -0 {me} 2>/dev/null; do sleep 1; done; kill -QUIT {server} 2>/dev/null; \
+             sleep 2; rm -rf '{dir}'",
+            me = std::process::id(),
+            server = child.id(),
+            dir = self.dir.path().display(),
+        );
+        let spawned = Command::new("sh")
+            .args(["-c", &script])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn();
+        if let Err(err) = spawned {
+            eprintln!(
+                "cannot start the PostgreSQL watchdog ({err}); the server outlives the tests"
+            );
+        }
+    }
+
     /// The server's loopback port.
     pub fn port(&self) -> u16 {
         self.port

@@ -31,6 +31,19 @@ enum Command {
     Serve(serve::ServeArgs),
 }
 
+/// Opens the store that `given` (`--store`), `[store]` or the default names.
+pub(crate) fn open_store(
+    config: &abacsync::config::Config,
+    given: Option<&str>,
+) -> anyhow::Result<std::sync::Arc<dyn abacsync::store::Store>> {
+    let location = config
+        .store
+        .location(given, &config.data_dir)
+        .map_err(anyhow::Error::msg)?;
+    tracing::debug!(store = %location, "opening the store");
+    Ok(abacsync::store::open(&location)?)
+}
+
 /// Creates the data directory (store, JWT key, plugin cache) with mode 0700, and
 /// narrows an existing one that others may enter: what it holds is secret.
 pub(crate) fn create_data_dir(dir: &std::path::Path) -> anyhow::Result<()> {

@@ -9,7 +9,7 @@ use abacsync::api::{self, AppState};
 use abacsync::auth::{Role, password, token};
 use abacsync::config::{Config, TenantConfig};
 use abacsync::plugin::{PluginEngine, PluginRegistry, SandboxConfig};
-use abacsync::store::{AccountStore, CatalogStore, NewAccount, SqliteStore, TaskStore};
+use abacsync::store::{AccountStore, CatalogStore, NewAccount};
 use abacsync::sync::{SyncEngine, SyncService, Tenants, run_scheduler, system_clock};
 use anyhow::Context;
 use clap::Args;
@@ -25,9 +25,10 @@ pub(crate) struct ServeArgs {
     /// Address to listen on (overrides `server.listen`; port 0 picks a free port).
     #[arg(long, env = "ABACSYNC_LISTEN")]
     listen: Option<String>,
-    /// The store file (default: abacsync.db in the configuration's data_dir).
-    #[arg(long, env = "ABACSYNC_STORE")]
-    store: Option<PathBuf>,
+    /// The store: an SQLite file or a postgres:// URL (overrides `[store] url`;
+    /// default: abacsync.db in the configuration's data_dir). Replicas share one.
+    #[arg(long, env = "ABACSYNC_STORE_URL")]
+    store: Option<String>,
     /// Name of the first admin account, created when the store has none.
     #[arg(long, env = "ABACSYNC_ADMIN_USER")]
     admin_user: Option<String>,
@@ -44,11 +45,7 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<Outcome> {
     unsafe { std::env::remove_var("ABACSYNC_ADMIN_PASSWORD") };
     let config = Config::load(&args.config)?;
     super::create_data_dir(&config.data_dir)?;
-    let store_path = args
-        .store
-        .clone()
-        .unwrap_or_else(|| config.data_dir.join("abacsync.db"));
-    let store = Arc::new(SqliteStore::open(&store_path)?);
+    let store = super::open_store(&config, args.store.as_deref())?;
     let clock = system_clock();
     let replica = replica_id(&config.data_dir)?;
     // This replica's tasks from its last life, and those of replicas that died

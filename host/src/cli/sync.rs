@@ -10,7 +10,7 @@ use abacsync::config::{Config, TenantConfig};
 use abacsync::ldap::LdapDirectory;
 use abacsync::plugin::model::SyncMode;
 use abacsync::plugin::{PluginEngine, PluginRegistry, SandboxConfig};
-use abacsync::store::SqliteStore;
+use abacsync::store::Store;
 use abacsync::sync::{
     Phase, Progress, SyncEngine, SyncReport, SyncRequest, load_tenant_plugin, system_clock,
 };
@@ -41,9 +41,10 @@ pub(crate) struct SyncArgs {
     /// Print the full report as JSON on stdout.
     #[arg(long)]
     json: bool,
-    /// The store file (default: abacsync.db in the configuration's data_dir).
-    #[arg(long)]
-    store: Option<PathBuf>,
+    /// The store: an SQLite file or a postgres:// URL (overrides `[store] url`;
+    /// default: abacsync.db in the configuration's data_dir).
+    #[arg(long, env = "ABACSYNC_STORE_URL")]
+    store: Option<String>,
 }
 
 pub(crate) fn run(args: SyncArgs) -> anyhow::Result<Outcome> {
@@ -60,11 +61,7 @@ pub(crate) fn run(args: SyncArgs) -> anyhow::Result<Outcome> {
         anyhow::bail!("no LDAP-enabled tenant in {}", args.config.display());
     }
     super::create_data_dir(&config.data_dir)?;
-    let store_path = args
-        .store
-        .clone()
-        .unwrap_or_else(|| config.data_dir.join("abacsync.db"));
-    let store = Arc::new(SqliteStore::open(&store_path)?);
+    let store = super::open_store(&config, args.store.as_deref())?;
     let engine = PluginEngine::new(
         SandboxConfig::default(),
         Some(config.data_dir.join("plugin-cache")),
@@ -142,7 +139,7 @@ pub(crate) fn run(args: SyncArgs) -> anyhow::Result<Outcome> {
 /// A tenant's run taken in the store by the command line, renewed while the sync goes
 /// on, given back at the end.
 struct TenantClaim {
-    store: Arc<SqliteStore>,
+    store: Arc<dyn Store>,
     tenant: u64,
     holder: String,
     renewer: tokio::task::JoinHandle<()>,
@@ -153,12 +150,11 @@ const CLAIM_MS: i64 = 60_000;
 
 impl TenantClaim {
     fn take(
-        store: Arc<SqliteStore>,
+        store: Arc<dyn Store>,
         tenant: u64,
         holder: &str,
         runtime: &tokio::runtime::Handle,
     ) -> anyhow::Result<Self> {
-        use abacsync::store::TaskStore;
         let now = system_clock()();
         if let Some(other) = store.claim_tenant(tenant, holder, None, now + CLAIM_MS, now)? {
             anyhow::bail!(
@@ -189,7 +185,6 @@ impl TenantClaim {
     }
 
     fn release(self) {
-        use abacsync::store::TaskStore;
         self.renewer.abort();
         if let Err(err) = self.store.release_tenant(self.tenant, &self.holder) {
             tracing::warn!(%err, tenant = self.tenant, "cannot give the tenant's run back");

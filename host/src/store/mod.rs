@@ -11,6 +11,8 @@ mod catalog;
 #[cfg(test)]
 pub(crate) mod conformance;
 mod model;
+mod postgres;
+pub(crate) mod rows;
 mod sqlite;
 mod tasks;
 #[cfg(test)]
@@ -19,10 +21,92 @@ pub(crate) mod testing;
 pub use accounts::*;
 pub use catalog::*;
 pub use model::*;
+pub use postgres::{DEFAULT_MAX_CONNECTIONS, PostgresOptions, PostgresStore};
 pub use sqlite::SqliteStore;
 pub use tasks::*;
 
-use crate::plugin::model::TenantId;
+use crate::plugin::model::{AbacAttributes, TenantId};
+
+/// The key stored for a tenant: the `u64` reinterpreted as `i64`, so that every tenant
+/// id has exactly one key, distinct from every other's (both backends store it so).
+pub(crate) fn tenant_key(tenant: TenantId) -> i64 {
+    i64::from_ne_bytes(tenant.to_ne_bytes())
+}
+
+/// The tenant of a stored key: the inverse of [`tenant_key`].
+pub(crate) fn tenant_from_key(key: i64) -> TenantId {
+    u64::from_ne_bytes(key.to_ne_bytes())
+}
+
+/// A JSON object of `attributes`' keys that have values, each with its values as an
+/// array: a user's set as its row (`users.attributes`) and its `created` event keep it.
+pub(crate) fn json_attributes(attributes: &AbacAttributes) -> Result<String, StoreError> {
+    struct WithValues<'a>(&'a AbacAttributes);
+    impl serde::Serialize for WithValues<'_> {
+        fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            serializer.collect_map(self.0.iter().filter(|(_, values)| !values.is_empty()))
+        }
+    }
+    serde_json::to_string(&WithValues(attributes)).map_err(|err| {
+        StoreError::Database(DatabaseError::new(
+            DatabaseErrorKind::Encoding,
+            format!("cannot encode ABAC attributes: {err}"),
+        ))
+    })
+}
+
+/// ABAC values written by [`json_attributes`], read back from a column of `table`.
+pub(crate) fn parse_attributes(
+    json: &str,
+    table: &'static str,
+) -> Result<AbacAttributes, StoreError> {
+    serde_json::from_str(json).map_err(|err| StoreError::Corrupt {
+        table,
+        column: "attributes",
+        reason: format!("not a JSON object of string arrays: {err}"),
+    })
+}
+
+/// Everything a backend implements: the store `abacsync serve` and `abacsync sync`
+/// run on, whichever backend it is.
+pub trait Store: UserStore + TaskStore + CatalogStore + AccountStore {}
+impl<T: UserStore + TaskStore + CatalogStore + AccountStore> Store for T {}
+
+/// Where the store is, and so which backend.
+#[derive(Debug, Clone)]
+pub enum StoreLocation {
+    /// An SQLite file (the embedded default).
+    Sqlite(std::path::PathBuf),
+    /// A PostgreSQL database, shared by replicas.
+    Postgres(PostgresOptions),
+}
+
+impl StoreLocation {
+    /// Whether `spec` names a PostgreSQL database rather than a file.
+    pub fn is_postgres_url(spec: &str) -> bool {
+        spec.starts_with("postgres://") || spec.starts_with("postgresql://")
+    }
+}
+
+impl std::fmt::Display for StoreLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreLocation::Sqlite(path) => write!(f, "{}", path.display()),
+            StoreLocation::Postgres(options) => f.write_str(&postgres::redact(&options.url)),
+        }
+    }
+}
+
+/// Opens (and migrates) the store at `location`.
+///
+/// # Errors
+/// As [`SqliteStore::open`] and [`PostgresStore::open`].
+pub fn open(location: &StoreLocation) -> Result<std::sync::Arc<dyn Store>, StoreError> {
+    Ok(match location {
+        StoreLocation::Sqlite(path) => std::sync::Arc::new(SqliteStore::open(path)?),
+        StoreLocation::Postgres(options) => std::sync::Arc::new(PostgresStore::open(options)?),
+    })
+}
 
 /// Errors of the user store.
 #[derive(Debug, thiserror::Error)]

@@ -3,7 +3,10 @@
 use std::collections::BTreeSet;
 
 use crate::plugin::model::{AbacAttributes, TenantId};
-use crate::store::{Change, ChangeCause, UserFields, UserId, UserStore};
+use crate::store::{
+    AuditEvent, AuditKind, AuditQuery, AvatarChange, Change, ChangeCause, StoredUser, UserFields,
+    UserId, UserStore,
+};
 
 /// Two tenants, to prove isolation.
 pub(crate) const T1: TenantId = 1;
@@ -28,6 +31,11 @@ pub(crate) fn cause() -> ChangeCause {
 
 /// A set of strings.
 pub(crate) fn set(values: &[&str]) -> BTreeSet<String> {
+    values.iter().map(|value| (*value).to_owned()).collect()
+}
+
+/// Owned strings.
+pub(crate) fn strings(values: &[&str]) -> Vec<String> {
     values.iter().map(|value| (*value).to_owned()).collect()
 }
 
@@ -73,4 +81,51 @@ pub(crate) fn create_many(
         })
         .collect();
     store.apply(tenant, &changes, &cause()).unwrap()
+}
+
+/// Creates alice, bob and carol in [`T1`]; returns their ids.
+pub(crate) fn three(store: &dyn UserStore) -> Vec<UserId> {
+    create_many(
+        store,
+        T1,
+        vec![fields("alice"), fields("bob"), fields("carol")],
+    )
+}
+
+/// A user of [`T1`] that exists.
+pub(crate) fn user(store: &dyn UserStore, id: UserId) -> StoredUser {
+    store.user(T1, id).unwrap().unwrap()
+}
+
+/// An update of a user's fields only: no attribute change, the avatar kept.
+pub(crate) fn update(id: UserId, fields: UserFields) -> Change {
+    Change::Update {
+        id,
+        fields,
+        attribute_changes: Vec::new(),
+        avatar: AvatarChange::Keep,
+        mapped: None,
+    }
+}
+
+/// An event's kind, key, added and removed values.
+pub(crate) type Summary = (AuditKind, Option<String>, Vec<String>, Vec<String>);
+
+/// The events of a user of [`T1`], oldest first.
+pub(crate) fn events_of(store: &dyn UserStore, id: UserId) -> Vec<Summary> {
+    let query = AuditQuery {
+        user_id: Some(id),
+        ..AuditQuery::default()
+    };
+    let mut events = store.audit_events(T1, &query).unwrap();
+    events.reverse();
+    events
+        .into_iter()
+        .map(|event| (event.kind, event.key, event.added, event.removed))
+        .collect()
+}
+
+/// The latest events of [`T1`], newest first (one default page).
+pub(crate) fn all_events(store: &dyn UserStore) -> Vec<AuditEvent> {
+    store.audit_events(T1, &AuditQuery::default()).unwrap()
 }

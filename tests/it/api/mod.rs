@@ -374,7 +374,38 @@ impl RcAuth {
 pub struct Setup {
     pub slapd: Slapd,
     dir: tempfile::TempDir,
+    /// The store's URL when it is a PostgreSQL database (else the data folder's file).
+    postgres: Option<String>,
 }
+
+/// Which backend a test's store is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// The file in the data folder.
+    Sqlite,
+    /// A fresh database of the test binary's PostgreSQL server.
+    Postgres,
+}
+
+/// One `#[test]` per backend for a test function taking the [`Backend`]: a module of
+/// its name with `sqlite` and `postgres`.
+macro_rules! on_every_store {
+    ($($name:ident),+ $(,)?) => {
+        $(
+            mod $name {
+                #[test]
+                fn sqlite() {
+                    super::$name($crate::api::Backend::Sqlite);
+                }
+                #[test]
+                fn postgres() {
+                    super::$name($crate::api::Backend::Postgres);
+                }
+            }
+        )+
+    };
+}
+pub(crate) use on_every_store;
 
 impl Setup {
     pub fn new(count: usize) -> Self {
@@ -389,8 +420,45 @@ impl Setup {
     /// Tenant 1 on `slapd` with `ldap_extra` lines in its `[tenant.ldap]` and
     /// `tenant_extra` in `[tenant]`.
     pub fn custom(slapd: Slapd, ldap_extra: &str, tenant_extra: &str, server: &str) -> Self {
+        Self::custom_on(Backend::Sqlite, slapd, ldap_extra, tenant_extra, server)
+    }
+
+    /// [`Setup::with_server`] with its store on `backend`.
+    pub fn with_server_on(backend: Backend, count: usize, server: &str) -> Self {
+        Self::custom_on(backend, people_slapd(count), "", "", server)
+    }
+
+    /// Tenant 1 on a slapd with `count` people, its store the PostgreSQL database at
+    /// `url`.
+    pub fn on_database(url: String, count: usize) -> Self {
+        let setup = Self {
+            slapd: people_slapd(count),
+            dir: tempfile::tempdir().unwrap(),
+            postgres: Some(url),
+        };
+        setup.write_config("", "", "");
+        setup
+    }
+
+    /// [`Setup::custom`] with its store on `backend`.
+    pub fn custom_on(
+        backend: Backend,
+        slapd: Slapd,
+        ldap_extra: &str,
+        tenant_extra: &str,
+        server: &str,
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let setup = Self { slapd, dir };
+        let postgres = (backend == Backend::Postgres).then(|| {
+            let server = abacsync_testkit::postgres::Postgres::shared()
+                .unwrap_or_else(|err| panic!("PostgreSQL: {err}"));
+            server.fresh_database().unwrap()
+        });
+        let setup = Self {
+            slapd,
+            dir,
+            postgres,
+        };
         setup.write_config(ldap_extra, tenant_extra, server);
         setup
     }
@@ -406,10 +474,13 @@ impl Setup {
         )
         .replace("id = 1", "id = 2")
         .replace("name = \"example\"", "name = \"other\"");
-        let text = format!(
+        let mut text = format!(
             "data_dir = \"{}\"\n{one}\n{two}\n{server}",
             self.dir.path().join("data").display()
         );
+        if let Some(url) = &self.postgres {
+            text.push_str(&format!("\n[store]\nurl = \"{url}\"\n"));
+        }
         std::fs::write(self.config(), text).unwrap();
     }
 
@@ -469,6 +540,9 @@ impl Setup {
 
     /// The store of the first replica, to share through `--store`.
     pub fn store_path(&self) -> String {
+        if let Some(url) = &self.postgres {
+            return url.clone();
+        }
         self.data_dir().join("abacsync.db").display().to_string()
     }
 }

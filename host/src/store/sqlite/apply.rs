@@ -20,9 +20,10 @@ use std::collections::BTreeSet;
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, ffi};
 
-use super::audit::{self, NO_VALUES, NewEvent};
-use super::{json_attributes, json_strings, parse_attributes, tenant_key};
+use super::audit::{self, NewEvent};
+use super::{json_attributes, parse_attributes, tenant_key};
 use crate::plugin::model::TenantId;
+use crate::store::rows::{Current, UpdatePlan};
 use crate::store::{
     AttributeChange, AuditKind, Avatar, AvatarChange, Change, ChangeCause, Footprint, MappedDigest,
     StoreError, UserFields, UserId,
@@ -79,20 +80,6 @@ pub(super) fn apply(
 /// A digest as stored.
 fn digest_bytes(digest: Option<&MappedDigest>) -> Option<&[u8]> {
     digest.map(|digest| digest.0.as_slice())
-}
-
-/// The stored values an update compares with.
-struct Current {
-    username: String,
-    email: Option<String>,
-    display_name: Option<String>,
-    language: Option<String>,
-    active: bool,
-    ldap_id: Option<String>,
-    ldap_dn: Option<String>,
-    avatar_sha256: Option<String>,
-    /// The ABAC values, as stored (JSON).
-    attributes: String,
 }
 
 /// One apply call's transaction.
@@ -179,35 +166,10 @@ impl Batch<'_> {
         mapped: Option<MappedDigest>,
     ) -> Result<UserId, StoreError> {
         let current = self.current(id)?;
-        let mut changed = Vec::new();
-        for (name, differs) in [
-            ("username", current.username != fields.username),
-            ("email", current.email != fields.email),
-            ("display_name", current.display_name != fields.display_name),
-            ("language", current.language != fields.language),
-            ("ldap_id", current.ldap_id != fields.ldap_id),
-            ("ldap_dn", current.ldap_dn != fields.ldap_dn),
-        ] {
-            if differs {
-                changed.push(name);
-            }
-        }
-        let flipped = current.active != fields.active;
-        let new_avatar = match avatar {
-            AvatarChange::Set(new) if current.avatar_sha256.as_ref() != Some(&new.sha256) => {
-                Some(Some(new))
-            }
-            AvatarChange::Clear if current.avatar_sha256.is_some() => Some(None),
-            AvatarChange::Keep | AvatarChange::Set(_) | AvatarChange::Clear => None,
-        };
-        let attribute_changes: Vec<&AttributeChange> = attribute_changes
-            .iter()
-            .filter(|change| !change.added.is_empty() || !change.removed.is_empty())
-            .collect();
-
+        let plan = UpdatePlan::new(&current, fields, attribute_changes, avatar)?;
         let at = self.cause.at;
         let mapped = digest_bytes(mapped.as_ref());
-        if !changed.is_empty() || flipped {
+        if plan.touches_profile() {
             let mut update = self.conn.prepare_cached(
                 "UPDATE users SET username = ?3, email = ?4, display_name = ?5, language = ?6, \
                  active = ?7, ldap_id = ?8, ldap_dn = ?9, updated_at = ?10, mapped_digest = ?11 \
@@ -230,7 +192,7 @@ impl Batch<'_> {
                 return Err(self.unique_violation(err, fields, Some(id)));
             }
         }
-        if let Some(new_avatar) = new_avatar {
+        if let Some(new_avatar) = plan.new_avatar {
             let mut update = self.conn.prepare_cached(
                 "UPDATE users SET avatar = ?3, avatar_sha256 = ?4, updated_at = ?5, \
                  mapped_digest = ?6 WHERE tenant_id = ?1 AND id = ?2",
@@ -243,8 +205,7 @@ impl Batch<'_> {
                 at,
                 mapped,
             ))?;
-            changed.push("avatar");
-        } else if changed.is_empty() && !flipped {
+        } else if !plan.touches_profile() {
             // Only the attribute rows change (updated_at moves), or nothing does: the
             // digest is all there is to record, and updated_at stays.
             let mut touch = self.conn.prepare_cached(
@@ -255,59 +216,25 @@ impl Batch<'_> {
                 self.tenant_key,
                 id.0,
                 at,
-                !attribute_changes.is_empty(),
+                !plan.attribute_changes.is_empty(),
                 mapped,
             ))?;
         }
 
-        // The rows of each changed key and the user's set, then the events: updated,
-        // deactivated or reactivated, one per key.
-        let mut values = Vec::with_capacity(attribute_changes.len());
-        if !attribute_changes.is_empty() {
-            let mut set = parse_attributes(&current.attributes, "users")?;
-            let before = Footprint::of(&set);
-            for change in &attribute_changes {
+        // The rows of each changed key and the user's set, then the events.
+        if let Some(set) = &plan.new_attributes {
+            for change in &plan.attribute_changes {
                 self.change_attribute(id, change)?;
-                let key_values = set.entry(change.key.clone()).or_default();
-                for value in &change.removed {
-                    key_values.remove(value);
-                }
-                key_values.extend(change.added.iter().cloned());
-                values.push((
-                    change.key.as_str(),
-                    values_json(&change.added),
-                    values_json(&change.removed),
-                ));
             }
-            self.grow(before, Footprint::of(&set));
+            let (before, after) = plan.footprint;
+            self.grow(before, after);
             let mut store_set = self.conn.prepare_cached(
                 "UPDATE users SET attributes = ?3 WHERE tenant_id = ?1 AND id = ?2",
             )?;
-            store_set.execute((self.tenant_key, id.0, json_attributes(&set)?))?;
+            store_set.execute((self.tenant_key, id.0, set))?;
         }
-        let username = &fields.username;
-        let changed = changed.join(",");
-        let mut events = Vec::with_capacity(2 + values.len());
-        if !changed.is_empty() {
-            events.push(NewEvent {
-                key: Some(&changed),
-                ..NewEvent::lifecycle(id.0, username, AuditKind::Updated)
-            });
-        }
-        if flipped {
-            let kind = if fields.active {
-                AuditKind::Reactivated
-            } else {
-                AuditKind::Deactivated
-            };
-            events.push(NewEvent::lifecycle(id.0, username, kind));
-        }
-        events.extend(values.iter().map(|(key, added, removed)| NewEvent {
-            key: Some(key),
-            added,
-            removed,
-            ..NewEvent::lifecycle(id.0, username, AuditKind::Attribute)
-        }));
+        let changed = plan.changed.join(",");
+        let events = plan.events(id.0, &fields.username, fields.active, &changed);
         audit::insert_all(self.conn, self.tenant, self.cause, &events)?;
         Ok(id)
     }
@@ -482,15 +409,6 @@ impl Batch<'_> {
             }
         }
         Ok(None)
-    }
-}
-
-/// A value set as the JSON array an event stores.
-fn values_json(values: &BTreeSet<String>) -> String {
-    if values.is_empty() {
-        NO_VALUES.to_owned()
-    } else {
-        json_strings(values)
     }
 }
 

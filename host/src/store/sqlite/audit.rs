@@ -6,48 +6,14 @@ use rusqlite::{Connection, Row};
 
 use super::{parse_attributes, tenant_key};
 use crate::plugin::model::TenantId;
-use crate::store::{AuditEvent, AuditKind, AuditQuery, ChangeCause, StoreError, UserId};
+use crate::store::rows::{parse_kind, parse_values};
+use crate::store::{AuditEvent, AuditQuery, ChangeCause, StoreError, UserId};
 
 /// Default and maximum page sizes of [`events`].
 const DEFAULT_LIMIT: u32 = 100;
 const MAX_LIMIT: u32 = 1000;
 
-/// An event to record.
-pub(super) struct NewEvent<'a> {
-    /// The user.
-    pub(super) user_id: i64,
-    /// The username at the time.
-    pub(super) username: &'a str,
-    /// What happened.
-    pub(super) kind: AuditKind,
-    /// The ABAC key (attribute events) or the changed fields (updated events).
-    pub(super) key: Option<&'a str>,
-    /// Values added, as a JSON array.
-    pub(super) added: &'a str,
-    /// Values removed, as a JSON array.
-    pub(super) removed: &'a str,
-    /// A created user's ABAC values, as a JSON object of key → array of values.
-    pub(super) attributes: Option<&'a str>,
-}
-
-impl<'a> NewEvent<'a> {
-    /// An event of `kind` without key or values (the other fields are set with struct
-    /// update syntax).
-    pub(super) fn lifecycle(user_id: i64, username: &'a str, kind: AuditKind) -> Self {
-        NewEvent {
-            user_id,
-            username,
-            kind,
-            key: None,
-            added: NO_VALUES,
-            removed: NO_VALUES,
-            attributes: None,
-        }
-    }
-}
-
-/// The JSON of an empty value list.
-pub(super) const NO_VALUES: &str = "[]";
+pub(super) use crate::store::rows::NewEvent;
 
 /// Records `events` of `tenant`, made for `cause`, in their order (their ids
 /// increase). One prepared single-row `INSERT` each: SQLite runs a multi-row `VALUES`
@@ -169,33 +135,12 @@ fn decode_event(row: &Row<'_>) -> Result<AuditEvent, StoreError> {
     })
 }
 
-fn parse_kind(kind: &str) -> Option<AuditKind> {
-    [
-        AuditKind::Created,
-        AuditKind::Updated,
-        AuditKind::Attribute,
-        AuditKind::Deactivated,
-        AuditKind::Reactivated,
-        AuditKind::Deleted,
-    ]
-    .into_iter()
-    .find(|known| known.as_str() == kind)
-}
-
-fn parse_values(json: &str, column: &'static str) -> Result<Vec<String>, StoreError> {
-    serde_json::from_str(json).map_err(|err| StoreError::Corrupt {
-        table: "audit_events",
-        column,
-        reason: format!("not a JSON array of strings: {err}"),
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::store::sqlite::SqliteStore;
     use crate::store::testing::*;
-    use crate::store::{AttributeChange, Change, UserStore};
+    use crate::store::{AuditKind, UserStore};
 
     #[test]
     fn every_kind_round_trips() {
@@ -210,107 +155,6 @@ mod tests {
             assert_eq!(parse_kind(kind.as_str()), Some(kind));
         }
         assert_eq!(parse_kind("exploded"), None);
-    }
-
-    #[test]
-    fn events_filter_and_page_newest_first() {
-        let store = SqliteStore::open_in_memory().unwrap();
-        let alice = create(&store, T1, fields("alice"));
-        let bob = create(&store, T1, fields("bob"));
-        let mut carol = fields("carol");
-        carol.attributes.remove("roles");
-        create(&store, T1, carol);
-        // alice: a new role and a new email (an `updated` event listing `email`).
-        let mut new_alice = fields("alice");
-        new_alice.email = Some("alice@example.com".into());
-        let update = Change::Update {
-            id: alice,
-            fields: new_alice,
-            attribute_changes: vec![AttributeChange {
-                key: "roles".into(),
-                added: set(&["admin"]),
-                removed: set(&[]),
-            }],
-            avatar: Default::default(),
-            mapped: None,
-        };
-        store.apply(T1, &[update], &cause()).unwrap();
-        // Three creations, then alice's update and role.
-        let all = store.audit_events(T1, &AuditQuery::default()).unwrap();
-        let kinds: Vec<_> = all.iter().map(|event| event.kind).collect();
-        assert_eq!(
-            kinds,
-            [
-                AuditKind::Attribute,
-                AuditKind::Updated,
-                AuditKind::Created,
-                AuditKind::Created,
-                AuditKind::Created
-            ]
-        );
-        assert!(all.windows(2).all(|pair| pair[0].id > pair[1].id));
-        assert_eq!(all[3].user_id, bob);
-
-        let of_alice = AuditQuery {
-            user_id: Some(alice),
-            ..AuditQuery::default()
-        };
-        let events = store.audit_events(T1, &of_alice).unwrap();
-        assert_eq!(events.len(), 3);
-        assert!(events.iter().all(|event| event.username == "alice"));
-
-        // A key's events: its attribute events and the creations that set it (not
-        // carol's), never an `updated` event listing a field of that name.
-        let of_key = |key: &str| {
-            let query = AuditQuery {
-                key: Some(key.into()),
-                ..AuditQuery::default()
-            };
-            store.audit_events(T1, &query).unwrap()
-        };
-        let roles: Vec<_> = of_key("roles")
-            .iter()
-            .map(|event| (event.kind, event.username.clone()))
-            .collect();
-        assert_eq!(
-            roles,
-            [
-                (AuditKind::Attribute, "alice".to_owned()),
-                (AuditKind::Created, "bob".to_owned()),
-                (AuditKind::Created, "alice".to_owned()),
-            ]
-        );
-        assert_eq!(of_key("department").len(), 3);
-        assert!(of_key("email").is_empty());
-        assert!(of_key("role").is_empty());
-
-        let first_page = AuditQuery {
-            limit: Some(3),
-            ..AuditQuery::default()
-        };
-        let page = store.audit_events(T1, &first_page).unwrap();
-        assert_eq!(page.len(), 3);
-        let next = AuditQuery {
-            before: Some(page[2].id),
-            ..AuditQuery::default()
-        };
-        let rest = store.audit_events(T1, &next).unwrap();
-        assert_eq!(rest.len(), 2);
-        assert_eq!([page, rest].concat(), all);
-    }
-
-    #[test]
-    fn the_limit_is_capped() {
-        let store = SqliteStore::open_in_memory().unwrap();
-        let users: Vec<_> = (0..1200).map(|n| fields(&format!("user{n}"))).collect();
-        create_many(&store, T1, users);
-        let huge = AuditQuery {
-            limit: Some(5000),
-            ..AuditQuery::default()
-        };
-        assert_eq!(store.audit_events(T1, &huge).unwrap().len(), 1000);
-        let default = store.audit_events(T1, &AuditQuery::default()).unwrap();
-        assert_eq!(default.len(), 100);
     }
 
     #[test]

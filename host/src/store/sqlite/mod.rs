@@ -36,7 +36,8 @@ use super::{
     StoredPlugin, StoredTenant, StoredUser, SyncRunRecord, SyncState, Task, TaskId, TaskState,
     TaskStore, Timestamp, UserId, UserIdentifiers, UserQuery, UserStore,
 };
-use crate::plugin::model::{AbacAttributes, TenantId};
+use super::{json_attributes, parse_attributes, tenant_from_key, tenant_key};
+use crate::plugin::model::TenantId;
 
 /// How long a connection waits for another's lock before giving up with `SQLITE_BUSY`.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -414,17 +415,6 @@ fn insert_returning<T>(
     value
 }
 
-/// The `INTEGER` stored for a tenant: the `u64` reinterpreted as `i64`, so that
-/// every tenant id has exactly one key, distinct from every other's.
-fn tenant_key(tenant: TenantId) -> i64 {
-    i64::from_ne_bytes(tenant.to_ne_bytes())
-}
-
-/// The tenant of a stored key: the inverse of [`tenant_key`].
-fn tenant_from_key(key: i64) -> TenantId {
-    u64::from_ne_bytes(key.to_ne_bytes())
-}
-
 /// A JSON array of strings, bound as one parameter and unpacked with `json_each`.
 fn json_strings<'a>(values: impl IntoIterator<Item = &'a String>) -> String {
     serde_json::Value::Array(
@@ -434,32 +424,6 @@ fn json_strings<'a>(values: impl IntoIterator<Item = &'a String>) -> String {
             .collect(),
     )
     .to_string()
-}
-
-/// A JSON object of `attributes`' keys that have values, each with its values as an
-/// array: a user's set as its row (`users.attributes`) and its `created` event keep it.
-fn json_attributes(attributes: &AbacAttributes) -> Result<String, StoreError> {
-    struct WithValues<'a>(&'a AbacAttributes);
-    impl serde::Serialize for WithValues<'_> {
-        fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-            serializer.collect_map(self.0.iter().filter(|(_, values)| !values.is_empty()))
-        }
-    }
-    serde_json::to_string(&WithValues(attributes)).map_err(|err| {
-        StoreError::Database(DatabaseError::new(
-            super::DatabaseErrorKind::Encoding,
-            format!("cannot encode ABAC attributes: {err}"),
-        ))
-    })
-}
-
-/// ABAC values written by [`json_attributes`], read back from a column of `table`.
-fn parse_attributes(json: &str, table: &'static str) -> Result<AbacAttributes, StoreError> {
-    serde_json::from_str(json).map_err(|err| StoreError::Corrupt {
-        table,
-        column: "attributes",
-        reason: format!("not a JSON object of string arrays: {err}"),
-    })
 }
 
 /// A JSON array of integers, bound as one parameter and unpacked with `json_each`.

@@ -1,5 +1,6 @@
-//! Tests across the store: tenant isolation, files, readers beside a writer, and the
-//! time a large first sync takes.
+//! SQLite's own tests across the store: files and their modes, readers beside a writer,
+//! the checkpoint thread, a deleted tenant's rows, and the time a large first sync
+//! takes. The conformance suite, instantiated here, checks what every backend does.
 
 use std::path::Path;
 use std::time::Instant;
@@ -8,11 +9,6 @@ use rusqlite::Connection;
 
 use super::*;
 use crate::store::testing::*;
-use std::collections::BTreeMap;
-
-use crate::store::{
-    AttributeChange, AuditKind, AvatarChange, Footprint, HistoryLimits, PluginDeletion, PluginQuota,
-};
 
 #[test]
 fn the_store_is_shareable() {
@@ -267,49 +263,6 @@ fn first_sync_throughput() {
     assert_eq!(store.count_users(T1).unwrap(), USERS as u64);
 }
 
-/// An update of many keys records every event once, in order, with its own values and
-/// cause, after the `updated` event of its fields.
-#[test]
-fn an_update_of_many_keys_records_every_event_in_order() {
-    let store = SqliteStore::open_in_memory().unwrap();
-    let alice = create(&store, T1, fields("alice"));
-    let mut renamed = fields("alice");
-    renamed.display_name = Some("Alice A.".into());
-    let changes: Vec<_> = (0..19)
-        .map(|key| AttributeChange {
-            key: format!("key{key:02}"),
-            added: [format!("v{key}"), "shared".to_owned()].into(),
-            removed: Default::default(),
-        })
-        .collect();
-    let update = Change::Update {
-        id: alice,
-        fields: renamed,
-        attribute_changes: changes,
-        avatar: Default::default(),
-        mapped: None,
-    };
-    store.apply(T1, &[update], &cause_at(NOW + 1)).unwrap();
-    let mut events = store.audit_events(T1, &AuditQuery::default()).unwrap();
-    events.reverse(); // oldest first
-    assert_eq!(events.len(), 21);
-    assert_eq!(events[0].kind, AuditKind::Created);
-    assert_eq!(events[1].kind, AuditKind::Updated);
-    assert_eq!(events[1].key.as_deref(), Some("display_name"));
-    for (index, event) in events[2..].iter().enumerate() {
-        assert_eq!(event.kind, AuditKind::Attribute);
-        assert_eq!(
-            event.key.as_deref(),
-            Some(format!("key{index:02}").as_str())
-        );
-        assert_eq!(event.added, ["shared".to_owned(), format!("v{index}")]);
-        assert!(event.removed.is_empty());
-        assert_eq!(event.user_id, alice);
-        assert_eq!(event.cause, cause_at(NOW + 1));
-    }
-    assert!(events.windows(2).all(|pair| pair[0].id < pair[1].id));
-}
-
 #[test]
 fn the_log_is_copied_back_by_the_checkpoint_thread() {
     let dir = tempfile::tempdir().unwrap();
@@ -484,185 +437,4 @@ fn a_deleted_tenant_leaves_no_row_behind() {
     );
     drop(conn);
     assert!(!store.delete_tenant(T1).unwrap());
-}
-
-#[test]
-fn the_tenant_usage_follows_every_write_and_matches_a_recount() {
-    let store = SqliteStore::open_in_memory().unwrap();
-    let recount = |tenant| -> u64 {
-        store
-            .list_users(tenant, &UserQuery::default())
-            .unwrap()
-            .iter()
-            .map(|user| Footprint::of(&user.fields.attributes).bytes)
-            .sum()
-    };
-    // "department"+"sales" (15) + "roles"+"reader" (11) + "roles"+"writer" (11).
-    let alice = create(&store, T1, fields("alice"));
-    let bob = create(&store, T1, fields("bob"));
-    create(&store, T2, fields("carol"));
-    assert_eq!(store.attribute_bytes(T1).unwrap(), 74);
-    assert_eq!(store.attribute_bytes(T2).unwrap(), 37);
-    let mut more = fields("alice");
-    more.attributes = attrs(&[("department", &["sales", "legal"]), ("roles", &["reader"])]);
-    let update = Change::Update {
-        id: alice,
-        fields: more,
-        attribute_changes: vec![
-            AttributeChange {
-                key: "department".into(),
-                added: set(&["legal"]),
-                removed: set(&[]),
-            },
-            AttributeChange {
-                key: "roles".into(),
-                added: set(&[]),
-                removed: set(&["writer"]),
-            },
-        ],
-        avatar: AvatarChange::Keep,
-        mapped: None,
-    };
-    store.apply(T1, &[update], &cause()).unwrap();
-    assert_eq!(store.attribute_bytes(T1).unwrap(), recount(T1));
-    assert_eq!(store.attribute_bytes(T1).unwrap(), 74 + 15 - 11);
-    store
-        .apply(T1, &[Change::Delete { id: bob }], &cause())
-        .unwrap();
-    assert_eq!(store.attribute_bytes(T1).unwrap(), recount(T1));
-    // A batch that fails changes nothing, its usage included.
-    let failing = vec![
-        Change::Create {
-            fields: fields("dave"),
-            avatar: None,
-            mapped: None,
-        },
-        Change::Delete { id: bob },
-    ];
-    assert!(store.apply(T1, &failing, &cause()).is_err());
-    assert_eq!(store.attribute_bytes(T1).unwrap(), recount(T1));
-    assert_eq!(store.attribute_bytes(T2).unwrap(), 37);
-    store.put_tenant(T2, "{}", NOW).unwrap();
-    assert!(store.delete_tenant(T2).unwrap());
-    assert_eq!(store.attribute_bytes(T2).unwrap(), 0);
-}
-
-#[test]
-fn history_is_pruned_by_count_and_by_age_oldest_first() {
-    let store = SqliteStore::open_in_memory().unwrap();
-    // 30 users created at times 1..=30: one event each.
-    for at in 1..=30 {
-        let change = Change::Create {
-            fields: fields(&format!("user{at}")),
-            avatar: None,
-            mapped: None,
-        };
-        store.apply(T1, &[change], &cause_at(at)).unwrap();
-    }
-    create(&store, T2, fields("other"));
-    let events = |tenant| {
-        store
-            .audit_events(
-                tenant,
-                &AuditQuery {
-                    limit: Some(1000),
-                    ..AuditQuery::default()
-                },
-            )
-            .unwrap()
-    };
-    let limits = HistoryLimits {
-        events_before: None,
-        max_events: 20,
-        max_runs: 1000,
-    };
-    assert_eq!(store.prune_history(T1, &limits).unwrap(), 10);
-    let kept = events(T1);
-    assert_eq!(kept.len(), 20);
-    assert_eq!(kept.last().unwrap().cause.at, 11, "the oldest went");
-    // By age: everything before time 16.
-    let limits = HistoryLimits {
-        events_before: Some(16),
-        ..limits
-    };
-    assert_eq!(store.prune_history(T1, &limits).unwrap(), 5);
-    assert_eq!(events(T1).last().unwrap().cause.at, 16);
-    assert_eq!(store.prune_history(T1, &limits).unwrap(), 0);
-    // The other tenant's history is its own.
-    assert_eq!(events(T2).len(), 1);
-}
-
-#[test]
-fn a_tenants_plugins_stay_within_their_quota() {
-    let store = SqliteStore::open_in_memory().unwrap();
-    let quota = PluginQuota {
-        max_count: 2,
-        max_bytes: 10,
-    };
-    let upload = |tenant: Option<TenantId>, component: &[u8]| {
-        store.add_plugin(
-            &NewPlugin {
-                sha256: format!("{:?}{component:?}", tenant),
-                tenant,
-                label: "p".into(),
-                name: "p".into(),
-                version: "1".into(),
-                component,
-                uploaded_by: None,
-                quota: Some(quota),
-            },
-            NOW,
-        )
-    };
-    let first = upload(Some(T1), b"1234").unwrap();
-    // The same component again is the same plugin, even at the quota.
-    assert_eq!(upload(Some(T1), b"1234").unwrap().id, first.id);
-    // Bytes: 4 + 7 > 10.
-    let err = upload(Some(T1), b"1234567").unwrap_err();
-    assert!(
-        matches!(
-            err,
-            StoreError::OverQuota {
-                quota: "tenant_plugin_bytes",
-                ..
-            }
-        ),
-        "{err}"
-    );
-    let second = upload(Some(T1), b"12345").unwrap();
-    let err = upload(Some(T1), b"1").unwrap_err();
-    assert!(
-        matches!(
-            err,
-            StoreError::OverQuota {
-                quota: "tenant_plugins",
-                ..
-            }
-        ),
-        "{err}"
-    );
-    // Another tenant, and system-wide plugins, count apart.
-    upload(Some(T2), b"1").unwrap();
-    upload(None, b"12345678901").unwrap();
-    // The current plugin stays; an earlier version goes, with its assignment.
-    store
-        .assign_plugin(T1, first.id, &BTreeMap::new(), None, "assign", NOW)
-        .unwrap();
-    store
-        .assign_plugin(T1, second.id, &BTreeMap::new(), None, "assign", NOW)
-        .unwrap();
-    assert_eq!(
-        store.delete_plugin(second.id).unwrap(),
-        PluginDeletion::InUse(T1)
-    );
-    assert_eq!(
-        store.delete_plugin(first.id).unwrap(),
-        PluginDeletion::Deleted
-    );
-    assert_eq!(store.assignments(T1).unwrap().len(), 1);
-    assert_eq!(
-        store.delete_plugin(first.id).unwrap(),
-        PluginDeletion::NotFound
-    );
-    upload(Some(T1), b"1").unwrap();
 }

@@ -7,6 +7,7 @@ use rusqlite::{Connection, OptionalExtension, Params, Row};
 
 use super::{json_ids, json_strings, parse_attributes, tenant_key};
 use crate::plugin::model::TenantId;
+use crate::store::rows::like_pattern;
 use crate::store::{
     Avatar, LdapUserRef, MappedDigest, StoreError, StoredUser, UserFields, UserId, UserIdentifiers,
     UserQuery, UserSource,
@@ -323,21 +324,6 @@ fn decode_user(row: &Row<'_>) -> Result<StoredUser, StoreError> {
 fn distinct(values: &[String]) -> Vec<&String> {
     let set: std::collections::BTreeSet<&String> = values.iter().collect();
     set.into_iter().collect()
-}
-
-/// A `LIKE … ESCAPE '\'` pattern for "contains `text`": `%`, `_` and `\` in the text
-/// match themselves.
-fn like_pattern(text: &str) -> String {
-    let mut pattern = String::with_capacity(text.len() + 2);
-    pattern.push('%');
-    for c in text.chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            pattern.push('\\');
-        }
-        pattern.push(c);
-    }
-    pattern.push('%');
-    pattern
 }
 
 #[cfg(test)]

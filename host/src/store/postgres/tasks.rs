@@ -1,0 +1,216 @@
+//! Background tasks, the per-tenant run, and cancels.
+
+use tokio_postgres::Row;
+
+use super::{Conn, big, unsigned};
+use crate::plugin::model::TenantId;
+use crate::store::{
+    AccountId, CancelRequest, Lease, StoreError, Task, TaskId, TaskState, Timestamp,
+    tenant_from_key, tenant_key,
+};
+
+/// Most tasks a list returns.
+const MAX_LIST: u32 = 1000;
+
+const COLUMNS: &str =
+    "id, tenant_id, command, state, message, params, result, account_id, created_at, updated_at";
+
+fn decode(row: &Row) -> Result<Task, StoreError> {
+    let corrupt = |column, err: serde_json::Error| StoreError::Corrupt {
+        table: "tasks",
+        column,
+        reason: err.to_string(),
+    };
+    let result: Option<&str> = row.try_get(6)?;
+    Ok(Task {
+        id: row.try_get(0)?,
+        tenant: tenant_from_key(row.try_get(1)?),
+        command: row.try_get(2)?,
+        state: TaskState::from_stored(row.try_get(3)?)?,
+        message: row.try_get(4)?,
+        params: serde_json::from_str(row.try_get(5)?).map_err(|err| corrupt("params", err))?,
+        result: result
+            .map(serde_json::from_str)
+            .transpose()
+            .map_err(|err| corrupt("result", err))?,
+        account: row.try_get(7)?,
+        created_at: row.try_get(8)?,
+        updated_at: row.try_get(9)?,
+    })
+}
+
+pub(super) async fn create(
+    conn: &mut Conn,
+    tenant: TenantId,
+    command: &str,
+    params: &serde_json::Value,
+    account: Option<AccountId>,
+    lease: &Lease,
+    now: Timestamp,
+) -> Result<Task, StoreError> {
+    let sql = format!(
+        "INSERT INTO tasks (tenant_id, command, state, message, params, account_id, created_at, \
+         updated_at, owner, lease_until) VALUES ($1, $2, 'queued', '', $3, $4, $5, $5, $6, $7) \
+         RETURNING {COLUMNS}"
+    );
+    let rows = conn
+        .query(
+            &sql,
+            &[
+                &tenant_key(tenant),
+                &command,
+                &params.to_string(),
+                &account,
+                &now,
+                &lease.owner,
+                &lease.until,
+            ],
+        )
+        .await?;
+    let row = rows.first().ok_or(StoreError::Corrupt {
+        table: "tasks",
+        column: "id",
+        reason: "the inserted task returned no row".into(),
+    })?;
+    decode(row)
+}
+
+pub(super) async fn one(conn: &mut Conn, id: TaskId) -> Result<Option<Task>, StoreError> {
+    let sql = format!("SELECT {COLUMNS} FROM tasks WHERE id = $1");
+    conn.query_opt(&sql, &[&id])
+        .await?
+        .map(|row| decode(&row))
+        .transpose()
+}
+
+pub(super) async fn queued(
+    conn: &mut Conn,
+    tenant: TenantId,
+    command: &str,
+    params: &serde_json::Value,
+) -> Result<Option<Task>, StoreError> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM tasks WHERE tenant_id = $1 AND state = 'queued' \
+         AND command = $2 AND params = $3 ORDER BY id LIMIT 1"
+    );
+    conn.query_opt(&sql, &[&tenant_key(tenant), &command, &params.to_string()])
+        .await?
+        .map(|row| decode(&row))
+        .transpose()
+}
+
+pub(super) async fn list(
+    conn: &mut Conn,
+    tenant: Option<TenantId>,
+    offset: u32,
+    limit: u32,
+) -> Result<Vec<Task>, StoreError> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM tasks WHERE $1::bigint IS NULL OR tenant_id = $1 \
+         ORDER BY id DESC LIMIT $2 OFFSET $3"
+    );
+    let rows = conn
+        .query(
+            &sql,
+            &[
+                &tenant.map(tenant_key),
+                &big(limit.min(MAX_LIST)),
+                &big(offset),
+            ],
+        )
+        .await?;
+    rows.iter().map(decode).collect()
+}
+
+pub(super) async fn count(conn: &mut Conn, tenant: Option<TenantId>) -> Result<u64, StoreError> {
+    let rows = conn
+        .query(
+            "SELECT count(*) FROM tasks WHERE $1::bigint IS NULL OR tenant_id = $1",
+            &[&tenant.map(tenant_key)],
+        )
+        .await?;
+    Ok(unsigned(rows.first().map_or(Ok(0), |row| row.try_get(0))?))
+}
+
+pub(super) async fn update(
+    conn: &mut Conn,
+    id: TaskId,
+    state: TaskState,
+    message: &str,
+    result: Option<&serde_json::Value>,
+    now: Timestamp,
+) -> Result<bool, StoreError> {
+    let changed = conn
+        .execute(
+            "UPDATE tasks SET state = $2, message = $3, result = coalesce($4, result), updated_at = $5 \
+             WHERE id = $1 AND state IN ('queued', 'running')",
+            &[
+                &id,
+                &state.as_str(),
+                &message,
+                &result.map(serde_json::Value::to_string),
+                &now,
+            ],
+        )
+        .await?;
+    Ok(changed == 1)
+}
+
+pub(super) async fn request_cancel(
+    conn: &mut Conn,
+    id: TaskId,
+    now: Timestamp,
+) -> Result<CancelRequest, StoreError> {
+    let queued = conn
+        .execute(
+            "UPDATE tasks SET state = 'cancelled', message = 'cancelled before it started', \
+             updated_at = $2 WHERE id = $1 AND state = 'queued'",
+            &[&id, &now],
+        )
+        .await?;
+    if queued == 1 {
+        return Ok(CancelRequest::Cancelled);
+    }
+    let running = conn
+        .execute(
+            "UPDATE tasks SET cancel_requested = TRUE, updated_at = $2 \
+             WHERE id = $1 AND state = 'running'",
+            &[&id, &now],
+        )
+        .await?;
+    Ok(if running == 1 {
+        CancelRequest::Requested
+    } else {
+        CancelRequest::Ended
+    })
+}
+
+pub(super) async fn claim_tenant(
+    conn: &mut Conn,
+    tenant: TenantId,
+    owner: &str,
+    task: Option<TaskId>,
+    until: Timestamp,
+    now: Timestamp,
+) -> Result<Option<String>, StoreError> {
+    let key = tenant_key(tenant);
+    let taken = conn
+        .execute(
+            "INSERT INTO tenant_runs (tenant_id, owner, task_id, lease_until) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (tenant_id) DO UPDATE SET owner = excluded.owner, task_id = excluded.task_id, \
+             lease_until = excluded.lease_until \
+             WHERE tenant_runs.owner = excluded.owner OR tenant_runs.lease_until < $5",
+            &[&key, &owner, &task, &until, &now],
+        )
+        .await?;
+    if taken == 1 {
+        return Ok(None);
+    }
+    let row = conn
+        .query_opt(
+            "SELECT owner FROM tenant_runs WHERE tenant_id = $1",
+            &[&key],
+        )
+        .await?;
+    Ok(row.map(|row| row.try_get(0)).transpose()?)
+}
