@@ -1,15 +1,20 @@
 //! Sync benchmark: a 100,000-user OpenLDAP directory (generated, loaded with slapadd),
-//! synced through the OpenLDAP example plugin into a SQLite store, each figure beside
+//! synced through the OpenLDAP example plugin into a store, each figure beside
 //! `ldapsearch` paging through the same entries with the same attributes in the same
 //! run (the baseline):
 //!
 //! - first full sync into an empty store (target ≤ 3× ldapsearch);
 //! - a second full sync with nothing changed (target ≤ 1.5×);
-//! - an incremental sync after 1% of the entries changed (target ≤ 0.3×);
+//! - an incremental sync after 1% of the entries changed (target ≤ 0.3× on SQLite,
+//!   ≤ 0.1× on PostgreSQL);
 //! - peak resident memory of this process during each sync (target ≤ 300 MB).
 //!
-//! Run: `cargo bench -p abacsync --bench sync` (optionally `-- --users N --runs R`).
-//! Medians of R runs.
+//! The store is an SQLite file, or with `--store postgres` a database on a PostgreSQL
+//! server the benchmark starts on a free loopback port (a fresh database for each
+//! first sync); its server's CPU time is shown with `--verbose`.
+//!
+//! Run: `cargo bench -p abacsync --bench sync` (optionally `-- --users N --runs R
+//! --store sqlite|postgres`). Medians of R runs.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -22,9 +27,10 @@ use abacsync::config::Config;
 use abacsync::ldap::{LdapDirectory, Selection};
 use abacsync::plugin::model::SyncMode;
 use abacsync::plugin::{PluginEngine, PluginRegistry, SandboxConfig};
-use abacsync::store::SqliteStore;
+use abacsync::store::{PostgresOptions, PostgresStore, SqliteStore, Store};
 use abacsync::sync::{Progress, SyncEngine, SyncReport, SyncRequest, system_clock};
 use abacsync_testkit::directory::{PeopleOptions, user_dn, write_people_ldif};
+use abacsync_testkit::postgres::Postgres;
 use abacsync_testkit::slapd::Slapd;
 use abacsync_testkit::{bench_arg, plugins};
 
@@ -39,6 +45,18 @@ fn main() {
     let users = bench_arg(&args, "--users", 100_000);
     let runs = bench_arg(&args, "--runs", 3);
     let verbose = args.iter().any(|arg| arg == "--verbose");
+    let backend = args
+        .iter()
+        .position(|arg| arg == "--store")
+        .and_then(|at| args.get(at + 1))
+        .map_or("sqlite", String::as_str)
+        .to_owned();
+    let postgres = match backend.as_str() {
+        "sqlite" => None,
+        "postgres" => Some(Postgres::start().expect("postgres")),
+        other => panic!("--store takes sqlite or postgres, not {other}"),
+    };
+    let postgres_pid = postgres.as_ref().and_then(Postgres::pid);
     let changed = (users / 100).max(1);
 
     let started = Instant::now();
@@ -96,10 +114,11 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let sync = |store: &Arc<SqliteStore>, mode: SyncMode| -> (Duration, SyncReport, u64) {
+    let sync = |store: &Arc<dyn Store>, mode: SyncMode| -> (Duration, SyncReport, u64) {
         reset_peak_memory();
         let before = peak_memory_kib();
         let cpu_before = (cpu_ms("self"), slapd_pid.map(cpu_ms));
+        let database_before = postgres_pid.map(tree_cpu_ms);
         let checkpoint_before = threads_cpu_ms("abacsync-checkp");
         let engine = SyncEngine::new(store.clone(), system_clock());
         let started = Instant::now();
@@ -114,13 +133,17 @@ fn main() {
         assert!(error.is_none(), "sync failed: {error:?}");
         if verbose {
             println!(
-                "  {mode:?}: {elapsed:.1?}; read+map {} ms, plugin {} ms, apply {} ms; CPU {} ms (checkpoints {} ms, slapd {} ms); RSS before {} MiB",
+                "  {mode:?}: {elapsed:.1?}; read+map {} ms, plugin {} ms, apply {} ms; CPU {} ms (checkpoints {} ms, slapd {} ms, postgres {} ms); RSS before {} MiB",
                 report.timings.read_map_ms,
                 report.timings.plugin_ms,
                 report.timings.apply_ms,
                 cpu_ms("self") - cpu_before.0,
                 threads_cpu_ms("abacsync-checkp").saturating_sub(checkpoint_before),
                 slapd_pid.map(cpu_ms).unwrap_or(0) - cpu_before.1.unwrap_or(0),
+                postgres_pid
+                    .map(tree_cpu_ms)
+                    .unwrap_or(0)
+                    .saturating_sub(database_before.unwrap_or(0)),
                 before / 1024
             );
         }
@@ -175,13 +198,29 @@ fn main() {
 
     let mut first = Vec::new();
     let mut first_peak = 0;
-    let mut store: Option<Arc<SqliteStore>> = None;
+    let mut store: Option<Arc<dyn Store>> = None;
     for run in 0..runs {
         // The previous run's store is closed first: a process has one store, and its
         // page cache is not this run's memory.
         drop(store.take());
-        let path = dir.path().join(format!("first-{run}.db"));
-        let fresh = Arc::new(SqliteStore::open(&path).unwrap());
+        let fresh: Arc<dyn Store> = match &postgres {
+            Some(server) => {
+                let name = format!("first_{run}");
+                server.create_database(&name).unwrap();
+                Arc::new(
+                    PostgresStore::open(&PostgresOptions {
+                        url: server.url(&name),
+                        password: None,
+                        max_connections: 4,
+                    })
+                    .unwrap(),
+                )
+            }
+            None => {
+                let path = dir.path().join(format!("first-{run}.db"));
+                Arc::new(SqliteStore::open(&path).unwrap())
+            }
+        };
         let (elapsed, report, peak) = sync(&fresh, SyncMode::Full);
         assert_eq!(report.counts.created, users as u64);
         first.push(elapsed);
@@ -218,6 +257,7 @@ fn main() {
     let first = median_of(first);
 
     let base = ldapsearch.as_secs_f64();
+    println!("store: {backend}");
     println!(
         "baseline: ldapsearch paging through {users} entries: {:.0} ms (median of {runs})",
         base * 1000.0
@@ -236,7 +276,7 @@ fn main() {
     line(
         &format!("incremental, {changed} changed (1%)"),
         incremental,
-        0.3,
+        if postgres.is_some() { 0.1 } else { 0.3 },
         incremental_peak,
     );
     // 300 MB (10^6 bytes), not MiB: the peaks are in KiB.
@@ -286,6 +326,26 @@ fn cpu_ms(pid: &str) -> u64 {
         .filter_map(|(_, value)| value.parse::<u64>().ok())
         .sum();
     ticks * 10
+}
+
+/// CPU time of process `pid` and its children (a PostgreSQL server and its backends),
+/// in milliseconds.
+fn tree_cpu_ms(pid: u32) -> u64 {
+    let Ok(processes) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    let parent = pid.to_string();
+    processes
+        .filter_map(Result::ok)
+        .filter_map(|process| {
+            let name = process.file_name().into_string().ok()?;
+            let stat = std::fs::read_to_string(process.path().join("stat")).ok()?;
+            let rest = stat.rsplit_once(')')?.1;
+            // The 2nd field after the name is the parent's pid.
+            let ppid = rest.split_whitespace().nth(1)?;
+            (name == parent || ppid == parent).then(|| cpu_ms(&name))
+        })
+        .sum()
 }
 
 /// CPU time of this process's threads whose name starts with `prefix`, in ms (only

@@ -92,6 +92,11 @@ fn io_error(action: impl Into<String>) -> impl FnOnce(io::Error) -> PostgresErro
     move |source| PostgresError::Io { action, source }
 }
 
+/// `url` without its password, for messages.
+pub fn redacted(url: &str) -> String {
+    url.replace(&format!(":{PASSWORD}@"), "@")
+}
+
 /// The unprivileged account the server runs as when the caller is root.
 #[derive(Debug, Clone, Copy)]
 struct RunAs {
@@ -220,6 +225,11 @@ impl Postgres {
                 "cannot start the PostgreSQL watchdog ({err}); the server outlives the tests"
             );
         }
+    }
+
+    /// The server's process id (its backends are its children), while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     /// The server's loopback port.

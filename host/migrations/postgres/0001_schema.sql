@@ -154,7 +154,11 @@ CREATE TABLE tasks (
     updated_at       BIGINT  NOT NULL,
     owner            TEXT,
     lease_until      BIGINT,
-    cancel_requested BOOLEAN NOT NULL DEFAULT FALSE
+    cancel_requested BOOLEAN NOT NULL DEFAULT FALSE,
+    -- What it was asked to do (JSON), so that another replica can run it again when
+    -- the one running it dies; how many times that happened.
+    request          TEXT,
+    attempts         INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX tasks_tenant ON tasks (tenant_id, id);
 CREATE INDEX tasks_unfinished ON tasks (state, lease_until) WHERE state IN ('queued', 'running');

@@ -164,6 +164,12 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
             "counter",
             m.audit_pruned.load(Relaxed) as i64,
         ),
+        (
+            "abacsync_tasks_taken_over_total",
+            "Tasks of replicas that died, taken over by this replica and run again.",
+            "counter",
+            m.taken_over.load(Relaxed) as i64,
+        ),
     ] {
         let _ = writeln!(out, "# HELP {name} {help}");
         let _ = writeln!(out, "# TYPE {name} {kind}");

@@ -63,7 +63,8 @@ impl Entry {
 }
 
 /// Why a sync is running; plugins may behave differently per mode.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum SyncMode {
     /// Every entry is read.
     Full,

@@ -226,7 +226,8 @@ pub struct LdapUserRef {
 
 /// Ways to name users in a targeted sync (`abac/users/sync`): a user matches if any
 /// list names it.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct UserIdentifiers {
     /// Usernames.
     pub usernames: Vec<String>,

@@ -118,6 +118,18 @@ pub struct Lease {
     pub until: Timestamp,
 }
 
+/// A task another replica left behind, taken over to run again
+/// ([`TaskStore::take_over_expired`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TakenTask {
+    /// The task, queued again under the new owner.
+    pub task: Task,
+    /// What it was asked to do, as recorded when it was created.
+    pub request: serde_json::Value,
+    /// How many times it has been taken over, this one included.
+    pub attempts: u32,
+}
+
 /// What a cancel did ([`TaskStore::request_cancel`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CancelRequest {
@@ -131,16 +143,31 @@ pub enum CancelRequest {
 
 /// Tasks. Lists are scoped to a tenant, or to all for system-wide callers.
 pub trait TaskStore: Send + Sync {
-    /// Creates a queued task.
+    /// Creates a queued task; `request` is what another replica needs to run it again
+    /// should this one die (`None`: it cannot be run again).
+    #[allow(clippy::too_many_arguments)]
     fn create_task(
         &self,
         tenant: TenantId,
         command: &str,
         params: &serde_json::Value,
+        request: Option<&serde_json::Value>,
         account: Option<AccountId>,
         lease: &Lease,
         now: Timestamp,
     ) -> Result<Task, StoreError>;
+
+    /// Takes over, for `lease`'s owner, the queued or running tasks whose lease ran out
+    /// before `now` (their replica died) and that have a request and were taken over
+    /// fewer than `max_attempts` times: each is queued again under the new owner, its
+    /// message saying whose it was, and returned once, to one caller, however many
+    /// replicas ask at once. Cancel requests of the dead run are dropped with it.
+    fn take_over_expired(
+        &self,
+        lease: &Lease,
+        now: Timestamp,
+        max_attempts: u32,
+    ) -> Result<Vec<TakenTask>, StoreError>;
 
     /// One task.
     fn task(&self, id: TaskId) -> Result<Option<Task>, StoreError>;

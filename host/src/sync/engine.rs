@@ -115,8 +115,9 @@ impl SyncError {
     }
 }
 
-/// What to sync.
-#[derive(Debug, Clone)]
+/// What to sync. Kept with its task (as JSON), so that another replica can run it
+/// again when the one running it dies.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct SyncRequest {
     /// Full, incremental or targeted.
     pub mode: SyncMode,

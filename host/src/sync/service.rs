@@ -11,6 +11,9 @@ use std::time::Duration;
 
 use tokio::task::JoinHandle;
 
+mod cluster;
+mod run;
+
 use super::engine::{Clock, SyncEngine, SyncError, SyncRequest};
 use super::progress::{Phase, Progress};
 use super::report::SyncReport;
@@ -175,6 +178,8 @@ pub struct SyncMetrics {
     pub quota_refusals: Mutex<std::collections::BTreeMap<&'static str, u64>>,
     /// Audit events removed past their retention.
     pub audit_pruned: std::sync::atomic::AtomicU64,
+    /// Tasks taken over from replicas that died, to run again.
+    pub taken_over: std::sync::atomic::AtomicU64,
 }
 
 impl SyncMetrics {
@@ -223,6 +228,52 @@ pub struct SyncService {
 
 /// How often a replica looks whether the catalog changed.
 const CATALOG_EVERY: Duration = Duration::from_secs(2);
+
+/// Records task `id`'s end, trying again while the store cannot be written (it
+/// restarts, the network is cut) for as long as this process lives: an end not
+/// recorded would leave the task reading as running, its lease renewed by this
+/// replica, forever. Every second at first, then every 5 s.
+async fn record_end(
+    tasks: Arc<dyn TaskStore>,
+    clock: Clock,
+    id: TaskId,
+    state: TaskState,
+    message: String,
+    result: Option<serde_json::Value>,
+) {
+    let mut attempt = 0u32;
+    loop {
+        let (store, message_now, result_now) = (tasks.clone(), message.clone(), result.clone());
+        let now = clock();
+        let written = tokio::task::spawn_blocking(move || {
+            store.update_task(id, state, &message_now, result_now.as_ref(), now)
+        })
+        .await;
+        match written {
+            Ok(Ok(_)) => {
+                if attempt > 0 {
+                    tracing::info!(task = id, attempt, "the task's end is recorded");
+                }
+                return;
+            }
+            Ok(Err(err)) if attempt % 12 == 0 => {
+                tracing::error!(task = id, %err, attempt, "cannot record the task's end; trying again");
+            }
+            Ok(Err(_)) => {}
+            Err(err) => {
+                tracing::error!(task = id, %err, "recording the task's end panicked");
+                return;
+            }
+        }
+        attempt += 1;
+        let pause = if attempt < 10 { 1 } else { 5 };
+        tokio::time::sleep(Duration::from_secs(pause)).await;
+    }
+}
+
+/// How many times a task is taken over from a replica that died before it is given
+/// up (marked interrupted): a sync that kills its replica is not run forever.
+pub const MAX_TAKEOVERS: u32 = 2;
 
 /// How long a task's lease lasts by default.
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(60);
@@ -276,86 +327,6 @@ impl SyncService {
             until: self
                 .now()
                 .saturating_add(i64::try_from(self.lease.as_millis()).unwrap_or(i64::MAX)),
-        }
-    }
-
-    /// Follows the catalog in the store: every [`CATALOG_EVERY`], when its generation
-    /// moved (a tenant, schedule or plugin assignment changed, through any replica),
-    /// takes the tenants and schedules `load` reads and forgets the loaded plugins, so
-    /// that the next sync of each tenant loads its current assignment. Runs until the
-    /// process ends.
-    pub async fn follow_catalog<F>(self: Arc<Self>, load: F)
-    where
-        F: Fn() -> Result<Tenants, String> + Send + Sync + 'static,
-    {
-        let load = Arc::new(load);
-        let mut seen = None;
-        let mut tick = tokio::time::interval(CATALOG_EVERY);
-        loop {
-            tick.tick().await;
-            let (catalog, loading) = (self.catalog.clone(), load.clone());
-            let turn = tokio::task::spawn_blocking(move || {
-                let generation = catalog
-                    .catalog_generation()
-                    .map_err(|err| err.to_string())?;
-                Ok::<_, String>(generation)
-            })
-            .await;
-            let generation = match turn {
-                Ok(Ok(generation)) => generation,
-                Ok(Err(err)) => {
-                    tracing::warn!(error = %err, "cannot read the catalog's generation");
-                    continue;
-                }
-                Err(err) => {
-                    tracing::warn!(error = %err, "reading the catalog's generation panicked");
-                    continue;
-                }
-            };
-            // The first look only sets the mark: the tenants were loaded at start.
-            if seen
-                .replace(generation)
-                .is_none_or(|last| last == generation)
-            {
-                continue;
-            }
-            match tokio::task::spawn_blocking(move || loading()).await {
-                Ok(Ok(fresh)) => {
-                    self.tenants.replace_with(fresh);
-                    for tenant in self.tenants() {
-                        self.registry.remove(tenant.id);
-                    }
-                    tracing::debug!(generation, "reloaded the tenants from the store");
-                }
-                Ok(Err(err)) => tracing::warn!(error = %err, "cannot reload the tenants"),
-                Err(err) => tracing::warn!(error = %err, "reloading the tenants panicked"),
-            }
-        }
-    }
-
-    /// Keeps this replica's task leases alive and marks interrupted the tasks of
-    /// replicas whose leases ran out (they died), every quarter of a lease, until the
-    /// process ends. A failure is logged and tried again at the next turn.
-    pub async fn keep_leases(self: Arc<Self>) {
-        let mut tick = tokio::time::interval(self.lease / 4);
-        loop {
-            tick.tick().await;
-            let tasks = self.tasks.clone();
-            let (replica, lease, now) = (self.replica.clone(), self.lease(), self.now());
-            let turn = tokio::task::spawn_blocking(move || {
-                tasks.renew_leases(&replica, lease.until)?;
-                tasks.interrupt_expired(now, Some(&replica))
-            })
-            .await;
-            match turn {
-                Ok(Ok(0)) => {}
-                Ok(Ok(interrupted)) => tracing::warn!(
-                    interrupted,
-                    "tasks of a replica that stopped renewing their leases are marked interrupted"
-                ),
-                Ok(Err(err)) => tracing::warn!(error = %err, "cannot renew the task leases"),
-                Err(err) => tracing::warn!(error = %err, "renewing the task leases panicked"),
-            }
         }
     }
 
@@ -575,12 +546,22 @@ impl SyncService {
         // joined as one queued here would be.
         let tasks = self.tasks.clone();
         let (name, now, lease) = (command.to_owned(), self.now(), self.lease());
+        // Recorded so that another replica can run it again should this one die.
+        let recorded = serde_json::to_value(&request).ok();
         let (task, joined) = tokio::task::spawn_blocking(move || {
             if let Some(queued) = tasks.queued_task(tenant, &name, &params)? {
                 return Ok::<_, StoreError>((queued, true));
             }
             Ok((
-                tasks.create_task(tenant, &name, &params, account, &lease, now)?,
+                tasks.create_task(
+                    tenant,
+                    &name,
+                    &params,
+                    recorded.as_ref(),
+                    account,
+                    &lease,
+                    now,
+                )?,
                 false,
             ))
         })
@@ -589,6 +570,14 @@ impl SyncService {
         if joined {
             return Ok(StartedTask { task, handle: None });
         }
+        Ok(self.launch(task, request))
+    }
+
+    /// Queues `task`, recorded in the store and owned by this replica, to run
+    /// `request` once the tenant's turn comes.
+    fn launch(self: &Arc<Self>, task: Task, request: SyncRequest) -> StartedTask {
+        let tenant = task.tenant;
+        let key = format!("{}\u{0}{}", task.command, task.params);
         let (done, _) = tokio::sync::watch::channel(None);
         self.done().insert(task.id, done);
         let lock = {
@@ -627,10 +616,10 @@ impl SyncService {
             }
             outcome
         });
-        Ok(StartedTask {
+        StartedTask {
             task,
             handle: Some(handle),
-        })
+        }
     }
 
     /// Waits until task `id` has ended; its final state (read from the store for a
@@ -662,85 +651,6 @@ impl SyncService {
                 }
                 other => return Ok(other),
             }
-        }
-    }
-
-    /// Takes tenant `tenant`'s run for task `id` in the store, waiting while another
-    /// replica's sync of the tenant runs (one sync per tenant across every replica).
-    /// The task's end, when it ended while waiting (cancelled, the server stopping).
-    async fn claim_tenant_run(&self, id: TaskId, tenant: TenantId) -> Result<(), TaskOutcome> {
-        let mut told = false;
-        loop {
-            let tasks = self.tasks.clone();
-            let (replica, lease, now) = (self.replica.clone(), self.lease(), self.now());
-            let claimed = tokio::task::spawn_blocking(move || {
-                let holder = tasks.claim_tenant(tenant, &replica, Some(id), lease.until, now)?;
-                let task = tasks.task(id)?;
-                Ok::<_, StoreError>((holder, task.map(|task| task.state)))
-            })
-            .await;
-            let (holder, state) = match claimed {
-                Ok(Ok(found)) => found,
-                Ok(Err(err)) => {
-                    return Err(self.end_unrun(
-                        id,
-                        TaskState::Error,
-                        &format!("cannot take the tenant's sync: {err}"),
-                    ));
-                }
-                Err(err) => {
-                    return Err(self.end_unrun(
-                        id,
-                        TaskState::Error,
-                        &format!("taking the tenant's sync panicked: {err}"),
-                    ));
-                }
-            };
-            if let Some(state) = state.filter(|state| state.is_final()) {
-                if holder.is_none() {
-                    self.release_tenant_run(tenant).await;
-                }
-                return Err(TaskOutcome {
-                    state,
-                    message: "ended before it started".into(),
-                    report: None,
-                    error: None,
-                });
-            }
-            let Some(holder) = holder else {
-                return Ok(());
-            };
-            if self.stopping.load(std::sync::atomic::Ordering::Relaxed) {
-                return Err(self.end_unrun(
-                    id,
-                    TaskState::Interrupted,
-                    "interrupted: abacsync stopped before the task started; run it again",
-                ));
-            }
-            if !told {
-                told = true;
-                let message = format!("waiting for the tenant's sync on replica {holder}");
-                let tasks = self.tasks.clone();
-                let now = self.now();
-                let _ = tokio::task::spawn_blocking(move || {
-                    tasks.update_task(id, TaskState::Queued, &message, None, now)
-                })
-                .await;
-            }
-            tokio::time::sleep(WAIT_POLL).await;
-        }
-    }
-
-    /// Gives tenant `tenant`'s run back in the store.
-    async fn release_tenant_run(&self, tenant: TenantId) {
-        let (tasks, replica) = (self.tasks.clone(), self.replica.clone());
-        let released =
-            tokio::task::spawn_blocking(move || tasks.release_tenant(tenant, &replica)).await;
-        if !matches!(released, Ok(Ok(()))) {
-            tracing::warn!(
-                tenant,
-                "cannot give the tenant's sync back; it is free again once its lease runs out"
-            );
         }
     }
 
@@ -793,10 +703,35 @@ impl SyncService {
         self.running_tasks().len()
     }
 
-    /// Ends a task that will not run, with `state` and `message`.
+    /// Records task `id`'s end (see [`record_end`]).
+    async fn record_end(
+        &self,
+        id: TaskId,
+        state: TaskState,
+        message: String,
+        result: Option<serde_json::Value>,
+    ) {
+        record_end(
+            self.tasks.clone(),
+            self.clock.clone(),
+            id,
+            state,
+            message,
+            result,
+        )
+        .await;
+    }
+
+    /// Ends a task that will not run, with `state` and `message` (recorded in the
+    /// background when the store cannot be written now, see [`Self::record_end`]).
     fn end_unrun(&self, id: TaskId, state: TaskState, message: &str) -> TaskOutcome {
         if let Err(err) = self.tasks.update_task(id, state, message, None, self.now()) {
-            tracing::error!(task = id, %err, "cannot record the task's end");
+            tracing::error!(task = id, %err, "cannot record the task's end; trying again");
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                let (tasks, clock, message) =
+                    (self.tasks.clone(), self.clock.clone(), message.to_owned());
+                runtime.spawn(record_end(tasks, clock, id, state, message, None));
+            }
         }
         TaskOutcome {
             state,
@@ -804,270 +739,6 @@ impl SyncService {
             report: None,
             error: None,
         }
-    }
-
-    async fn run_task(
-        self: &Arc<Self>,
-        id: TaskId,
-        tenant: TenantId,
-        request: SyncRequest,
-    ) -> TaskOutcome {
-        use std::sync::atomic::Ordering::Relaxed;
-        if self.stopping.load(Relaxed) {
-            return self.end_unrun(
-                id,
-                TaskState::Interrupted,
-                "interrupted: abacsync stopped before the task started; run it again",
-            );
-        }
-        // The settings as they are now, not as they were when the task was queued.
-        let Some(config) = self.tenant(tenant) else {
-            return self.end_unrun(
-                id,
-                TaskState::Error,
-                &format!("tenant {tenant} no longer exists"),
-            );
-        };
-        if let Some(reason) = self.health.suspended(tenant) {
-            return self.end_unrun(id, TaskState::Error, &format!("tenant {tenant}: {reason}"));
-        }
-        if !config.ldap_enabled {
-            return self.end_unrun(
-                id,
-                TaskState::Error,
-                &format!("tenant {tenant}: LDAP is disabled"),
-            );
-        }
-        let progress = Progress::new();
-        {
-            // Registered and marked running under one lock: `cancel` sees either a
-            // queued task it can mark cancelled, or a running one it can stop.
-            let mut running = self.running_tasks();
-            match self
-                .tasks
-                .update_task(id, TaskState::Running, "starting", None, self.now())
-            {
-                Ok(true) => {}
-                Ok(false) => {
-                    return TaskOutcome {
-                        state: TaskState::Cancelled,
-                        message: "cancelled before it started".into(),
-                        report: None,
-                        error: None,
-                    };
-                }
-                Err(err) => tracing::error!(task = id, %err, "cannot mark the task running"),
-            }
-            running.insert(id, progress.clone());
-        }
-        self.metrics.running.fetch_add(1, Relaxed);
-        let reporter = self.spawn_progress_writer(id, progress.clone());
-        let result = self.sync(&config, request, progress.clone()).await;
-        reporter.abort();
-        let outcome = match result {
-            Ok((report, error)) => {
-                self.record_metrics(&report, error.as_ref());
-                let state = match report.outcome.as_str() {
-                    "succeeded" => TaskState::Completed,
-                    "cancelled" => TaskState::Cancelled,
-                    _ => TaskState::Error,
-                };
-                TaskOutcome {
-                    state,
-                    message: summary_message(&report),
-                    report: Some(report),
-                    error: error.map(TaskError::from),
-                }
-            }
-            Err(err) => {
-                self.bump_outcome("failed");
-                TaskOutcome {
-                    state: TaskState::Error,
-                    message: err.to_string(),
-                    report: None,
-                    error: Some(err),
-                }
-            }
-        };
-        let plugin_failure = match &outcome.error {
-            Some(TaskError::Plugin(err)) => Some(err.to_string()),
-            Some(TaskError::Sync(err @ SyncError::Plugin { .. })) => Some(err.to_string()),
-            _ => None,
-        };
-        // Only a sync that got as far as the plugin says anything of its health.
-        let reached_plugin = plugin_failure.is_some() || outcome.state == TaskState::Completed;
-        if reached_plugin && self.health.record(tenant, plugin_failure.as_deref()) {
-            tracing::warn!(
-                tenant,
-                "the tenant's plugin is suspended after repeated failures"
-            );
-        }
-        let result = outcome
-            .report
-            .as_ref()
-            .and_then(|report| serde_json::to_value(report).ok());
-        if let Err(err) = self.tasks.update_task(
-            id,
-            outcome.state,
-            &outcome.message,
-            result.as_ref(),
-            self.now(),
-        ) {
-            tracing::error!(task = id, %err, "cannot record the task's end");
-        }
-        self.running_tasks().remove(&id);
-        self.metrics.running.fetch_sub(1, Relaxed);
-        outcome
-    }
-
-    async fn sync(
-        self: &Arc<Self>,
-        tenant: &TenantConfig,
-        request: SyncRequest,
-        progress: Progress,
-    ) -> Result<(SyncReport, Option<SyncError>), TaskError> {
-        let service = self.clone();
-        let config = tenant.clone();
-        let plugin = tokio::task::spawn_blocking(move || service.plugin(&config))
-            .await
-            .map_err(|err| TaskError::Settings {
-                tenant: tenant.id,
-                reason: format!("loading the plugin panicked: {err}"),
-            })??;
-        let password = tenant
-            .ldap
-            .bind_password(tenant.id)
-            .map_err(|err| TaskError::Settings {
-                tenant: tenant.id,
-                reason: err.to_string(),
-            })?;
-        let directory =
-            LdapDirectory::new(&tenant.ldap, password).map_err(|err| TaskError::Settings {
-                tenant: tenant.id,
-                reason: err.to_string(),
-            })?;
-        Ok(self
-            .engine
-            .run(tenant, plugin, &directory, request, progress)
-            .await)
-    }
-
-    /// Reads at most `limit` entries of `selection` from `tenant`'s directory and maps
-    /// them with its plugin, writing nothing ([`super::lookup::lookup`]): a directory
-    /// search, a dump, the first step of an import.
-    ///
-    /// # Errors
-    /// [`TaskError`] when the tenant is unknown, its plugin or directory settings are
-    /// unusable, or the read or the plugin call fails.
-    pub async fn lookup(
-        self: &Arc<Self>,
-        tenant: TenantId,
-        selection: crate::ldap::Selection,
-        limit: usize,
-        extra: super::lookup::Attributes,
-    ) -> Result<Vec<super::lookup::Found>, TaskError> {
-        let config = self.tenant(tenant).ok_or_else(|| TaskError::Settings {
-            tenant,
-            reason: "no such tenant".into(),
-        })?;
-        let service = self.clone();
-        let loading = config.clone();
-        let plugin = tokio::task::spawn_blocking(move || service.plugin(&loading))
-            .await
-            .map_err(|err| TaskError::Settings {
-                tenant,
-                reason: format!("loading the plugin panicked: {err}"),
-            })??;
-        let password = config
-            .ldap
-            .bind_password(tenant)
-            .map_err(|err| TaskError::Settings {
-                tenant,
-                reason: err.to_string(),
-            })?;
-        let directory =
-            LdapDirectory::new(&config.ldap, password).map_err(|err| TaskError::Settings {
-                tenant,
-                reason: err.to_string(),
-            })?;
-        Ok(super::lookup::lookup(&config, &plugin, &directory, selection, limit, extra).await?)
-    }
-
-    fn spawn_progress_writer(&self, id: TaskId, progress: Progress) -> JoinHandle<()> {
-        let tasks = self.tasks.clone();
-        let clock = self.clock.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(PROGRESS_EVERY);
-            tick.tick().await;
-            loop {
-                tick.tick().await;
-                let now = progress.snapshot();
-                let message = match now.phase {
-                    Phase::Starting => "connecting".to_owned(),
-                    Phase::Reading => format!("{} read, {} mapped", now.read, now.mapped),
-                    Phase::Applying => format!("{}/{} changes written", now.written, now.to_write),
-                    Phase::Done => return,
-                };
-                let tasks = tasks.clone();
-                let at = clock();
-                let written = tokio::task::spawn_blocking(move || {
-                    let written = tasks.update_task(id, TaskState::Running, &message, None, at)?;
-                    Ok::<_, StoreError>((written, tasks.cancel_requested(id)?))
-                })
-                .await;
-                match written {
-                    Ok(Ok((true, cancel))) => {
-                        // Asked through another replica.
-                        if cancel {
-                            progress.cancel();
-                        }
-                    }
-                    _ => return,
-                }
-            }
-        })
-    }
-
-    fn record_metrics(&self, report: &SyncReport, error: Option<&SyncError>) {
-        use std::sync::atomic::Ordering::Relaxed;
-        self.bump_outcome(&report.outcome);
-        self.metrics
-            .duration_ms_sum
-            .fetch_add(report.timings.total_ms, Relaxed);
-        self.metrics
-            .entries_read
-            .fetch_add(report.counts.read, Relaxed);
-        let entry_errors = report
-            .results
-            .iter()
-            .filter(|result| result.code == super::report::code::MAPPING_ERROR)
-            .count() as u64;
-        let call_errors = u64::from(matches!(error, Some(SyncError::Plugin { .. })));
-        self.metrics
-            .plugin_errors
-            .fetch_add(entry_errors + call_errors, Relaxed);
-        let over_quota = report
-            .results
-            .iter()
-            .filter(|result| result.code == super::report::code::OVER_QUOTA)
-            .count() as u64;
-        self.metrics.quota_refused("user_attributes", over_quota);
-        if matches!(error, Some(SyncError::OverQuota { .. })) {
-            self.metrics.quota_refused("tenant_attribute_bytes", 1);
-        }
-        self.metrics
-            .audit_pruned
-            .fetch_add(report.audit_pruned, Relaxed);
-    }
-
-    fn bump_outcome(&self, outcome: &str) {
-        *self
-            .metrics
-            .outcomes
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .entry(outcome.to_owned())
-            .or_default() += 1;
     }
 
     fn slots(&self) -> std::sync::MutexGuard<'_, HashMap<TenantId, TenantSlot>> {

@@ -9,6 +9,11 @@
 //! command with `ABACSYNC_CONFIG`, `LDAP_URL`, `LDAP_BIND_DN`, `LDAP_BIND_PASSWORD`
 //! and `LDAP_BASE_DN` set, then stops the directory and exits with the command's
 //! status. Used by `scripts/demo.sh`.
+//!
+//! With `--postgres`, it also starts a throw-away PostgreSQL server on a free loopback
+//! port and points the configuration's `[store]` at a database on it, so that several
+//! `abacsync serve` replicas can share it (`scripts/cluster-demo.sh`); its URL is in
+//! `ABACSYNC_STORE_URL` and `PG_URL` too.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -22,6 +27,7 @@ struct Args {
     users: usize,
     plugin: PathBuf,
     dir: PathBuf,
+    postgres: bool,
     command: Vec<String>,
 }
 
@@ -29,6 +35,7 @@ fn parse() -> Result<Args, String> {
     let mut users = 1000;
     let mut plugin = None;
     let mut dir = None;
+    let mut postgres = false;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -40,6 +47,7 @@ fn parse() -> Result<Args, String> {
             }
             "--plugin" => plugin = Some(PathBuf::from(args.next().ok_or("--plugin needs a path")?)),
             "--dir" => dir = Some(PathBuf::from(args.next().ok_or("--dir needs a path")?)),
+            "--postgres" => postgres = true,
             "--" => {
                 let command: Vec<String> = args.collect();
                 if command.is_empty() {
@@ -49,13 +57,14 @@ fn parse() -> Result<Args, String> {
                     users,
                     plugin: plugin.ok_or("--plugin is required")?,
                     dir: dir.ok_or("--dir is required")?,
+                    postgres,
                     command,
                 });
             }
             other => return Err(format!("unknown argument {other}")),
         }
     }
-    Err("usage: test-directory --users N --plugin FILE --dir DIR -- COMMAND…".into())
+    Err("usage: test-directory --users N --plugin FILE --dir DIR [--postgres] -- COMMAND…".into())
 }
 
 fn main() -> ExitCode {
@@ -85,6 +94,20 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let postgres = if args.postgres {
+        match abacsync_testkit::postgres::Postgres::start()
+            .and_then(|server| server.create_database("abacsync").map(|()| server))
+        {
+            Ok(server) => Some(server),
+            Err(err) => {
+                eprintln!("test-directory: cannot start PostgreSQL: {err}");
+                return ExitCode::from(2);
+            }
+        }
+    } else {
+        None
+    };
+    let store_url = postgres.as_ref().map(|server| server.url("abacsync"));
     std::fs::create_dir_all(&args.dir).unwrap();
     let dir = std::fs::canonicalize(&args.dir).unwrap();
     let plugin = std::fs::canonicalize(&args.plugin).unwrap();
@@ -115,6 +138,12 @@ max_percent = 10.0
         plugin = plugin.display(),
         admin = slapd.admin_dn(),
     );
+    let config = match &store_url {
+        Some(url) => {
+            format!("{config}\n[store]\nurl = \"{url}\"   # a throw-away server on loopback\n")
+        }
+        None => config,
+    };
     let config_path = dir.join("abacsync.toml");
     std::fs::write(&config_path, config).unwrap();
     eprintln!(
@@ -122,7 +151,15 @@ max_percent = 10.0
         slapd.url(),
         config_path.display()
     );
-    let status = Command::new(&args.command[0])
+    let mut command = Command::new(&args.command[0]);
+    if let Some(url) = &store_url {
+        eprintln!(
+            "test-directory: PostgreSQL at {}",
+            abacsync_testkit::postgres::redacted(url)
+        );
+        command.env("ABACSYNC_STORE_URL", url).env("PG_URL", url);
+    }
+    let status = command
         .args(&args.command[1..])
         .env("ABACSYNC_CONFIG", &config_path)
         .env("LDAP_URL", slapd.url())
@@ -131,6 +168,7 @@ max_percent = 10.0
         .env("LDAP_BASE_DN", base)
         .status();
     drop(slapd);
+    drop(postgres);
     match status {
         Ok(status) if status.success() => ExitCode::SUCCESS,
         Ok(status) => {

@@ -33,3 +33,33 @@ pub(crate) fn attempts_are_counted_per_scope_and_key_until_they_expire(store: &d
     assert!(count("login", "alice", 1_500).is_ok());
     assert!(count("login", "alice", 1_500).is_ok());
 }
+
+pub(crate) fn attempt_keys_may_hold_any_character(store: &dyn Backend) {
+    // The API joins a key's parts with NUL (name, then address).
+    let key = "alice\u{0}192.0.2.1";
+    assert!(
+        store
+            .count_attempt("login", key, 1, 1_000, 0)
+            .unwrap()
+            .is_ok()
+    );
+    assert!(
+        store
+            .count_attempt("login", key, 1, 1_000, 0)
+            .unwrap()
+            .is_err()
+    );
+    assert!(
+        store
+            .count_attempt("login", "alice\u{0}192.0.2.2", 1, 1_000, 0)
+            .unwrap()
+            .is_ok()
+    );
+    store.clear_attempts("login", key).unwrap();
+    assert!(
+        store
+            .count_attempt("login", key, 1, 1_000, 0)
+            .unwrap()
+            .is_ok()
+    );
+}

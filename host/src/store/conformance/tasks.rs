@@ -13,7 +13,7 @@ pub(crate) fn task_leases_are_renewed_by_their_owner_and_expired_ones_interrupte
             until,
         };
         store
-            .create_task(T1, "sync", &serde_json::json!({}), None, &lease, 0)
+            .create_task(T1, "sync", &serde_json::json!({}), None, None, &lease, 0)
             .unwrap()
             .id
     };
@@ -99,7 +99,7 @@ pub(crate) fn a_cancel_ends_a_queued_task_and_asks_a_running_one(store: &dyn Bac
     };
     let new = || {
         store
-            .create_task(T1, "sync", &serde_json::json!({}), None, &lease, 0)
+            .create_task(T1, "sync", &serde_json::json!({}), None, None, &lease, 0)
             .unwrap()
             .id
     };
@@ -138,7 +138,7 @@ pub(crate) fn an_identical_queued_task_is_found_to_join(store: &dyn Backend) {
     };
     let params = serde_json::json!({"domainID": 1, "import": false});
     let queued = store
-        .create_task(T1, "ldap.downsync", &params, None, &lease, NOW)
+        .create_task(T1, "ldap.downsync", &params, None, None, &lease, NOW)
         .unwrap();
     let find = |tenant, command, params: &serde_json::Value| {
         store
@@ -162,4 +162,103 @@ pub(crate) fn an_identical_queued_task_is_found_to_join(store: &dyn Backend) {
         .update_task(queued.id, TaskState::Running, "", None, NOW)
         .unwrap();
     assert_eq!(find(T1, "ldap.downsync", &params), None);
+}
+
+pub(crate) fn a_dead_replicas_tasks_are_taken_over_once_and_a_bounded_number_of_times(
+    store: &dyn Backend,
+) {
+    let lease = |owner: &str, until: Timestamp| Lease {
+        owner: owner.into(),
+        until,
+    };
+    let request = serde_json::json!({"mode": "full"});
+    let task = |owner: &str, request: Option<&serde_json::Value>| {
+        let until = if owner == "alive" { 10_000 } else { 100 };
+        store
+            .create_task(
+                T1,
+                "ldap.downsync",
+                &serde_json::json!({}),
+                request,
+                None,
+                &lease(owner, until),
+                0,
+            )
+            .unwrap()
+    };
+    let running = task("dead", Some(&request));
+    store
+        .update_task(running.id, TaskState::Running, "syncing", None, 10)
+        .unwrap();
+    assert_eq!(
+        store.request_cancel(running.id, 20).unwrap(),
+        CancelRequest::Requested
+    );
+    let queued = task("dead", Some(&request));
+    let without_request = task("dead", None);
+    let alive = task("alive", Some(&request));
+    let ended = task("dead", Some(&request));
+    store
+        .update_task(ended.id, TaskState::Completed, "done", None, 10)
+        .unwrap();
+
+    // Before the lease ran out, nothing is taken; after, the dead replica's tasks with
+    // a request, once, whoever asks.
+    assert!(
+        store
+            .take_over_expired(&lease("b", 1_000), 50, 3)
+            .unwrap()
+            .is_empty()
+    );
+    let mut taken = store.take_over_expired(&lease("b", 1_000), 150, 3).unwrap();
+    taken.sort_by_key(|taken| taken.task.id);
+    let ids: Vec<TaskId> = taken.iter().map(|taken| taken.task.id).collect();
+    assert_eq!(ids, [running.id, queued.id]);
+    for taken in &taken {
+        assert_eq!(taken.task.state, TaskState::Queued);
+        assert_eq!(taken.request, request);
+        assert_eq!(taken.attempts, 1);
+        assert!(
+            taken.task.message.contains("dead"),
+            "{}",
+            taken.task.message
+        );
+    }
+    // The dead run's cancel went with it.
+    assert!(!store.cancel_requested(running.id).unwrap());
+    assert!(
+        store
+            .take_over_expired(&lease("c", 1_000), 150, 3)
+            .unwrap()
+            .is_empty()
+    );
+    // The rest: the task without a request is left to be marked interrupted; the live
+    // replica's and the ended one untouched.
+    assert_eq!(store.interrupt_expired(150, Some("b")).unwrap(), 1);
+    assert_eq!(
+        store.task(without_request.id).unwrap().unwrap().state,
+        TaskState::Interrupted
+    );
+    assert_eq!(
+        store.task(alive.id).unwrap().unwrap().state,
+        TaskState::Queued
+    );
+    assert_eq!(
+        store.task(ended.id).unwrap().unwrap().state,
+        TaskState::Completed
+    );
+
+    // Taken over again when b dies too, until the bound.
+    let again = store
+        .take_over_expired(&lease("c", 3_000), 2_000, 2)
+        .unwrap();
+    assert_eq!(again.len(), 2);
+    assert!(again.iter().all(|taken| taken.attempts == 2));
+    assert!(
+        store
+            .take_over_expired(&lease("d", 5_000), 4_000, 2)
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(store.interrupt_expired(4_000, Some("d")).unwrap(), 2);
 }

@@ -1019,13 +1019,23 @@ impl TaskStore for PostgresStore {
         tenant: TenantId,
         command: &str,
         params: &serde_json::Value,
+        request: Option<&serde_json::Value>,
         account: Option<AccountId>,
         lease: &Lease,
         now: Timestamp,
     ) -> Result<Task, StoreError> {
         self.with(async |conn| {
-            tasks::create(conn, tenant, command, params, account, lease, now).await
+            tasks::create(conn, tenant, command, params, request, account, lease, now).await
         })
+    }
+
+    fn take_over_expired(
+        &self,
+        lease: &Lease,
+        now: Timestamp,
+        max_attempts: u32,
+    ) -> Result<Vec<super::TakenTask>, StoreError> {
+        self.with(async |conn| tasks::take_over_expired(conn, lease, now, max_attempts).await)
     }
 
     fn task(&self, id: TaskId) -> Result<Option<Task>, StoreError> {

@@ -5,7 +5,7 @@ use tokio_postgres::Row;
 use super::{Conn, big, unsigned};
 use crate::plugin::model::TenantId;
 use crate::store::{
-    AccountId, CancelRequest, Lease, StoreError, Task, TaskId, TaskState, Timestamp,
+    AccountId, CancelRequest, Lease, StoreError, TakenTask, Task, TaskId, TaskState, Timestamp,
     tenant_from_key, tenant_key,
 };
 
@@ -39,19 +39,21 @@ fn decode(row: &Row) -> Result<Task, StoreError> {
     })
 }
 
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn create(
     conn: &mut Conn,
     tenant: TenantId,
     command: &str,
     params: &serde_json::Value,
+    request: Option<&serde_json::Value>,
     account: Option<AccountId>,
     lease: &Lease,
     now: Timestamp,
 ) -> Result<Task, StoreError> {
     let sql = format!(
         "INSERT INTO tasks (tenant_id, command, state, message, params, account_id, created_at, \
-         updated_at, owner, lease_until) VALUES ($1, $2, 'queued', '', $3, $4, $5, $5, $6, $7) \
-         RETURNING {COLUMNS}"
+         updated_at, owner, lease_until, request) \
+         VALUES ($1, $2, 'queued', '', $3, $4, $5, $5, $6, $7, $8) RETURNING {COLUMNS}"
     );
     let rows = conn
         .query(
@@ -64,6 +66,7 @@ pub(super) async fn create(
                 &now,
                 &lease.owner,
                 &lease.until,
+                &request.map(serde_json::Value::to_string),
             ],
         )
         .await?;
@@ -73,6 +76,44 @@ pub(super) async fn create(
         reason: "the inserted task returned no row".into(),
     })?;
     decode(row)
+}
+
+/// [`crate::store::TaskStore::take_over_expired`]: one `UPDATE … RETURNING`; a task
+/// two replicas reach at once is updated by the first, and no longer matches for the
+/// second (which re-reads it once the first commits).
+pub(super) async fn take_over_expired(
+    conn: &mut Conn,
+    lease: &Lease,
+    now: Timestamp,
+    max_attempts: u32,
+) -> Result<Vec<TakenTask>, StoreError> {
+    let max_attempts = i32::try_from(max_attempts).unwrap_or(i32::MAX);
+    let sql = format!(
+        "UPDATE tasks SET state = 'queued', owner = $1, lease_until = $2, updated_at = $3, \
+         attempts = attempts + 1, cancel_requested = FALSE, \
+         message = 'the replica ' || coalesce(owner, '?') || ' running it stopped; queued again on replica ' || $1 \
+         WHERE state IN ('queued', 'running') AND request IS NOT NULL AND attempts < $4 \
+         AND (lease_until IS NULL OR lease_until < $3) AND (owner IS NULL OR owner <> $1) \
+         RETURNING {COLUMNS}, request, attempts"
+    );
+    let rows = conn
+        .query(&sql, &[&lease.owner, &lease.until, &now, &max_attempts])
+        .await?;
+    rows.iter()
+        .map(|row| {
+            let request: &str = row.try_get(10)?;
+            let attempts: i32 = row.try_get(11)?;
+            Ok(TakenTask {
+                task: decode(row)?,
+                request: serde_json::from_str(request).map_err(|err| StoreError::Corrupt {
+                    table: "tasks",
+                    column: "request",
+                    reason: err.to_string(),
+                })?,
+                attempts: u32::try_from(attempts).unwrap_or(0),
+            })
+        })
+        .collect()
 }
 
 pub(super) async fn one(conn: &mut Conn, id: TaskId) -> Result<Option<Task>, StoreError> {

@@ -82,6 +82,10 @@ pub(super) const MIGRATIONS: &[Migration] = &[
         version: 16,
         sql: include_str!("../../../migrations/0016_catalog_generation.sql"),
     },
+    Migration {
+        version: 17,
+        sql: include_str!("../../../migrations/0017_task_requests.sql"),
+    },
 ];
 
 /// Brings the database up to the newest of `migrations`; returns how many ran.

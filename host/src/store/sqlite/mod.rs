@@ -751,11 +751,30 @@ impl TaskStore for SqliteStore {
         tenant: TenantId,
         command: &str,
         params: &serde_json::Value,
+        request: Option<&serde_json::Value>,
         account: Option<AccountId>,
         lease: &Lease,
         now: Timestamp,
     ) -> Result<Task, StoreError> {
-        tasks::create(&self.writer(), tenant, command, params, account, lease, now)
+        tasks::create(
+            &self.writer(),
+            tenant,
+            command,
+            params,
+            request,
+            account,
+            lease,
+            now,
+        )
+    }
+
+    fn take_over_expired(
+        &self,
+        lease: &Lease,
+        now: Timestamp,
+        max_attempts: u32,
+    ) -> Result<Vec<super::TakenTask>, StoreError> {
+        tasks::take_over_expired(&self.writer(), lease, now, max_attempts)
     }
 
     fn task(&self, id: TaskId) -> Result<Option<Task>, StoreError> {

@@ -5,7 +5,7 @@ use rusqlite::{Connection, OptionalExtension, Row};
 use super::{tenant_from_key, tenant_key};
 use crate::plugin::model::TenantId;
 use crate::store::{
-    AccountId, CancelRequest, Lease, StoreError, Task, TaskId, TaskState, Timestamp,
+    AccountId, CancelRequest, Lease, StoreError, TakenTask, Task, TaskId, TaskState, Timestamp,
 };
 
 /// Most tasks a list returns.
@@ -52,18 +52,20 @@ fn finish((mut task, state, params, result): RawTask) -> Result<Task, StoreError
     Ok(task)
 }
 
+#[allow(clippy::too_many_arguments)]
 pub(super) fn create(
     conn: &Connection,
     tenant: TenantId,
     command: &str,
     params: &serde_json::Value,
+    request: Option<&serde_json::Value>,
     account: Option<AccountId>,
     lease: &Lease,
     now: Timestamp,
 ) -> Result<Task, StoreError> {
     let mut stmt = conn.prepare_cached(&format!(
-        "INSERT INTO tasks (tenant_id, command, state, message, params, account_id, created_at, updated_at, owner, lease_until) \
-         VALUES (?1, ?2, 'queued', '', ?3, ?4, ?5, ?5, ?6, ?7) RETURNING {COLUMNS}"
+        "INSERT INTO tasks (tenant_id, command, state, message, params, account_id, created_at, updated_at, owner, lease_until, request) \
+         VALUES (?1, ?2, 'queued', '', ?3, ?4, ?5, ?5, ?6, ?7, ?8) RETURNING {COLUMNS}"
     ))?;
     finish(super::insert_returning(
         &mut stmt,
@@ -75,9 +77,49 @@ pub(super) fn create(
             now,
             &lease.owner,
             lease.until,
+            request.map(serde_json::Value::to_string),
         ),
         from_row,
     )?)
+}
+
+/// [`crate::store::TaskStore::take_over_expired`]: one `UPDATE … RETURNING`, so that
+/// each task is taken by one replica.
+pub(super) fn take_over_expired(
+    conn: &Connection,
+    lease: &Lease,
+    now: Timestamp,
+    max_attempts: u32,
+) -> Result<Vec<TakenTask>, StoreError> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "UPDATE tasks SET state = 'queued', owner = ?1, lease_until = ?2, updated_at = ?3, \
+         attempts = attempts + 1, cancel_requested = 0, \
+         message = 'the replica ' || coalesce(owner, '?') || ' running it stopped; queued again on replica ' || ?1 \
+         WHERE state IN ('queued', 'running') AND request IS NOT NULL AND attempts < ?4 \
+         AND (lease_until IS NULL OR lease_until < ?3) AND (owner IS NULL OR owner <> ?1) \
+         RETURNING {COLUMNS}, request, attempts"
+    ))?;
+    let rows = stmt.query_map((&lease.owner, lease.until, now, max_attempts), |row| {
+        Ok((
+            from_row(row)?,
+            row.get::<_, String>(10)?,
+            row.get::<_, u32>(11)?,
+        ))
+    })?;
+    let mut taken = Vec::new();
+    for row in rows {
+        let (raw, request, attempts) = row?;
+        taken.push(TakenTask {
+            task: finish(raw)?,
+            request: serde_json::from_str(&request).map_err(|err| StoreError::Corrupt {
+                table: "tasks",
+                column: "request",
+                reason: err.to_string(),
+            })?,
+            attempts,
+        });
+    }
+    Ok(taken)
 }
 
 pub(super) fn one(conn: &Connection, id: TaskId) -> Result<Option<Task>, StoreError> {

@@ -377,6 +377,7 @@ fn a_deleted_tenant_leaves_no_row_behind() {
                 "sync",
                 &serde_json::json!({}),
                 None,
+                None,
                 &Lease {
                     owner: "replica".into(),
                     until: NOW,
