@@ -256,7 +256,7 @@ async fn record_end(
                 }
                 return;
             }
-            Ok(Err(err)) if attempt % 12 == 0 => {
+            Ok(Err(err)) if attempt.is_multiple_of(12) => {
                 tracing::error!(task = id, %err, attempt, "cannot record the task's end; trying again");
             }
             Ok(Err(_)) => {}
