@@ -48,10 +48,18 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<Outcome> {
     let store = super::open_store(&config, args.store.as_deref())?;
     let clock = system_clock();
     let replica = replica_id(&config.data_dir)?;
-    // This replica's tasks from its last life, and those of replicas that died
-    // without handing theirs back (their leases ran out), did not finish.
-    let interrupted = store.interrupt_owned(&replica, clock())?
-        + store.interrupt_expired(clock(), Some(&replica))?;
+    // This replica's tasks from its last life did not finish (it crashed): those that
+    // can run again are handed back, to be taken over by `keep_leases` (here, or on
+    // another replica), the rest are marked interrupted. Other replicas' expired tasks
+    // are taken over, or marked, by `keep_leases` too.
+    let handed_back = store.hand_back_owned(&replica, clock())?;
+    if handed_back > 0 {
+        tracing::warn!(
+            handed_back,
+            "tasks cut short by a crash are queued again, to run from the directory"
+        );
+    }
+    let interrupted = store.interrupt_owned(&replica, clock())?;
     if interrupted > 0 {
         tracing::warn!(
             interrupted,
@@ -150,7 +158,9 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<Outcome> {
         anyhow::Ok(())
     })?;
     // Whatever of this replica's is still queued or running did not finish: handed
-    // back now rather than when its lease runs out.
+    // back now for another replica (or this one, restarted) to run, rather than when
+    // its lease runs out; what cannot be run again is marked interrupted.
+    store.hand_back_owned(&replica, system_clock()())?;
     store.interrupt_owned(&replica, system_clock()())?;
     Ok(Outcome::Success)
 }

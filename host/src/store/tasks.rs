@@ -250,4 +250,15 @@ pub trait TaskStore: Send + Sync {
     /// Marks interrupted every queued or running task `owner` holds (a replica that
     /// stops hands its tasks back); returns how many.
     fn interrupt_owned(&self, owner: &str, now: Timestamp) -> Result<u64, StoreError>;
+
+    /// Hands task `id`, queued or running under `owner`, back for another replica to
+    /// take over at once (a replica that stops): it is queued again with no owner and
+    /// an expired lease. False when it is not `owner`'s, has ended, or has no request
+    /// to run again.
+    fn hand_back(&self, id: TaskId, owner: &str, now: Timestamp) -> Result<bool, StoreError>;
+
+    /// Hands back every queued or running task `owner` holds that can be run again
+    /// (a replica that stops, or that starts again after a crash); returns how many.
+    /// [`TaskStore::interrupt_owned`] then marks the rest.
+    fn hand_back_owned(&self, owner: &str, now: Timestamp) -> Result<u64, StoreError>;
 }

@@ -219,6 +219,9 @@ pub struct SyncService {
     clock: Clock,
     metrics: SyncMetrics,
     stopping: std::sync::atomic::AtomicBool,
+    /// Set when the running tasks are cancelled because the process stops: they are
+    /// handed back for another replica to run, not ended as cancelled.
+    handing_back: std::sync::atomic::AtomicBool,
     health: super::health::PluginHealth,
     /// This replica's name: the owner of the leases of the tasks it queues and runs.
     replica: String,
@@ -302,6 +305,7 @@ impl SyncService {
             clock,
             metrics: SyncMetrics::default(),
             stopping: std::sync::atomic::AtomicBool::new(false),
+            handing_back: std::sync::atomic::AtomicBool::new(false),
             health: super::health::PluginHealth::default(),
             replica,
             lease: DEFAULT_LEASE,
@@ -691,8 +695,11 @@ impl SyncService {
             .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
-    /// Cancels every running task (at shutdown).
+    /// Cancels every running task (at shutdown): each stops before it writes anything
+    /// more and is handed back for another replica to run again.
     pub fn cancel_all(&self) {
+        self.handing_back
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         for progress in self.running_tasks().values() {
             progress.cancel();
         }
@@ -701,6 +708,27 @@ impl SyncService {
     /// Number of tasks running now.
     pub fn running_count(&self) -> usize {
         self.running_tasks().len()
+    }
+
+    /// Hands task `id` back for another replica to run (this one is stopping); when it
+    /// cannot be run again, ends it interrupted with `message`.
+    fn hand_back_or_interrupt(&self, id: TaskId, message: &str) -> TaskOutcome {
+        match self.tasks.hand_back(id, &self.replica, self.now()) {
+            Ok(true) => {
+                tracing::info!(task = id, "handed back for another replica to run");
+                TaskOutcome {
+                    state: TaskState::Interrupted,
+                    message: "handed back for another replica to run (this one is stopping)".into(),
+                    report: None,
+                    error: None,
+                }
+            }
+            Ok(false) => self.end_unrun(id, TaskState::Interrupted, message),
+            Err(err) => {
+                tracing::warn!(task = id, %err, "cannot hand the task back");
+                self.end_unrun(id, TaskState::Interrupted, message)
+            }
+        }
     }
 
     /// Records task `id`'s end (see [`record_end`]).

@@ -11,6 +11,7 @@ use super::{ADMIN, ADMIN_PASSWORD, Backend, Server, Setup, on_every_store};
 on_every_store!(
     replicas_share_cookies_and_a_starting_one_leaves_running_tasks_alone,
     the_task_of_a_killed_replica_is_run_again_by_another_once_its_lease_runs_out,
+    a_stopping_replica_hands_its_running_sync_to_another_at_once,
     password_guesses_are_counted_once_over_every_replica,
     syncs_asked_of_two_replicas_at_once_run_one_after_the_other,
     a_cancel_sent_to_one_replica_stops_the_sync_another_runs,
@@ -133,6 +134,45 @@ fn the_task_of_a_killed_replica_is_run_again_by_another_once_its_lease_runs_out(
     assert!(
         metrics.contains("abacsync_tasks_taken_over_total 1"),
         "{metrics}"
+    );
+}
+
+fn a_stopping_replica_hands_its_running_sync_to_another_at_once(backend: Backend) {
+    // Leases of a minute: the task must move because it is handed back, not because
+    // its lease ran out.
+    let setup = Setup::with_server_on(
+        backend,
+        20_000,
+        "[server]\ntask_lease_secs = 60\nshutdown_grace_secs = 1",
+    );
+    let mut a = Server::start(&setup.config());
+    let b = Server::start_with_args(
+        &setup.replica_config("b"),
+        &["--store", &setup.store_path()],
+    );
+    let (jwt, csrf) = a.form_login(ADMIN, ADMIN_PASSWORD);
+    let cookie = format!("grommunioAuthJwt={jwt}");
+    let auth = [("cookie", cookie.as_str()), ("x-csrf-token", csrf.as_str())];
+    let task = downsync_in_background(&a, &auth);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while b.get(&format!("/api/v1/tasq/tasks/{task}"), &auth).1["stateName"] != "running" {
+        assert!(Instant::now() < deadline, "the sync never ran");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let stopped = Instant::now();
+    a.send_term();
+    assert!(a.wait_exit().success());
+    let done = ended(&b, &auth, task, Duration::from_secs(50));
+    assert!(
+        stopped.elapsed() < Duration::from_secs(55),
+        "waited for the lease instead of the hand-back"
+    );
+    assert_eq!(done["stateName"], "completed", "{done}");
+    let counts = &done["result"]["counts"];
+    assert_eq!(
+        counts["created"].as_u64().unwrap_or(0) + counts["unchanged"].as_u64().unwrap_or(0),
+        20_000,
+        "{done}"
     );
 }
 

@@ -59,6 +59,7 @@ macro_rules! suite {
             tasks::a_cancel_ends_a_queued_task_and_asks_a_running_one,
             tasks::an_identical_queued_task_is_found_to_join,
             tasks::a_dead_replicas_tasks_are_taken_over_once_and_a_bounded_number_of_times,
+            tasks::a_task_handed_back_is_taken_over_at_once_by_another_replica,
         }
     };
 }

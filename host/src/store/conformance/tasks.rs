@@ -262,3 +262,79 @@ pub(crate) fn a_dead_replicas_tasks_are_taken_over_once_and_a_bounded_number_of_
     );
     assert_eq!(store.interrupt_expired(4_000, Some("d")).unwrap(), 2);
 }
+
+pub(crate) fn a_task_handed_back_is_taken_over_at_once_by_another_replica(store: &dyn Backend) {
+    let lease = |owner: &str| Lease {
+        owner: owner.into(),
+        until: 10_000,
+    };
+    let request = serde_json::json!({"mode": "full"});
+    let create = |request: Option<&serde_json::Value>| {
+        store
+            .create_task(
+                T1,
+                "ldap.downsync",
+                &serde_json::json!({}),
+                request,
+                None,
+                &lease("a"),
+                0,
+            )
+            .unwrap()
+    };
+    let running = create(Some(&request));
+    store
+        .update_task(running.id, TaskState::Running, "syncing", None, 1)
+        .unwrap();
+    let without_request = create(None);
+    // Only the owner hands back, only what can be run again.
+    assert!(!store.hand_back(running.id, "b", 2).unwrap());
+    assert!(!store.hand_back(without_request.id, "a", 2).unwrap());
+    assert!(store.hand_back(running.id, "a", 2).unwrap());
+    assert!(
+        !store.hand_back(running.id, "a", 2).unwrap(),
+        "no longer a's"
+    );
+    // a's stop marks what it did not hand back; the handed-back one waits for b,
+    // which takes it at once, long before a's leases would have run out.
+    assert_eq!(store.interrupt_owned("a", 3).unwrap(), 1);
+    let taken = store.take_over_expired(&lease("b"), 4, 2).unwrap();
+    assert_eq!(taken.len(), 1);
+    assert_eq!(taken[0].task.id, running.id);
+    assert_eq!(taken[0].task.state, TaskState::Queued);
+    assert!(
+        taken[0].task.message.contains("handed back"),
+        "{}",
+        taken[0].task.message
+    );
+
+    // Everything a replica holds, at once; what cannot run again is left to mark.
+    let queued = create(Some(&request));
+    let other = store
+        .create_task(
+            T1,
+            "ldap.downsync",
+            &serde_json::json!({}),
+            Some(&request),
+            None,
+            &lease("z"),
+            0,
+        )
+        .unwrap();
+    let bare = create(None);
+    assert_eq!(store.hand_back_owned("a", 5).unwrap(), 1);
+    assert_eq!(store.interrupt_owned("a", 5).unwrap(), 1);
+    assert_eq!(
+        store.task(bare.id).unwrap().unwrap().state,
+        TaskState::Interrupted
+    );
+    let taken = store.take_over_expired(&lease("b"), 6, 2).unwrap();
+    assert_eq!(
+        taken.iter().map(|taken| taken.task.id).collect::<Vec<_>>(),
+        [queued.id]
+    );
+    assert_eq!(
+        store.task(other.id).unwrap().unwrap().state,
+        TaskState::Queued
+    );
+}

@@ -1176,6 +1176,14 @@ impl TaskStore for PostgresStore {
         })
     }
 
+    fn hand_back(&self, id: TaskId, owner: &str, now: Timestamp) -> Result<bool, StoreError> {
+        self.with(async |conn| Ok(tasks::hand_back(conn, Some(id), owner, now).await? == 1))
+    }
+
+    fn hand_back_owned(&self, owner: &str, now: Timestamp) -> Result<u64, StoreError> {
+        self.with(async |conn| tasks::hand_back(conn, None, owner, now).await)
+    }
+
     fn interrupt_owned(&self, owner: &str, now: Timestamp) -> Result<u64, StoreError> {
         self.transaction(async |tx| {
             let changed = tx

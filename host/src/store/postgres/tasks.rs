@@ -91,7 +91,8 @@ pub(super) async fn take_over_expired(
     let sql = format!(
         "UPDATE tasks SET state = 'queued', owner = $1, lease_until = $2, updated_at = $3, \
          attempts = attempts + 1, cancel_requested = FALSE, \
-         message = 'the replica ' || coalesce(owner, '?') || ' running it stopped; queued again on replica ' || $1 \
+         message = CASE WHEN owner IS NULL THEN 'handed back by a stopping replica' \
+         ELSE 'the replica ' || owner || ' running it stopped' END || '; queued again on replica ' || $1 \
          WHERE state IN ('queued', 'running') AND request IS NOT NULL AND attempts < $4 \
          AND (lease_until IS NULL OR lease_until < $3) AND (owner IS NULL OR owner <> $1) \
          RETURNING {COLUMNS}, request, attempts"
@@ -195,6 +196,24 @@ pub(super) async fn update(
         )
         .await?;
     Ok(changed == 1)
+}
+
+/// Hands task `id` (every task, when `None`) of `owner` back: queued again with no
+/// owner and an expired lease, for another replica to take over at once.
+pub(super) async fn hand_back(
+    conn: &mut Conn,
+    id: Option<TaskId>,
+    owner: &str,
+    now: Timestamp,
+) -> Result<u64, StoreError> {
+    conn.execute(
+        "UPDATE tasks SET state = 'queued', owner = NULL, lease_until = 0, updated_at = $3, \
+         cancel_requested = FALSE, message = 'handed back by replica ' || $2 || ', which stopped' \
+         WHERE ($1::bigint IS NULL OR id = $1) AND owner = $2 AND state IN ('queued', 'running') \
+         AND request IS NOT NULL",
+        &[&id, &owner, &now],
+    )
+    .await
 }
 
 pub(super) async fn request_cancel(

@@ -868,6 +868,14 @@ impl TaskStore for SqliteStore {
     fn interrupt_owned(&self, owner: &str, now: Timestamp) -> Result<u64, StoreError> {
         tasks::interrupt_owned(&self.writer(), owner, now)
     }
+
+    fn hand_back(&self, id: TaskId, owner: &str, now: Timestamp) -> Result<bool, StoreError> {
+        tasks::hand_back(&self.writer(), id, owner, now)
+    }
+
+    fn hand_back_owned(&self, owner: &str, now: Timestamp) -> Result<u64, StoreError> {
+        tasks::hand_back_owned(&self.writer(), owner, now)
+    }
 }
 
 impl CatalogStore for SqliteStore {

@@ -94,7 +94,8 @@ pub(super) fn take_over_expired(
     let mut stmt = conn.prepare_cached(&format!(
         "UPDATE tasks SET state = 'queued', owner = ?1, lease_until = ?2, updated_at = ?3, \
          attempts = attempts + 1, cancel_requested = 0, \
-         message = 'the replica ' || coalesce(owner, '?') || ' running it stopped; queued again on replica ' || ?1 \
+         message = CASE WHEN owner IS NULL THEN 'handed back by a stopping replica' \
+         ELSE 'the replica ' || owner || ' running it stopped' END || '; queued again on replica ' || ?1 \
          WHERE state IN ('queued', 'running') AND request IS NOT NULL AND attempts < ?4 \
          AND (lease_until IS NULL OR lease_until < ?3) AND (owner IS NULL OR owner <> ?1) \
          RETURNING {COLUMNS}, request, attempts"
@@ -223,6 +224,34 @@ pub(super) fn interrupt_owned(
         (now, owner),
     )?;
     conn.execute("DELETE FROM tenant_runs WHERE owner = ?1", [owner])?;
+    Ok(changed as u64)
+}
+
+/// The `UPDATE` that hands tasks of `owner` (?2) back, at ?3; `filter` picks which.
+fn hand_back_where(filter: &str) -> String {
+    format!(
+        "UPDATE tasks SET state = 'queued', owner = NULL, lease_until = 0, updated_at = ?3, \
+         cancel_requested = 0, message = 'handed back by replica ' || ?2 || ', which stopped' \
+         WHERE {filter} AND owner = ?2 AND state IN ('queued', 'running') AND request IS NOT NULL"
+    )
+}
+
+pub(super) fn hand_back(
+    conn: &Connection,
+    id: TaskId,
+    owner: &str,
+    now: Timestamp,
+) -> Result<bool, StoreError> {
+    let changed = conn.execute(&hand_back_where("id = ?1"), (id, owner, now))?;
+    Ok(changed == 1)
+}
+
+pub(super) fn hand_back_owned(
+    conn: &Connection,
+    owner: &str,
+    now: Timestamp,
+) -> Result<u64, StoreError> {
+    let changed = conn.execute(&hand_back_where("?1 IS NULL"), (None::<i64>, owner, now))?;
     Ok(changed as u64)
 }
 

@@ -90,15 +90,31 @@ impl SyncService {
             })
             .await;
             match turn {
-                Ok(Ok((taken, interrupted))) => {
+                Ok(Ok((mut taken, interrupted))) => {
+                    // In the order they were asked for.
+                    taken.sort_by_key(|taken| taken.task.id);
                     if interrupted > 0 {
                         tracing::warn!(
                             interrupted,
                             "tasks of a replica that stopped renewing their leases are marked interrupted"
                         );
                     }
+                    // One tenant's tasks one after the other, in the order they were
+                    // asked for (each queued once the one before it has run).
+                    let mut by_tenant: std::collections::BTreeMap<TenantId, Vec<TakenTask>> =
+                        std::collections::BTreeMap::new();
                     for taken in taken {
-                        self.run_taken_over(taken);
+                        by_tenant.entry(taken.task.tenant).or_default().push(taken);
+                    }
+                    for (_, tasks) in by_tenant {
+                        let service = self.clone();
+                        tokio::spawn(async move {
+                            for taken in tasks {
+                                if let Some(handle) = service.run_taken_over(taken) {
+                                    let _ = handle.await;
+                                }
+                            }
+                        });
                     }
                 }
                 Ok(Err(err)) => tracing::warn!(error = %err, "cannot renew the task leases"),
@@ -108,8 +124,11 @@ impl SyncService {
     }
 
     /// Runs a task taken over from a replica that died, from the directory, as the
-    /// request it recorded asked.
-    pub(super) fn run_taken_over(self: &Arc<Self>, taken: TakenTask) {
+    /// request it recorded asked; the handle of its run.
+    pub(super) fn run_taken_over(
+        self: &Arc<Self>,
+        taken: TakenTask,
+    ) -> Option<tokio::task::JoinHandle<TaskOutcome>> {
         let TakenTask {
             task,
             request,
@@ -123,7 +142,7 @@ impl SyncService {
                     TaskState::Interrupted,
                     &format!("interrupted: its replica stopped, and its request cannot be read to run it again ({err})"),
                 );
-                return;
+                return None;
             }
         };
         tracing::warn!(
@@ -135,7 +154,7 @@ impl SyncService {
         self.metrics
             .taken_over
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.launch(task, request);
+        self.launch(task, request).handle
     }
 
     /// Takes tenant `tenant`'s run for task `id` in the store, waiting while another
@@ -188,9 +207,8 @@ impl SyncService {
                 return Ok(());
             };
             if self.stopping.load(std::sync::atomic::Ordering::Relaxed) {
-                return Err(self.end_unrun(
+                return Err(self.hand_back_or_interrupt(
                     id,
-                    TaskState::Interrupted,
                     "interrupted: abacsync stopped before the task started; run it again",
                 ));
             }

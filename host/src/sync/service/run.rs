@@ -16,9 +16,8 @@ impl SyncService {
     ) -> TaskOutcome {
         use std::sync::atomic::Ordering::Relaxed;
         if self.stopping.load(Relaxed) {
-            return self.end_unrun(
+            return self.hand_back_or_interrupt(
                 id,
-                TaskState::Interrupted,
                 "interrupted: abacsync stopped before the task started; run it again",
             );
         }
@@ -108,8 +107,18 @@ impl SyncService {
             .report
             .as_ref()
             .and_then(|report| serde_json::to_value(report).ok());
-        self.record_end(id, outcome.state, outcome.message.clone(), result)
-            .await;
+        let outcome = if outcome.state == TaskState::Cancelled && self.handing_back.load(Relaxed) {
+            // Cut short by this process stopping, before it wrote anything more: run
+            // again elsewhere.
+            self.hand_back_or_interrupt(
+                id,
+                "interrupted: abacsync stopped before the task ended; run it again",
+            )
+        } else {
+            self.record_end(id, outcome.state, outcome.message.clone(), result)
+                .await;
+            outcome
+        };
         self.running_tasks().remove(&id);
         self.metrics.running.fetch_sub(1, Relaxed);
         outcome
