@@ -449,3 +449,132 @@ pub(crate) fn the_tenant_usage_follows_every_write_and_matches_a_recount(store: 
     assert!(store.delete_tenant(T2).unwrap());
     assert_eq!(store.attribute_bytes(T2).unwrap(), 0);
 }
+
+/// A batch of updates of several users (which a backend may write in bulk) ends as the
+/// same updates applied one by one would: fields, values, their lookup, the digest,
+/// updated_at, the events in order, the tenant's usage.
+pub(crate) fn a_batch_of_updates_equals_the_updates_one_by_one(store: &dyn Backend) {
+    let batch = |fresh: &dyn Backend, one_by_one: bool| -> Vec<(StoredUser, Vec<Summary>)> {
+        let ids = three(fresh);
+        let (alice, bob, carol) = (ids[0], ids[1], ids[2]);
+        // alice: a new email and a role added; bob: a value removed, only; carol:
+        // deactivated; a fourth, unchanged but for its digest.
+        let dave = create(fresh, T1, fields("dave"));
+        let mut new_alice = fields("alice");
+        new_alice.email = Some("alice@new.example.org".into());
+        new_alice
+            .attributes
+            .get_mut("roles")
+            .unwrap()
+            .insert("admin".into());
+        let mut new_bob = fields("bob");
+        new_bob.attributes.remove("department");
+        let mut new_carol = fields("carol");
+        new_carol.active = false;
+        let changes = [
+            Change::Update {
+                id: alice,
+                fields: new_alice,
+                attribute_changes: vec![AttributeChange {
+                    key: "roles".into(),
+                    added: set(&["admin"]),
+                    removed: set(&[]),
+                }],
+                avatar: AvatarChange::Keep,
+                mapped: Some(MappedDigest([1; 16])),
+            },
+            Change::Update {
+                id: bob,
+                fields: new_bob,
+                attribute_changes: vec![AttributeChange {
+                    key: "department".into(),
+                    added: set(&[]),
+                    removed: set(&["sales"]),
+                }],
+                avatar: AvatarChange::Keep,
+                mapped: Some(MappedDigest([2; 16])),
+            },
+            update(carol, new_carol),
+            Change::Update {
+                id: dave,
+                fields: fields("dave"),
+                attribute_changes: Vec::new(),
+                avatar: AvatarChange::Keep,
+                mapped: Some(MappedDigest([4; 16])),
+            },
+        ];
+        let later = cause_at(NOW + 1_000);
+        if one_by_one {
+            for change in &changes {
+                assert_eq!(
+                    fresh
+                        .apply(T1, std::slice::from_ref(change), &later)
+                        .unwrap()
+                        .len(),
+                    1
+                );
+            }
+        } else {
+            let written = fresh.apply(T1, &changes, &later).unwrap();
+            assert_eq!(written, [alice, bob, carol, dave]);
+        }
+        [alice, bob, carol, dave]
+            .into_iter()
+            .map(|id| (user(fresh, id), events_of(fresh, id)))
+            .collect()
+    };
+    let together = batch(store, false);
+    let (alice, bob, carol, dave) = (
+        &together[0].0,
+        &together[1].0,
+        &together[2].0,
+        &together[3].0,
+    );
+    assert_eq!(alice.fields.email.as_deref(), Some("alice@new.example.org"));
+    assert_eq!(
+        alice.fields.attributes["roles"],
+        set(&["admin", "reader", "writer"])
+    );
+    assert_eq!(alice.mapped, Some(MappedDigest([1; 16])));
+    assert_eq!(alice.updated_at, NOW + 1_000);
+    assert!(!bob.fields.attributes.contains_key("department"));
+    assert_eq!(bob.updated_at, NOW + 1_000);
+    assert!(!carol.fields.active);
+    assert_eq!(dave.updated_at, NOW, "nothing but the digest changed");
+    assert_eq!(dave.mapped, Some(MappedDigest([4; 16])));
+    // The lookup rows moved with the values.
+    let having = |key: &str, value: &str| -> Vec<String> {
+        let query = UserQuery {
+            attribute_key: Some(key.into()),
+            attribute_value: Some(value.into()),
+            ..UserQuery::default()
+        };
+        store
+            .list_users(T1, &query)
+            .unwrap()
+            .into_iter()
+            .map(|user| user.fields.username)
+            .collect()
+    };
+    assert_eq!(having("roles", "admin"), ["alice"]);
+    assert_eq!(having("department", "sales"), ["alice", "carol", "dave"]);
+    let recount: u64 = store
+        .list_users(T1, &UserQuery::default())
+        .unwrap()
+        .iter()
+        .map(|user| Footprint::of(&user.fields.attributes).bytes)
+        .sum();
+    assert_eq!(store.attribute_bytes(T1).unwrap(), recount);
+    // And the same as the updates applied one by one, on the reference backend (an
+    // in-memory SQLite store): fields, ids, digests, times, events.
+    let reference = crate::store::SqliteStore::open_in_memory().unwrap();
+    let one_by_one = batch(&reference, true);
+    for ((got, got_events), (want, want_events)) in together.iter().zip(&one_by_one) {
+        assert_eq!(got.fields, want.fields);
+        assert_eq!(
+            (got.updated_at, got.mapped, got.id),
+            (want.updated_at, want.mapped, want.id)
+        );
+        assert_eq!(got_events, want_events, "{}", got.fields.username);
+    }
+}

@@ -43,6 +43,7 @@ macro_rules! suite {
             apply::an_unknown_user_rolls_the_batch_back,
             apply::the_mapped_digest_is_stored_kept_and_forgotten,
             apply::the_tenant_usage_follows_every_write_and_matches_a_recount,
+            apply::a_batch_of_updates_equals_the_updates_one_by_one,
             history::events_filter_and_page_newest_first,
             history::the_limit_is_capped,
             history::history_is_pruned_by_count_and_by_age_oldest_first,

@@ -45,6 +45,15 @@ pub(super) async fn apply(
             rest = &rest[run..];
             continue;
         }
+        let run = update_run(rest);
+        if run > 1 && batch.update_all(&rest[..run]).await? {
+            ids.extend(rest[..run].iter().filter_map(|change| match change {
+                Change::Update { id, .. } => Some(*id),
+                _ => None,
+            }));
+            rest = &rest[run..];
+            continue;
+        }
         let id = match first {
             Change::Update {
                 id,
@@ -77,6 +86,16 @@ pub(super) async fn apply(
             .await?;
     }
     Ok(ids)
+}
+
+/// How many changes from the start of `changes` are updates of distinct users: a run
+/// that [`Batch::update_all`] may write in bulk.
+fn update_run(changes: &[Change]) -> usize {
+    let mut seen = std::collections::HashSet::new();
+    changes
+        .iter()
+        .take_while(|change| matches!(change, Change::Update { id, .. } if seen.insert(*id)))
+        .count()
 }
 
 /// A digest as stored.
@@ -231,6 +250,198 @@ impl Batch<'_, '_> {
             .collect();
         super::history::insert_events(self.tx, self.key, self.cause, &events).await?;
         Ok(ids.into_iter().map(UserId).collect())
+    }
+
+    /// Writes a run of updates of distinct users in bulk: their rows read (and locked)
+    /// in one query, each one's changes planned as [`Self::update`] plans them, then
+    /// one statement per kind of write for the whole run. False, with nothing written,
+    /// when an update renames a user or changes its directory id, or changes its
+    /// avatar: such runs are written one update at a time, which names the user
+    /// holding a taken name.
+    async fn update_all(&mut self, updates: &[Change]) -> Result<bool, StoreError> {
+        let ids: Vec<i64> = updates
+            .iter()
+            .filter_map(|change| match change {
+                Change::Update { id, .. } => Some(id.0),
+                _ => None,
+            })
+            .collect();
+        let rows = self
+            .tx
+            .query(
+                "SELECT id, username, email, display_name, language, active, ldap_id, ldap_dn, \
+                 avatar_sha256, attributes FROM users WHERE tenant_id = $1 AND id = ANY($2) \
+                 ORDER BY id FOR UPDATE",
+                &[&self.key, &ids],
+            )
+            .await?;
+        let mut current: HashMap<i64, Current> = HashMap::with_capacity(rows.len());
+        for row in &rows {
+            current.insert(
+                row.try_get(0)?,
+                Current {
+                    username: row.try_get(1)?,
+                    email: row.try_get(2)?,
+                    display_name: row.try_get(3)?,
+                    language: row.try_get(4)?,
+                    active: row.try_get(5)?,
+                    ldap_id: row.try_get(6)?,
+                    ldap_dn: row.try_get(7)?,
+                    avatar_sha256: row.try_get(8)?,
+                    attributes: row.try_get(9)?,
+                },
+            );
+        }
+        let mut plans = Vec::with_capacity(updates.len());
+        for change in updates {
+            let Change::Update {
+                id,
+                fields,
+                attribute_changes,
+                avatar,
+                mapped,
+            } = change
+            else {
+                return Ok(false);
+            };
+            let Some(stored) = current.get(&id.0) else {
+                return Err(StoreError::NoSuchUser {
+                    tenant: self.tenant,
+                    id: *id,
+                });
+            };
+            if stored.username != fields.username || stored.ldap_id != fields.ldap_id {
+                return Ok(false);
+            }
+            let plan = UpdatePlan::new(stored, fields, attribute_changes, avatar)?;
+            if plan.new_avatar.is_some() {
+                return Ok(false);
+            }
+            plans.push((*id, fields, digest_bytes(mapped.as_ref()), plan));
+        }
+
+        let at = self.cause.at;
+        // Profile fields (and the active flag) where they changed; else the digest,
+        // and updated_at where only values changed.
+        let mut profile = Columns::default();
+        let mut profile_ids = Vec::new();
+        let (mut touch_ids, mut touch_moved, mut touch_digest) =
+            (Vec::new(), Vec::new(), Vec::new());
+        let (mut set_ids, mut set_values) = (Vec::new(), Vec::new());
+        let (mut removed_keys, mut removed_values, mut removed_users) =
+            (Vec::new(), Vec::new(), Vec::new());
+        let (mut added_keys, mut added_values, mut added_users) =
+            (Vec::new(), Vec::new(), Vec::new());
+        for (id, fields, digest, plan) in &plans {
+            if plan.touches_profile() {
+                profile_ids.push(id.0);
+                profile.email.push(fields.email.as_deref());
+                profile.display_name.push(fields.display_name.as_deref());
+                profile.language.push(fields.language.as_deref());
+                profile.active.push(fields.active);
+                profile.ldap_dn.push(fields.ldap_dn.as_deref());
+                profile.digest.push(*digest);
+            } else {
+                touch_ids.push(id.0);
+                touch_moved.push(!plan.attribute_changes.is_empty());
+                touch_digest.push(*digest);
+            }
+            if let Some(set) = &plan.new_attributes {
+                set_ids.push(id.0);
+                set_values.push(set.as_str());
+                for change in &plan.attribute_changes {
+                    for value in &change.removed {
+                        removed_keys.push(change.key.as_str());
+                        removed_values.push(value.as_str());
+                        removed_users.push(id.0);
+                    }
+                    for value in &change.added {
+                        added_keys.push(change.key.as_str());
+                        added_values.push(value.as_str());
+                        added_users.push(id.0);
+                    }
+                }
+                let (before, after) = plan.footprint;
+                self.grow(before, after);
+            }
+        }
+        if !profile_ids.is_empty() {
+            self.tx
+                .execute(
+                    "UPDATE users AS u SET email = t.email, display_name = t.display_name, \
+                     language = t.language, active = t.active, ldap_dn = t.ldap_dn, \
+                     updated_at = $2::bigint, mapped_digest = t.digest \
+                     FROM unnest($3::bigint[], $4::text[], $5::text[], $6::text[], $7::bool[], \
+                     $8::text[], $9::bytea[]) AS t(id, email, display_name, language, active, \
+                     ldap_dn, digest) WHERE u.tenant_id = $1 AND u.id = t.id",
+                    &[
+                        &self.key,
+                        &at,
+                        &profile_ids,
+                        &profile.email,
+                        &profile.display_name,
+                        &profile.language,
+                        &profile.active,
+                        &profile.ldap_dn,
+                        &profile.digest,
+                    ],
+                )
+                .await?;
+        }
+        if !touch_ids.is_empty() {
+            self.tx
+                .execute(
+                    "UPDATE users AS u SET \
+                     updated_at = CASE WHEN t.moved THEN $2::bigint ELSE u.updated_at END, \
+                     mapped_digest = t.digest \
+                     FROM unnest($3::bigint[], $4::bool[], $5::bytea[]) AS t(id, moved, digest) \
+                     WHERE u.tenant_id = $1 AND u.id = t.id",
+                    &[&self.key, &at, &touch_ids, &touch_moved, &touch_digest],
+                )
+                .await?;
+        }
+        if !removed_keys.is_empty() {
+            self.tx
+                .execute(
+                    "DELETE FROM user_attributes AS a USING unnest($2::text[], $3::text[], $4::bigint[]) \
+                     AS t(k, v, u) WHERE a.tenant_id = $1 AND a.key = t.k AND a.value = t.v \
+                     AND a.user_id = t.u",
+                    &[&self.key, &removed_keys, &removed_values, &removed_users],
+                )
+                .await?;
+        }
+        if !added_keys.is_empty() {
+            self.tx
+                .execute(
+                    "INSERT INTO user_attributes (tenant_id, key, value, user_id) \
+                     SELECT $1::bigint, k, v, u FROM unnest($2::text[], $3::text[], $4::bigint[]) \
+                     AS t(k, v, u) ON CONFLICT DO NOTHING",
+                    &[&self.key, &added_keys, &added_values, &added_users],
+                )
+                .await?;
+        }
+        if !set_ids.is_empty() {
+            self.tx
+                .execute(
+                    "UPDATE users AS u SET attributes = t.a FROM unnest($2::bigint[], $3::text[]) \
+                     AS t(id, a) WHERE u.tenant_id = $1 AND u.id = t.id",
+                    &[&self.key, &set_ids, &set_values],
+                )
+                .await?;
+        }
+        let changed: Vec<String> = plans
+            .iter()
+            .map(|(_, _, _, plan)| plan.changed.join(","))
+            .collect();
+        let events: Vec<NewEvent<'_>> = plans
+            .iter()
+            .zip(&changed)
+            .flat_map(|((id, fields, _, plan), changed)| {
+                plan.events(id.0, &fields.username, fields.active, changed)
+            })
+            .collect();
+        super::history::insert_events(self.tx, self.key, self.cause, &events).await?;
+        Ok(true)
     }
 
     async fn update(

@@ -97,7 +97,15 @@ struct Inner {
     max: usize,
     pool: Mutex<Pool>,
     freed: Condvar,
+    /// Users created or deleted through this store since its last `ANALYZE`.
+    written: std::sync::atomic::AtomicU64,
 }
+
+/// Users a sync must have created or deleted for its end to refresh the planner's
+/// statistics: right after a first import, PostgreSQL would still plan the next
+/// sync's lookups for an empty table (a full scan per batch) until autovacuum's next
+/// round.
+const ANALYZE_AFTER: u64 = 1_000;
 
 #[derive(Default)]
 struct Pool {
@@ -389,6 +397,7 @@ impl PostgresStore {
                 max: options.max_connections.max(1),
                 pool: Mutex::new(Pool::default()),
                 freed: Condvar::new(),
+                written: std::sync::atomic::AtomicU64::new(0),
             }),
         };
         store.migrate()?;
@@ -678,7 +687,15 @@ impl UserStore for PostgresStore {
         if changes.is_empty() {
             return Ok(Vec::new());
         }
-        self.transaction(async |tx| apply::apply(tx, tenant, changes, cause).await)
+        let ids = self.transaction(async |tx| apply::apply(tx, tenant, changes, cause).await)?;
+        let rows = changes
+            .iter()
+            .filter(|change| matches!(change, Change::Create { .. } | Change::Delete { .. }))
+            .count();
+        self.inner
+            .written
+            .fetch_add(rows as u64, std::sync::atomic::Ordering::Relaxed);
+        Ok(ids)
     }
 
     fn audit_events(
@@ -698,7 +715,21 @@ impl UserStore for PostgresStore {
     }
 
     fn record_sync_run(&self, tenant: TenantId, run: &SyncRunRecord) -> Result<i64, StoreError> {
-        self.with(async |conn| history::record_run(conn, tenant, run).await)
+        let id = self.with(async |conn| history::record_run(conn, tenant, run).await)?;
+        let written = &self.inner.written;
+        if written.load(std::sync::atomic::Ordering::Relaxed) >= ANALYZE_AFTER {
+            written.store(0, std::sync::atomic::Ordering::Relaxed);
+            let analyzed = self.with(async |conn| {
+                conn.client
+                    .batch_execute("ANALYZE users, user_attributes")
+                    .await
+                    .map_err(StoreError::from)
+            });
+            if let Err(err) = analyzed {
+                tracing::warn!(%err, "cannot refresh the store's statistics; autovacuum will");
+            }
+        }
+        Ok(id)
     }
 
     fn sync_runs(&self, tenant: TenantId, limit: u32) -> Result<Vec<SyncRunRecord>, StoreError> {
