@@ -64,7 +64,7 @@ test-directory --postgres --users "${CLUSTER_USERS:-20000}" --plugin "$plugin" -
         [ "$(task_state "$url_b" "$task" | field stateName)" = running ] && break
         sleep 0.05
     done
-    sleep 1
+    sleep 0.5
     echo "   seen from replica b: $(task_state "$url_b" "$task" | field stateName): $(task_state "$url_b" "$task" | field message)"
 
     echo
@@ -87,7 +87,7 @@ test-directory --postgres --users "${CLUSTER_USERS:-20000}" --plugin "$plugin" -
         sleep 0.2
     done
     echo "   result counts: $(echo "$body" | sed -n "s/.*\"counts\":\({[^}]*}\).*/\1/p")"
-    echo "   in the database: $(psql -X -A -t "$PG_URL" -c "SELECT count(*) || \" users, \" || (SELECT count(*) FROM audit_events WHERE kind = \$\$created\$\$) || \" created events\" FROM users")"
+    echo "   in the database: $(psql -X -A -t "$PG_URL" -c "SELECT count(*) || \$\$ users, \$\$ || (SELECT count(*) FROM audit_events WHERE kind = \$\$created\$\$) || \$\$ created events\$\$ FROM users")"
 
     echo
     echo "== 4. background syncs every 10 s over replicas b and c: 30 s of them"
