@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 
 use tokio_postgres::Row;
 
-use super::{Conn, Tx, is_unique_violation};
+use super::{Conn, Statements, Tx, is_unique_violation};
 use crate::auth::Permission;
 use crate::plugin::model::TenantId;
 use crate::store::{

@@ -11,7 +11,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use super::Tx;
+use super::{Statements, Tx};
 use crate::plugin::model::TenantId;
 use crate::store::rows::{Current, NewEvent, UpdatePlan};
 use crate::store::{

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use tokio_postgres::Row;
 
-use super::{Conn, Tx, unsigned};
+use super::{Conn, Statements, Tx, unsigned};
 use crate::plugin::model::TenantId;
 use crate::store::{
     AccountId, Assignment, NewPlugin, PluginDeletion, PluginId, StoreError, StoredPlugin,

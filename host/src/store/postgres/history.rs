@@ -3,7 +3,7 @@
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
-use super::{Conn, Tx, big, unsigned};
+use super::{Conn, Statements, Tx, big, unsigned};
 use crate::plugin::model::TenantId;
 use crate::store::rows::{NewEvent, parse_kind, parse_values};
 use crate::store::{

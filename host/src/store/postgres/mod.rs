@@ -129,41 +129,6 @@ pub(crate) struct Conn {
 }
 
 impl Conn {
-    /// The statement for `sql`, prepared on this connection once.
-    async fn prepare(&mut self, sql: &str) -> Result<Statement, StoreError> {
-        prepare(&mut self.statements, &self.client, sql).await
-    }
-
-    /// Runs one statement; the rows it returned.
-    async fn query(
-        &mut self,
-        sql: &str,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<Vec<tokio_postgres::Row>, StoreError> {
-        let statement = self.prepare(sql).await?;
-        Ok(self.client.query(&statement, params).await?)
-    }
-
-    /// Runs one statement that returns at most one row.
-    async fn query_opt(
-        &mut self,
-        sql: &str,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<Option<tokio_postgres::Row>, StoreError> {
-        let statement = self.prepare(sql).await?;
-        Ok(self.client.query_opt(&statement, params).await?)
-    }
-
-    /// Runs one statement; the number of rows it changed.
-    async fn execute(
-        &mut self,
-        sql: &str,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<u64, StoreError> {
-        let statement = self.prepare(sql).await?;
-        Ok(self.client.execute(&statement, params).await?)
-    }
-
     /// Begins a transaction; its statements are prepared through `statements`.
     async fn transaction(&mut self) -> Result<Tx<'_>, StoreError> {
         let tx = self.client.transaction().await?;
@@ -181,46 +146,6 @@ pub(crate) struct Tx<'a> {
 }
 
 impl Tx<'_> {
-    async fn prepare(&mut self, sql: &str) -> Result<Statement, StoreError> {
-        prepare(self.statements, &self.tx, sql).await
-    }
-
-    async fn query(
-        &mut self,
-        sql: &str,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<Vec<tokio_postgres::Row>, StoreError> {
-        let statement = self.prepare(sql).await?;
-        Ok(self.tx.query(&statement, params).await?)
-    }
-
-    async fn query_opt(
-        &mut self,
-        sql: &str,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<Option<tokio_postgres::Row>, StoreError> {
-        let statement = self.prepare(sql).await?;
-        Ok(self.tx.query_opt(&statement, params).await?)
-    }
-
-    async fn query_one(
-        &mut self,
-        sql: &str,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<tokio_postgres::Row, StoreError> {
-        let statement = self.prepare(sql).await?;
-        Ok(self.tx.query_one(&statement, params).await?)
-    }
-
-    async fn execute(
-        &mut self,
-        sql: &str,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<u64, StoreError> {
-        let statement = self.prepare(sql).await?;
-        Ok(self.tx.execute(&statement, params).await?)
-    }
-
     /// Waits for an advisory lock held until the transaction ends.
     async fn lock(&mut self, key: i64) -> Result<(), StoreError> {
         self.execute("SELECT pg_advisory_xact_lock($1)", &[&key])
@@ -233,17 +158,81 @@ impl Tx<'_> {
     }
 }
 
-async fn prepare(
-    statements: &mut HashMap<String, Statement>,
-    client: &impl GenericClient,
-    sql: &str,
-) -> Result<Statement, StoreError> {
-    if let Some(statement) = statements.get(sql) {
-        return Ok(statement.clone());
+/// Running statements, each prepared once per connection: on a [`Conn`] or in a
+/// [`Tx`] alike.
+trait Statements {
+    /// The connection or transaction the statements run on.
+    type Client: GenericClient + Sync;
+
+    /// It, and the statements prepared on its connection.
+    fn parts(&mut self) -> (&Self::Client, &mut HashMap<String, Statement>);
+
+    /// The statement for `sql`, prepared on this connection once.
+    async fn prepare(&mut self, sql: &str) -> Result<Statement, StoreError> {
+        let (client, statements) = self.parts();
+        if let Some(statement) = statements.get(sql) {
+            return Ok(statement.clone());
+        }
+        let statement = client.prepare(sql).await?;
+        statements.insert(sql.to_owned(), statement.clone());
+        Ok(statement)
     }
-    let statement = client.prepare(sql).await?;
-    statements.insert(sql.to_owned(), statement.clone());
-    Ok(statement)
+
+    /// Runs one statement; the rows it returned.
+    async fn query(
+        &mut self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<tokio_postgres::Row>, StoreError> {
+        let statement = self.prepare(sql).await?;
+        Ok(self.parts().0.query(&statement, params).await?)
+    }
+
+    /// Runs one statement that returns at most one row.
+    async fn query_opt(
+        &mut self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Option<tokio_postgres::Row>, StoreError> {
+        let statement = self.prepare(sql).await?;
+        Ok(self.parts().0.query_opt(&statement, params).await?)
+    }
+
+    /// Runs one statement that returns exactly one row.
+    async fn query_one(
+        &mut self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<tokio_postgres::Row, StoreError> {
+        let statement = self.prepare(sql).await?;
+        Ok(self.parts().0.query_one(&statement, params).await?)
+    }
+
+    /// Runs one statement; the number of rows it changed.
+    async fn execute(
+        &mut self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<u64, StoreError> {
+        let statement = self.prepare(sql).await?;
+        Ok(self.parts().0.execute(&statement, params).await?)
+    }
+}
+
+impl Statements for Conn {
+    type Client = Client;
+
+    fn parts(&mut self) -> (&Client, &mut HashMap<String, Statement>) {
+        (&self.client, &mut self.statements)
+    }
+}
+
+impl<'a> Statements for Tx<'a> {
+    type Client = tokio_postgres::Transaction<'a>;
+
+    fn parts(&mut self) -> (&Self::Client, &mut HashMap<String, Statement>) {
+        (&self.tx, &mut *self.statements)
+    }
 }
 
 /// A connection lent to one call; handed back to the pool when dropped (or closed for

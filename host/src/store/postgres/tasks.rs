@@ -2,7 +2,7 @@
 
 use tokio_postgres::Row;
 
-use super::{Conn, big, unsigned};
+use super::{Conn, Statements, big, unsigned};
 use crate::plugin::model::TenantId;
 use crate::store::{
     AccountId, CancelRequest, Lease, StoreError, TakenTask, Task, TaskId, TaskState, Timestamp,

@@ -5,7 +5,7 @@
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
-use super::{Conn, big, unsigned};
+use super::{Conn, Statements, big, unsigned};
 use crate::plugin::model::TenantId;
 use crate::store::rows::like_pattern;
 use crate::store::{
