@@ -209,6 +209,15 @@ CREATE TABLE schedules (
     updated_at    BIGINT NOT NULL
 );
 
+-- Each tenant's plugin health, shared by every replica (no row: healthy).
+CREATE TABLE plugin_health (
+    tenant_id  BIGINT  PRIMARY KEY,
+    failures   INTEGER NOT NULL,
+    last_error TEXT,
+    suspended  BOOLEAN NOT NULL DEFAULT FALSE,
+    updated_at BIGINT  NOT NULL
+);
+
 -- A counter every change of the catalog (tenants, schedules, plugin assignments) moves
 -- on, whoever writes it: every replica watches it and reloads when it moved.
 CREATE TABLE store_generations (

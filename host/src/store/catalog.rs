@@ -107,8 +107,37 @@ pub struct StoredTenant {
     pub updated_at: Timestamp,
 }
 
+/// A tenant's plugin health as stored: failed syncs in a row caused by the plugin.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PluginHealthRecord {
+    /// Failed syncs in a row.
+    pub failures: u32,
+    /// The last failure's message.
+    pub last_error: Option<String>,
+    /// Whether the plugin is suspended.
+    pub suspended: bool,
+}
+
 /// Plugins, assignments, API tenants and schedules.
 pub trait CatalogStore: Send + Sync {
+    /// Records a sync's end for `tenant`'s plugin: `Some(message)` when the plugin
+    /// failed it (one more failure in a row; suspended at `suspend_after`), `None` when
+    /// it did not (healthy again). True when this failure suspended the plugin: once,
+    /// whichever replica recorded it.
+    fn record_plugin_result(
+        &self,
+        tenant: TenantId,
+        failure: Option<&str>,
+        suspend_after: u32,
+        now: Timestamp,
+    ) -> Result<bool, StoreError>;
+
+    /// The health of `tenant`'s plugin (the default when healthy).
+    fn plugin_health(&self, tenant: TenantId) -> Result<PluginHealthRecord, StoreError>;
+
+    /// Lifts a suspension and forgets the failures of `tenant`'s plugin.
+    fn resume_plugin(&self, tenant: TenantId) -> Result<(), StoreError>;
+
     /// A number that moves on with every change of tenants, schedules or plugin
     /// assignments, whoever made it: a replica that sees it move reloads them.
     fn catalog_generation(&self) -> Result<i64, StoreError>;

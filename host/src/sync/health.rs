@@ -3,13 +3,17 @@
 //! for its tenant after [`SUSPEND_AFTER`] failed syncs in a row, so that it stops
 //! costing the host a sandbox's worth of time on every trigger. A new assignment or
 //! an explicit resume lifts the suspension; a successful sync resets the count.
+//!
+//! The counts and the suspension are kept in the store: every replica counts the same
+//! failures and honours the same suspension, and a restart does not lift it.
 
-use std::collections::HashMap;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
 
 use serde::Serialize;
 
+use super::engine::Clock;
 use crate::plugin::model::TenantId;
+use crate::store::{CatalogStore, PluginHealthRecord};
 
 /// Failed syncs in a row that suspend a tenant's plugin.
 pub const SUSPEND_AFTER: u32 = 3;
@@ -26,88 +30,81 @@ pub struct PluginStatus {
     pub last_error: Option<String>,
 }
 
-#[derive(Debug, Default)]
-struct Health {
-    failures: u32,
-    last_error: Option<String>,
-    suspended: bool,
-}
-
-/// Health of every tenant's plugin (in memory: a restart gives each plugin a fresh
-/// start).
-#[derive(Debug, Default)]
+/// Health of every tenant's plugin, in the store. Every method blocks on the store;
+/// when the store fails, the failure is logged and the plugin taken as healthy (a
+/// sync that then runs fails on the store itself).
 pub struct PluginHealth {
-    tenants: Mutex<HashMap<TenantId, Health>>,
+    store: Arc<dyn CatalogStore>,
+    clock: Clock,
 }
 
 impl PluginHealth {
+    /// Health kept in `store`.
+    pub fn new(store: Arc<dyn CatalogStore>, clock: Clock) -> Self {
+        Self { store, clock }
+    }
+
     /// Records a sync's end for `tenant`: `Some(message)` when the plugin failed it.
     /// Returns true when this failure suspended the plugin.
     pub fn record(&self, tenant: TenantId, plugin_failure: Option<&str>) -> bool {
-        let mut tenants = self.lock();
-        let health = tenants.entry(tenant).or_default();
-        match plugin_failure {
-            None => {
-                *health = Health::default();
+        self.store
+            .record_plugin_result(tenant, plugin_failure, SUSPEND_AFTER, (self.clock)())
+            .unwrap_or_else(|err| {
+                tracing::warn!(tenant, %err, "cannot record the plugin's health");
                 false
-            }
-            Some(message) => {
-                health.failures += 1;
-                health.last_error = Some(message.to_owned());
-                let newly = !health.suspended && health.failures >= SUSPEND_AFTER;
-                health.suspended |= newly;
-                newly
-            }
-        }
+            })
     }
 
     /// Why `tenant`'s plugin is suspended, when it is.
     pub fn suspended(&self, tenant: TenantId) -> Option<String> {
-        self.lock()
-            .get(&tenant)
-            .filter(|health| health.suspended)
-            .map(|health| {
-                format!(
-                    "the plugin is suspended after {} failed syncs in a row (last: {}); assign a plugin or resume it",
-                    health.failures,
-                    health.last_error.as_deref().unwrap_or("unknown")
-                )
-            })
+        let health = self.read(tenant);
+        health.suspended.then(|| {
+            format!(
+                "the plugin is suspended after {} failed syncs in a row (last: {}); assign a plugin or resume it",
+                health.failures,
+                health.last_error.as_deref().unwrap_or("unknown")
+            )
+        })
     }
 
     /// The status shown for `tenant`.
     pub fn status(&self, tenant: TenantId) -> PluginStatus {
-        let tenants = self.lock();
-        let health = tenants.get(&tenant);
+        let health = self.read(tenant);
         PluginStatus {
-            status: if health.is_some_and(|h| h.suspended) {
+            status: if health.suspended {
                 "suspended"
             } else {
                 "active"
             },
-            consecutive_failures: health.map_or(0, |h| h.failures),
-            last_error: health.and_then(|h| h.last_error.clone()),
+            consecutive_failures: health.failures,
+            last_error: health.last_error,
         }
     }
 
     /// Lifts a suspension and forgets the failures.
     pub fn resume(&self, tenant: TenantId) {
-        self.lock().remove(&tenant);
+        if let Err(err) = self.store.resume_plugin(tenant) {
+            tracing::warn!(tenant, %err, "cannot lift the plugin's suspension");
+        }
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<TenantId, Health>> {
-        // Counters updated in single statements: a panic cannot leave them torn.
-        self.tenants.lock().unwrap_or_else(PoisonError::into_inner)
+    fn read(&self, tenant: TenantId) -> PluginHealthRecord {
+        self.store.plugin_health(tenant).unwrap_or_else(|err| {
+            tracing::warn!(tenant, %err, "cannot read the plugin's health");
+            PluginHealthRecord::default()
+        })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::SqliteStore;
 
     #[test]
     fn suspends_after_failures_in_a_row_and_resumes() {
-        let health = PluginHealth::default();
+        let store = Arc::new(SqliteStore::open_in_memory().unwrap());
+        let health = PluginHealth::new(store.clone(), Arc::new(|| 0));
         assert!(!health.record(1, Some("trap")));
         assert!(!health.record(1, None), "a success resets the count");
         for _ in 1..SUSPEND_AFTER {
@@ -115,10 +112,14 @@ mod tests {
         }
         assert!(health.suspended(1).is_none());
         assert!(health.record(1, Some("timeout")));
+        assert!(!health.record(1, Some("timeout")), "suspended once");
         assert!(health.suspended(1).unwrap().contains("timeout"));
         assert_eq!(health.status(1).status, "suspended");
         assert_eq!(health.status(2).status, "active");
-        health.resume(1);
+        // Another replica on the same store sees it.
+        let other = PluginHealth::new(store, Arc::new(|| 0));
+        assert!(other.suspended(1).is_some());
+        other.resume(1);
         assert!(health.suspended(1).is_none());
     }
 }

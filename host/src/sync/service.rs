@@ -293,6 +293,7 @@ impl SyncService {
         clock: Clock,
         replica: String,
     ) -> Self {
+        let health = super::health::PluginHealth::new(catalog.clone(), clock.clone());
         Self {
             engine,
             tasks,
@@ -306,7 +307,7 @@ impl SyncService {
             metrics: SyncMetrics::default(),
             stopping: std::sync::atomic::AtomicBool::new(false),
             handing_back: std::sync::atomic::AtomicBool::new(false),
-            health: super::health::PluginHealth::default(),
+            health,
             replica,
             lease: DEFAULT_LEASE,
         }

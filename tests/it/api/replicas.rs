@@ -12,6 +12,7 @@ on_every_store!(
     replicas_share_cookies_and_a_starting_one_leaves_running_tasks_alone,
     the_task_of_a_killed_replica_is_run_again_by_another_once_its_lease_runs_out,
     a_stopping_replica_hands_its_running_sync_to_another_at_once,
+    a_plugin_suspended_on_one_replica_is_suspended_on_every_replica,
     password_guesses_are_counted_once_over_every_replica,
     syncs_asked_of_two_replicas_at_once_run_one_after_the_other,
     a_cancel_sent_to_one_replica_stops_the_sync_another_runs,
@@ -174,6 +175,55 @@ fn a_stopping_replica_hands_its_running_sync_to_another_at_once(backend: Backend
         20_000,
         "{done}"
     );
+}
+
+fn a_plugin_suspended_on_one_replica_is_suspended_on_every_replica(backend: Backend) {
+    let setup = Setup::with_server_on(backend, 3, "");
+    let a = Server::start(&setup.config());
+    let b = Server::start_with_args(
+        &setup.replica_config("b"),
+        &["--store", &setup.store_path()],
+    );
+    let admin = a.login(ADMIN, ADMIN_PASSWORD);
+    let (status, hostile) = a.upload(&admin, "hostile-mapping");
+    assert!(status < 300, "{hostile}");
+    let (status, body) = a.call(
+        "PUT",
+        "/api/v1/admin/tenants/1/plugin",
+        &admin.headers(),
+        Some(serde_json::json!({"pluginId": hostile["id"], "settings": {"behaviour": "panic"}})),
+    );
+    assert_eq!(status, 200, "{body}");
+    // Failures counted over both replicas: one on B, the rest on A.
+    let (status, body) = b.downsync(&admin, 1);
+    assert_eq!(status, 500, "{body}");
+    for _ in 1..abacsync::sync::SUSPEND_AFTER {
+        let (status, body) = a.downsync(&admin, 1);
+        assert_eq!(status, 500, "{body}");
+    }
+    let (_, current) = b.get("/api/v1/admin/tenants/1/plugin", &admin.headers());
+    assert_eq!(current["health"]["status"], "suspended", "{current}");
+    let (status, body) = b.downsync(&admin, 1);
+    assert_eq!(status, 500, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("suspended"),
+        "B runs no suspended plugin: {body}"
+    );
+    // Resumed through B, active on A.
+    let (status, health) = b.post(
+        "/api/v1/admin/tenants/1/plugin/resume",
+        &admin.headers(),
+        None,
+    );
+    assert_eq!(
+        (status, &health["status"]),
+        (200, &serde_json::json!("active"))
+    );
+    let (_, current) = a.get("/api/v1/admin/tenants/1/plugin", &admin.headers());
+    assert_eq!(current["health"]["status"], "active", "{current}");
 }
 
 fn password_guesses_are_counted_once_over_every_replica(backend: Backend) {

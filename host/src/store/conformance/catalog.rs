@@ -91,3 +91,45 @@ pub(crate) fn a_tenants_plugins_stay_within_their_quota(store: &dyn Backend) {
     );
     upload(Some(T1), b"1").unwrap();
 }
+
+pub(crate) fn a_plugin_is_suspended_once_after_failures_in_a_row_and_resumed(store: &dyn Backend) {
+    assert_eq!(
+        store.plugin_health(T1).unwrap(),
+        PluginHealthRecord::default()
+    );
+    assert!(!store.record_plugin_result(T1, Some("trap"), 3, 1).unwrap());
+    assert!(
+        !store.record_plugin_result(T1, None, 3, 2).unwrap(),
+        "a success resets"
+    );
+    assert_eq!(store.plugin_health(T1).unwrap().failures, 0);
+    assert!(!store.record_plugin_result(T1, Some("trap"), 3, 3).unwrap());
+    assert!(!store.record_plugin_result(T1, Some("trap"), 3, 4).unwrap());
+    assert!(
+        store
+            .record_plugin_result(T1, Some("timeout"), 3, 5)
+            .unwrap()
+    );
+    assert!(
+        !store
+            .record_plugin_result(T1, Some("timeout"), 3, 6)
+            .unwrap(),
+        "once"
+    );
+    assert_eq!(
+        store.plugin_health(T1).unwrap(),
+        PluginHealthRecord {
+            failures: 4,
+            last_error: Some("timeout".into()),
+            suspended: true,
+        }
+    );
+    assert!(!store.plugin_health(T2).unwrap().suspended);
+    store.resume_plugin(T1).unwrap();
+    assert_eq!(
+        store.plugin_health(T1).unwrap(),
+        PluginHealthRecord::default()
+    );
+    // A bound of one suspends at the first failure.
+    assert!(store.record_plugin_result(T2, Some("trap"), 1, 7).unwrap());
+}

@@ -51,6 +51,7 @@ macro_rules! suite {
             history::runs_are_listed_newest_first_per_tenant,
             catalog::the_catalog_generation_moves_with_every_tenant_change,
             catalog::a_tenants_plugins_stay_within_their_quota,
+            catalog::a_plugin_is_suspended_once_after_failures_in_a_row_and_resumed,
             accounts::the_first_shared_secret_stored_is_everyones,
             accounts::attempts_are_counted_per_scope_and_key_until_they_expire,
             accounts::attempt_keys_may_hold_any_character,

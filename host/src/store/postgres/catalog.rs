@@ -267,6 +267,7 @@ pub(super) async fn delete_tenant(tx: &mut Tx<'_>, id: TenantId) -> Result<bool,
             "DELETE FROM tasks WHERE tenant_id = $1",
             "DELETE FROM tenant_runs WHERE tenant_id = $1",
             "DELETE FROM schedule_fires WHERE tenant_id = $1",
+            "DELETE FROM plugin_health WHERE tenant_id = $1",
             "DELETE FROM sessions WHERE account_id IN (SELECT id FROM accounts WHERE tenant_id = $1)",
             "DELETE FROM email_codes WHERE account_id IN (SELECT id FROM accounts WHERE tenant_id = $1)",
             "DELETE FROM email_verifications WHERE account_id IN (SELECT id FROM accounts WHERE tenant_id = $1)",
@@ -290,4 +291,57 @@ pub(super) async fn schedules(
             Ok((tenant_from_key(row.try_get(0)?), secs.map(unsigned)))
         })
         .collect()
+}
+
+pub(super) async fn record_plugin_result(
+    conn: &mut Conn,
+    tenant: TenantId,
+    failure: Option<&str>,
+    suspend_after: u32,
+    now: Timestamp,
+) -> Result<bool, StoreError> {
+    let key = tenant_key(tenant);
+    let Some(message) = failure else {
+        conn.execute("DELETE FROM plugin_health WHERE tenant_id = $1", &[&key])
+            .await?;
+        return Ok(false);
+    };
+    let bound = i32::try_from(suspend_after.max(1)).unwrap_or(i32::MAX);
+    // One statement: the count moves on atomically (a row lock orders replicas), and
+    // the failure that reaches the bound is the only one that sees it reached.
+    let row = conn
+        .query_opt(
+            "INSERT INTO plugin_health (tenant_id, failures, last_error, suspended, updated_at) \
+             VALUES ($1, 1, $2, $3::integer <= 1, $4) ON CONFLICT (tenant_id) DO UPDATE SET \
+             failures = plugin_health.failures + 1, last_error = excluded.last_error, \
+             suspended = plugin_health.suspended OR plugin_health.failures + 1 >= $3::integer, \
+             updated_at = excluded.updated_at RETURNING failures, suspended",
+            &[&key, &message, &bound, &now],
+        )
+        .await?;
+    let Some(row) = row else { return Ok(false) };
+    let failures: i32 = row.try_get(0)?;
+    let suspended: bool = row.try_get(1)?;
+    Ok(suspended && failures == bound)
+}
+
+pub(super) async fn plugin_health(
+    conn: &mut Conn,
+    tenant: TenantId,
+) -> Result<crate::store::PluginHealthRecord, StoreError> {
+    let row = conn
+        .query_opt(
+            "SELECT failures, last_error, suspended FROM plugin_health WHERE tenant_id = $1",
+            &[&tenant_key(tenant)],
+        )
+        .await?;
+    let Some(row) = row else {
+        return Ok(crate::store::PluginHealthRecord::default());
+    };
+    let failures: i32 = row.try_get(0)?;
+    Ok(crate::store::PluginHealthRecord {
+        failures: u32::try_from(failures).unwrap_or(0),
+        last_error: row.try_get(1)?,
+        suspended: row.try_get(2)?,
+    })
 }

@@ -1222,6 +1222,33 @@ impl TaskStore for PostgresStore {
 }
 
 impl CatalogStore for PostgresStore {
+    fn record_plugin_result(
+        &self,
+        tenant: TenantId,
+        failure: Option<&str>,
+        suspend_after: u32,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        self.with(async |conn| {
+            catalog::record_plugin_result(conn, tenant, failure, suspend_after, now).await
+        })
+    }
+
+    fn plugin_health(&self, tenant: TenantId) -> Result<super::PluginHealthRecord, StoreError> {
+        self.with(async |conn| catalog::plugin_health(conn, tenant).await)
+    }
+
+    fn resume_plugin(&self, tenant: TenantId) -> Result<(), StoreError> {
+        self.with(async |conn| {
+            conn.execute(
+                "DELETE FROM plugin_health WHERE tenant_id = $1",
+                &[&super::tenant_key(tenant)],
+            )
+            .await
+            .map(drop)
+        })
+    }
+
     fn catalog_generation(&self) -> Result<i64, StoreError> {
         self.with(async |conn| {
             let row = conn

@@ -268,6 +268,7 @@ pub(super) fn delete_tenant(conn: &mut Connection, id: TenantId) -> Result<bool,
             "DELETE FROM tasks WHERE tenant_id = ?1",
             "DELETE FROM tenant_runs WHERE tenant_id = ?1",
             "DELETE FROM schedule_fires WHERE tenant_id = ?1",
+            "DELETE FROM plugin_health WHERE tenant_id = ?1",
             "DELETE FROM sessions WHERE account_id IN (SELECT id FROM accounts WHERE tenant_id = ?1)",
             "DELETE FROM email_codes WHERE account_id IN (SELECT id FROM accounts WHERE tenant_id = ?1)",
             "DELETE FROM email_verifications WHERE account_id IN (SELECT id FROM accounts WHERE tenant_id = ?1)",
@@ -309,4 +310,51 @@ pub(super) fn set_schedule(
         ),
     )?;
     Ok(())
+}
+
+pub(super) fn record_plugin_result(
+    conn: &Connection,
+    tenant: TenantId,
+    failure: Option<&str>,
+    suspend_after: u32,
+    now: Timestamp,
+) -> Result<bool, StoreError> {
+    let key = tenant_key(tenant);
+    let Some(message) = failure else {
+        conn.execute("DELETE FROM plugin_health WHERE tenant_id = ?1", [key])?;
+        return Ok(false);
+    };
+    // One statement: the count moves on atomically, and the failure that reaches the
+    // bound is the only one that sees it reached.
+    let (failures, suspended): (u32, bool) = conn
+        .prepare_cached(
+            "INSERT INTO plugin_health (tenant_id, failures, last_error, suspended, updated_at) \
+             VALUES (?1, 1, ?2, ?3 <= 1, ?4) ON CONFLICT (tenant_id) DO UPDATE SET \
+             failures = failures + 1, last_error = excluded.last_error, \
+             suspended = suspended OR failures + 1 >= ?3, updated_at = excluded.updated_at \
+             RETURNING failures, suspended",
+        )?
+        .query_row((key, message, suspend_after, now), |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })?;
+    Ok(suspended && failures == suspend_after.max(1))
+}
+
+pub(super) fn plugin_health(
+    conn: &Connection,
+    tenant: TenantId,
+) -> Result<crate::store::PluginHealthRecord, StoreError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT failures, last_error, suspended FROM plugin_health WHERE tenant_id = ?1",
+        )?
+        .query_row([tenant_key(tenant)], |row| {
+            Ok(crate::store::PluginHealthRecord {
+                failures: row.get(0)?,
+                last_error: row.get(1)?,
+                suspended: row.get(2)?,
+            })
+        })
+        .optional()?
+        .unwrap_or_default())
 }

@@ -86,6 +86,10 @@ pub(super) const MIGRATIONS: &[Migration] = &[
         version: 17,
         sql: include_str!("../../../migrations/0017_task_requests.sql"),
     },
+    Migration {
+        version: 18,
+        sql: include_str!("../../../migrations/0018_plugin_health.sql"),
+    },
 ];
 
 /// Brings the database up to the newest of `migrations`; returns how many ran.

@@ -879,6 +879,28 @@ impl TaskStore for SqliteStore {
 }
 
 impl CatalogStore for SqliteStore {
+    fn record_plugin_result(
+        &self,
+        tenant: TenantId,
+        failure: Option<&str>,
+        suspend_after: u32,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        catalog::record_plugin_result(&self.writer(), tenant, failure, suspend_after, now)
+    }
+
+    fn plugin_health(&self, tenant: TenantId) -> Result<super::PluginHealthRecord, StoreError> {
+        self.read(|conn| catalog::plugin_health(conn, tenant))
+    }
+
+    fn resume_plugin(&self, tenant: TenantId) -> Result<(), StoreError> {
+        self.writer().execute(
+            "DELETE FROM plugin_health WHERE tenant_id = ?1",
+            [tenant_key(tenant)],
+        )?;
+        Ok(())
+    }
+
     fn catalog_generation(&self) -> Result<i64, StoreError> {
         self.read(|conn| {
             Ok(conn.query_row(

@@ -389,6 +389,9 @@ fn a_deleted_tenant_leaves_no_row_behind() {
             .claim_tenant(tenant, "replica", None, NOW, NOW)
             .unwrap();
         store.claim_schedule(tenant, NOW).unwrap();
+        store
+            .record_plugin_result(tenant, Some("trap"), 3, NOW)
+            .unwrap();
     }
     let conn = store.writer();
     // Every table naming a tenant or an account, read from the schema itself, so a
