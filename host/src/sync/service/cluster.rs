@@ -79,14 +79,15 @@ impl SyncService {
             let stopping = self.stopping.load(std::sync::atomic::Ordering::Relaxed);
             let turn = tokio::task::spawn_blocking(move || {
                 tasks.renew_leases(&lease.owner, lease.until)?;
-                // A replica that is stopping takes nothing over: it would hand it back.
-                let taken = if stopping {
-                    Vec::new()
-                } else {
-                    tasks.take_over_expired(&lease, now, MAX_TAKEOVERS)?
-                };
+                // A replica that is stopping takes nothing over (it would hand it back),
+                // and marks nothing either: what it leaves is for a replica that stays
+                // to take over first.
+                if stopping {
+                    return Ok::<_, StoreError>((Vec::new(), 0));
+                }
+                let taken = tasks.take_over_expired(&lease, now, MAX_TAKEOVERS)?;
                 let interrupted = tasks.interrupt_expired(now, Some(&lease.owner))?;
-                Ok::<_, StoreError>((taken, interrupted))
+                Ok((taken, interrupted))
             })
             .await;
             match turn {
