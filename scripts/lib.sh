@@ -35,3 +35,13 @@ rc_login() {
     token=$(echo "$login" | sed -n "s/.*\"authToken\":\"\([^\"]*\)\".*/\1/p")
     user_id=$(echo "$login" | sed -n "s/.*\"userId\":\"\([^\"]*\)\".*/\1/p")
 }
+
+# ensure_wrk: installs wrk (the HTTP load generator) from apt when it is missing.
+ensure_wrk() {
+    if ! command -v wrk > /dev/null; then
+        echo "installing wrk (apt)"
+        local sudo_cmd=""
+        [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
+        $sudo_cmd apt-get install -y -qq wrk > /dev/null
+    fi
+}

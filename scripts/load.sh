@@ -13,12 +13,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/setup.sh
-if ! command -v wrk > /dev/null; then
-    echo "installing wrk (apt)"
-    sudo_cmd=""
-    [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
-    $sudo_cmd apt-get install -y -qq wrk > /dev/null
-fi
+. scripts/lib.sh
+ensure_wrk
 scripts/build-plugins.sh --quiet
 cargo build --release --quiet -p abacsync -p abacsync-testkit --bins
 export PATH="$PWD/target/release:$PATH"

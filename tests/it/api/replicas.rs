@@ -32,6 +32,21 @@ fn downsync_in_background(server: &Server, auth: &[(&str, &str)]) -> i64 {
     body["taskID"].as_i64().unwrap()
 }
 
+/// A grommunio session on `server`: its cookie header value and CSRF token.
+fn grommunio_session(server: &Server) -> (String, String) {
+    let (jwt, csrf) = server.form_login(ADMIN, ADMIN_PASSWORD);
+    (format!("grommunioAuthJwt={jwt}"), csrf)
+}
+
+/// Waits (up to 60 s) until task `id` runs, as `server` shows it.
+fn wait_running(server: &Server, auth: &[(&str, &str)], id: i64) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while server.get(&format!("/api/v1/tasq/tasks/{id}"), auth).1["stateName"] != "running" {
+        assert!(Instant::now() < deadline, "the sync never ran");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Task `id` as `server` shows it, once it has ended (within `limit`).
 fn ended(server: &Server, auth: &[(&str, &str)], id: i64, limit: Duration) -> Value {
     let deadline = Instant::now() + limit;
@@ -49,8 +64,7 @@ fn ended(server: &Server, auth: &[(&str, &str)], id: i64, limit: Duration) -> Va
 fn replicas_share_cookies_and_a_starting_one_leaves_running_tasks_alone(backend: Backend) {
     let setup = Setup::with_server_on(backend, 3000, "");
     let a = Server::start(&setup.config());
-    let (jwt, csrf) = a.form_login(ADMIN, ADMIN_PASSWORD);
-    let cookie = format!("grommunioAuthJwt={jwt}");
+    let (cookie, csrf) = grommunio_session(&a);
     let auth = [("cookie", cookie.as_str()), ("x-csrf-token", csrf.as_str())];
     let task = downsync_in_background(&a, &auth);
     // B starts while A runs the sync: it must not mark A's task interrupted.
@@ -80,15 +94,10 @@ fn the_task_of_a_killed_replica_is_run_again_by_another_once_its_lease_runs_out(
         &setup.replica_config("b"),
         &["--store", &setup.store_path()],
     );
-    let (jwt, csrf) = a.form_login(ADMIN, ADMIN_PASSWORD);
-    let cookie = format!("grommunioAuthJwt={jwt}");
+    let (cookie, csrf) = grommunio_session(&a);
     let auth = [("cookie", cookie.as_str()), ("x-csrf-token", csrf.as_str())];
     let task = downsync_in_background(&a, &auth);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while b.get(&format!("/api/v1/tasq/tasks/{task}"), &auth).1["stateName"] != "running" {
-        assert!(Instant::now() < deadline, "the sync never ran");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_running(&b, &auth, task);
     a.kill();
     let killed = Instant::now();
     // B takes it over once its lease ran out (not at once: it was alive until the
@@ -151,15 +160,10 @@ fn a_stopping_replica_hands_its_running_sync_to_another_at_once(backend: Backend
         &setup.replica_config("b"),
         &["--store", &setup.store_path()],
     );
-    let (jwt, csrf) = a.form_login(ADMIN, ADMIN_PASSWORD);
-    let cookie = format!("grommunioAuthJwt={jwt}");
+    let (cookie, csrf) = grommunio_session(&a);
     let auth = [("cookie", cookie.as_str()), ("x-csrf-token", csrf.as_str())];
     let task = downsync_in_background(&a, &auth);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while b.get(&format!("/api/v1/tasq/tasks/{task}"), &auth).1["stateName"] != "running" {
-        assert!(Instant::now() < deadline, "the sync never ran");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_running(&b, &auth, task);
     let stopped = Instant::now();
     a.send_term();
     assert!(a.wait_exit().success());
@@ -258,8 +262,7 @@ fn syncs_asked_of_two_replicas_at_once_run_one_after_the_other(backend: Backend)
         &setup.replica_config("b"),
         &["--store", &setup.store_path()],
     );
-    let (jwt, csrf) = a.form_login(ADMIN, ADMIN_PASSWORD);
-    let cookie = format!("grommunioAuthJwt={jwt}");
+    let (cookie, csrf) = grommunio_session(&a);
     let auth = [("cookie", cookie.as_str()), ("x-csrf-token", csrf.as_str())];
     let first = downsync_in_background(&a, &auth);
     // Not identical (another language), so that B's request is not joined to A's
@@ -307,16 +310,11 @@ fn a_cancel_sent_to_one_replica_stops_the_sync_another_runs(backend: Backend) {
         &setup.replica_config("b"),
         &["--store", &setup.store_path()],
     );
-    let (jwt, csrf) = a.form_login(ADMIN, ADMIN_PASSWORD);
-    let cookie = format!("grommunioAuthJwt={jwt}");
+    let (cookie, csrf) = grommunio_session(&a);
     let auth = [("cookie", cookie.as_str()), ("x-csrf-token", csrf.as_str())];
     let task = downsync_in_background(&a, &auth);
     // Once A runs it, B is asked to cancel it.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while a.get(&format!("/api/v1/tasq/tasks/{task}"), &auth).1["stateName"] != "running" {
-        assert!(Instant::now() < deadline, "the sync never ran");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_running(&a, &auth, task);
     let (status, body) = b.post(&format!("/api/v1/tasq/tasks/{task}/cancel"), &auth, None);
     assert!(status < 300, "{status} {body}");
     let done = ended(&b, &auth, task, Duration::from_secs(60));
@@ -453,8 +451,7 @@ fn a_request_identical_to_one_queued_on_another_replica_joins_it(backend: Backen
         &setup.replica_config("b"),
         &["--store", &setup.store_path()],
     );
-    let (jwt, csrf) = a.form_login(ADMIN, ADMIN_PASSWORD);
-    let cookie = format!("grommunioAuthJwt={jwt}");
+    let (cookie, csrf) = grommunio_session(&a);
     let auth = [("cookie", cookie.as_str()), ("x-csrf-token", csrf.as_str())];
     // A long sync runs on A; the next request waits, queued, behind it.
     let running = downsync_in_background(&a, &auth);
@@ -490,15 +487,10 @@ fn postgres_restarted_mid_sync_leaves_nothing_half_written_and_the_next_sync_com
     let setup = Setup::on_database(postgres.url("abacsync"), 10_000);
     let log = setup.data_dir().with_file_name("server.log");
     let a = Server::start_logging_at(&setup.config(), &log, "info");
-    let (jwt, csrf) = a.form_login(ADMIN, ADMIN_PASSWORD);
-    let cookie = format!("grommunioAuthJwt={jwt}");
+    let (cookie, csrf) = grommunio_session(&a);
     let auth = [("cookie", cookie.as_str()), ("x-csrf-token", csrf.as_str())];
     let task = downsync_in_background(&a, &auth);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while a.get(&format!("/api/v1/tasq/tasks/{task}"), &auth).1["stateName"] != "running" {
-        assert!(Instant::now() < deadline, "the sync never ran");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_running(&a, &auth, task);
     std::thread::sleep(Duration::from_millis(300));
     // Down for a while, as a database restarted by its operator: the sync's writes
     // fail, and so does recording its end until the server is back.
