@@ -211,7 +211,7 @@ fn main() {
                     PostgresStore::open(&PostgresOptions {
                         url: server.url(&name),
                         password: None,
-                        max_connections: 4,
+                        max_connections: 16,
                     })
                     .unwrap(),
                 )

@@ -306,6 +306,13 @@ pub trait UserStore: Send + Sync {
         cause: &ChangeCause,
     ) -> Result<Vec<UserId>, StoreError>;
 
+    /// How many [`apply`](Self::apply) calls a sync may usefully run at once, each on
+    /// its own batch: 1 where writers take turns (SQLite has one writer), more where
+    /// each transaction has its own server process to write with.
+    fn concurrent_applies(&self) -> usize {
+        1
+    }
+
     /// Audit events of the tenant, newest first.
     fn audit_events(
         &self,

@@ -1088,6 +1088,12 @@ impl SyncEngine {
 
     /// Writes the diff in chunks of one transaction each. A chunk refused for a
     /// conflict is retried change by change, so one bad user fails alone.
+    ///
+    /// Where the store writes with several server processes
+    /// ([`UserStore::concurrent_applies`]), that many chunks are written at once. A
+    /// chunk that fails beside others (two transactions waiting on each other's new
+    /// names, a deadlock the database breaks) is written again alone before its
+    /// failure counts.
     async fn apply(
         &self,
         tenant_id: u64,
@@ -1103,75 +1109,153 @@ impl SyncEngine {
         let changes = std::mem::take(&mut diff.changes);
         let change_results = std::mem::take(&mut diff.change_results);
         progress.set_to_write(changes.len() as u64);
+        let at_once = self.store.concurrent_applies().max(1);
         let mut offset = 0;
         while offset < changes.len() {
-            let end = (offset + APPLY_CHUNK).min(changes.len());
-            let chunk = changes
-                .decode(offset..end)
-                .map_err(|err| SyncError::Internal {
-                    tenant: tenant_id,
-                    reason: format!("cannot decode a planned change: {err}"),
-                })?;
-            let chunk_cause = cause.clone();
-            let (chunk, applied) = self
-                .blocking(tenant_id, move |store| {
+            // The next `at_once` chunks, written side by side.
+            let mut group = Vec::with_capacity(at_once);
+            let mut next = offset;
+            while group.len() < at_once && next < changes.len() {
+                let (start, end) = (next, (next + APPLY_CHUNK).min(changes.len()));
+                let chunk = changes
+                    .decode(start..end)
+                    .map_err(|err| SyncError::Internal {
+                        tenant: tenant_id,
+                        reason: format!("cannot decode a planned change: {err}"),
+                    })?;
+                let chunk_cause = cause.clone();
+                let store = self.store.clone();
+                // Started now, so that the group's chunks are written side by side.
+                let write = tokio::task::spawn_blocking(move || {
                     let applied = store.apply(tenant_id, &chunk, &chunk_cause);
-                    Ok((chunk, applied))
-                })
-                .await?;
-            match applied {
-                Ok(ids) => {
-                    for (index, id) in ids.into_iter().enumerate() {
-                        diff.results[change_results[offset + index]].id = Some(id.0);
+                    (chunk, applied)
+                });
+                group.push((start, write));
+                next = end;
+            }
+            let alone = group.len() == 1;
+            // Every chunk of the group is awaited before any failure is returned, so
+            // that the report counts what the others committed.
+            let mut written = Vec::with_capacity(group.len());
+            for (start, write) in group {
+                written.push((start, write.await));
+            }
+            let mut failure = None;
+            for (start, write) in written {
+                let (chunk, mut applied) = write.map_err(|err| SyncError::Internal {
+                    tenant: tenant_id,
+                    reason: err.to_string(),
+                })?;
+                if failure.is_some() {
+                    // Past a failure: only what committed is still counted.
+                    if let Ok(ids) = applied {
+                        self.record_chunk(
+                            tenant_id,
+                            &cause,
+                            diff,
+                            &change_results,
+                            start,
+                            chunk,
+                            Ok(ids),
+                            progress,
+                        )
+                        .await?;
                     }
-                    progress.add_written(chunk.len() as u64);
+                    continue;
                 }
-                Err(StoreError::Conflict { .. } | StoreError::NoSuchUser { .. }) => {
-                    // One change at a time, each committed on its own: counted as it
-                    // is written, so that a later failure says how far it got.
-                    for (index, change) in chunk.iter().enumerate() {
-                        let single = vec![change.clone()];
-                        let single_cause = cause.clone();
-                        let result = self
-                            .blocking(tenant_id, move |store| {
-                                Ok(store.apply(tenant_id, &single, &single_cause))
-                            })
-                            .await?;
-                        let slot = &mut diff.results[change_results[offset + index]];
-                        match result {
-                            Ok(ids) => {
-                                slot.id = ids.first().map(|id| id.0);
-                                progress.add_written(1);
-                            }
-                            Err(
-                                err @ (StoreError::Conflict { .. } | StoreError::NoSuchUser { .. }),
-                            ) => {
-                                fail_applied(
-                                    &mut diff.counts,
-                                    slot,
-                                    code::CONFLICT,
-                                    err.to_string(),
-                                );
-                            }
-                            Err(err) => {
-                                return Err(SyncError::Store {
-                                    tenant: tenant_id,
-                                    cause: err,
-                                });
-                            }
+                if !alone && matches!(applied, Err(StoreError::Database(_))) {
+                    let again = chunk.clone();
+                    let again_cause = cause.clone();
+                    applied = self
+                        .blocking(tenant_id, move |store| {
+                            Ok(store.apply(tenant_id, &again, &again_cause))
+                        })
+                        .await?;
+                }
+                if let Err(err) = self
+                    .record_chunk(
+                        tenant_id,
+                        &cause,
+                        diff,
+                        &change_results,
+                        start,
+                        chunk,
+                        applied,
+                        progress,
+                    )
+                    .await
+                {
+                    failure = Some(err);
+                }
+            }
+            if let Some(err) = failure {
+                return Err(err);
+            }
+            offset = next;
+        }
+        Ok(())
+    }
+
+    /// Takes in how one chunk of the diff (from `offset` on) was written: the users'
+    /// ids, or on a conflict the chunk again change by change, each committed on its
+    /// own.
+    #[allow(clippy::too_many_arguments)]
+    async fn record_chunk(
+        &self,
+        tenant_id: u64,
+        cause: &ChangeCause,
+        diff: &mut Diff,
+        change_results: &[usize],
+        offset: usize,
+        chunk: Vec<Change>,
+        applied: Result<Vec<UserId>, StoreError>,
+        progress: &Progress,
+    ) -> Result<(), SyncError> {
+        match applied {
+            Ok(ids) => {
+                for (index, id) in ids.into_iter().enumerate() {
+                    diff.results[change_results[offset + index]].id = Some(id.0);
+                }
+                progress.add_written(chunk.len() as u64);
+                Ok(())
+            }
+            Err(StoreError::Conflict { .. } | StoreError::NoSuchUser { .. }) => {
+                // One change at a time, each committed on its own: counted as it is
+                // written, so that a later failure says how far it got.
+                for (index, change) in chunk.into_iter().enumerate() {
+                    let single = vec![change];
+                    let single_cause = cause.clone();
+                    let result = self
+                        .blocking(tenant_id, move |store| {
+                            Ok(store.apply(tenant_id, &single, &single_cause))
+                        })
+                        .await?;
+                    let slot = &mut diff.results[change_results[offset + index]];
+                    match result {
+                        Ok(ids) => {
+                            slot.id = ids.first().map(|id| id.0);
+                            progress.add_written(1);
+                        }
+                        Err(
+                            err @ (StoreError::Conflict { .. } | StoreError::NoSuchUser { .. }),
+                        ) => {
+                            fail_applied(&mut diff.counts, slot, code::CONFLICT, err.to_string());
+                        }
+                        Err(err) => {
+                            return Err(SyncError::Store {
+                                tenant: tenant_id,
+                                cause: err,
+                            });
                         }
                     }
                 }
-                Err(err) => {
-                    return Err(SyncError::Store {
-                        tenant: tenant_id,
-                        cause: err,
-                    });
-                }
+                Ok(())
             }
-            offset += chunk.len();
+            Err(err) => Err(SyncError::Store {
+                tenant: tenant_id,
+                cause: err,
+            }),
         }
-        Ok(())
     }
 }
 

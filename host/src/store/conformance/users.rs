@@ -78,7 +78,10 @@ pub(crate) fn list_users_filters_by_attribute_activity_and_text(store: &dyn Back
     let mut percent = fields("100%");
     percent.display_name = Some("Percy".into());
     percent.active = false;
-    percent.attributes = attrs(&[("clearance", &["sales"])]);
+    percent.attributes = attrs(&[
+        ("clearance", &["sales"]),
+        ("motto", &[r#"say "hi" \ $.* == 1"#]),
+    ]);
     create_many(
         store,
         T1,
@@ -104,6 +107,24 @@ pub(crate) fn list_users_filters_by_attribute_activity_and_text(store: &dyn Back
         ..UserQuery::default()
     };
     assert_eq!(list(value_under_any_key), "alice admin 100%");
+    // Quotes, backslashes and what a query language would read as syntax are data.
+    let motto = r#"say "hi" \ $.* == 1"#;
+    let odd_value = UserQuery {
+        attribute_value: Some(motto.into()),
+        ..UserQuery::default()
+    };
+    assert_eq!(list(odd_value), "100%");
+    let odd_pair = UserQuery {
+        attribute_key: Some("motto".into()),
+        attribute_value: Some(motto.into()),
+        ..UserQuery::default()
+    };
+    assert_eq!(list(odd_pair), "100%");
+    let prefix_only = UserQuery {
+        attribute_value: Some("say".into()),
+        ..UserQuery::default()
+    };
+    assert_eq!(list(prefix_only), "", "values match whole");
     let inactive = UserQuery {
         active: Some(false),
         ..UserQuery::default()

@@ -9,9 +9,11 @@
 //! earlier creation of the same run) skips the row (`ON CONFLICT DO NOTHING`), so that
 //! the transaction can still name the user holding it.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 
-use super::{Statements, Tx};
+use tokio_postgres::types::ToSql;
+
+use super::{Statements, Tx, is_unique_violation};
 use crate::plugin::model::TenantId;
 use crate::store::rows::{Current, NewEvent, UpdatePlan};
 use crate::store::{
@@ -114,6 +116,23 @@ struct Batch<'t, 'c> {
     growth: i64,
 }
 
+/// Inserts a run of creations given column by column (`$3`…`$13`, as [`Columns`]
+/// holds them) for the tenant `$1` at `$2`, in their order.
+macro_rules! insert_users {
+    () => {
+        "INSERT INTO users (tenant_id, username, email, display_name, language, active, \
+         source, ldap_id, ldap_dn, avatar, avatar_sha256, created_at, updated_at, \
+         mapped_digest, attributes) \
+         SELECT $1::bigint, t.username, t.email, t.display_name, t.language, t.active, 'ldap', \
+         t.ldap_id, t.ldap_dn, t.avatar, t.avatar_sha256, $2::bigint, $2::bigint, t.digest, \
+         t.attributes::jsonb \
+         FROM unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::bool[], \
+         $8::text[], $9::text[], $10::bytea[], $11::text[], $12::bytea[], $13::text[]) \
+         WITH ORDINALITY AS t(username, email, display_name, language, active, ldap_id, \
+         ldap_dn, avatar, avatar_sha256, digest, attributes, n) ORDER BY t.n"
+    };
+}
+
 /// A run of creations, column by column, as `unnest` takes them.
 #[derive(Default)]
 struct Columns<'a> {
@@ -173,36 +192,48 @@ impl Batch<'_, '_> {
             self.grow(Footprint::default(), footprint);
         }
         let at = self.cause.at;
-        let rows = self
+        let params: [&(dyn ToSql + Sync); 13] = [
+            &self.key,
+            &at,
+            &columns.username,
+            &columns.email,
+            &columns.display_name,
+            &columns.language,
+            &columns.active,
+            &columns.ldap_id,
+            &columns.ldap_dn,
+            &columns.avatar,
+            &columns.avatar_sha256,
+            &columns.digest,
+            &columns.attributes,
+        ];
+        // A plain insert first, as a taken name is rare and PostgreSQL checks a row
+        // it may skip (ON CONFLICT) at nearly twice the cost; when one was taken, the
+        // insert is undone to the savepoint and made again skipping the taken rows.
+        self.tx.run("SAVEPOINT creations").await?;
+        let rows = match self
             .tx
-            .query(
-                "INSERT INTO users (tenant_id, username, email, display_name, language, active, \
-                 source, ldap_id, ldap_dn, avatar, avatar_sha256, created_at, updated_at, \
-                 mapped_digest, attributes) \
-                 SELECT $1::bigint, t.username, t.email, t.display_name, t.language, t.active, 'ldap', \
-                 t.ldap_id, t.ldap_dn, t.avatar, t.avatar_sha256, $2::bigint, $2::bigint, t.digest, t.attributes \
-                 FROM unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::bool[], \
-                 $8::text[], $9::text[], $10::bytea[], $11::text[], $12::bytea[], $13::text[]) \
-                 WITH ORDINALITY AS t(username, email, display_name, language, active, ldap_id, \
-                 ldap_dn, avatar, avatar_sha256, digest, attributes, n) \
-                 ORDER BY t.n ON CONFLICT DO NOTHING RETURNING id, username",
-                &[
-                    &self.key,
-                    &at,
-                    &columns.username,
-                    &columns.email,
-                    &columns.display_name,
-                    &columns.language,
-                    &columns.active,
-                    &columns.ldap_id,
-                    &columns.ldap_dn,
-                    &columns.avatar,
-                    &columns.avatar_sha256,
-                    &columns.digest,
-                    &columns.attributes,
-                ],
-            )
-            .await?;
+            .query_or(concat!(insert_users!(), " RETURNING id, username"), &params)
+            .await?
+        {
+            Ok(rows) => {
+                self.tx.run("RELEASE SAVEPOINT creations").await?;
+                rows
+            }
+            Err(err) if is_unique_violation(&err) => {
+                self.tx.run("ROLLBACK TO SAVEPOINT creations").await?;
+                self.tx
+                    .query(
+                        concat!(
+                            insert_users!(),
+                            " ON CONFLICT DO NOTHING RETURNING id, username"
+                        ),
+                        &params,
+                    )
+                    .await?
+            }
+            Err(err) => return Err(err.into()),
+        };
         let mut created: HashMap<String, i64> = HashMap::with_capacity(rows.len());
         for row in &rows {
             created.insert(row.try_get(1)?, row.try_get(0)?);
@@ -219,26 +250,7 @@ impl Batch<'_, '_> {
             }
         }
 
-        // The attribute rows and the `created` events of the whole run.
-        let (mut keys, mut values, mut owners) = (Vec::new(), Vec::new(), Vec::new());
-        for (fields, id) in users.iter().zip(&ids) {
-            for (key, key_values) in &fields.attributes {
-                for value in key_values {
-                    keys.push(key.as_str());
-                    values.push(value.as_str());
-                    owners.push(*id);
-                }
-            }
-        }
-        if !keys.is_empty() {
-            self.tx
-                .execute(
-                    "INSERT INTO user_attributes (tenant_id, key, value, user_id) \
-                     SELECT $1::bigint, k, v, u FROM unnest($2::text[], $3::text[], $4::bigint[]) AS t(k, v, u)",
-                    &[&self.key, &keys, &values, &owners],
-                )
-                .await?;
-        }
+        // The `created` events of the whole run.
         let events: Vec<NewEvent<'_>> = users
             .iter()
             .zip(&ids)
@@ -270,7 +282,7 @@ impl Batch<'_, '_> {
             .tx
             .query(
                 "SELECT id, username, email, display_name, language, active, ldap_id, ldap_dn, \
-                 avatar_sha256, attributes FROM users WHERE tenant_id = $1 AND id = ANY($2) \
+                 avatar_sha256, attributes::text FROM users WHERE tenant_id = $1 AND id = ANY($2) \
                  ORDER BY id FOR UPDATE",
                 &[&self.key, &ids],
             )
@@ -323,15 +335,12 @@ impl Batch<'_, '_> {
         let at = self.cause.at;
         // Profile fields (and the active flag) where they changed; else the digest,
         // and updated_at where only values changed.
+        // New attributes (a JSON object) go with either, so that a user is updated
+        // once: a row written once can stay on its page (HOT) and its indexes.
         let mut profile = Columns::default();
-        let mut profile_ids = Vec::new();
-        let (mut touch_ids, mut touch_moved, mut touch_digest) =
-            (Vec::new(), Vec::new(), Vec::new());
-        let (mut set_ids, mut set_values) = (Vec::new(), Vec::new());
-        let (mut removed_keys, mut removed_values, mut removed_users) =
-            (Vec::new(), Vec::new(), Vec::new());
-        let (mut added_keys, mut added_values, mut added_users) =
-            (Vec::new(), Vec::new(), Vec::new());
+        let (mut profile_ids, mut profile_attributes) = (Vec::new(), Vec::new());
+        let (mut touch_ids, mut touch_moved, mut touch_digest, mut touch_attributes) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for (id, fields, digest, plan) in &plans {
             if plan.touches_profile() {
                 profile_ids.push(id.0);
@@ -341,26 +350,14 @@ impl Batch<'_, '_> {
                 profile.active.push(fields.active);
                 profile.ldap_dn.push(fields.ldap_dn.as_deref());
                 profile.digest.push(*digest);
+                profile_attributes.push(plan.new_attributes.as_deref());
             } else {
                 touch_ids.push(id.0);
                 touch_moved.push(!plan.attribute_changes.is_empty());
                 touch_digest.push(*digest);
+                touch_attributes.push(plan.new_attributes.as_deref());
             }
-            if let Some(set) = &plan.new_attributes {
-                set_ids.push(id.0);
-                set_values.push(set.as_str());
-                for change in &plan.attribute_changes {
-                    for value in &change.removed {
-                        removed_keys.push(change.key.as_str());
-                        removed_values.push(value.as_str());
-                        removed_users.push(id.0);
-                    }
-                    for value in &change.added {
-                        added_keys.push(change.key.as_str());
-                        added_values.push(value.as_str());
-                        added_users.push(id.0);
-                    }
-                }
+            if plan.new_attributes.is_some() {
                 let (before, after) = plan.footprint;
                 self.grow(before, after);
             }
@@ -370,10 +367,11 @@ impl Batch<'_, '_> {
                 .execute(
                     "UPDATE users AS u SET email = t.email, display_name = t.display_name, \
                      language = t.language, active = t.active, ldap_dn = t.ldap_dn, \
-                     updated_at = $2::bigint, mapped_digest = t.digest \
+                     updated_at = $2::bigint, mapped_digest = t.digest, \
+                     attributes = coalesce(t.attributes::jsonb, u.attributes) \
                      FROM unnest($3::bigint[], $4::text[], $5::text[], $6::text[], $7::bool[], \
-                     $8::text[], $9::bytea[]) AS t(id, email, display_name, language, active, \
-                     ldap_dn, digest) WHERE u.tenant_id = $1 AND u.id = t.id",
+                     $8::text[], $9::bytea[], $10::text[]) AS t(id, email, display_name, language, \
+                     active, ldap_dn, digest, attributes) WHERE u.tenant_id = $1 AND u.id = t.id",
                     &[
                         &self.key,
                         &at,
@@ -384,6 +382,7 @@ impl Batch<'_, '_> {
                         &profile.active,
                         &profile.ldap_dn,
                         &profile.digest,
+                        &profile_attributes,
                     ],
                 )
                 .await?;
@@ -393,39 +392,17 @@ impl Batch<'_, '_> {
                 .execute(
                     "UPDATE users AS u SET \
                      updated_at = CASE WHEN t.moved THEN $2::bigint ELSE u.updated_at END, \
-                     mapped_digest = t.digest \
-                     FROM unnest($3::bigint[], $4::bool[], $5::bytea[]) AS t(id, moved, digest) \
-                     WHERE u.tenant_id = $1 AND u.id = t.id",
-                    &[&self.key, &at, &touch_ids, &touch_moved, &touch_digest],
-                )
-                .await?;
-        }
-        if !removed_keys.is_empty() {
-            self.tx
-                .execute(
-                    "DELETE FROM user_attributes AS a USING unnest($2::text[], $3::text[], $4::bigint[]) \
-                     AS t(k, v, u) WHERE a.tenant_id = $1 AND a.key = t.k AND a.value = t.v \
-                     AND a.user_id = t.u",
-                    &[&self.key, &removed_keys, &removed_values, &removed_users],
-                )
-                .await?;
-        }
-        if !added_keys.is_empty() {
-            self.tx
-                .execute(
-                    "INSERT INTO user_attributes (tenant_id, key, value, user_id) \
-                     SELECT $1::bigint, k, v, u FROM unnest($2::text[], $3::text[], $4::bigint[]) \
-                     AS t(k, v, u) ON CONFLICT DO NOTHING",
-                    &[&self.key, &added_keys, &added_values, &added_users],
-                )
-                .await?;
-        }
-        if !set_ids.is_empty() {
-            self.tx
-                .execute(
-                    "UPDATE users AS u SET attributes = t.a FROM unnest($2::bigint[], $3::text[]) \
-                     AS t(id, a) WHERE u.tenant_id = $1 AND u.id = t.id",
-                    &[&self.key, &set_ids, &set_values],
+                     mapped_digest = t.digest, attributes = coalesce(t.attributes::jsonb, u.attributes) \
+                     FROM unnest($3::bigint[], $4::bool[], $5::bytea[], $6::text[]) \
+                     AS t(id, moved, digest, attributes) WHERE u.tenant_id = $1 AND u.id = t.id",
+                    &[
+                        &self.key,
+                        &at,
+                        &touch_ids,
+                        &touch_moved,
+                        &touch_digest,
+                        &touch_attributes,
+                    ],
                 )
                 .await?;
         }
@@ -511,14 +488,11 @@ impl Batch<'_, '_> {
                 .await?;
         }
         if let Some(set) = &plan.new_attributes {
-            for change in &plan.attribute_changes {
-                self.change_attribute(id, change).await?;
-            }
             let (before, after) = plan.footprint;
             self.grow(before, after);
             self.tx
                 .execute(
-                    "UPDATE users SET attributes = $3 WHERE tenant_id = $1 AND id = $2",
+                    "UPDATE users SET attributes = $3::text::jsonb WHERE tenant_id = $1 AND id = $2",
                     &[&self.key, &id.0, set],
                 )
                 .await?;
@@ -527,36 +501,6 @@ impl Batch<'_, '_> {
         let events = plan.events(id.0, &fields.username, fields.active, &changed);
         super::history::insert_events(self.tx, self.key, self.cause, &events).await?;
         Ok(id)
-    }
-
-    /// Removes and adds the lookup rows of one key's values.
-    async fn change_attribute(
-        &mut self,
-        id: UserId,
-        change: &AttributeChange,
-    ) -> Result<(), StoreError> {
-        if !change.removed.is_empty() {
-            let removed: Vec<&str> = change.removed.iter().map(String::as_str).collect();
-            self.tx
-                .execute(
-                    "DELETE FROM user_attributes \
-                     WHERE tenant_id = $1 AND key = $2 AND value = ANY($3) AND user_id = $4",
-                    &[&self.key, &change.key, &removed, &id.0],
-                )
-                .await?;
-        }
-        if !change.added.is_empty() {
-            let added: Vec<&str> = change.added.iter().map(String::as_str).collect();
-            // A value already there stays once (the rows are a set).
-            self.tx
-                .execute(
-                    "INSERT INTO user_attributes (tenant_id, key, value, user_id) \
-                     SELECT $1::bigint, $2::text, v, $4::bigint FROM unnest($3::text[]) AS t(v) ON CONFLICT DO NOTHING",
-                    &[&self.key, &change.key, &added, &id.0],
-                )
-                .await?;
-        }
-        Ok(())
     }
 
     async fn deactivate(&mut self, id: UserId) -> Result<UserId, StoreError> {
@@ -586,7 +530,7 @@ impl Batch<'_, '_> {
         let row = self
             .tx
             .query_opt(
-                "DELETE FROM users WHERE tenant_id = $1 AND id = $2 RETURNING username, attributes",
+                "DELETE FROM users WHERE tenant_id = $1 AND id = $2 RETURNING username, attributes::text",
                 &[&self.key, &id.0],
             )
             .await?
@@ -597,17 +541,6 @@ impl Batch<'_, '_> {
         let username: String = row.try_get(0)?;
         let attributes = parse_attributes(row.try_get(1)?, "users")?;
         self.grow(Footprint::of(&attributes), Footprint::default());
-        for (key, values) in attributes {
-            self.change_attribute(
-                id,
-                &AttributeChange {
-                    key,
-                    added: BTreeSet::new(),
-                    removed: values,
-                },
-            )
-            .await?;
-        }
         let event = NewEvent::lifecycle(id.0, &username, AuditKind::Deleted);
         super::history::insert_events(self.tx, self.key, self.cause, &[event]).await?;
         Ok(id)
@@ -620,7 +553,7 @@ impl Batch<'_, '_> {
             .tx
             .query_opt(
                 "SELECT username, email, display_name, language, active, ldap_id, ldap_dn, \
-                 avatar_sha256, attributes FROM users WHERE tenant_id = $1 AND id = $2 FOR UPDATE",
+                 avatar_sha256, attributes::text FROM users WHERE tenant_id = $1 AND id = $2 FOR UPDATE",
                 &[&self.key, &id.0],
             )
             .await?

@@ -235,6 +235,11 @@ pub(super) async fn attribute_bytes(conn: &mut Conn, tenant: TenantId) -> Result
 
 /// Prunes `tenant`'s history beyond `limits`, oldest first, in steps of one short
 /// statement each; the number of audit events removed.
+///
+/// Runs after every sync, so a sync that has nothing to prune must pay next to
+/// nothing: each limit is first checked with index probes (the oldest event's age;
+/// the span of the tenant's event ids, which bounds their number from above), and
+/// only a limit that may be passed reads further.
 pub(super) async fn prune(
     conn: &mut Conn,
     tenant: TenantId,
@@ -247,7 +252,7 @@ pub(super) async fn prune(
         loop {
             let step = conn
                 .execute(
-                    "DELETE FROM audit_events WHERE id IN (SELECT id FROM audit_events \
+                    "DELETE FROM audit_events WHERE tenant_id = $1 AND id IN (SELECT id FROM audit_events \
                      WHERE tenant_id = $1 AND id <= $2 ORDER BY id LIMIT $3)",
                     &[&key, &last, &STEP],
                 )
@@ -261,10 +266,13 @@ pub(super) async fn prune(
     // Beyond the age: ids grow with time, so the oldest events come first; a step
     // that finds a kept event among its oldest is the last.
     if let Some(before) = limits.events_before {
-        loop {
+        while oldest_event_at(conn, key)
+            .await?
+            .is_some_and(|at| at < before)
+        {
             let step = conn
                 .execute(
-                    "DELETE FROM audit_events WHERE id IN (SELECT id FROM audit_events \
+                    "DELETE FROM audit_events WHERE tenant_id = $1 AND id IN (SELECT id FROM audit_events \
                      WHERE tenant_id = $1 ORDER BY id LIMIT $3) AND at < $2",
                     &[&key, &before, &STEP],
                 )
@@ -285,8 +293,23 @@ pub(super) async fn prune(
     Ok(removed)
 }
 
+/// When the tenant's oldest audit event was recorded; `None` when it has none.
+async fn oldest_event_at(conn: &mut Conn, key: i64) -> Result<Option<i64>, StoreError> {
+    let row = conn
+        .query_opt(
+            "SELECT at FROM audit_events WHERE tenant_id = $1 ORDER BY tenant_id, id LIMIT 1",
+            &[&key],
+        )
+        .await?;
+    Ok(row.map(|row| row.try_get(0)).transpose()?)
+}
+
 /// The id of the newest row of `table` (audit events or runs) of the tenant that is
 /// not among its `keep` newest; `None` when it has no more than `keep`.
+///
+/// The tenant's rows lie between its lowest and highest id (two probes of the
+/// `(tenant_id, id)` index), so a span of `keep` ids or fewer holds no more than
+/// `keep` rows and nothing is counted.
 async fn newest_beyond(
     conn: &mut Conn,
     table: &str,
@@ -294,8 +317,17 @@ async fn newest_beyond(
     keep: u64,
 ) -> Result<Option<i64>, StoreError> {
     let keep = i64::try_from(keep).unwrap_or(i64::MAX);
-    let sql =
-        format!("SELECT id FROM {table} WHERE tenant_id = $1 ORDER BY id DESC LIMIT 1 OFFSET $2");
+    let span = format!(
+        "SELECT (SELECT id FROM {table} WHERE tenant_id = $1 ORDER BY tenant_id DESC, id DESC LIMIT 1) \
+         - (SELECT id FROM {table} WHERE tenant_id = $1 ORDER BY tenant_id, id LIMIT 1) + 1"
+    );
+    let span: Option<i64> = conn.query_one(&span, &[&key]).await?.try_get(0)?;
+    if span.is_none_or(|span| span <= keep) {
+        return Ok(None);
+    }
+    let sql = format!(
+        "SELECT id FROM {table} WHERE tenant_id = $1 ORDER BY tenant_id DESC, id DESC LIMIT 1 OFFSET $2"
+    );
     let row = conn.query_opt(&sql, &[&key, &keep]).await?;
     Ok(row.map(|row| row.try_get(0)).transpose()?)
 }

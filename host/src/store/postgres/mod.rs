@@ -150,6 +150,11 @@ impl Tx<'_> {
     async fn commit(self) -> Result<(), StoreError> {
         Ok(self.tx.commit().await?)
     }
+
+    /// Runs `sql` (no parameters, nothing returned): savepoints.
+    async fn run(&mut self, sql: &str) -> Result<(), StoreError> {
+        Ok(self.tx.batch_execute(sql).await?)
+    }
 }
 
 /// Running statements, each prepared once per connection: on a [`Conn`] or in a
@@ -180,6 +185,16 @@ trait Statements {
     ) -> Result<Vec<tokio_postgres::Row>, StoreError> {
         let statement = self.prepare(sql).await?;
         Ok(self.parts().0.query(&statement, params).await?)
+    }
+
+    /// Runs one statement; PostgreSQL's own error, for a caller that handles some.
+    async fn query_or(
+        &mut self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Result<Vec<tokio_postgres::Row>, tokio_postgres::Error>, StoreError> {
+        let statement = self.prepare(sql).await?;
+        Ok(self.parts().0.query(&statement, params).await)
     }
 
     /// Runs one statement that returns at most one row.

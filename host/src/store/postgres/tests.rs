@@ -186,3 +186,50 @@ fn a_wrong_password_is_refused_as_such() {
     .unwrap_err();
     assert!(err.to_string().contains("password"), "{err}");
 }
+
+#[test]
+fn two_batches_written_at_once_with_one_name_in_both_commit_one_and_refuse_the_other_whole() {
+    use crate::store::testing::{T1, cause, fields};
+    use crate::store::{Change, StoreError, UserStore};
+    // A sync writes two batches side by side (`concurrent_applies`); when both hold a
+    // name (a user created behind the planner's back), the one that waits on the
+    // other's name must end as a conflict with nothing of it written, not as a
+    // deadlock or a half-written batch, so that the sync retries it user by user.
+    let store = fresh();
+    assert_eq!(store.concurrent_applies(), 2);
+    let batch = |prefix: &str| -> Vec<Change> {
+        let mut names: Vec<String> = (0..2_000).map(|n| format!("{prefix}{n}")).collect();
+        names.insert(1_000, "shared".into());
+        names
+            .into_iter()
+            .map(|name| {
+                let mut fields = fields(&name);
+                // Distinct directory ids: only the name is taken twice.
+                fields.ldap_id = Some(format!("{prefix}-{name}"));
+                Change::Create {
+                    fields,
+                    avatar: None,
+                    mapped: None,
+                }
+            })
+            .collect()
+    };
+    let (a, b) = (batch("a"), batch("b"));
+    let results = std::thread::scope(|scope| {
+        let first = scope.spawn(|| store.apply(T1, &a, &cause()));
+        let second = scope.spawn(|| store.apply(T1, &b, &cause()));
+        [first.join().unwrap(), second.join().unwrap()]
+    });
+    let written: Vec<bool> = results.iter().map(Result::is_ok).collect();
+    assert_eq!(
+        written.iter().filter(|ok| **ok).count(),
+        1,
+        "exactly one batch commits: {results:?}"
+    );
+    let refused = results.iter().find_map(|result| result.as_ref().err());
+    assert!(
+        matches!(refused, Some(StoreError::Conflict { .. })),
+        "{refused:?}"
+    );
+    assert_eq!(store.count_users(T1).unwrap(), 2_001);
+}

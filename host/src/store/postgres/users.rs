@@ -24,7 +24,7 @@ macro_rules! select_users {
         concat!(
             "SELECT u.id, u.username, u.email, u.display_name, u.language, u.active, \
              u.source, u.ldap_id, u.ldap_dn, u.avatar_sha256, u.created_at, u.updated_at, \
-             u.mapped_digest, u.attributes FROM ",
+             u.mapped_digest, u.attributes::text FROM ",
             $($rest),+
         )
     };
@@ -137,26 +137,33 @@ pub(super) async fn list(
         "users AS u WHERE u.tenant_id = $1 AND u.id > $2"
     ));
     let mut params: Vec<&(dyn ToSql + Sync)> = vec![&tenant_key, &after];
+    // The users' values are JSONB under a GIN index; each test below is one it answers.
+    let path;
     match (&query.attribute_key, &query.attribute_value) {
-        (Some(key), value) => {
-            push(
-                &mut sql,
-                &mut params,
-                " AND u.id IN (SELECT user_id FROM user_attributes WHERE tenant_id = $1 AND key = ?",
-                key,
-            );
-            if let Some(value) = value {
-                push(&mut sql, &mut params, " AND value = ?", value);
-            }
-            sql.push(')');
+        (Some(key), Some(value)) => {
+            params.push(key);
+            params.push(value);
+            let (k, v) = (params.len() - 1, params.len());
+            sql.push_str(&format!(
+                " AND u.attributes @> jsonb_build_object(${k}::text, jsonb_build_array(${v}::text))"
+            ));
+        }
+        (Some(key), None) => {
+            // A key is stored only with values; `<> '[]'` holds it to that.
+            params.push(key);
+            let k = params.len();
+            sql.push_str(&format!(
+                " AND u.attributes ? ${k}::text AND u.attributes -> ${k}::text <> '[]'::jsonb"
+            ));
         }
         (None, Some(value)) => {
             // A value without a key: the value under any key.
+            path = value_anywhere(value);
             push(
                 &mut sql,
                 &mut params,
-                " AND u.id IN (SELECT user_id FROM user_attributes WHERE tenant_id = $1 AND value = ?)",
-                value,
+                " AND u.attributes @@ ?::text::jsonpath",
+                &path,
             );
         }
         (None, None) => {}
@@ -187,6 +194,13 @@ fn push<'a>(
 ) {
     params.push(value);
     sql.push_str(&fragment.replace('?', &format!("${}", params.len())));
+}
+
+/// The JSON path predicate "`value` is among the values of some key".
+fn value_anywhere(value: &str) -> String {
+    // A JSON string literal is a jsonpath string literal (the same escapes).
+    let literal = serde_json::Value::from(value).to_string();
+    format!("$.*[*] == {literal}")
 }
 
 /// Number of users of `tenant`.
