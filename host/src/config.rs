@@ -223,6 +223,10 @@ pub struct ServerConfig {
     /// it every quarter of this; a task whose lease ran out (its replica was killed)
     /// is marked interrupted by any replica.
     pub task_lease_secs: u64,
+    /// Syncs this replica runs at once (at least 1). Tasks beyond wait queued in the
+    /// store, for this replica or another with room: with several replicas, a busy
+    /// one's requests are run by the others.
+    pub max_concurrent_syncs: usize,
     /// Whether the session cookie is marked `Secure` (set behind HTTPS).
     pub secure_cookies: bool,
     /// The mail server for two-factor codes by email; without it the `email` method is
@@ -302,6 +306,7 @@ impl Default for ServerConfig {
             trusted_proxies: Vec::new(),
             shutdown_grace_secs: 30,
             task_lease_secs: 60,
+            max_concurrent_syncs: 8,
             secure_cookies: false,
             smtp: None,
         }

@@ -84,7 +84,8 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<Outcome> {
             clock,
             replica.clone(),
         )
-        .with_task_lease(Duration::from_secs(config.server.task_lease_secs)),
+        .with_task_lease(Duration::from_secs(config.server.task_lease_secs))
+        .with_max_concurrent_syncs(config.server.max_concurrent_syncs),
     );
     let mut settings = config.server.clone();
     if let Some(listen) = args.listen {
@@ -112,6 +113,7 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<Outcome> {
         println!("abacsync listening on http://{address}");
         tokio::spawn(run_scheduler(service.clone()));
         tokio::spawn(service.clone().keep_leases());
+        tokio::spawn(service.clone().serve_queue());
         tokio::spawn(service.clone().follow_catalog(move || {
             load_tenants(&catalog_config, catalog_store.as_ref()).map_err(|err| format!("{err:#}"))
         }));

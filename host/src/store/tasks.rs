@@ -143,8 +143,10 @@ pub enum CancelRequest {
 
 /// Tasks. Lists are scoped to a tenant, or to all for system-wide callers.
 pub trait TaskStore: Send + Sync {
-    /// Creates a queued task; `request` is what another replica needs to run it again
-    /// should this one die (`None`: it cannot be run again).
+    /// Creates a queued task; `request` is what a replica needs to run it (and to run
+    /// it again should its replica die; `None`: it cannot be). With a `lease`, the
+    /// task is its owner's to run; without, it waits in the queue for the first
+    /// replica with room to claim it ([`TaskStore::claim_queued`]).
     #[allow(clippy::too_many_arguments)]
     fn create_task(
         &self,
@@ -153,12 +155,23 @@ pub trait TaskStore: Send + Sync {
         params: &serde_json::Value,
         request: Option<&serde_json::Value>,
         account: Option<AccountId>,
-        lease: &Lease,
+        lease: Option<&Lease>,
         now: Timestamp,
     ) -> Result<Task, StoreError>;
 
+    /// Claims for `lease`'s owner at most `limit` tasks of the queue (queued with no
+    /// owner), oldest first, each the oldest unfinished task of its tenant (a tenant
+    /// whose earlier task is queued or runs waits for it): each is returned to one
+    /// caller only, however many replicas ask at once.
+    fn claim_queued(
+        &self,
+        lease: &Lease,
+        now: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<TakenTask>, StoreError>;
+
     /// Takes over, for `lease`'s owner, the queued or running tasks whose lease ran out
-    /// before `now` (their replica died) and that have a request and were taken over
+    /// before `now` (their replica died, or handed them back) and that have a request and were taken over
     /// fewer than `max_attempts` times: each is queued again under the new owner, its
     /// message saying whose it was, and returned once, to one caller, however many
     /// replicas ask at once. Cancel requests of the dead run are dropped with it.

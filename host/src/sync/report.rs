@@ -78,7 +78,7 @@ pub struct UserResult {
 }
 
 /// How many users and entries ended how.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Counts {
     /// Entries read from the directory.
     pub read: u64,
@@ -129,7 +129,7 @@ impl Counts {
 }
 
 /// The state the removal phase of a full sync ended in.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "state", rename_all = "kebab-case")]
 pub enum RemovalOutcome {
     /// Not a full sync: nothing is removed.
@@ -165,7 +165,7 @@ pub enum RemovalOutcome {
 }
 
 /// The full report of a sync.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SyncReport {
     /// Run id.
     pub run_id: String,
@@ -211,7 +211,7 @@ pub struct SyncReport {
 }
 
 /// Where the time went, in milliseconds.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Timings {
     /// Reading, mapping and diffing (they overlap).
     pub read_map_ms: u64,

@@ -12,6 +12,7 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 
 mod cluster;
+mod queue;
 mod run;
 
 use super::engine::{Clock, SyncEngine, SyncError, SyncRequest};
@@ -227,6 +228,14 @@ pub struct SyncService {
     replica: String,
     /// How long a task's lease lasts unless renewed.
     lease: Duration,
+    /// One per sync this replica may run at once; the queue's other tasks wait in the
+    /// store for a replica with room.
+    permits: Arc<tokio::sync::Semaphore>,
+    /// Wakes the queue's claimer: a task was queued here, or a sync here ended.
+    claimable: tokio::sync::Notify,
+    /// The outcome of each task a request of this replica queued, for the request
+    /// waiting for it, when this replica runs the task (see `queue`).
+    waiters: Mutex<HashMap<TaskId, tokio::sync::oneshot::Sender<TaskOutcome>>>,
 }
 
 /// How often a replica looks whether the catalog changed.
@@ -281,6 +290,12 @@ pub const MAX_TAKEOVERS: u32 = 2;
 /// How long a task's lease lasts by default.
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(60);
 
+/// The message of a task this replica handed back: another runs it to its end.
+const HANDED_BACK: &str = "handed back for another replica to run (this one is stopping)";
+
+/// How many syncs a replica runs at once by default.
+pub const DEFAULT_MAX_SYNCS: usize = 8;
+
 impl SyncService {
     /// A service over `tenants`, writing users through `engine`, tasks to `tasks`,
     /// reading assigned plugins from `catalog`.
@@ -310,7 +325,18 @@ impl SyncService {
             health,
             replica,
             lease: DEFAULT_LEASE,
+            permits: Arc::new(tokio::sync::Semaphore::new(DEFAULT_MAX_SYNCS)),
+            claimable: tokio::sync::Notify::new(),
+            waiters: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Running at most `syncs` syncs at once (at least one); the rest of the queue
+    /// waits in the store for this or another replica.
+    #[must_use]
+    pub fn with_max_concurrent_syncs(mut self, syncs: usize) -> Self {
+        self.permits = Arc::new(tokio::sync::Semaphore::new(syncs.max(1)));
+        self
     }
 
     /// With task leases of `lease` (at least a second), renewed every quarter of it.
@@ -550,9 +576,14 @@ impl SyncService {
         // and without holding the slots. An identical task another replica queued is
         // joined as one queued here would be.
         let tasks = self.tasks.clone();
-        let (name, now, lease) = (command.to_owned(), self.now(), self.lease());
-        // Recorded so that another replica can run it again should this one die.
+        let (name, now) = (command.to_owned(), self.now());
+        // What a replica needs to run it (whichever claims it, and again should that
+        // one die).
         let recorded = serde_json::to_value(&request).ok();
+        // With room for it here, this replica claims it as it queues it (it would be
+        // the first to claim it anyway); else it waits for the first replica with room.
+        let lease = (self.permits.available_permits() > 0).then(|| self.lease());
+        let claimed = lease.is_some();
         let (task, joined) = tokio::task::spawn_blocking(move || {
             if let Some(queued) = tasks.queued_task(tenant, &name, &params)? {
                 return Ok::<_, StoreError>((queued, true));
@@ -564,7 +595,7 @@ impl SyncService {
                     &params,
                     recorded.as_ref(),
                     account,
-                    &lease,
+                    lease.as_ref(),
                     now,
                 )?,
                 false,
@@ -575,12 +606,20 @@ impl SyncService {
         if joined {
             return Ok(StartedTask { task, handle: None });
         }
-        Ok(self.launch(task, request))
+        if claimed {
+            return Ok(StartedTask {
+                task: task.clone(),
+                handle: Some(self.launch(task, request)),
+            });
+        }
+        Ok(self.enqueued(task))
     }
 
-    /// Queues `task`, recorded in the store and owned by this replica, to run
-    /// `request` once the tenant's turn comes.
-    fn launch(self: &Arc<Self>, task: Task, request: SyncRequest) -> StartedTask {
+    /// Runs `task`, claimed by this replica (from the queue, or taken over from a
+    /// replica that died), once the tenant's turn and a free sync slot come; the
+    /// handle of its run. The outcome goes to the request of this replica that queued
+    /// it, if one waits for it.
+    fn launch(self: &Arc<Self>, task: Task, request: SyncRequest) -> JoinHandle<TaskOutcome> {
         let tenant = task.tenant;
         let key = format!("{}\u{0}{}", task.command, task.params);
         let (done, _) = tokio::sync::watch::channel(None);
@@ -598,8 +637,10 @@ impl SyncService {
         let id = task.id;
         let mut request = request;
         request.run_id = format!("task-{id}");
-        let handle = tokio::spawn(async move {
+        tokio::spawn(async move {
             let guard = lock.lock().await;
+            // Never closed: a permit always comes.
+            let permit = service.permits.clone().acquire_owned().await.ok();
             service
                 .metrics
                 .queued
@@ -616,15 +657,13 @@ impl SyncService {
                 Err(outcome) => outcome,
             };
             drop(guard);
+            drop(permit);
+            service.claimable.notify_one();
             if let Some(done) = service.done().remove(&id) {
                 done.send_replace(Some(outcome.state));
             }
-            outcome
-        });
-        StartedTask {
-            task,
-            handle: Some(handle),
-        }
+            service.deliver(id, outcome)
+        })
     }
 
     /// Waits until task `id` has ended; its final state (read from the store for a
@@ -719,7 +758,7 @@ impl SyncService {
                 tracing::info!(task = id, "handed back for another replica to run");
                 TaskOutcome {
                     state: TaskState::Interrupted,
-                    message: "handed back for another replica to run (this one is stopping)".into(),
+                    message: HANDED_BACK.into(),
                     report: None,
                     error: None,
                 }
@@ -784,6 +823,12 @@ impl SyncService {
 
     fn running_tasks(&self) -> std::sync::MutexGuard<'_, HashMap<TaskId, Progress>> {
         self.running.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn waiters(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<TaskId, tokio::sync::oneshot::Sender<TaskOutcome>>> {
+        self.waiters.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 

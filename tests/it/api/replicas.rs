@@ -19,6 +19,7 @@ on_every_store!(
     a_schedule_fires_once_per_period_over_three_replicas,
     tenants_and_schedules_changed_through_one_replica_reach_the_others,
     a_request_identical_to_one_queued_on_another_replica_joins_it,
+    a_replica_without_room_leaves_a_queued_sync_to_another_and_still_answers_it,
 );
 
 /// Starts a downsync with import on `server` in the background; its task id.
@@ -455,6 +456,7 @@ fn a_request_identical_to_one_queued_on_another_replica_joins_it(backend: Backen
     let auth = [("cookie", cookie.as_str()), ("x-csrf-token", csrf.as_str())];
     // A long sync runs on A; the next request waits, queued, behind it.
     let running = downsync_in_background(&a, &auth);
+    wait_running(&a, &auth, running);
     let again =
         |server: &Server| server.post("/api/v1/domains/1/ldap/downsync?timeout=0", &auth, None);
     let (status, queued) = again(&a);
@@ -538,4 +540,84 @@ fn postgres_restarted_mid_sync_leaves_nothing_half_written_and_the_next_sync_com
         )
         .unwrap();
     assert_eq!(created, "10000 10000");
+}
+
+fn a_replica_without_room_leaves_a_queued_sync_to_another_and_still_answers_it(backend: Backend) {
+    let setup = Setup::with_server_on(backend, 20_000, "[server]\nmax_concurrent_syncs = 1\n");
+    // Tenant 2 syncs the same directory (it is off by default).
+    let text = std::fs::read_to_string(setup.config()).unwrap();
+    let text = text.replace("ldap_enabled = false\nabac_enabled = false", "");
+    std::fs::write(setup.config(), text).unwrap();
+    let a = Server::start(&setup.config());
+    let b = Server::start_with_args(
+        &setup.replica_config("b"),
+        &["--store", &setup.store_path()],
+    );
+    let (cookie, csrf) = grommunio_session(&a);
+    let auth = [("cookie", cookie.as_str()), ("x-csrf-token", csrf.as_str())];
+    // A runs tenant 1's long sync: its one slot is taken.
+    let first = downsync_in_background(&a, &auth);
+    wait_running(&a, &auth, first);
+    // Tenant 2's sync, asked of A and waited for there: queued in the store, claimed
+    // by B, which has room.
+    let second = std::thread::scope(|scope| {
+        let asked = scope.spawn(|| {
+            a.post(
+                "/api/v1/domains/2/ldap/downsync?import=true&timeout=300",
+                &auth,
+                None,
+            )
+        });
+        // Both run at once, so B runs the second (A runs one sync at a time).
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let (_, tasks) = b.get("/api/v1/tasq/tasks?limit=10", &auth);
+            let running = tasks["data"]
+                .as_array()
+                .map(|tasks| {
+                    tasks
+                        .iter()
+                        .filter(|task| task["stateName"] == "running")
+                        .count()
+                })
+                .unwrap_or(0);
+            if running == 2 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "never side by side: {tasks}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        asked.join().unwrap()
+    });
+    // A answered with the outcome B recorded, every user's result in it.
+    let (status, body) = second;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["data"].as_array().map(Vec::len),
+        Some(20_000),
+        "{}",
+        body["message"]
+    );
+    assert_eq!(
+        ended(&a, &auth, first, Duration::from_secs(300))["stateName"],
+        "completed"
+    );
+    // Each replica ran one sync: A its own, B the one A had no room for.
+    let metrics = |server: &Server| {
+        server
+            .agent
+            .get(&server.url("/metrics"))
+            .call()
+            .unwrap()
+            .body_mut()
+            .read_to_string()
+            .unwrap()
+    };
+    for (name, server) in [("A", &a), ("B", &b)] {
+        let text = metrics(server);
+        assert!(
+            text.contains("abacsync_syncs_total{outcome=\"succeeded\"} 1\n"),
+            "{name}: {text}"
+        );
+    }
 }

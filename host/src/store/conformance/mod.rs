@@ -62,6 +62,7 @@ macro_rules! suite {
             tasks::an_identical_queued_task_is_found_to_join,
             tasks::a_dead_replicas_tasks_are_taken_over_once_and_a_bounded_number_of_times,
             tasks::a_task_handed_back_is_taken_over_at_once_by_another_replica,
+            tasks::the_queue_gives_each_task_to_one_replica_one_task_of_a_tenant_at_a_time,
         }
     };
 }

@@ -13,7 +13,15 @@ pub(crate) fn task_leases_are_renewed_by_their_owner_and_expired_ones_interrupte
             until,
         };
         store
-            .create_task(T1, "sync", &serde_json::json!({}), None, None, &lease, 0)
+            .create_task(
+                T1,
+                "sync",
+                &serde_json::json!({}),
+                None,
+                None,
+                Some(&lease),
+                0,
+            )
             .unwrap()
             .id
     };
@@ -99,7 +107,15 @@ pub(crate) fn a_cancel_ends_a_queued_task_and_asks_a_running_one(store: &dyn Bac
     };
     let new = || {
         store
-            .create_task(T1, "sync", &serde_json::json!({}), None, None, &lease, 0)
+            .create_task(
+                T1,
+                "sync",
+                &serde_json::json!({}),
+                None,
+                None,
+                Some(&lease),
+                0,
+            )
             .unwrap()
             .id
     };
@@ -138,7 +154,7 @@ pub(crate) fn an_identical_queued_task_is_found_to_join(store: &dyn Backend) {
     };
     let params = serde_json::json!({"domainID": 1, "import": false});
     let queued = store
-        .create_task(T1, "ldap.downsync", &params, None, None, &lease, NOW)
+        .create_task(T1, "ldap.downsync", &params, None, None, Some(&lease), NOW)
         .unwrap();
     let find = |tenant, command, params: &serde_json::Value| {
         store
@@ -181,7 +197,7 @@ pub(crate) fn a_dead_replicas_tasks_are_taken_over_once_and_a_bounded_number_of_
                 &serde_json::json!({}),
                 request,
                 None,
-                &lease(owner, until),
+                Some(&lease(owner, until)),
                 0,
             )
             .unwrap()
@@ -277,7 +293,7 @@ pub(crate) fn a_task_handed_back_is_taken_over_at_once_by_another_replica(store:
                 &serde_json::json!({}),
                 request,
                 None,
-                &lease("a"),
+                Some(&lease("a")),
                 0,
             )
             .unwrap()
@@ -317,7 +333,7 @@ pub(crate) fn a_task_handed_back_is_taken_over_at_once_by_another_replica(store:
             &serde_json::json!({}),
             Some(&request),
             None,
-            &lease("z"),
+            Some(&lease("z")),
             0,
         )
         .unwrap();
@@ -337,4 +353,70 @@ pub(crate) fn a_task_handed_back_is_taken_over_at_once_by_another_replica(store:
         store.task(other.id).unwrap().unwrap().state,
         TaskState::Queued
     );
+}
+
+pub(crate) fn the_queue_gives_each_task_to_one_replica_one_task_of_a_tenant_at_a_time(
+    store: &dyn Backend,
+) {
+    let request = serde_json::json!({"mode": "full"});
+    let queue = |tenant: TenantId, command: &str| {
+        store
+            .create_task(
+                tenant,
+                command,
+                &serde_json::json!({}),
+                Some(&request),
+                None,
+                None,
+                NOW,
+            )
+            .unwrap()
+            .id
+    };
+    let lease = |owner: &str| Lease {
+        owner: owner.into(),
+        until: NOW + 60_000,
+    };
+    let ids = |taken: Vec<TakenTask>| -> Vec<TaskId> {
+        taken.into_iter().map(|taken| taken.task.id).collect()
+    };
+    let (first, second, other) = (queue(T1, "sync"), queue(T1, "dry-run"), queue(T2, "sync"));
+    // Nobody owns a queued task: no sweep takes it for a dead replica's.
+    assert_eq!(store.interrupt_expired(NOW + 1, None).unwrap(), 0);
+    assert!(
+        store
+            .take_over_expired(&lease("a"), NOW + 1, 2)
+            .unwrap()
+            .is_empty()
+    );
+    // T1's second task waits for its first; room for one takes the oldest.
+    assert_eq!(
+        ids(store.claim_queued(&lease("a"), NOW, 1).unwrap()),
+        [first]
+    );
+    assert_eq!(
+        ids(store.claim_queued(&lease("b"), NOW, 5).unwrap()),
+        [other]
+    );
+    assert!(store.claim_queued(&lease("c"), NOW, 5).unwrap().is_empty());
+    let claimed = store.task(first).unwrap().unwrap();
+    assert_eq!(claimed.state, TaskState::Queued, "claimed, not yet running");
+    // Its owner renews it, and its end lets T1's next task go.
+    assert_eq!(store.renew_leases("a", NOW + 120_000).unwrap(), 1);
+    assert!(
+        store
+            .update_task(first, TaskState::Completed, "done", None, NOW)
+            .unwrap()
+    );
+    let taken = store.claim_queued(&lease("c"), NOW, 5).unwrap();
+    assert_eq!(ids(taken.clone()), [second]);
+    assert_eq!(taken[0].request, request, "what to run comes with it");
+    assert_eq!(taken[0].attempts, 0);
+    // A cancelled queued task is no longer in the queue.
+    let cancelled = queue(T2, "sync");
+    assert_eq!(
+        store.request_cancel(cancelled, NOW).unwrap(),
+        CancelRequest::Cancelled
+    );
+    assert!(store.claim_queued(&lease("a"), NOW, 5).unwrap().is_empty());
 }

@@ -47,7 +47,7 @@ pub(super) async fn create(
     params: &serde_json::Value,
     request: Option<&serde_json::Value>,
     account: Option<AccountId>,
-    lease: &Lease,
+    lease: Option<&Lease>,
     now: Timestamp,
 ) -> Result<Task, StoreError> {
     let sql = format!(
@@ -64,8 +64,8 @@ pub(super) async fn create(
                 &params.to_string(),
                 &account,
                 &now,
-                &lease.owner,
-                &lease.until,
+                &lease.map(|lease| lease.owner.as_str()),
+                &lease.map(|lease| lease.until),
                 &request.map(serde_json::Value::to_string),
             ],
         )
@@ -94,12 +94,43 @@ pub(super) async fn take_over_expired(
          message = CASE WHEN owner IS NULL THEN 'handed back by a stopping replica' \
          ELSE 'the replica ' || owner || ' running it stopped' END || '; queued again on replica ' || $1 \
          WHERE state IN ('queued', 'running') AND request IS NOT NULL AND attempts < $4 \
-         AND (lease_until IS NULL OR lease_until < $3) AND (owner IS NULL OR owner <> $1) \
+         AND lease_until < $3 AND (owner IS NULL OR owner <> $1) \
          RETURNING {COLUMNS}, request, attempts"
     );
     let rows = conn
         .query(&sql, &[&lease.owner, &lease.until, &now, &max_attempts])
         .await?;
+    taken(&rows)
+}
+
+/// [`crate::store::TaskStore::claim_queued`]: the tasks picked `FOR UPDATE SKIP
+/// LOCKED`, so that replicas claiming at once take different tasks without waiting on
+/// each other, and claimed in the same statement.
+pub(super) async fn claim_queued(
+    conn: &mut Conn,
+    lease: &Lease,
+    now: Timestamp,
+    limit: u32,
+) -> Result<Vec<TakenTask>, StoreError> {
+    let sql = format!(
+        "UPDATE tasks SET owner = $1, lease_until = $2, updated_at = $3 \
+         WHERE id IN (SELECT t.id FROM tasks AS t WHERE t.state = 'queued' \
+         AND t.owner IS NULL AND t.lease_until IS NULL AND t.request IS NOT NULL \
+         AND NOT EXISTS (SELECT 1 FROM tasks AS o WHERE o.tenant_id = t.tenant_id \
+         AND o.state IN ('queued', 'running') AND o.id < t.id) \
+         ORDER BY t.id LIMIT $4 FOR UPDATE OF t SKIP LOCKED) \
+         RETURNING {COLUMNS}, request, attempts"
+    );
+    let rows = conn
+        .query(&sql, &[&lease.owner, &lease.until, &now, &i64::from(limit)])
+        .await?;
+    let mut taken = taken(&rows)?;
+    taken.sort_by_key(|taken| taken.task.id);
+    Ok(taken)
+}
+
+/// Tasks as an `UPDATE … RETURNING {COLUMNS}, request, attempts` returned them.
+fn taken(rows: &[Row]) -> Result<Vec<TakenTask>, StoreError> {
     rows.iter()
         .map(|row| {
             let request: &str = row.try_get(10)?;

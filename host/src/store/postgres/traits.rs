@@ -469,7 +469,7 @@ impl TaskStore for PostgresStore {
         params: &serde_json::Value,
         request: Option<&serde_json::Value>,
         account: Option<AccountId>,
-        lease: &Lease,
+        lease: Option<&Lease>,
         now: Timestamp,
     ) -> Result<Task, StoreError> {
         self.with(async |conn| {
@@ -484,6 +484,15 @@ impl TaskStore for PostgresStore {
         max_attempts: u32,
     ) -> Result<Vec<crate::store::TakenTask>, StoreError> {
         self.with(async |conn| tasks::take_over_expired(conn, lease, now, max_attempts).await)
+    }
+
+    fn claim_queued(
+        &self,
+        lease: &Lease,
+        now: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<crate::store::TakenTask>, StoreError> {
+        self.with(async |conn| tasks::claim_queued(conn, lease, now, limit).await)
     }
 
     fn task(&self, id: TaskId) -> Result<Option<Task>, StoreError> {
@@ -616,7 +625,7 @@ impl TaskStore for PostgresStore {
                 "UPDATE tasks SET state = 'interrupted', \
                  message = 'interrupted: the abacsync process running it stopped before the task ended; run it again', \
                  updated_at = $1 WHERE state IN ('queued', 'running') \
-                 AND (lease_until IS NULL OR lease_until < $1) \
+                 AND lease_until < $1 \
                  AND ($2::text IS NULL OR owner IS NULL OR owner <> $2::text)",
                 &[&now, &except],
             )

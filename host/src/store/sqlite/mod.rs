@@ -753,7 +753,7 @@ impl TaskStore for SqliteStore {
         params: &serde_json::Value,
         request: Option<&serde_json::Value>,
         account: Option<AccountId>,
-        lease: &Lease,
+        lease: Option<&Lease>,
         now: Timestamp,
     ) -> Result<Task, StoreError> {
         tasks::create(
@@ -775,6 +775,15 @@ impl TaskStore for SqliteStore {
         max_attempts: u32,
     ) -> Result<Vec<super::TakenTask>, StoreError> {
         tasks::take_over_expired(&self.writer(), lease, now, max_attempts)
+    }
+
+    fn claim_queued(
+        &self,
+        lease: &Lease,
+        now: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<super::TakenTask>, StoreError> {
+        tasks::claim_queued(&self.writer(), lease, now, limit)
     }
 
     fn task(&self, id: TaskId) -> Result<Option<Task>, StoreError> {

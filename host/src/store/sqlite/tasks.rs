@@ -60,7 +60,7 @@ pub(super) fn create(
     params: &serde_json::Value,
     request: Option<&serde_json::Value>,
     account: Option<AccountId>,
-    lease: &Lease,
+    lease: Option<&Lease>,
     now: Timestamp,
 ) -> Result<Task, StoreError> {
     let mut stmt = conn.prepare_cached(&format!(
@@ -75,8 +75,8 @@ pub(super) fn create(
             params.to_string(),
             account,
             now,
-            &lease.owner,
-            lease.until,
+            lease.map(|lease| lease.owner.as_str()),
+            lease.map(|lease| lease.until),
             request.map(serde_json::Value::to_string),
         ),
         from_row,
@@ -97,7 +97,7 @@ pub(super) fn take_over_expired(
          message = CASE WHEN owner IS NULL THEN 'handed back by a stopping replica' \
          ELSE 'the replica ' || owner || ' running it stopped' END || '; queued again on replica ' || ?1 \
          WHERE state IN ('queued', 'running') AND request IS NOT NULL AND attempts < ?4 \
-         AND (lease_until IS NULL OR lease_until < ?3) AND (owner IS NULL OR owner <> ?1) \
+         AND lease_until < ?3 AND (owner IS NULL OR owner <> ?1) \
          RETURNING {COLUMNS}, request, attempts"
     ))?;
     let rows = stmt.query_map((&lease.owner, lease.until, now, max_attempts), |row| {
@@ -120,6 +120,47 @@ pub(super) fn take_over_expired(
             attempts,
         });
     }
+    Ok(taken)
+}
+
+/// [`crate::store::TaskStore::claim_queued`]: one `UPDATE … RETURNING` (SQLite has
+/// one writer, so no two replicas read the same queue at once).
+pub(super) fn claim_queued(
+    conn: &Connection,
+    lease: &Lease,
+    now: Timestamp,
+    limit: u32,
+) -> Result<Vec<TakenTask>, StoreError> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "UPDATE tasks SET owner = ?1, lease_until = ?2, updated_at = ?3 \
+         WHERE id IN (SELECT t.id FROM tasks AS t WHERE t.state = 'queued' \
+         AND t.owner IS NULL AND t.lease_until IS NULL AND t.request IS NOT NULL \
+         AND NOT EXISTS (SELECT 1 FROM tasks AS o WHERE o.tenant_id = t.tenant_id \
+         AND o.state IN ('queued', 'running') AND o.id < t.id) \
+         ORDER BY t.id LIMIT ?4) \
+         RETURNING {COLUMNS}, request, attempts"
+    ))?;
+    let rows = stmt.query_map((&lease.owner, lease.until, now, limit), |row| {
+        Ok((
+            from_row(row)?,
+            row.get::<_, String>(10)?,
+            row.get::<_, u32>(11)?,
+        ))
+    })?;
+    let mut taken = Vec::new();
+    for row in rows {
+        let (raw, request, attempts) = row?;
+        taken.push(TakenTask {
+            task: finish(raw)?,
+            request: serde_json::from_str(&request).map_err(|err| StoreError::Corrupt {
+                table: "tasks",
+                column: "request",
+                reason: err.to_string(),
+            })?,
+            attempts,
+        });
+    }
+    taken.sort_by_key(|taken| taken.task.id);
     Ok(taken)
 }
 
@@ -205,8 +246,7 @@ pub(super) fn interrupt_expired(
         "UPDATE tasks SET state = 'interrupted', \
          message = 'interrupted: the abacsync process running it stopped before the task ended; run it again', \
          updated_at = ?1 WHERE state IN ('queued', 'running') \
-         AND (lease_until IS NULL OR lease_until < ?1) \
-         AND (?2 IS NULL OR owner IS NULL OR owner <> ?2)",
+         AND lease_until < ?1 AND (?2 IS NULL OR owner IS NULL OR owner <> ?2)",
         (now, except),
     )?;
     Ok(changed as u64)

@@ -378,10 +378,10 @@ fn a_deleted_tenant_leaves_no_row_behind() {
                 &serde_json::json!({}),
                 None,
                 None,
-                &Lease {
+                Some(&Lease {
                     owner: "replica".into(),
                     until: NOW,
-                },
+                }),
                 NOW,
             )
             .unwrap();
