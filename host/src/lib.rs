@@ -22,3 +22,4 @@ pub mod mapping_test;
 pub mod plugin;
 pub mod store;
 pub mod sync;
+pub mod tls;

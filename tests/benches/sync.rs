@@ -212,6 +212,7 @@ fn main() {
                         url: server.url(&name),
                         password: None,
                         max_connections: 16,
+                        ca_file: None,
                     })
                     .unwrap(),
                 )

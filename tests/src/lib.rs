@@ -7,12 +7,16 @@
 //!   and bulk-loaded entries on request.
 //! - [`directory`]: deterministic LDIF of people and groups for that server.
 //! - [`smtp`]: a mail sink on a free loopback port, for codes sent by email.
+//! - [`postgres`]: a real PostgreSQL server on a free loopback port, with TLS on
+//!   request.
+//! - [`certificates`]: a private CA and a server certificate, for the TLS fixtures.
 //! - [`stall`]: a TCP proxy that stalls the server's answers once, a slow link.
 
 // Test support: a panic is how a test or benchmark fails.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod ad_server;
+pub mod certificates;
 pub mod directory;
 pub mod plugins;
 pub mod postgres;

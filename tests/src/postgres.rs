@@ -77,6 +77,9 @@ pub enum PostgresError {
         /// Its standard error.
         stderr: String,
     },
+    /// The TLS certificates could not be made.
+    #[error(transparent)]
+    Certificates(#[from] crate::certificates::CertificateError),
     /// The server did not come up.
     #[error("postgres did not accept connections within {timeout:?}; its log:\n{log}")]
     NotReady {
@@ -112,6 +115,8 @@ pub struct Postgres {
     port: u16,
     run_as: Option<RunAs>,
     child: Option<Child>,
+    /// The server's certificate and its CA, when it speaks TLS.
+    tls: Option<crate::certificates::Certificates>,
 }
 
 impl Postgres {
@@ -121,6 +126,25 @@ impl Postgres {
     /// [`PostgresError`] when a program is missing, `initdb` fails, or the server does
     /// not come up.
     pub fn start() -> Result<Self, PostgresError> {
+        Self::start_with(false)
+    }
+
+    /// [`Postgres::start`], the server also speaking TLS with a certificate for
+    /// `127.0.0.1` and `localhost` from a private CA ([`Postgres::ca_file`]); plain
+    /// connections are still accepted.
+    ///
+    /// # Errors
+    /// As [`Postgres::start`], and when the certificates cannot be made (`openssl`).
+    pub fn start_tls() -> Result<Self, PostgresError> {
+        Self::start_with(true)
+    }
+
+    /// The CA that signed the server's certificate, when it speaks TLS.
+    pub fn ca_file(&self) -> Option<&Path> {
+        self.tls.as_ref().map(|tls| tls.ca.as_path())
+    }
+
+    fn start_with(tls: bool) -> Result<Self, PostgresError> {
         let bin = bin_dir()?;
         let dir = tempfile::Builder::new()
             .prefix("abacsync-postgres.")
@@ -151,12 +175,31 @@ impl Postgres {
             .args(["--locale", "C", "--no-sync"])
             .arg(format!("--pwfile={}", password_file.display()));
         run(initdb, "initdb", run_as)?;
+        let tls = if tls {
+            let made = crate::certificates::generate(Path::new("openssl"), dir.path())?;
+            if let Some(user) = run_as {
+                // The server reads its key, which must be its own and private.
+                for path in [&made.cert, &made.key] {
+                    std::os::unix::fs::chown(path, Some(user.uid), Some(user.gid))
+                        .map_err(io_error(format!("handing {} to postgres", path.display())))?;
+                }
+            }
+            std::fs::set_permissions(
+                &made.key,
+                std::os::unix::fs::PermissionsExt::from_mode(0o600),
+            )
+            .map_err(io_error("making the server key private"))?;
+            Some(made)
+        } else {
+            None
+        };
         let mut postgres = Self {
             bin,
             dir,
             port: 0,
             run_as,
             child: None,
+            tls,
         };
         let mut last = None;
         for _ in 0..PORT_ATTEMPTS {
@@ -346,6 +389,16 @@ impl Postgres {
             .args(["-c", "listen_addresses=127.0.0.1"])
             .args(["-c", "fsync=off", "-c", "synchronous_commit=off"])
             .args(["-c", "full_page_writes=off", "-c", "max_connections=200"])
+            .args(self.tls.iter().flat_map(|tls| {
+                [
+                    "-c".to_owned(),
+                    "ssl=on".to_owned(),
+                    "-c".to_owned(),
+                    format!("ssl_cert_file={}", tls.cert.display()),
+                    "-c".to_owned(),
+                    format!("ssl_key_file={}", tls.key.display()),
+                ]
+            }))
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(stderr));

@@ -6,6 +6,7 @@
 //! url = "postgres://abacsync@db.example.org:5432/abacsync"
 //! password_file = "/run/secrets/abacsync-db"   # or password_env = "ABACSYNC_DB_PASSWORD"
 //! max_connections = 16                          # per replica
+//! ca_file = "/etc/ssl/db-ca.pem"                # with ?sslmode=verify-full: the CA to trust
 //! ```
 //!
 //! `--store` (or `ABACSYNC_STORE_URL`) overrides `url`. The password may also be in
@@ -31,6 +32,10 @@ pub struct StoreConfig {
     pub password_env: Option<String>,
     /// Connections each replica opens at most (PostgreSQL).
     pub max_connections: usize,
+    /// The CA (PEM) the server's certificate must chain to when the URL asks for TLS
+    /// (`sslmode=verify-full`); the system's roots without one. `sslrootcert` in the
+    /// URL wins.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Default for StoreConfig {
@@ -40,6 +45,7 @@ impl Default for StoreConfig {
             password_file: None,
             password_env: None,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            ca_file: None,
         }
     }
 }
@@ -64,10 +70,13 @@ impl StoreConfig {
         {
             *url = base.join(url.as_str()).display().to_string();
         }
-        if let Some(file) = &mut self.password_file
-            && file.is_relative()
+        for file in [&mut self.password_file, &mut self.ca_file]
+            .into_iter()
+            .flatten()
         {
-            *file = base.join(&*file);
+            if file.is_relative() {
+                *file = base.join(&*file);
+            }
         }
     }
 
@@ -88,6 +97,7 @@ impl StoreConfig {
             url: spec.to_owned(),
             password: self.password()?,
             max_connections: self.max_connections,
+            ca_file: self.ca_file.clone(),
         }))
     }
 
@@ -166,6 +176,7 @@ mod tests {
             url: "postgres://abacsync:hunter2@db:5432/abacsync?sslmode=disable".into(),
             password: None,
             max_connections: 1,
+            ca_file: None,
         });
         assert_eq!(location.to_string(), "postgres://abacsync@db:5432/abacsync");
     }

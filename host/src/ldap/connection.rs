@@ -67,32 +67,10 @@ impl ConnectOptions {
 pub fn tls_config_with_ca(
     path: &std::path::Path,
 ) -> Result<Arc<rustls::ClientConfig>, DirectoryError> {
-    use rustls::pki_types::CertificateDer;
-    use rustls::pki_types::pem::PemObject;
-    let ca_error = |reason: String| DirectoryError::CaFile {
+    crate::tls::client_config(Some(path)).map_err(|reason| DirectoryError::CaFile {
         path: path.to_owned(),
         reason,
-    };
-    let mut roots = rustls::RootCertStore::empty();
-    let certificates = CertificateDer::pem_file_iter(path)
-        .map_err(|err| ca_error(err.to_string()))?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|err| ca_error(err.to_string()))?;
-    if certificates.is_empty() {
-        return Err(ca_error("no PEM certificate in the file".into()));
-    }
-    for certificate in certificates {
-        roots
-            .add(certificate)
-            .map_err(|err| ca_error(err.to_string()))?;
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|err| ca_error(err.to_string()))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(Arc::new(config))
+    })
 }
 
 /// A bound connection to one server.

@@ -2,7 +2,8 @@
 //! programs, schemas and modules, generating certificates, writing `slapd.conf`,
 //! loading the initial entries with `slapadd`, and picking free ports.
 
-use super::{ADMIN_PASSWORD, SlapdError, io_error, run};
+use super::{ADMIN_PASSWORD, SlapdError, io_error};
+use crate::certificates::{CA_CERT, SERVER_CERT, SERVER_KEY};
 use std::collections::BTreeSet;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, BufWriter, Write};
@@ -35,11 +36,6 @@ const MODULE_DIRS: &[&str] = &[
     "/usr/libexec/openldap",
     "/usr/local/libexec/openldap",
 ];
-
-/// File names, in the fixture's folder, of the TLS material.
-const CA_CERT: &str = "ca.pem";
-const SERVER_CERT: &str = "server.pem";
-const SERVER_KEY: &str = "server.key";
 
 /// The programs the fixture runs.
 pub(super) struct Tools {
@@ -401,9 +397,8 @@ pub(super) fn render_config(input: &ConfigInput<'_>) -> Result<String, SlapdErro
     Ok(lines.join("\n"))
 }
 
-/// Generate a CA and a server certificate for `127.0.0.1` and `localhost` in `dir`
-/// with the `openssl` CLI; returns the CA's file. P-256 keys: generated in
-/// milliseconds, unlike RSA.
+/// A CA and a server certificate in `dir` ([`crate::certificates`]); returns the CA's
+/// file.
 pub(super) fn generate_certificates(tools: &Tools, dir: &Path) -> Result<PathBuf, SlapdError> {
     let Some(openssl) = &tools.openssl else {
         return Err(SlapdError::MissingPrerequisite {
@@ -411,71 +406,9 @@ pub(super) fn generate_certificates(tools: &Tools, dir: &Path) -> Result<PathBuf
             looked_in: "PATH".to_owned(),
         });
     };
-    let extensions = dir.join("server.ext");
-    std::fs::write(
-        &extensions,
-        "subjectAltName = IP:127.0.0.1, DNS:localhost\n\
-         basicConstraints = critical, CA:FALSE\n\
-         keyUsage = critical, digitalSignature, keyEncipherment\n\
-         extendedKeyUsage = serverAuth\n",
-    )
-    .map_err(|source| io_error("writing the server certificate's extensions", source))?;
-    let key = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-    ];
-    let steps: [(&str, Vec<&str>); 3] = [
-        ("the test CA", {
-            let mut args = vec![
-                "req",
-                "-x509",
-                "-days",
-                "30",
-                "-subj",
-                "/CN=abacsync test CA",
-            ];
-            args.extend(key);
-            args.extend(["-keyout", "ca.key", "-out", CA_CERT]);
-            args.extend(["-addext", "basicConstraints=critical,CA:TRUE"]);
-            args.extend(["-addext", "keyUsage=critical,keyCertSign,cRLSign"]);
-            args
-        }),
-        ("the server key", {
-            let mut args = vec!["req", "-new", "-subj", "/CN=localhost"];
-            args.extend(key);
-            args.extend(["-keyout", SERVER_KEY, "-out", "server.csr"]);
-            args
-        }),
-        ("the server certificate", {
-            vec![
-                "x509",
-                "-req",
-                "-in",
-                "server.csr",
-                "-CA",
-                CA_CERT,
-                "-CAkey",
-                "ca.key",
-                "-set_serial",
-                "2",
-                "-days",
-                "30",
-                "-extfile",
-                "server.ext",
-                "-out",
-                SERVER_CERT,
-            ]
-        }),
-    ];
-    for (target, args) in steps {
-        let mut command = Command::new(openssl);
-        command.current_dir(dir).args(args).stdin(Stdio::null());
-        run(command, "openssl", target)?;
-    }
-    Ok(dir.join(CA_CERT))
+    crate::certificates::generate(openssl, dir)
+        .map(|made| made.ca)
+        .map_err(|err| SlapdError::InvalidConfig(err.to_string()))
 }
 
 /// Writes LDIF into `slapadd`'s standard input.

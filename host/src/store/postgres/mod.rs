@@ -19,6 +19,7 @@ mod apply;
 mod catalog;
 mod history;
 mod tasks;
+mod tls;
 mod traits;
 mod users;
 
@@ -64,6 +65,9 @@ pub struct PostgresOptions {
     pub password: Option<String>,
     /// Connections opened at most.
     pub max_connections: usize,
+    /// The CA the server's certificate must chain to when the URL asks for TLS
+    /// (`sslrootcert` in the URL wins); the system's roots without one.
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for PostgresOptions {
@@ -71,6 +75,7 @@ impl std::fmt::Debug for PostgresOptions {
         f.debug_struct("PostgresOptions")
             .field("url", &redact(&self.url))
             .field("max_connections", &self.max_connections)
+            .field("ca_file", &self.ca_file)
             .finish_non_exhaustive()
     }
 }
@@ -86,6 +91,8 @@ struct Inner {
     /// that dropping the store inside another runtime does not block it.
     runtime: Option<tokio::runtime::Runtime>,
     config: tokio_postgres::Config,
+    /// TLS over every connection, when the URL asked for it.
+    tls: Option<tls::Rustls>,
     /// Where, for messages: host, port and database, never the password.
     location: String,
     max: usize,
@@ -324,13 +331,23 @@ impl Inner {
     fn connect(&self) -> Result<Conn, StoreError> {
         let config = self.config.clone();
         let location = self.location.clone();
+        let tls = self.tls.clone();
         let connecting = self.runtime().spawn(async move {
-            let (client, connection) = config.connect(NoTls).await?;
-            tokio::spawn(async move {
-                if let Err(err) = connection.await {
-                    tracing::warn!(store = %location, error = %err, "a connection to the store ended");
+            let ended = move |err: tokio_postgres::Error| {
+                tracing::warn!(store = %location, error = %err, "a connection to the store ended");
+            };
+            let client = match tls {
+                Some(tls) => {
+                    let (client, connection) = config.connect(tls).await?;
+                    tokio::spawn(async move { connection.await.map_err(ended) });
+                    client
                 }
-            });
+                None => {
+                    let (client, connection) = config.connect(NoTls).await?;
+                    tokio::spawn(async move { connection.await.map_err(ended) });
+                    client
+                }
+            };
             Ok::<_, tokio_postgres::Error>(client)
         });
         let client = futures_executor::block_on(connecting)
@@ -368,10 +385,25 @@ impl PostgresStore {
             location: location.clone(),
             cause: DatabaseError::new(DatabaseErrorKind::Unavailable, message),
         };
-        let mut config: tokio_postgres::Config = options
+        let asked = tls::request(&options.url).map_err(open_error)?;
+        let mut config: tokio_postgres::Config = asked
             .url
             .parse()
             .map_err(|err| open_error(format!("not a PostgreSQL URL: {err}")))?;
+        let tls = if asked.required {
+            let ca_file = asked.root_cert.as_deref().or(options.ca_file.as_deref());
+            let client = crate::tls::client_config(ca_file).map_err(|reason| {
+                open_error(match ca_file {
+                    Some(path) => format!("cannot read the CA file {}: {reason}", path.display()),
+                    None => reason,
+                })
+            })?;
+            config.ssl_mode(tokio_postgres::config::SslMode::Require);
+            Some(tls::Rustls::new(client))
+        } else {
+            config.ssl_mode(tokio_postgres::config::SslMode::Disable);
+            None
+        };
         if config.get_password().is_none()
             && let Some(password) = &options.password
         {
@@ -391,6 +423,7 @@ impl PostgresStore {
             inner: Arc::new(Inner {
                 runtime: Some(runtime),
                 config,
+                tls,
                 location,
                 max: options.max_connections.max(1),
                 pool: Mutex::new(Pool::default()),

@@ -12,6 +12,7 @@ fn fresh() -> PostgresStore {
         url,
         password: None,
         max_connections: DEFAULT_MAX_CONNECTIONS,
+        ca_file: None,
     })
     .expect("the store opens")
 }
@@ -27,6 +28,7 @@ fn two_replicas() -> (PostgresStore, PostgresStore) {
             url: url.clone(),
             password: None,
             max_connections: 2,
+            ca_file: None,
         })
         .expect("the store opens")
     };
@@ -134,6 +136,7 @@ fn a_migrated_database_opens_again_and_a_newer_one_is_refused() {
         url: url.clone(),
         password: None,
         max_connections: 1,
+        ca_file: None,
     };
     drop(PostgresStore::open(&options).unwrap());
     drop(PostgresStore::open(&options).unwrap());
@@ -160,6 +163,7 @@ fn an_unreachable_server_is_named_without_its_password() {
         url: format!("postgres://abacsync:hunter2@127.0.0.1:{port}/abacsync"),
         password: None,
         max_connections: 1,
+        ca_file: None,
     })
     .unwrap_err();
     let text = err.to_string();
@@ -182,6 +186,7 @@ fn a_wrong_password_is_refused_as_such() {
         url,
         password: None,
         max_connections: 1,
+        ca_file: None,
     })
     .unwrap_err();
     assert!(err.to_string().contains("password"), "{err}");
@@ -232,4 +237,59 @@ fn two_batches_written_at_once_with_one_name_in_both_commit_one_and_refuse_the_o
         "{refused:?}"
     );
     assert_eq!(store.count_users(T1).unwrap(), 2_001);
+}
+
+#[test]
+fn tls_is_spoken_when_the_url_asks_for_it_and_the_servers_certificate_is_checked() {
+    use super::Statements;
+    // Its own server: the shared one speaks plain TCP only.
+    let server = abacsync_testkit::postgres::Postgres::start_tls()
+        .unwrap_or_else(|err| panic!("PostgreSQL: {err}"));
+    server.create_database("tls").unwrap();
+    let url = server.url("tls");
+    let ca = server.ca_file().expect("a CA").to_owned();
+    let open = |url: String, ca_file: Option<std::path::PathBuf>| {
+        PostgresStore::open(&PostgresOptions {
+            url,
+            password: None,
+            max_connections: 2,
+            ca_file,
+        })
+    };
+    let speaks_tls = |store: &PostgresStore| -> bool {
+        store
+            .with(async |conn| {
+                let row = conn
+                    .query_one(
+                        "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+                        &[],
+                    )
+                    .await?;
+                Ok(row.try_get::<_, bool>(0)?)
+            })
+            .unwrap()
+    };
+    // The server's CA named in the URL, as libpq takes it, or in [store] ca_file.
+    let in_url = format!(
+        "{url}?sslmode=verify-full&sslrootcert={}",
+        ca.display().to_string().replace('/', "%2F")
+    );
+    assert!(speaks_tls(&open(in_url, None).unwrap()));
+    let configured = open(format!("{url}?sslmode=require"), Some(ca.clone())).unwrap();
+    assert!(speaks_tls(&configured));
+    // Not asked for: plain, as before.
+    assert!(!speaks_tls(&open(url.clone(), None).unwrap()));
+    // A certificate from a CA not trusted here is refused, never used unverified.
+    let err = open(format!("{url}?sslmode=verify-full"), None).unwrap_err();
+    assert!(err.to_string().contains("certificate"), "{err}");
+    assert!(
+        !err.to_string()
+            .contains(abacsync_testkit::postgres::PASSWORD)
+    );
+    let err = open(
+        format!("{url}?sslmode=require"),
+        Some(std::path::PathBuf::from("/nonexistent/ca.pem")),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("/nonexistent/ca.pem"), "{err}");
 }
