@@ -582,8 +582,10 @@ impl SyncService {
         let recorded = serde_json::to_value(&request).ok();
         // With room for it here, this replica claims it as it queues it (it would be
         // the first to claim it anyway); else it waits for the first replica with room.
-        let lease = (self.permits.available_permits() > 0).then(|| self.lease());
-        let claimed = lease.is_some();
+        // The slot is taken now, so that requests arriving together claim no more
+        // than there is room for.
+        let permit = self.permits.clone().try_acquire_owned().ok();
+        let lease = permit.as_ref().map(|_| self.lease());
         let (task, joined) = tokio::task::spawn_blocking(move || {
             if let Some(queued) = tasks.queued_task(tenant, &name, &params)? {
                 return Ok::<_, StoreError>((queued, true));
@@ -606,10 +608,10 @@ impl SyncService {
         if joined {
             return Ok(StartedTask { task, handle: None });
         }
-        if claimed {
+        if permit.is_some() {
             return Ok(StartedTask {
                 task: task.clone(),
-                handle: Some(self.launch(task, request)),
+                handle: Some(self.launch(task, request, permit)),
             });
         }
         Ok(self.enqueued(task))
@@ -619,7 +621,12 @@ impl SyncService {
     /// replica that died), once the tenant's turn and a free sync slot come; the
     /// handle of its run. The outcome goes to the request of this replica that queued
     /// it, if one waits for it.
-    fn launch(self: &Arc<Self>, task: Task, request: SyncRequest) -> JoinHandle<TaskOutcome> {
+    fn launch(
+        self: &Arc<Self>,
+        task: Task,
+        request: SyncRequest,
+        permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    ) -> JoinHandle<TaskOutcome> {
         let tenant = task.tenant;
         let key = format!("{}\u{0}{}", task.command, task.params);
         let (done, _) = tokio::sync::watch::channel(None);
@@ -639,8 +646,12 @@ impl SyncService {
         request.run_id = format!("task-{id}");
         tokio::spawn(async move {
             let guard = lock.lock().await;
-            // Never closed: a permit always comes.
-            let permit = service.permits.clone().acquire_owned().await.ok();
+            // One of this replica's sync slots: taken when the task was claimed as it
+            // was queued, else now (the semaphore is never closed: one comes).
+            let permit = match permit {
+                Some(permit) => Some(permit),
+                None => service.permits.clone().acquire_owned().await.ok(),
+            };
             service
                 .metrics
                 .queued

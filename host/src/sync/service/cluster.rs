@@ -155,7 +155,7 @@ impl SyncService {
         self.metrics
             .taken_over
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        Some(self.launch(task, request))
+        Some(self.launch(task, request, None))
     }
 
     /// Takes tenant `tenant`'s run for task `id` in the store, waiting while another

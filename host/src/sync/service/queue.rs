@@ -48,13 +48,16 @@ impl SyncService {
             if self.stopping.load(std::sync::atomic::Ordering::Relaxed) {
                 continue;
             }
-            let room = self.permits.available_permits();
-            if room == 0 {
+            // The slots are taken before claiming, so that no more is claimed than
+            // there is room for.
+            let mut room: Vec<_> =
+                std::iter::from_fn(|| self.permits.clone().try_acquire_owned().ok()).collect();
+            if room.is_empty() {
                 continue;
             }
             let tasks = self.tasks.clone();
             let (lease, now) = (self.lease(), self.now());
-            let limit = u32::try_from(room).unwrap_or(u32::MAX);
+            let limit = u32::try_from(room.len()).unwrap_or(u32::MAX);
             let claimed =
                 tokio::task::spawn_blocking(move || tasks.claim_queued(&lease, now, limit)).await;
             match claimed {
@@ -64,7 +67,7 @@ impl SyncService {
                         match serde_json::from_value::<SyncRequest>(taken.request) {
                             Ok(request) => {
                                 tracing::debug!(task = id, "claimed from the queue");
-                                drop(self.launch(taken.task, request));
+                                drop(self.launch(taken.task, request, room.pop()));
                             }
                             Err(err) => {
                                 let outcome = self.end_unrun(
