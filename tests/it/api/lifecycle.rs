@@ -248,14 +248,7 @@ fn failed_logins_are_rate_limited() {
     assert_eq!((status, &body["running"]), (200, &json!(false)), "{body}");
     let (status, body) = server.get("/health", &[]);
     assert_eq!((status, &body["status"]), (200, &json!("ok")));
-    let metrics = server
-        .agent
-        .get(&server.url("/metrics"))
-        .call()
-        .unwrap()
-        .body_mut()
-        .read_to_string()
-        .unwrap();
+    let metrics = server.metrics();
     assert!(metrics.contains("abacsync_tasks_running 0"), "{metrics}");
 }
 

@@ -175,6 +175,17 @@ impl Server {
         self.call("GET", path, headers, None)
     }
 
+    /// `GET /metrics` (Prometheus text, no login).
+    pub fn metrics(&self) -> String {
+        self.agent
+            .get(&self.url("/metrics"))
+            .call()
+            .unwrap()
+            .body_mut()
+            .read_to_string()
+            .unwrap()
+    }
+
     /// Rocket.Chat login: (userId, authToken).
     pub fn login(&self, user: &str, password: &str) -> RcAuth {
         let (status, body) = self.post(

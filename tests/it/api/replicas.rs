@@ -22,6 +22,17 @@ on_every_store!(
     a_replica_without_room_leaves_a_queued_sync_to_another_and_still_answers_it,
 );
 
+/// Replica A on `setup`'s configuration, and replica B on the same store with a data
+/// folder of its own.
+fn two_replicas(setup: &Setup) -> (Server, Server) {
+    let a = Server::start(&setup.config());
+    let b = Server::start_with_args(
+        &setup.replica_config("b"),
+        &["--store", &setup.store_path()],
+    );
+    (a, b)
+}
+
 /// Starts a downsync with import on `server` in the background; its task id.
 fn downsync_in_background(server: &Server, auth: &[(&str, &str)]) -> i64 {
     let (status, body) = server.post(
@@ -134,14 +145,7 @@ fn the_task_of_a_killed_replica_is_run_again_by_another_once_its_lease_runs_out(
     let again = downsync_in_background(&b, &auth);
     let again = ended(&b, &auth, again, Duration::from_secs(120));
     assert_eq!(again["result"]["counts"]["unchanged"], 20_000, "{again}");
-    let metrics = b
-        .agent
-        .get(&b.url("/metrics"))
-        .call()
-        .unwrap()
-        .body_mut()
-        .read_to_string()
-        .unwrap();
+    let metrics = b.metrics();
     assert!(
         metrics.contains("abacsync_tasks_taken_over_total 1"),
         "{metrics}"
@@ -184,11 +188,7 @@ fn a_stopping_replica_hands_its_running_sync_to_another_at_once(backend: Backend
 
 fn a_plugin_suspended_on_one_replica_is_suspended_on_every_replica(backend: Backend) {
     let setup = Setup::with_server_on(backend, 3, "");
-    let a = Server::start(&setup.config());
-    let b = Server::start_with_args(
-        &setup.replica_config("b"),
-        &["--store", &setup.store_path()],
-    );
+    let (a, b) = two_replicas(&setup);
     let admin = a.login(ADMIN, ADMIN_PASSWORD);
     let (status, hostile) = a.upload(&admin, "hostile-mapping");
     assert!(status < 300, "{hostile}");
@@ -233,11 +233,7 @@ fn a_plugin_suspended_on_one_replica_is_suspended_on_every_replica(backend: Back
 
 fn password_guesses_are_counted_once_over_every_replica(backend: Backend) {
     let setup = Setup::with_server_on(backend, 1, "[server]\nrate_limit_attempts = 4");
-    let a = Server::start(&setup.config());
-    let b = Server::start_with_args(
-        &setup.replica_config("b"),
-        &["--store", &setup.store_path()],
-    );
+    let (a, b) = two_replicas(&setup);
     let guess = |server: &Server, password: &str| {
         server
             .post(
@@ -258,11 +254,7 @@ fn password_guesses_are_counted_once_over_every_replica(backend: Backend) {
 
 fn syncs_asked_of_two_replicas_at_once_run_one_after_the_other(backend: Backend) {
     let setup = Setup::with_server_on(backend, 3000, "");
-    let a = Server::start(&setup.config());
-    let b = Server::start_with_args(
-        &setup.replica_config("b"),
-        &["--store", &setup.store_path()],
-    );
+    let (a, b) = two_replicas(&setup);
     let (cookie, csrf) = grommunio_session(&a);
     let auth = [("cookie", cookie.as_str()), ("x-csrf-token", csrf.as_str())];
     let first = downsync_in_background(&a, &auth);
@@ -306,11 +298,7 @@ fn syncs_asked_of_two_replicas_at_once_run_one_after_the_other(backend: Backend)
 
 fn a_cancel_sent_to_one_replica_stops_the_sync_another_runs(backend: Backend) {
     let setup = Setup::with_server_on(backend, 20_000, "");
-    let a = Server::start(&setup.config());
-    let b = Server::start_with_args(
-        &setup.replica_config("b"),
-        &["--store", &setup.store_path()],
-    );
+    let (a, b) = two_replicas(&setup);
     let (cookie, csrf) = grommunio_session(&a);
     let auth = [("cookie", cookie.as_str()), ("x-csrf-token", csrf.as_str())];
     let task = downsync_in_background(&a, &auth);
@@ -404,11 +392,7 @@ fn eventually(
 
 fn tenants_and_schedules_changed_through_one_replica_reach_the_others(backend: Backend) {
     let setup = Setup::with_server_on(backend, 2, "");
-    let a = Server::start(&setup.config());
-    let b = Server::start_with_args(
-        &setup.replica_config("b"),
-        &["--store", &setup.store_path()],
-    );
+    let (a, b) = two_replicas(&setup);
     let admin = a.login(ADMIN, ADMIN_PASSWORD);
     let slapd = &setup.slapd;
     let (status, body) = a.post(
@@ -447,11 +431,7 @@ fn tenants_and_schedules_changed_through_one_replica_reach_the_others(backend: B
 
 fn a_request_identical_to_one_queued_on_another_replica_joins_it(backend: Backend) {
     let setup = Setup::with_server_on(backend, 20_000, "");
-    let a = Server::start(&setup.config());
-    let b = Server::start_with_args(
-        &setup.replica_config("b"),
-        &["--store", &setup.store_path()],
-    );
+    let (a, b) = two_replicas(&setup);
     let (cookie, csrf) = grommunio_session(&a);
     let auth = [("cookie", cookie.as_str()), ("x-csrf-token", csrf.as_str())];
     // A long sync runs on A; the next request waits, queued, behind it.
@@ -548,11 +528,7 @@ fn a_replica_without_room_leaves_a_queued_sync_to_another_and_still_answers_it(b
     let text = std::fs::read_to_string(setup.config()).unwrap();
     let text = text.replace("ldap_enabled = false\nabac_enabled = false", "");
     std::fs::write(setup.config(), text).unwrap();
-    let a = Server::start(&setup.config());
-    let b = Server::start_with_args(
-        &setup.replica_config("b"),
-        &["--store", &setup.store_path()],
-    );
+    let (a, b) = two_replicas(&setup);
     let (cookie, csrf) = grommunio_session(&a);
     let auth = [("cookie", cookie.as_str()), ("x-csrf-token", csrf.as_str())];
     // A runs tenant 1's long sync: its one slot is taken.
@@ -603,18 +579,8 @@ fn a_replica_without_room_leaves_a_queued_sync_to_another_and_still_answers_it(b
         "completed"
     );
     // Each replica ran one sync: A its own, B the one A had no room for.
-    let metrics = |server: &Server| {
-        server
-            .agent
-            .get(&server.url("/metrics"))
-            .call()
-            .unwrap()
-            .body_mut()
-            .read_to_string()
-            .unwrap()
-    };
     for (name, server) in [("A", &a), ("B", &b)] {
-        let text = metrics(server);
+        let text = server.metrics();
         assert!(
             text.contains("abacsync_syncs_total{outcome=\"succeeded\"} 1\n"),
             "{name}: {text}"

@@ -564,14 +564,7 @@ fn set_quotas(setup: &Setup, quotas: &str) {
 }
 
 fn metric(server: &Server, line_start: &str) -> u64 {
-    let text = server
-        .agent
-        .get(&server.url("/metrics"))
-        .call()
-        .unwrap()
-        .body_mut()
-        .read_to_string()
-        .unwrap();
+    let text = server.metrics();
     text.lines()
         .find_map(|line| line.strip_prefix(line_start))
         .unwrap_or_else(|| panic!("no {line_start} in\n{text}"))

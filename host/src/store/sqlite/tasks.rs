@@ -100,13 +100,22 @@ pub(super) fn take_over_expired(
          AND lease_until < ?3 AND (owner IS NULL OR owner <> ?1) \
          RETURNING {COLUMNS}, request, attempts"
     ))?;
-    let rows = stmt.query_map((&lease.owner, lease.until, now, max_attempts), |row| {
-        Ok((
-            from_row(row)?,
-            row.get::<_, String>(10)?,
-            row.get::<_, u32>(11)?,
-        ))
-    })?;
+    taken(stmt.query_map((&lease.owner, lease.until, now, max_attempts), taken_row)?)
+}
+
+/// A row of an `UPDATE … RETURNING {COLUMNS}, request, attempts`.
+fn taken_row(row: &Row<'_>) -> rusqlite::Result<(RawTask, String, u32)> {
+    Ok((
+        from_row(row)?,
+        row.get::<_, String>(10)?,
+        row.get::<_, u32>(11)?,
+    ))
+}
+
+/// The tasks [`taken_row`] read, in id order.
+fn taken(
+    rows: impl Iterator<Item = rusqlite::Result<(RawTask, String, u32)>>,
+) -> Result<Vec<TakenTask>, StoreError> {
     let mut taken = Vec::new();
     for row in rows {
         let (raw, request, attempts) = row?;
@@ -120,6 +129,7 @@ pub(super) fn take_over_expired(
             attempts,
         });
     }
+    taken.sort_by_key(|taken| taken.task.id);
     Ok(taken)
 }
 
@@ -140,28 +150,7 @@ pub(super) fn claim_queued(
          ORDER BY t.id LIMIT ?4) \
          RETURNING {COLUMNS}, request, attempts"
     ))?;
-    let rows = stmt.query_map((&lease.owner, lease.until, now, limit), |row| {
-        Ok((
-            from_row(row)?,
-            row.get::<_, String>(10)?,
-            row.get::<_, u32>(11)?,
-        ))
-    })?;
-    let mut taken = Vec::new();
-    for row in rows {
-        let (raw, request, attempts) = row?;
-        taken.push(TakenTask {
-            task: finish(raw)?,
-            request: serde_json::from_str(&request).map_err(|err| StoreError::Corrupt {
-                table: "tasks",
-                column: "request",
-                reason: err.to_string(),
-            })?,
-            attempts,
-        });
-    }
-    taken.sort_by_key(|taken| taken.task.id);
-    Ok(taken)
+    taken(stmt.query_map((&lease.owner, lease.until, now, limit), taken_row)?)
 }
 
 pub(super) fn one(conn: &Connection, id: TaskId) -> Result<Option<Task>, StoreError> {
