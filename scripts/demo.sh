@@ -4,7 +4,8 @@
 # Builds abacsync and the example plugins, checks the OpenLDAP plugin and runs it over
 # its golden fixtures, then starts a throw-away OpenLDAP directory (slapd on a free
 # loopback port, 1,000 generated people) and syncs it into a fresh store: a dry run, a
-# full sync, a change in the directory, an incremental sync, and a removal. Then it
+# full sync, a change and a deletion in the directory, an incremental sync that sees
+# both (RFC 4533 content synchronization), and a full sync with nothing left. Then it
 # serves the API and triggers syncs the way grommunio's and Rocket.Chat's clients do.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -38,10 +39,10 @@ test-directory --users "${DEMO_USERS:-1000}" --plugin "$plugin" --dir "$demo" --
         ldapmodify -x -H "$LDAP_URL" -D "$LDAP_BIND_DN" -w "$LDAP_BIND_PASSWORD" > /dev/null
     ldapdelete -x -H "$LDAP_URL" -D "$LDAP_BIND_DN" -w "$LDAP_BIND_PASSWORD" "uid=user000008,ou=people,$LDAP_BASE_DN"
     echo
-    echo "== abacsync sync --tenant 1 --mode incremental   (reads only what changed)"
+    echo "== abacsync sync --tenant 1 --mode incremental   (syncrepl: only what changed, the user who left included)"
     abacsync sync --tenant 1 --mode incremental
     echo
-    echo "== abacsync sync --tenant 1   (full: finds the user who left)"
+    echo "== abacsync sync --tenant 1   (full: nothing left to do)"
     abacsync sync --tenant 1
     echo
     echo "== abacsync sync --tenant 1 --json   (the report, per-user results included; first lines)"

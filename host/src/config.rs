@@ -641,6 +641,12 @@ pub struct LdapConfig {
     /// parts hold no users (e.g. Active Directory's DNS partitions under a domain root).
     #[serde(default)]
     pub ignore_referrals: bool,
+    /// Whether incremental syncs use RFC 4533 content synchronization (syncrepl,
+    /// refreshOnly) where the server offers it (OpenLDAP's `syncprov` overlay): they
+    /// then see deletions, which a read by change attribute cannot. Matching a deleted
+    /// entry to its user needs the plugin's `ldap_id` to be the entry's `entryUUID`.
+    #[serde(default = "yes")]
+    pub content_sync: bool,
     /// Attributes a search of the directory (grommunio's `ldap/search`) matches its
     /// query against, as a substring.
     #[serde(default = "default_search_attributes")]

@@ -6,6 +6,7 @@
 
 mod active_directory;
 mod api;
+mod changes;
 mod cli;
 mod golden;
 mod languages;

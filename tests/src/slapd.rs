@@ -140,6 +140,8 @@ pub struct SlapdBuilder {
     suffix: String,
     schemas: Vec<String>,
     memberof: bool,
+    syncprov: Option<usize>,
+    syncprov_reload_hint: bool,
     tls: bool,
     require_tls: bool,
     size_limit: Option<usize>,
@@ -157,6 +159,8 @@ impl Default for SlapdBuilder {
                 .map(|&name| name.to_owned())
                 .collect(),
             memberof: false,
+            syncprov: None,
+            syncprov_reload_hint: false,
             tls: false,
             require_tls: false,
             size_limit: None,
@@ -173,6 +177,8 @@ impl std::fmt::Debug for SlapdBuilder {
             .field("suffix", &self.suffix)
             .field("schemas", &self.schemas)
             .field("memberof", &self.memberof)
+            .field("syncprov", &self.syncprov)
+            .field("syncprov_reload_hint", &self.syncprov_reload_hint)
             .field("tls", &self.tls)
             .field("require_tls", &self.require_tls)
             .field("size_limit", &self.size_limit)
@@ -203,6 +209,24 @@ impl SlapdBuilder {
     /// either side keeps both consistent.
     pub fn memberof(mut self, enabled: bool) -> Self {
         self.memberof = enabled;
+        self
+    }
+
+    /// Load the `syncprov` overlay, so the server offers RFC 4533 content
+    /// synchronization (syncrepl) and keeps `contextCSN`, with a session log of
+    /// `session_log` changes: a refresh from a cookie the log covers sends the deleted
+    /// entries' ids, an older cookie gets a present phase.
+    pub fn syncprov(mut self, session_log: Option<usize>) -> Self {
+        self.syncprov = session_log;
+        self
+    }
+
+    /// With [`Self::syncprov`]: honour a client's reload hint (`syncprov-reloadhint`):
+    /// a client that does not ask for a reload (abacsync never does) gets
+    /// `e-syncRefreshRequired` for a cookie older than the session log, not a present
+    /// phase.
+    pub fn syncprov_reload_hint(mut self, enabled: bool) -> Self {
+        self.syncprov_reload_hint = enabled;
         self
     }
 
@@ -280,7 +304,8 @@ impl SlapdBuilder {
     /// [`SlapdError::Start`], with slapd's log, when it does not come up.
     pub fn start(self) -> Result<Slapd, SlapdError> {
         let tls = self.tls || self.require_tls;
-        let prerequisites = setup::Prerequisites::find(&self.schemas, self.memberof, tls)?;
+        let prerequisites =
+            setup::Prerequisites::find(&self.schemas, self.memberof, self.syncprov.is_some(), tls)?;
         let dir = tempfile::Builder::new()
             .prefix("abacsync-slapd-")
             .tempdir()
@@ -300,6 +325,8 @@ impl SlapdBuilder {
             prerequisites: &prerequisites,
             schemas: &schemas,
             memberof: self.memberof,
+            syncprov: self.syncprov,
+            syncprov_reload_hint: self.syncprov_reload_hint,
             tls,
             require_tls: self.require_tls,
             size_limit: self.size_limit,

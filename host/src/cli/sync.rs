@@ -12,7 +12,8 @@ use abacsync::plugin::model::SyncMode;
 use abacsync::plugin::{PluginEngine, PluginRegistry, SandboxConfig};
 use abacsync::store::Store;
 use abacsync::sync::{
-    Phase, Progress, SyncEngine, SyncReport, SyncRequest, load_tenant_plugin, system_clock,
+    Phase, Progress, RemovalOutcome, SyncEngine, SyncReport, SyncRequest, load_tenant_plugin,
+    system_clock,
 };
 use anyhow::Context;
 use clap::Args;
@@ -227,6 +228,27 @@ fn progress_bar(
     (bar, watcher)
 }
 
+/// The removal phase in a few words.
+fn removal_line(removal: &RemovalOutcome) -> String {
+    match removal {
+        RemovalOutcome::NotApplicable => {
+            "not checked (only a full sync or a content synchronization sees them)".into()
+        }
+        RemovalOutcome::Done { missing, removed } => {
+            format!("{missing} gone from the directory, {removed} removed")
+        }
+        RemovalOutcome::SkippedAfterErrors { failed_entries } => {
+            format!("SKIPPED: {failed_entries} entries failed")
+        }
+        RemovalOutcome::SkippedAfterReferrals { references } => {
+            format!("SKIPPED: {references} continuation references (see ldap.ignore_referrals)")
+        }
+        RemovalOutcome::Refused { missing, total, .. } => {
+            format!("REFUSED: {missing} of {total} users gone, over the threshold")
+        }
+    }
+}
+
 fn print_summary(tenant: &TenantConfig, report: &SyncReport) {
     let c = &report.counts;
     let name = if tenant.name.is_empty() {
@@ -239,7 +261,15 @@ fn print_summary(tenant: &TenantConfig, report: &SyncReport) {
     } else {
         ""
     };
-    println!("{name}: {} sync {}{dry}", report.mode, report.outcome);
+    let tracking = report
+        .tracking
+        .as_deref()
+        .map(|tracking| format!(" ({tracking})"))
+        .unwrap_or_default();
+    println!(
+        "{name}: {} sync{tracking} {}{dry}",
+        report.mode, report.outcome
+    );
     if !report.server.is_empty() {
         println!(
             "  directory  {} ({} searches), plugin {}",
@@ -254,6 +284,10 @@ fn print_summary(tenant: &TenantConfig, report: &SyncReport) {
         "  skipped {}  not imported {}  not found {}  failed {}",
         c.skipped, c.not_imported, c.not_found, c.failed
     );
+    println!("  removals   {}", removal_line(&report.removal));
+    for note in &report.notes {
+        println!("  note: {note}");
+    }
     if matches!(report.outcome.as_str(), "failed" | "cancelled") {
         println!("  (what the sync planned: its error says what, if anything, was written)");
     }

@@ -90,6 +90,14 @@ pub enum DirectoryError {
     /// The sync was cancelled while reading.
     #[error("cancelled")]
     Cancelled,
+    /// The stored mark cannot be read from: the server asks for a full reload
+    /// (`e-syncRefreshRequired`), the mark comes from another server, or the server no
+    /// longer offers what the mark needs. Nothing was read; a full read replaces it.
+    #[error("the incremental mark cannot be used: {reason}")]
+    StaleMark {
+        /// Why.
+        reason: String,
+    },
 }
 
 fn hint(code: u32) -> &'static str {

@@ -5,18 +5,22 @@
 //! [`DirectorySource`] is the seam the sync engine reads through; [`LdapDirectory`]
 //! is its LDAP implementation.
 
+pub mod ber;
 mod connection;
 mod entry;
 mod error;
 pub mod filter;
 mod groups;
+pub mod marks;
 mod search;
+pub mod syncrepl;
 
 pub use connection::{ConnectOptions, Connection, tls_config_with_ca};
 pub use entry::{EntryShaper, RawAttribute, RawEntry, ShapeNotes, decode, parse_description};
 pub use error::DirectoryError;
 pub use groups::{GroupIndex, normalize_dn};
 pub use search::{SearchSpec, SearchStats};
+pub use syncrepl::SYNC_REQUEST_OID;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -31,8 +35,20 @@ use crate::plugin::model::Entry;
 pub enum Selection {
     /// Every user entry.
     All,
-    /// Entries whose change attribute is at or after this mark.
-    ChangedSince(String),
+    /// Entries whose change attribute is at or after `mark`.
+    ChangedSince {
+        /// A value of the tenant's change attribute.
+        mark: String,
+        /// The server the mark was taken on, when marks are a server's own (Active
+        /// Directory's USNs): another server cannot read from it.
+        origin: Option<String>,
+    },
+    /// RFC 4533 content synchronization: the entries changed since the cookie, and
+    /// which entries were deleted.
+    Changes {
+        /// The cookie of the last read.
+        cookie: Vec<u8>,
+    },
     /// Entries whose unique identifier is one of these.
     Identifiers(Vec<String>),
     /// Entries one of whose search attributes contains this text (a directory
@@ -49,6 +65,34 @@ pub struct ReadRequest {
     pub attributes: Vec<String>,
     /// Entries per batch sent to the sink.
     pub batch_size: usize,
+}
+
+/// Where the next incremental read starts, taken before this read's search.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NextMark {
+    /// A value of the change attribute.
+    Value {
+        /// The value.
+        value: String,
+        /// The server it was taken on, when marks are a server's own.
+        origin: Option<String>,
+    },
+    /// An RFC 4533 cookie.
+    Cookie(Vec<u8>),
+}
+
+/// What a read tells of the directory ids of entries that are gone.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Deletions {
+    /// Nothing: a read of changed entries by their change attribute cannot see
+    /// deletions, and a targeted read not those of others.
+    #[default]
+    Unknown,
+    /// These entries (by `entryUUID`) were deleted.
+    Listed(Vec<String>),
+    /// Every entry is gone that was neither read nor listed here (by `entryUUID`) as
+    /// present: a full read lists none.
+    AllBut(Vec<String>),
 }
 
 /// What a complete read found.
@@ -69,6 +113,19 @@ pub struct ReadStats {
     /// Continuation references received: parts of the base held by other servers,
     /// never followed (they could send the bind credentials anywhere).
     pub references: u64,
+    /// References to Active Directory's partitions beside the domain (Configuration,
+    /// DomainDnsZones, ForestDnsZones): they hold no users, so they do not stop
+    /// removals.
+    pub partition_references: u64,
+    /// Where the next incremental read starts; `None` when the server offers nothing
+    /// to take it from (the engine then keeps the newest change read).
+    pub next_mark: Option<NextMark>,
+    /// Which entries are gone.
+    pub deletions: Deletions,
+    /// How changes were tracked (`syncrepl`, `timestamps`), for incremental reads.
+    pub tracking: Option<&'static str>,
+    /// What an operator should know of this read (deletions not seen, …).
+    pub notes: Vec<String>,
 }
 
 /// A source of directory entries: the sync engine's view of a directory.
@@ -111,8 +168,8 @@ impl LdapDirectory {
     pub fn filter(&self, selection: &Selection) -> Option<String> {
         let users = filter::normalize(&self.config.user_filter);
         match selection {
-            Selection::All => Some(users),
-            Selection::ChangedSince(mark) => Some(filter::all(vec![
+            Selection::All | Selection::Changes { .. } => Some(users),
+            Selection::ChangedSince { mark, .. } => Some(filter::all(vec![
                 users,
                 format!(
                     "({}>={})",
@@ -237,12 +294,103 @@ impl LdapDirectory {
             return Ok(ReadStats::default());
         };
         let connection = Connection::open(&self.options).await?;
+        let result = self
+            .read_connected(&connection, request, filter, sink)
+            .await;
+        connection.close().await;
+        result
+    }
+
+    /// Takes the next mark (before the search), then reads.
+    async fn read_connected(
+        &self,
+        connection: &Connection,
+        request: ReadRequest,
+        filter: String,
+        sink: mpsc::Sender<Vec<Entry>>,
+    ) -> Result<ReadStats, DirectoryError> {
         let mut stats = ReadStats {
             server: connection.server.clone(),
             filter: filter.clone(),
             ..ReadStats::default()
         };
-        let mut attributes = request.attributes.clone();
+        let timeout = self.config.operation_timeout();
+        let spec = self.spec(
+            &self.config.base_dn,
+            filter,
+            request.attributes.clone(),
+            self.config.scope,
+        );
+        let cookie = match &request.selection {
+            Selection::All | Selection::ChangedSince { .. } | Selection::Changes { .. } => {
+                // Bookkeeping reads (the root DSE, a cookie) are not counted in
+                // `searches`, which counts the reads of entries.
+                let facts =
+                    marks::server_facts(&connection.ldap, &self.config.base_dn, timeout).await?;
+                let content_sync = facts.content_sync && self.config.content_sync;
+                match &request.selection {
+                    Selection::ChangedSince {
+                        origin: Some(origin),
+                        ..
+                    } if facts.origin.as_ref() != Some(origin) => {
+                        return Err(DirectoryError::StaleMark {
+                            reason: format!(
+                                "it was taken on another server ({origin}; this one is {})",
+                                facts.origin.as_deref().unwrap_or("unnamed")
+                            ),
+                        });
+                    }
+                    Selection::Changes { .. } if !content_sync => {
+                        return Err(DirectoryError::StaleMark {
+                            reason: if self.config.content_sync {
+                                "the server no longer offers content synchronization".into()
+                            } else {
+                                "content_sync is off for this tenant".into()
+                            },
+                        });
+                    }
+                    Selection::Changes { cookie } => Some(cookie.clone()),
+                    _ => {
+                        stats.next_mark = if content_sync {
+                            Some(NextMark::Cookie(
+                                syncrepl::current_cookie(&connection.ldap, &spec).await?,
+                            ))
+                        } else {
+                            facts.mark_for(&self.config.change_attribute).map(|value| {
+                                NextMark::Value {
+                                    value,
+                                    origin: facts.origin.clone(),
+                                }
+                            })
+                        };
+                        if stats.next_mark.is_none() {
+                            stats.notes.push(format!(
+                                "the server publishes nothing to start the next incremental read from (contextCSN, highestCommittedUSN) for {}: it starts from the newest change read, and a change made during this read may wait for the next full sync",
+                                self.config.change_attribute
+                            ));
+                        }
+                        if matches!(request.selection, Selection::ChangedSince { .. }) {
+                            stats.tracking = Some("timestamps");
+                            stats.notes.push(format!(
+                                "deletions wait for the next full sync: this incremental read compares {}, which deleted entries do not have ({})",
+                                self.config.change_attribute,
+                                if !self.config.content_sync {
+                                    "content_sync is off for this tenant"
+                                } else if content_sync {
+                                    "the next one uses content synchronization"
+                                } else {
+                                    "the server offers no content synchronization: OpenLDAP's syncprov overlay"
+                                }
+                            ));
+                        }
+                        None
+                    }
+                }
+            }
+            Selection::Identifiers(_) | Selection::Matching(_) => None,
+        };
+
+        let mut attributes = request.attributes;
         let group_mode = self.config.groups.mode;
         let mut index = None;
         match group_mode {
@@ -255,13 +403,7 @@ impl LdapDirectory {
                 }
             }
             GroupMode::Search => {
-                let (groups, group_stats) = match self.read_groups(&connection).await {
-                    Ok(found) => found,
-                    Err(err) => {
-                        connection.close().await;
-                        return Err(err);
-                    }
-                };
+                let (groups, group_stats) = self.read_groups(connection).await?;
                 stats.searches += 1 + group_stats.range_searches;
                 stats.groups = group_stats.entries;
                 index = Some(Arc::new(groups));
@@ -270,11 +412,31 @@ impl LdapDirectory {
         }
         let groups_attribute = (group_mode == GroupMode::MemberOf).then(|| "memberOf".to_owned());
         let shaper = EntryShaper::new(&self.config.binary_attributes, groups_attribute);
-        let spec = self.spec(&self.config.base_dn, filter, attributes, self.config.scope);
-        let result = match index {
-            None => {
-                search::stream(&connection.ldap, &spec, &shaper, request.batch_size, &sink).await
+        let spec = SearchSpec { attributes, ..spec };
+        let batch_size = request.batch_size;
+        let search = |sink: mpsc::Sender<Vec<Entry>>| {
+            let ldap = &connection.ldap;
+            let spec = &spec;
+            let shaper = &shaper;
+            let cookie = cookie.as_deref();
+            async move {
+                match cookie {
+                    Some(cookie) => {
+                        syncrepl::refresh(ldap, spec, shaper, Some(cookie), batch_size, &sink)
+                            .await
+                            .map(|refresh| {
+                                let searched = refresh.stats;
+                                (searched, Some(refresh))
+                            })
+                    }
+                    None => search::stream(ldap, spec, shaper, batch_size, &sink)
+                        .await
+                        .map(|searched| (searched, None)),
+                }
             }
+        };
+        let (searched, refresh) = match index {
+            None => search(sink).await?,
             Some(index) => {
                 // Attach each user's resolved groups between the search and the sink.
                 let (sender, mut receiver) = mpsc::channel::<Vec<Entry>>(2);
@@ -289,28 +451,29 @@ impl LdapDirectory {
                     }
                     Ok(())
                 };
-                let read = async {
-                    let result = search::stream(
-                        &connection.ldap,
-                        &spec,
-                        &shaper,
-                        request.batch_size,
-                        &sender,
-                    )
-                    .await;
-                    drop(sender);
-                    result
-                };
-                let (result, forwarded) = tokio::join!(read, forward);
-                result.and_then(|stats| forwarded.map(|()| stats))
+                let (result, forwarded) = tokio::join!(search(sender), forward);
+                let found = result?;
+                forwarded?;
+                found
             }
         };
-        connection.close().await;
-        let search_stats = result?;
-        stats.entries = search_stats.entries;
-        stats.searches += 1 + search_stats.range_searches;
-        stats.invalid_utf8_values = search_stats.notes.invalid_utf8_values;
-        stats.references = search_stats.references;
+        stats.entries = searched.entries;
+        stats.searches += 1 + searched.range_searches;
+        stats.invalid_utf8_values = searched.notes.invalid_utf8_values;
+        stats.references = searched.references;
+        stats.partition_references = searched.partition_references;
+        match (&request.selection, refresh) {
+            (_, Some(refresh)) => {
+                stats.tracking = Some("syncrepl");
+                stats.next_mark = refresh.cookie.map(NextMark::Cookie);
+                stats.deletions = match refresh.gone {
+                    syncrepl::Gone::Listed(ids) => Deletions::Listed(ids),
+                    syncrepl::Gone::AllBut(ids) => Deletions::AllBut(ids),
+                };
+            }
+            (Selection::All, None) => stats.deletions = Deletions::AllBut(Vec::new()),
+            _ => {}
+        }
         Ok(stats)
     }
 }

@@ -38,13 +38,17 @@ pub struct SearchStats {
     pub entries: u64,
     /// Search continuation references received (never followed).
     pub references: u64,
+    /// Of the references, those to Active Directory's own partitions beside the
+    /// domain (`CN=Configuration`, `DC=DomainDnsZones`, `DC=ForestDnsZones`), which
+    /// hold no users: a search from the domain root always gets them.
+    pub partition_references: u64,
     /// Follow-up searches for ranged attribute values.
     pub range_searches: u64,
     /// What shaping noticed.
     pub notes: ShapeNotes,
 }
 
-fn scope(scope: SearchScope) -> Scope {
+pub(super) fn scope(scope: SearchScope) -> Scope {
     match scope {
         SearchScope::Base => Scope::Base,
         SearchScope::One => Scope::OneLevel,
@@ -85,7 +89,11 @@ pub async fn stream(
             .map_err(|err| library_error(err, operation(), stats.entries, spec.timeout))?;
         let Some(item) = item else { break };
         if item.is_ref() {
-            stats.references += 1;
+            if is_partition_reference(&item.0) {
+                stats.partition_references += 1;
+            } else {
+                stats.references += 1;
+            }
             continue;
         }
         if item.is_intermediate() {
@@ -122,10 +130,40 @@ pub async fn stream(
     Ok(stats)
 }
 
+/// The first RDNs of Active Directory's application and configuration partitions.
+const AD_PARTITIONS: &[&str] = &["cn=configuration", "dc=domaindnszones", "dc=forestdnszones"];
+
+/// Whether a search continuation reference (`[APPLICATION 19] SEQUENCE OF URI`) points
+/// only at Active Directory's partitions beside the domain, which hold no users.
+pub(super) fn is_partition_reference(reference: &ldap3::asn1::StructureTag) -> bool {
+    let ldap3::asn1::PL::C(uris) = &reference.payload else {
+        return false;
+    };
+    !uris.is_empty()
+        && uris.iter().all(|uri| {
+            let ldap3::asn1::PL::P(bytes) = &uri.payload else {
+                return false;
+            };
+            let uri = String::from_utf8_lossy(bytes).to_ascii_lowercase();
+            // ldap://host[:port]/DN[?attributes…]: the DN, percent-decoded enough for
+            // its first RDN (which has no special characters here).
+            let dn = uri
+                .split_once("://")
+                .and_then(|(_, rest)| rest.split_once('/'))
+                .map(|(_, dn)| dn.split('?').next().unwrap_or_default())
+                .unwrap_or_default()
+                .replace("%3d", "=")
+                .replace("%2c", ",")
+                .replace("%20", " ");
+            let first = dn.split(',').next().unwrap_or_default().trim();
+            AD_PARTITIONS.contains(&first)
+        })
+}
+
 /// Fetches the remaining values of every ranged attribute of `raw` (Active
 /// Directory's `member;range=0-1499`), one base search per chunk. Returns the number of
 /// searches made.
-async fn complete_ranges(
+pub(super) async fn complete_ranges(
     ldap: &mut Ldap,
     raw: &mut RawEntry,
     spec: &SearchSpec,

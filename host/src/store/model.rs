@@ -331,6 +331,11 @@ pub struct SyncState {
     /// Incremental syncs read entries changed at or after this mark (the directory's
     /// own value: a generalized time or a USN).
     pub high_water_mark: Option<String>,
+    /// The server the mark was taken on, when marks are a server's own (Active
+    /// Directory's USNs, per `invocationId`).
+    pub mark_origin: Option<String>,
+    /// The RFC 4533 cookie incremental syncs continue from (instead of the mark).
+    pub sync_cookie: Option<Vec<u8>>,
     /// End of the last successful full sync.
     pub last_full_sync_at: Option<Timestamp>,
     /// End of the last successful sync of any mode.

@@ -251,6 +251,20 @@ pub trait TaskStore: Send + Sync {
     fn claim_schedule(&self, tenant: TenantId, period_start: Timestamp)
     -> Result<bool, StoreError>;
 
+    /// Takes, or keeps, the watch of `tenant`'s directory for `owner` until `until`:
+    /// true when `owner` holds it now. A watch whose lease ran out before `now` (its
+    /// replica died) is taken over; one another replica holds is not.
+    fn claim_watch(
+        &self,
+        tenant: TenantId,
+        owner: &str,
+        until: Timestamp,
+        now: Timestamp,
+    ) -> Result<bool, StoreError>;
+
+    /// Gives the watch of `tenant` back, if `owner` holds it.
+    fn release_watch(&self, tenant: TenantId, owner: &str) -> Result<(), StoreError>;
+
     /// Renews the lease of every queued or running task `owner` holds, and of the
     /// tenant runs it holds, until `until`; returns how many tasks.
     fn renew_leases(&self, owner: &str, until: Timestamp) -> Result<u64, StoreError>;

@@ -15,7 +15,7 @@ use super::progress::{Phase, Progress};
 use super::report::{Action, Counts, RemovalOutcome, SyncReport, Timings, UserResult, code};
 use crate::config::Quotas;
 use crate::config::{RemovalPolicy, TenantConfig};
-use crate::ldap::{DirectoryError, DirectorySource, ReadRequest, Selection};
+use crate::ldap::{Deletions, DirectoryError, DirectorySource, NextMark, ReadRequest, Selection};
 use crate::plugin::model::{Decision, DecisionIds, Entry, SyncMode};
 use crate::plugin::{CallError, RawBatch, RawDecision, TenantPlugin};
 use crate::store::{
@@ -227,6 +227,8 @@ struct Diff {
     failed_entries: u64,
     /// Continuation references the read got.
     references: u64,
+    /// How the read tracked changes (`syncrepl`, `timestamps`).
+    tracking: Option<&'static str>,
     high_water_mark: Option<String>,
     changed_keys: BTreeSet<String>,
     plugin_ms: u64,
@@ -344,7 +346,11 @@ impl Diff {
         self.counts.add(Action::Failed);
         self.results.push(UserResult {
             id: None,
-            username,
+            username: if username.is_empty() {
+                entry_name(dn)
+            } else {
+                username
+            },
             dn: Some(dn.to_owned()),
             code,
             action: Action::Failed,
@@ -372,6 +378,35 @@ fn later_mark(current: Option<String>, candidate: &str) -> Option<String> {
             };
             Some(if later { candidate.to_owned() } else { current })
         }
+    }
+}
+
+/// Which users a sync finds gone from the directory.
+enum Gone {
+    /// Every directory user not read, nor listed here (by directory id) as present: a
+    /// full read, or a content synchronization's present phase.
+    NotSeen(HashSet<String>),
+    /// These directory ids: a content synchronization's delete phase.
+    Listed(HashSet<String>),
+}
+
+/// What an operator should be told of a removal phase that did not remove.
+fn removal_note(removal: &RemovalOutcome) -> Option<String> {
+    match removal {
+        RemovalOutcome::SkippedAfterErrors { failed_entries } => Some(format!(
+            "removals skipped: {failed_entries} entries failed, and a user whose entry failed must not look removed; users removed from the directory stay until a sync without failures"
+        )),
+        RemovalOutcome::SkippedAfterReferrals { references } => Some(format!(
+            "removals skipped: the directory referred {references} parts of the base to other servers, whose users would look removed; users removed from the directory stay active (set ldap.ignore_referrals when the referred parts hold no users)"
+        )),
+        RemovalOutcome::Refused {
+            missing,
+            total,
+            limit,
+        } => Some(format!(
+            "removals refused: {missing} of {total} directory users are gone, {limit}"
+        )),
+        RemovalOutcome::NotApplicable | RemovalOutcome::Done { .. } => None,
     }
 }
 
@@ -447,6 +482,8 @@ impl SyncEngine {
             error: None,
             counts: Counts::default(),
             removal: RemovalOutcome::NotApplicable,
+            tracking: None,
+            notes: Vec::new(),
             plugin: format!(
                 "{} {}",
                 plugin.plugin.info().name,
@@ -456,16 +493,45 @@ impl SyncEngine {
             filter: String::new(),
             searches: 0,
             references: 0,
+            partition_references: 0,
             invalid_utf8_values: 0,
             changed_keys: BTreeSet::new(),
             timings: Timings::default(),
             audit_pruned: 0,
             results: Vec::new(),
         };
-        let error = self
-            .run_inner(tenant, plugin, directory, &request, &progress, &mut report)
+        let mut error = self
+            .run_inner(
+                tenant,
+                plugin.clone(),
+                directory,
+                &request,
+                &progress,
+                &mut report,
+            )
             .await
             .err();
+        // A mark the directory cannot continue from: read everything instead, which
+        // also takes a new mark.
+        if let Some(SyncError::Directory {
+            cause: DirectoryError::StaleMark { reason },
+            ..
+        }) = &error
+        {
+            let note = format!("ran as a full sync: the incremental mark cannot be used: {reason}");
+            let full = SyncRequest {
+                mode: SyncMode::Full,
+                ..request.clone()
+            };
+            error = self
+                .run_inner(tenant, plugin, directory, &full, &progress, &mut report)
+                .await
+                .err();
+            report.notes.insert(0, note);
+        }
+        for note in &report.notes {
+            tracing::warn!(tenant = tenant.id, run = %report.run_id, "{note}");
+        }
         if let Some(error) = &error {
             report.outcome = match error {
                 SyncError::Cancelled { .. } => "cancelled".into(),
@@ -528,9 +594,21 @@ impl SyncEngine {
         let mut targeted: Vec<StoredUser> = Vec::new();
         let (mode, selection) = match request.mode {
             SyncMode::Full => (SyncMode::Full, Selection::All),
-            SyncMode::Incremental => match &state.high_water_mark {
-                Some(mark) => (SyncMode::Incremental, Selection::ChangedSince(mark.clone())),
-                None => (SyncMode::Full, Selection::All),
+            SyncMode::Incremental => match (&state.sync_cookie, &state.high_water_mark) {
+                (Some(cookie), _) => (
+                    SyncMode::Incremental,
+                    Selection::Changes {
+                        cookie: cookie.clone(),
+                    },
+                ),
+                (None, Some(mark)) => (
+                    SyncMode::Incremental,
+                    Selection::ChangedSince {
+                        mark: mark.clone(),
+                        origin: state.mark_origin.clone(),
+                    },
+                ),
+                (None, None) => (SyncMode::Full, Selection::All),
             },
             SyncMode::Targeted => {
                 let targets = request.targets.clone();
@@ -645,7 +723,11 @@ impl SyncEngine {
         report.searches = stats.searches;
         report.invalid_utf8_values = stats.invalid_utf8_values;
         report.references = stats.references;
+        report.partition_references = stats.partition_references;
+        report.tracking = stats.tracking.map(str::to_owned);
+        report.notes.extend(stats.notes);
         diff.references = stats.references;
+        diff.tracking = stats.tracking;
         diff.counts.read = stats.entries;
         report.timings.read_map_ms = millis(reading);
         report.timings.plugin_ms = diff.plugin_ms;
@@ -676,14 +758,34 @@ impl SyncEngine {
             }
         }
 
-        // Users no longer in the directory.
-        if mode == SyncMode::Full {
+        // Users no longer in the directory: all those not read (a full read), or
+        // those a content synchronization says are gone.
+        let gone = match (mode, stats.deletions) {
+            (SyncMode::Full, _) => Some(Gone::NotSeen(HashSet::default())),
+            (SyncMode::Incremental, Deletions::AllBut(present)) => {
+                Some(Gone::NotSeen(present.into_iter().collect()))
+            }
+            (SyncMode::Incremental, Deletions::Listed(deleted)) => {
+                Some(Gone::Listed(deleted.into_iter().collect()))
+            }
+            _ => None,
+        };
+        if let Some(gone) = gone {
             if request.removals_only {
                 diff = diff.removals_base();
             }
             report.removal = self
-                .plan_removals(&context, request.force, request.removals_only, &mut diff)
+                .plan_removals(
+                    &context,
+                    &gone,
+                    request.force,
+                    request.removals_only,
+                    &mut diff,
+                )
                 .await?;
+            if let Some(note) = removal_note(&report.removal) {
+                report.notes.push(note);
+            }
         }
 
         // The tenant's storage quota: a sync that would pass it writes nothing (a dry
@@ -727,10 +829,25 @@ impl SyncEngine {
             report.timings.apply_ms = millis(applying);
             report.counts = diff.counts;
             let mut state = state;
-            if mode != SyncMode::Targeted
-                && let Some(mark) = diff.high_water_mark.take()
-            {
-                state.high_water_mark = later_mark(state.high_water_mark.take(), &mark);
+            if mode != SyncMode::Targeted {
+                match stats.next_mark {
+                    Some(NextMark::Cookie(cookie)) => {
+                        state.sync_cookie = Some(cookie);
+                        state.high_water_mark = None;
+                        state.mark_origin = None;
+                    }
+                    Some(NextMark::Value { value, origin }) => {
+                        state.high_water_mark = Some(value);
+                        state.mark_origin = origin;
+                        state.sync_cookie = None;
+                    }
+                    None => {
+                        if let Some(mark) = diff.high_water_mark.take() {
+                            state.high_water_mark = later_mark(state.high_water_mark.take(), &mark);
+                        }
+                        state.sync_cookie = None;
+                    }
+                }
             }
             let now = (self.clock)();
             state.last_success_at = Some(now);
@@ -887,7 +1004,7 @@ impl SyncEngine {
                         change: None,
                         result: UserResult {
                             id: None,
-                            username: String::new(),
+                            username: entry_name(&dn),
                             dn: Some(dn),
                             code: code::SKIPPED,
                             action: Action::Skipped,
@@ -950,19 +1067,25 @@ impl SyncEngine {
     async fn plan_removals(
         &self,
         context: &Context<'_>,
+        gone: &Gone,
         force: bool,
         report_kept: bool,
         diff: &mut Diff,
     ) -> Result<RemovalOutcome, SyncError> {
-        if diff.failed_entries > 0 {
-            return Ok(RemovalOutcome::SkippedAfterErrors {
-                failed_entries: diff.failed_entries,
-            });
-        }
-        if diff.references > 0 && !context.tenant.ldap.ignore_referrals {
-            return Ok(RemovalOutcome::SkippedAfterReferrals {
-                references: diff.references,
-            });
+        // A user whose entry failed, or is held by a server the read was referred to,
+        // must not look removed; a deletion the directory reports is one whatever else
+        // the read met.
+        if let Gone::NotSeen(_) = gone {
+            if diff.failed_entries > 0 {
+                return Ok(RemovalOutcome::SkippedAfterErrors {
+                    failed_entries: diff.failed_entries,
+                });
+            }
+            if diff.references > 0 && !context.tenant.ldap.ignore_referrals {
+                return Ok(RemovalOutcome::SkippedAfterReferrals {
+                    references: diff.references,
+                });
+            }
         }
         let tenant_id = context.tenant.id;
         let index = self
@@ -971,7 +1094,13 @@ impl SyncEngine {
         let total = index.len() as u64;
         let missing: Vec<_> = index
             .into_iter()
-            .filter(|user| !diff.seen_ids.contains_key(&user.ldap_id))
+            .filter(|user| {
+                !diff.seen_ids.contains_key(&user.ldap_id)
+                    && match gone {
+                        Gone::NotSeen(present) => !present.contains(&user.ldap_id),
+                        Gone::Listed(deleted) => deleted.contains(&user.ldap_id),
+                    }
+            })
             .collect();
         let policy = context.tenant.removal.policy;
         let removed = |user: &&crate::store::LdapUserRef| match policy {
@@ -1015,17 +1144,21 @@ impl SyncEngine {
                 limit,
             });
         }
+        let why = match gone {
+            Gone::NotSeen(_) => "no longer in the directory",
+            Gone::Listed(_) => "deleted from the directory (content synchronization)",
+        };
         for user in to_remove {
             let (change, action, message) = match policy {
                 RemovalPolicy::Delete => (
                     Change::Delete { id: user.id },
                     Action::Deleted,
-                    "deleted: no longer in the directory",
+                    format!("deleted: {why}"),
                 ),
                 _ => (
                     Change::Deactivate { id: user.id },
                     Action::Deactivated,
-                    "deactivated: no longer in the directory",
+                    format!("deactivated: {why}"),
                 ),
             };
             diff.push(Planned {
@@ -1036,7 +1169,7 @@ impl SyncEngine {
                     dn: None,
                     code: code::REMOVED,
                     action,
-                    message: message.into(),
+                    message,
                 },
                 changed_keys: Vec::new(),
             });
@@ -1102,7 +1235,16 @@ impl SyncEngine {
         progress: &Progress,
     ) -> Result<(), SyncError> {
         let cause = ChangeCause {
-            cause: format!("sync:{}:{}", request.mode.as_str(), request.cause),
+            cause: match diff.tracking {
+                Some(tracking @ "syncrepl") => {
+                    format!(
+                        "sync:{}/{tracking}:{}",
+                        request.mode.as_str(),
+                        request.cause
+                    )
+                }
+                _ => format!("sync:{}:{}", request.mode.as_str(), request.cause),
+            },
             run_id: Some(request.run_id.clone()),
             at: (self.clock)(),
         };
@@ -1600,6 +1742,67 @@ fn fail_applied(counts: &mut Counts, slot: &mut UserResult, code: u16, message: 
     slot.message = message;
 }
 
+/// A name for an entry that never became a user (skipped, or failed before its
+/// username was known): the value of its DN's first RDN (`uid=jdoe,ou=people,…` →
+/// `jdoe`), the escapes of RFC 4514 removed.
+fn entry_name(dn: &str) -> String {
+    let mut value = String::new();
+    let mut started = false;
+    let mut chars = dn.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '=' if !started => started = true,
+            ',' | '+' if started => break,
+            '\\' if started => {
+                let rest = chars.as_str();
+                match rest
+                    .get(..2)
+                    .and_then(|hex| u8::from_str_radix(hex, 16).ok())
+                {
+                    // A hex pair: one byte of UTF-8 (multi-byte characters come as
+                    // several pairs; kept as text when the whole run decodes).
+                    Some(_) => {
+                        let mut bytes = Vec::new();
+                        let mut tail = rest;
+                        while let Some(byte) = tail
+                            .get(..2)
+                            .and_then(|hex| u8::from_str_radix(hex, 16).ok())
+                        {
+                            bytes.push(byte);
+                            tail = &tail[2..];
+                            match tail.strip_prefix('\\') {
+                                Some(next)
+                                    if next
+                                        .get(..2)
+                                        .is_some_and(|hex| u8::from_str_radix(hex, 16).is_ok()) =>
+                                {
+                                    tail = next
+                                }
+                                _ => break,
+                            }
+                        }
+                        value.push_str(&String::from_utf8_lossy(&bytes));
+                        chars = tail.chars();
+                    }
+                    None => {
+                        if let Some(escaped) = chars.next() {
+                            value.push(escaped);
+                        }
+                    }
+                }
+            }
+            _ if started => value.push(c),
+            _ => {}
+        }
+    }
+    let value = value.trim().to_owned();
+    if value.is_empty() {
+        dn.to_owned()
+    } else {
+        value
+    }
+}
+
 fn millis(since: Instant) -> u64 {
     u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX)
 }
@@ -1674,6 +1877,16 @@ fn record_unknown_targets(targets: &UserIdentifiers, users: &[StoredUser], diff:
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn entries_that_never_became_users_are_named_by_their_first_rdn() {
+        assert_eq!(entry_name("uid=jdoe,ou=people,dc=example,dc=org"), "jdoe");
+        assert_eq!(entry_name("CN=Doe\\, Jane,OU=Staff,DC=corp"), "Doe, Jane");
+        assert_eq!(entry_name("cn=J\\C3\\BCrgen+uid=j,dc=x"), "Jürgen");
+        assert_eq!(entry_name("cn=a\\2Bb,dc=x"), "a+b");
+        assert_eq!(entry_name(""), "");
+        assert_eq!(entry_name("weird"), "weird");
+    }
 
     #[test]
     fn marks_compare_as_numbers_or_text() {

@@ -164,6 +164,10 @@ pub enum RemovalOutcome {
     },
 }
 
+fn is_zero(value: &u64) -> bool {
+    *value == 0
+}
+
 /// The full report of a sync.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SyncReport {
@@ -186,6 +190,15 @@ pub struct SyncReport {
     pub counts: Counts,
     /// What happened to users no longer in the directory.
     pub removal: RemovalOutcome,
+    /// How an incremental sync found the changes: `syncrepl` (RFC 4533, deletions
+    /// included) or `timestamps` (the change attribute; deletions wait for a full
+    /// sync).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tracking: Option<String>,
+    /// What an operator should know of this sync (a fallback to a full sync, deletions
+    /// not seen, removals skipped), also logged as warnings.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
     /// The plugin that mapped the entries (name and version).
     pub plugin: String,
     /// The directory server that answered and the filter used.
@@ -197,6 +210,11 @@ pub struct SyncReport {
     /// Continuation references received (parts of the base on other servers, not
     /// followed).
     pub references: u64,
+    /// References to Active Directory's partitions beside the domain (Configuration,
+    /// DomainDnsZones, ForestDnsZones), which hold no users: not counted above, and
+    /// they do not stop removals.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub partition_references: u64,
     /// Text attributes holding values that were not UTF-8, passed to the plugin as
     /// bytes.
     pub invalid_utf8_values: u64,

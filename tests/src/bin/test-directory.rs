@@ -83,8 +83,11 @@ fn main() -> ExitCode {
         member_of: true,
         ..PeopleOptions::default()
     };
+    // Like a production provider: syncprov, so incremental syncs use RFC 4533 and see
+    // deletions.
     let slapd = match Slapd::builder()
         .memberof(true)
+        .syncprov(Some(100_000))
         .ldif_writer(move |out| write_people_ldif(out, base, users, &options))
         .start()
     {

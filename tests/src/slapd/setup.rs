@@ -61,7 +61,12 @@ pub(super) struct Prerequisites {
 
 impl Prerequisites {
     /// Find the programs, `schemas` and modules, or say which is missing.
-    pub fn find(schemas: &[String], memberof: bool, tls: bool) -> Result<Self, SlapdError> {
+    pub fn find(
+        schemas: &[String],
+        memberof: bool,
+        syncprov: bool,
+        tls: bool,
+    ) -> Result<Self, SlapdError> {
         let tools = Tools {
             slapd: find_program("slapd")?,
             slapadd: find_program("slapadd")?,
@@ -77,7 +82,7 @@ impl Prerequisites {
             },
         };
         let schema_files = find_schemas(schemas)?;
-        let modules = find_modules(&tools.slapd, memberof)?;
+        let modules = find_modules(&tools.slapd, memberof, syncprov)?;
         Ok(Self {
             tools,
             schema_files,
@@ -141,6 +146,7 @@ fn find_schemas(schemas: &[String]) -> Result<Vec<PathBuf>, SlapdError> {
 fn find_modules(
     slapd: &Path,
     memberof: bool,
+    syncprov: bool,
 ) -> Result<Option<(PathBuf, Vec<&'static str>)>, SlapdError> {
     let output = Command::new(slapd)
         .arg("-VVV")
@@ -155,6 +161,9 @@ fn find_modules(
     let mut wanted = vec![("back_mdb", "mdb")];
     if memberof {
         wanted.extend([("memberof", "memberof"), ("refint", "refint")]);
+    }
+    if syncprov {
+        wanted.push(("syncprov", "syncprov"));
     }
     let needed: Vec<&'static str> = wanted
         .into_iter()
@@ -300,6 +309,10 @@ pub(super) struct ConfigInput<'a> {
     /// The schema files to include, from [`prepare_schemas`].
     pub schemas: &'a [PathBuf],
     pub memberof: bool,
+    /// The `syncprov` overlay's session log size, when it is loaded.
+    pub syncprov: Option<usize>,
+    /// `syncprov-reloadhint TRUE`.
+    pub syncprov_reload_hint: bool,
     pub tls: bool,
     pub require_tls: bool,
     pub size_limit: Option<usize>,
@@ -381,6 +394,16 @@ pub(super) fn render_config(input: &ConfigInput<'_>) -> Result<String, SlapdErro
         "index entryCSN eq".to_owned(),
         "index modifyTimestamp eq".to_owned(),
     ]);
+    if let Some(session_log) = input.syncprov {
+        lines.extend([
+            "overlay syncprov".to_owned(),
+            "syncprov-checkpoint 100 1".to_owned(),
+            format!("syncprov-sessionlog {session_log}"),
+        ]);
+        if input.syncprov_reload_hint {
+            lines.push("syncprov-reloadhint TRUE".to_owned());
+        }
+    }
     if input.memberof {
         lines.extend([
             "index memberOf eq".to_owned(),

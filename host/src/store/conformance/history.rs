@@ -163,14 +163,19 @@ pub(crate) fn state_defaults_then_upserts(store: &dyn Backend) {
 
     let first = SyncState {
         high_water_mark: Some("20250101000000Z".into()),
+        mark_origin: Some("invocationId 0f1e".into()),
+        sync_cookie: None,
         last_full_sync_at: Some(NOW),
         last_success_at: Some(NOW),
     };
     store.set_sync_state(T1, &first).unwrap();
     assert_eq!(store.sync_state(T1).unwrap(), first);
 
+    // A cookie is bytes, any bytes.
     let second = SyncState {
         high_water_mark: None,
+        mark_origin: None,
+        sync_cookie: Some(b"rid=000,csn=20261207115000.123456Z#000000#000#000000\0\xff".to_vec()),
         last_full_sync_at: None,
         last_success_at: Some(NOW + 5),
     };

@@ -58,6 +58,7 @@ macro_rules! suite {
             tasks::task_leases_are_renewed_by_their_owner_and_expired_ones_interrupted,
             tasks::a_tenant_runs_one_sync_across_replicas_and_a_dead_ones_run_is_taken_over,
             tasks::each_schedule_period_is_claimed_once,
+            tasks::one_replica_watches_a_tenant_until_its_lease_runs_out,
             tasks::a_cancel_ends_a_queued_task_and_asks_a_running_one,
             tasks::an_identical_queued_task_is_found_to_join,
             tasks::a_dead_replicas_tasks_are_taken_over_once_and_a_bounded_number_of_times,

@@ -100,6 +100,31 @@ pub(crate) fn each_schedule_period_is_claimed_once(store: &dyn Backend) {
     assert!(store.claim_schedule(T1, 120_000).unwrap());
 }
 
+pub(crate) fn one_replica_watches_a_tenant_until_its_lease_runs_out(store: &dyn Backend) {
+    assert!(store.claim_watch(T1, "a", 1_000, 100).unwrap());
+    assert!(
+        !store.claim_watch(T1, "b", 1_100, 200).unwrap(),
+        "a second replica"
+    );
+    assert!(
+        store.claim_watch(T2, "b", 1_100, 200).unwrap(),
+        "another tenant"
+    );
+    // Renewed by its holder, then not renewed: taken over once the lease ran out.
+    assert!(store.claim_watch(T1, "a", 2_000, 900).unwrap());
+    assert!(!store.claim_watch(T1, "b", 2_100, 1_999).unwrap());
+    assert!(store.claim_watch(T1, "b", 3_000, 2_001).unwrap());
+    assert!(
+        !store.claim_watch(T1, "a", 3_100, 2_100).unwrap(),
+        "the old holder"
+    );
+    // Given back by its holder only.
+    store.release_watch(T1, "a").unwrap();
+    assert!(!store.claim_watch(T1, "c", 3_100, 2_200).unwrap());
+    store.release_watch(T1, "b").unwrap();
+    assert!(store.claim_watch(T1, "c", 3_100, 2_200).unwrap());
+}
+
 pub(crate) fn a_cancel_ends_a_queued_task_and_asks_a_running_one(store: &dyn Backend) {
     let lease = Lease {
         owner: "a".into(),

@@ -122,7 +122,7 @@ fn decode_event(row: &Row) -> Result<AuditEvent, StoreError> {
 pub(super) async fn sync_state(conn: &mut Conn, tenant: TenantId) -> Result<SyncState, StoreError> {
     let row = conn
         .query_opt(
-            "SELECT high_water_mark, last_full_sync_at, last_success_at \
+            "SELECT high_water_mark, last_full_sync_at, last_success_at, mark_origin, sync_cookie \
              FROM sync_state WHERE tenant_id = $1",
             &[&tenant_key(tenant)],
         )
@@ -134,6 +134,8 @@ pub(super) async fn sync_state(conn: &mut Conn, tenant: TenantId) -> Result<Sync
         high_water_mark: row.try_get(0)?,
         last_full_sync_at: row.try_get(1)?,
         last_success_at: row.try_get(2)?,
+        mark_origin: row.try_get(3)?,
+        sync_cookie: row.try_get(4)?,
     })
 }
 
@@ -144,16 +146,20 @@ pub(super) async fn set_sync_state(
     state: &SyncState,
 ) -> Result<(), StoreError> {
     conn.execute(
-        "INSERT INTO sync_state (tenant_id, high_water_mark, last_full_sync_at, last_success_at) \
-         VALUES ($1, $2, $3, $4) ON CONFLICT (tenant_id) DO UPDATE SET \
+        "INSERT INTO sync_state (tenant_id, high_water_mark, last_full_sync_at, last_success_at, \
+         mark_origin, sync_cookie) \
+         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tenant_id) DO UPDATE SET \
          high_water_mark = excluded.high_water_mark, \
          last_full_sync_at = excluded.last_full_sync_at, \
-         last_success_at = excluded.last_success_at",
+         last_success_at = excluded.last_success_at, \
+         mark_origin = excluded.mark_origin, sync_cookie = excluded.sync_cookie",
         &[
             &tenant_key(tenant),
             &state.high_water_mark,
             &state.last_full_sync_at,
             &state.last_success_at,
+            &state.mark_origin,
+            &state.sync_cookie,
         ],
     )
     .await

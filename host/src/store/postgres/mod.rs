@@ -51,10 +51,16 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const MIGRATION_LOCK: i64 = 0x6162_6163_7379_6e63; // "abacsync"
 
 /// Schema migrations of `host/migrations/postgres/`, in order; append only.
-const MIGRATIONS: &[(i32, &str)] = &[(
-    1,
-    include_str!("../../../migrations/postgres/0001_schema.sql"),
-)];
+const MIGRATIONS: &[(i32, &str)] = &[
+    (
+        1,
+        include_str!("../../../migrations/postgres/0001_schema.sql"),
+    ),
+    (
+        2,
+        include_str!("../../../migrations/postgres/0002_change_tracking.sql"),
+    ),
+];
 
 /// How to reach the server.
 #[derive(Clone)]

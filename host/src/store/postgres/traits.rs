@@ -601,6 +601,38 @@ impl TaskStore for PostgresStore {
         })
     }
 
+    fn claim_watch(
+        &self,
+        tenant: TenantId,
+        owner: &str,
+        until: Timestamp,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        self.with(async |conn| {
+            Ok(conn
+                .execute(
+                    "INSERT INTO watchers (tenant_id, owner, lease_until) VALUES ($1, $2, $3) \
+                     ON CONFLICT (tenant_id) DO UPDATE SET owner = excluded.owner, \
+                     lease_until = excluded.lease_until \
+                     WHERE watchers.owner = excluded.owner OR watchers.lease_until < $4",
+                    &[&crate::store::tenant_key(tenant), &owner, &until, &now],
+                )
+                .await?
+                == 1)
+        })
+    }
+
+    fn release_watch(&self, tenant: TenantId, owner: &str) -> Result<(), StoreError> {
+        self.with(async |conn| {
+            conn.execute(
+                "DELETE FROM watchers WHERE tenant_id = $1 AND owner = $2",
+                &[&crate::store::tenant_key(tenant), &owner],
+            )
+            .await
+            .map(drop)
+        })
+    }
+
     fn renew_leases(&self, owner: &str, until: Timestamp) -> Result<u64, StoreError> {
         self.transaction(async |tx| {
             let renewed = tx

@@ -90,6 +90,10 @@ pub(super) const MIGRATIONS: &[Migration] = &[
         version: 18,
         sql: include_str!("../../../migrations/0018_plugin_health.sql"),
     },
+    Migration {
+        version: 19,
+        sql: include_str!("../../../migrations/0019_change_tracking.sql"),
+    },
 ];
 
 /// Brings the database up to the newest of `migrations`; returns how many ran.

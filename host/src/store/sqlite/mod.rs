@@ -870,6 +870,31 @@ impl TaskStore for SqliteStore {
         tasks::release_tenant(&self.writer(), tenant, owner)
     }
 
+    fn claim_watch(
+        &self,
+        tenant: TenantId,
+        owner: &str,
+        until: Timestamp,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let changed = self.writer().execute(
+            "INSERT INTO watchers (tenant_id, owner, lease_until) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (tenant_id) DO UPDATE SET owner = excluded.owner, \
+             lease_until = excluded.lease_until \
+             WHERE watchers.owner = excluded.owner OR watchers.lease_until < ?4",
+            (tenant_key(tenant), owner, until, now),
+        )?;
+        Ok(changed == 1)
+    }
+
+    fn release_watch(&self, tenant: TenantId, owner: &str) -> Result<(), StoreError> {
+        self.writer().execute(
+            "DELETE FROM watchers WHERE tenant_id = ?1 AND owner = ?2",
+            (tenant_key(tenant), owner),
+        )?;
+        Ok(())
+    }
+
     fn interrupt_expired(&self, now: Timestamp, except: Option<&str>) -> Result<u64, StoreError> {
         tasks::interrupt_expired(&self.writer(), now, except)
     }

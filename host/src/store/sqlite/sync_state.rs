@@ -12,7 +12,7 @@ const MAX_RUNS: u32 = 1000;
 /// The state of `tenant`; the default when it never synced.
 pub(super) fn get(conn: &Connection, tenant: TenantId) -> Result<SyncState, StoreError> {
     let mut stmt = conn.prepare_cached(
-        "SELECT high_water_mark, last_full_sync_at, last_success_at \
+        "SELECT high_water_mark, last_full_sync_at, last_success_at, mark_origin, sync_cookie \
          FROM sync_state WHERE tenant_id = ?1",
     )?;
     let state = stmt
@@ -21,6 +21,8 @@ pub(super) fn get(conn: &Connection, tenant: TenantId) -> Result<SyncState, Stor
                 high_water_mark: row.get(0)?,
                 last_full_sync_at: row.get(1)?,
                 last_success_at: row.get(2)?,
+                mark_origin: row.get(3)?,
+                sync_cookie: row.get(4)?,
             })
         })
         .optional()?;
@@ -34,18 +36,22 @@ pub(super) fn set(
     state: &SyncState,
 ) -> Result<(), StoreError> {
     let mut stmt = conn.prepare_cached(
-        "INSERT INTO sync_state (tenant_id, high_water_mark, last_full_sync_at, last_success_at) \
-         VALUES (?1, ?2, ?3, ?4) \
+        "INSERT INTO sync_state (tenant_id, high_water_mark, last_full_sync_at, last_success_at, \
+         mark_origin, sync_cookie) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
          ON CONFLICT (tenant_id) DO UPDATE SET \
          high_water_mark = excluded.high_water_mark, \
          last_full_sync_at = excluded.last_full_sync_at, \
-         last_success_at = excluded.last_success_at",
+         last_success_at = excluded.last_success_at, \
+         mark_origin = excluded.mark_origin, sync_cookie = excluded.sync_cookie",
     )?;
     stmt.execute((
         tenant_key(tenant),
         &state.high_water_mark,
         state.last_full_sync_at,
         state.last_success_at,
+        &state.mark_origin,
+        &state.sync_cookie,
     ))?;
     Ok(())
 }

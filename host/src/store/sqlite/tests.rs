@@ -389,6 +389,7 @@ fn a_deleted_tenant_leaves_no_row_behind() {
             .claim_tenant(tenant, "replica", None, NOW, NOW)
             .unwrap();
         store.claim_schedule(tenant, NOW).unwrap();
+        store.claim_watch(tenant, "replica", NOW + 10, NOW).unwrap();
         store
             .record_plugin_result(tenant, Some("trap"), 3, NOW)
             .unwrap();
