@@ -549,7 +549,7 @@ pub enum GroupMode {
 }
 
 /// Group membership settings.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GroupConfig {
     /// Where groups come from.
@@ -586,7 +586,7 @@ fn default_member_attribute() -> String {
 }
 
 /// A tenant's directory.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LdapConfig {
     /// Server URIs, tried in order.
@@ -647,6 +647,11 @@ pub struct LdapConfig {
     /// entry to its user needs the plugin's `ldap_id` to be the entry's `entryUUID`.
     #[serde(default = "yes")]
     pub content_sync: bool,
+    /// Whether `abacsync serve` keeps a persistent search (RFC 4533 refreshAndPersist)
+    /// open on the directory and syncs each change as it arrives, within a second. Needs
+    /// content synchronization; one replica watches a tenant at a time.
+    #[serde(default)]
+    pub watch: bool,
     /// Attributes a search of the directory (grommunio's `ldap/search`) matches its
     /// query against, as a substring.
     #[serde(default = "default_search_attributes")]

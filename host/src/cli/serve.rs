@@ -10,7 +10,7 @@ use abacsync::auth::{Role, password, token};
 use abacsync::config::{Config, TenantConfig};
 use abacsync::plugin::{PluginEngine, PluginRegistry, SandboxConfig};
 use abacsync::store::{AccountStore, CatalogStore, NewAccount};
-use abacsync::sync::{SyncEngine, SyncService, Tenants, run_scheduler, system_clock};
+use abacsync::sync::{SyncEngine, SyncService, Tenants, run_scheduler, run_watchers, system_clock};
 use anyhow::Context;
 use clap::Args;
 
@@ -112,6 +112,7 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<Outcome> {
         // The first line on stdout: scripts and tests read the address from it.
         println!("abacsync listening on http://{address}");
         tokio::spawn(run_scheduler(service.clone()));
+        let watchers = tokio::spawn(run_watchers(service.clone()));
         tokio::spawn(service.clone().keep_leases());
         tokio::spawn(service.clone().serve_queue());
         tokio::spawn(service.clone().follow_catalog(move || {
@@ -147,6 +148,8 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<Outcome> {
                 deadline
             }
         };
+        // The watchers see the stop within a look and give their leases back.
+        let _ = tokio::time::timeout(Duration::from_secs(5), watchers).await;
         while service.running_count() > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }

@@ -12,8 +12,8 @@ use abacsync::plugin::model::SyncMode;
 use abacsync::plugin::{PluginEngine, PluginRegistry, SandboxConfig};
 use abacsync::store::Store;
 use abacsync::sync::{
-    Phase, Progress, RemovalOutcome, SyncEngine, SyncReport, SyncRequest, load_tenant_plugin,
-    system_clock,
+    Phase, Progress, RemovalOutcome, SyncEngine, SyncReport, SyncRequest, found_changes,
+    load_tenant_plugin, system_clock, watch_session, watching,
 };
 use anyhow::Context;
 use clap::Args;
@@ -39,9 +39,15 @@ pub(crate) struct SyncArgs {
     /// Remove users beyond the tenant's removal threshold.
     #[arg(long)]
     force: bool,
-    /// Print the full report as JSON on stdout.
+    /// Print the full report as JSON on stdout (with --watch: one line per sync).
     #[arg(long)]
     json: bool,
+    /// After the sync, keep watching the directory (RFC 4533 refreshAndPersist) and
+    /// sync each change as it arrives, until interrupted. Needs --tenant, a server with
+    /// content synchronization, and the tenant's watch free in the store (a server's
+    /// replica may hold it).
+    #[arg(long, conflicts_with = "dry_run", requires = "tenant")]
+    watch: bool,
     /// The store: an SQLite file or a postgres:// URL (overrides `[store] url`;
     /// default: abacsync.db in the configuration's data_dir).
     #[arg(long, env = "ABACSYNC_STORE_URL")]
@@ -78,6 +84,17 @@ pub(crate) fn run(args: SyncArgs) -> anyhow::Result<Outcome> {
         .build()
         .context("starting the async runtime")?;
     let mode: SyncMode = args.mode.parse()?;
+    if args.watch {
+        // The watch first: a second watcher stops before syncing anything.
+        let tenant = tenants.first().map_or(0, |tenant| tenant.id);
+        let lease = i64::try_from(watching::LEASE.as_millis()).unwrap_or(i64::MAX);
+        let now = system_clock()();
+        if !store.claim_watch(tenant, &holder, now.saturating_add(lease), now)? {
+            anyhow::bail!(
+                "tenant {tenant} is watched by another process (a replica of abacsync serve with watch = true, or another abacsync sync --watch)"
+            );
+        }
+    }
     let mut reports = Vec::new();
     let mut all_ok = true;
     for tenant in tenants {
@@ -119,8 +136,23 @@ pub(crate) fn run(args: SyncArgs) -> anyhow::Result<Outcome> {
         all_ok &= report.succeeded();
         if !args.json {
             print_summary(tenant, &report);
+        } else if args.watch {
+            println!("{}", serde_json::to_string(&report)?);
         }
         reports.push(report);
+        if args.watch {
+            let watch = Watch {
+                store: store.clone(),
+                sync: &sync,
+                plugin: load_tenant_plugin(&registry, tenant)?,
+                directory: &directory,
+                tenant,
+                holder: &holder,
+                json: args.json,
+            };
+            runtime.block_on(watch.run())?;
+            return Ok(Outcome::Success);
+        }
     }
     if args.json {
         let json = if reports.len() == 1 {
@@ -134,6 +166,166 @@ pub(crate) fn run(args: SyncArgs) -> anyhow::Result<Outcome> {
         Ok(Outcome::Success)
     } else {
         Ok(Outcome::Failed)
+    }
+}
+
+/// `abacsync sync --watch`: syncs each change of one tenant's directory as it arrives,
+/// holding the tenant's watch in the store as a server's replica would.
+struct Watch<'a> {
+    store: Arc<dyn Store>,
+    sync: &'a SyncEngine,
+    plugin: Arc<abacsync::plugin::TenantPlugin>,
+    directory: &'a LdapDirectory,
+    tenant: &'a TenantConfig,
+    holder: &'a str,
+    json: bool,
+}
+
+impl Watch<'_> {
+    async fn hold(&self) -> bool {
+        let (store, tenant, holder) = (self.store.clone(), self.tenant.id, self.holder.to_owned());
+        let lease = i64::try_from(watching::LEASE.as_millis()).unwrap_or(i64::MAX);
+        tokio::task::spawn_blocking(move || {
+            let now = system_clock()();
+            store.claim_watch(tenant, &holder, now.saturating_add(lease), now)
+        })
+        .await
+        .is_ok_and(|held| held.is_ok_and(|held| held))
+    }
+
+    /// Syncs the changes: whether it found any (not when another process held the
+    /// tenant: the watch tries again a moment later).
+    async fn sync_changes(&self) -> bool {
+        self.sync_changes_once()
+            .await
+            .is_some_and(|report| found_changes(&report))
+    }
+
+    async fn sync_changes_once(&self) -> Option<SyncReport> {
+        let claim = {
+            let (store, tenant, holder) =
+                (self.store.clone(), self.tenant.id, self.holder.to_owned());
+            tokio::task::spawn_blocking(move || {
+                let now = system_clock()();
+                store.claim_tenant(tenant, &holder, None, now + CLAIM_MS, now)
+            })
+            .await
+        };
+        match claim {
+            Ok(Ok(None)) => {}
+            Ok(Ok(Some(other))) => {
+                eprintln!(
+                    "tenant {}: changes seen while {other} syncs it; trying again",
+                    self.tenant.id
+                );
+                return None;
+            }
+            Ok(Err(err)) => {
+                eprintln!(
+                    "tenant {}: cannot take the tenant's run: {err}",
+                    self.tenant.id
+                );
+                return None;
+            }
+            Err(err) => {
+                eprintln!(
+                    "tenant {}: taking the tenant's run panicked: {err}",
+                    self.tenant.id
+                );
+                return None;
+            }
+        }
+        let request = SyncRequest::new(SyncMode::Incremental, run_id(), "cli:watch");
+        let (report, _) = self
+            .sync
+            .run(
+                self.tenant,
+                self.plugin.clone(),
+                self.directory,
+                request,
+                Progress::new(),
+            )
+            .await;
+        if let Err(err) = self.store.release_tenant(self.tenant.id, self.holder) {
+            tracing::warn!(%err, tenant = self.tenant.id, "cannot give the tenant's run back");
+        }
+        if self.json {
+            match serde_json::to_string(&report) {
+                Ok(line) => println!("{line}"),
+                Err(err) => eprintln!("cannot write the report: {err}"),
+            }
+        } else {
+            print_summary(self.tenant, &report);
+        }
+        Some(report)
+    }
+
+    /// Watches until interrupted (Ctrl-C, SIGTERM), then gives the watch back.
+    async fn run(&self) -> anyhow::Result<()> {
+        if !self.hold().await {
+            anyhow::bail!(
+                "tenant {}: the watch went to another process during the first sync",
+                self.tenant.id
+            );
+        }
+        eprintln!(
+            "tenant {}: watching the directory (Ctrl-C ends)",
+            self.tenant.id
+        );
+        let mut pause = watching::FIRST_PAUSE;
+        let watch = async {
+            loop {
+                let started = tokio::time::Instant::now();
+                match watch_session(self.directory, || self.hold(), || self.sync_changes()).await {
+                    None => {
+                        return Err(anyhow::anyhow!(
+                            "tenant {}: the watch went to another process",
+                            self.tenant.id
+                        ));
+                    }
+                    Some(Err(err @ abacsync::ldap::DirectoryError::Unsupported { .. })) => {
+                        return Err(anyhow::anyhow!("tenant {}: {err}", self.tenant.id));
+                    }
+                    Some(ended) => {
+                        if started.elapsed() > watching::LONGEST_PAUSE {
+                            pause = watching::FIRST_PAUSE;
+                        }
+                        let why = ended.err().map(|err| err.to_string()).unwrap_or_default();
+                        eprintln!(
+                            "tenant {}: the watch broke ({why}); reopening it in {} s",
+                            self.tenant.id,
+                            pause.as_secs()
+                        );
+                        tokio::time::sleep(pause).await;
+                        pause = (pause * 2).min(watching::LONGEST_PAUSE);
+                    }
+                }
+            }
+        };
+        let result = tokio::select! {
+            result = watch => result,
+            () = interrupted() => Ok(()),
+        };
+        if let Err(err) = self.store.release_watch(self.tenant.id, self.holder) {
+            tracing::warn!(%err, tenant = self.tenant.id, "cannot give the watch back");
+        }
+        result
+    }
+}
+
+/// Ctrl-C or SIGTERM.
+async fn interrupted() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
     }
 }
 

@@ -90,6 +90,13 @@ pub enum DirectoryError {
     /// The sync was cancelled while reading.
     #[error("cancelled")]
     Cancelled,
+    /// The server cannot do what was asked (watching without content
+    /// synchronization).
+    #[error("{what}")]
+    Unsupported {
+        /// What, and why not.
+        what: String,
+    },
     /// The stored mark cannot be read from: the server asks for a full reload
     /// (`e-syncRefreshRequired`), the mark comes from another server, or the server no
     /// longer offers what the mark needs. Nothing was read; a full read replaces it.

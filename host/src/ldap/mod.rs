@@ -156,6 +156,71 @@ impl LdapDirectory {
         })
     }
 
+    /// Watches the directory until the connection or the server ends it: keeps a
+    /// refreshAndPersist search open from the server's cookie of now and counts on
+    /// `changed` the changes it announces (one at the start too, for what changed while
+    /// nobody watched). The connection is checked every `check_every` with a read of
+    /// its own, so that a silently dead one ends the watch. Fails with
+    /// [`DirectoryError::Unsupported`] when the server offers no content
+    /// synchronization, or `content_sync` is off.
+    pub async fn watch(
+        &self,
+        changed: tokio::sync::watch::Sender<u64>,
+        check_every: std::time::Duration,
+    ) -> Result<(), DirectoryError> {
+        let connection = Connection::open(&self.options).await?;
+        let result = self
+            .watch_connected(&connection, &changed, check_every)
+            .await;
+        connection.close().await;
+        result
+    }
+
+    async fn watch_connected(
+        &self,
+        connection: &Connection,
+        changed: &tokio::sync::watch::Sender<u64>,
+        check_every: std::time::Duration,
+    ) -> Result<(), DirectoryError> {
+        let timeout = self.config.operation_timeout();
+        let facts = marks::server_facts(&connection.ldap, &self.config.base_dn, timeout).await?;
+        if !self.config.content_sync {
+            return Err(DirectoryError::Unsupported {
+                what: "watching needs content synchronization, and content_sync is off for this tenant".into(),
+            });
+        }
+        if !facts.content_sync {
+            return Err(DirectoryError::Unsupported {
+                what: format!(
+                    "{} offers no content synchronization (RFC 4533: OpenLDAP's syncprov overlay), which watching needs",
+                    connection.server
+                ),
+            });
+        }
+        let spec = self.spec(
+            &self.config.base_dn,
+            filter::normalize(&self.config.user_filter),
+            Vec::new(),
+            self.config.scope,
+        );
+        let cookie = syncrepl::current_cookie(&connection.ldap, &spec).await?;
+        changed.send_modify(|count| *count += 1);
+        let check = async {
+            let mut tick = tokio::time::interval(check_every);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                marks::server_facts(&connection.ldap, "", timeout).await?;
+            }
+            #[allow(unreachable_code)]
+            Ok::<(), DirectoryError>(())
+        };
+        tokio::select! {
+            watched = syncrepl::persist(&connection.ldap, &spec, Some(&cookie), changed) => watched,
+            checked = check => checked,
+        }
+    }
+
     /// Connects and binds, then closes: a connection test.
     pub async fn test_connection(&self) -> Result<String, DirectoryError> {
         let connection = Connection::open(&self.options).await?;

@@ -259,10 +259,23 @@ fn tlv(tag: u8, contents: &[u8]) -> Vec<u8> {
     out
 }
 
-/// A critical Sync Request control for a refreshOnly search from `cookie` (every
-/// entry without one).
-pub fn request_control(cookie: Option<&[u8]>) -> RawControl {
-    let mut fields = tlv(tag::ENUMERATED, &[1]);
+/// How long a search goes on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Ends once the content is up to date.
+    RefreshOnly,
+    /// Then stays open and sends each change as it happens.
+    RefreshAndPersist,
+}
+
+/// A critical Sync Request control for a search in `mode` from `cookie` (every entry
+/// without one).
+pub fn request_control(mode: Mode, cookie: Option<&[u8]>) -> RawControl {
+    let mode = match mode {
+        Mode::RefreshOnly => 1,
+        Mode::RefreshAndPersist => 3,
+    };
+    let mut fields = tlv(tag::ENUMERATED, &[mode]);
     if let Some(cookie) = cookie {
         fields.extend(tlv(tag::OCTET_STRING, cookie));
     }
@@ -320,7 +333,7 @@ pub async fn refresh(
     let mut follow_up = ldap.clone();
     let mut search = handle
         .with_timeout(spec.timeout)
-        .with_controls(vec![request_control(cookie)])
+        .with_controls(vec![request_control(Mode::RefreshOnly, cookie)])
         .streaming_search(
             &spec.base,
             scope(spec.scope),
@@ -451,6 +464,83 @@ pub async fn refresh(
     })
 }
 
+/// Keeps a refreshAndPersist search of `spec` open from `cookie` and counts on
+/// `changed` each entry or id set the server sends (a watch channel: a burst of changes
+/// is one wake-up). Returns only when the search ends: the connection broke, or the
+/// server ended it (a refresh required, a server shutting down).
+pub async fn persist(
+    ldap: &Ldap,
+    spec: &SearchSpec,
+    cookie: Option<&[u8]>,
+    changed: &tokio::sync::watch::Sender<u64>,
+) -> Result<(), DirectoryError> {
+    let operation = || format!("the watch of `{}`", spec.base);
+    let protocol =
+        |reason: BerError| DirectoryError::Malformed(format!("{}: {reason}", operation()));
+    let mut handle = ldap.clone();
+    // No timeout: a quiet directory sends nothing for hours. The watcher checks the
+    // connection with reads of its own.
+    let mut search = handle
+        .with_controls(vec![request_control(Mode::RefreshAndPersist, cookie)])
+        .streaming_search(
+            &spec.base,
+            scope(spec.scope),
+            &spec.filter,
+            vec!["1.1".to_owned()],
+        )
+        .await
+        .map_err(|err| library_error(err, operation(), 0, spec.timeout))?;
+    let mut seen = 0u64;
+    loop {
+        let item = search
+            .next()
+            .await
+            .map_err(|err| library_error(err, operation(), seen, spec.timeout))?;
+        let Some(item) = item else { break };
+        if item.is_ref() {
+            continue;
+        }
+        let change = if item.is_intermediate() {
+            match sync_info_value(&item.0).map_err(protocol)? {
+                Some(value) => {
+                    matches!(parse_info(value).map_err(protocol)?, SyncInfo::IdSet { .. })
+                }
+                None => false,
+            }
+        } else {
+            let state = item
+                .1
+                .iter()
+                .find(|control| control.1.ctype == SYNC_STATE_OID)
+                .ok_or_else(|| {
+                    protocol(BerError("an entry without a Sync State control".into()))
+                })?;
+            parse_state(state.1.val.as_deref().unwrap_or_default()).map_err(protocol)?;
+            true
+        };
+        if change {
+            seen += 1;
+            changed.send_modify(|count| *count += 1);
+        }
+    }
+    let result = search.finish().await;
+    if result.rc == REFRESH_REQUIRED {
+        return Err(DirectoryError::StaleMark {
+            reason: "the directory asks for a full reload (e-syncRefreshRequired)".into(),
+        });
+    }
+    Err(DirectoryError::Search {
+        base: spec.base.clone(),
+        filter: spec.filter.clone(),
+        code: result.rc,
+        message: if result.text.is_empty() {
+            "the server ended the watch".into()
+        } else {
+            result.text
+        },
+    })
+}
+
 /// The server's cookie for its copy as it is now, without reading any entry: a
 /// refresh without a cookie whose filter matches nothing. Taken before a full read, it
 /// is where the next incremental read starts.
@@ -551,7 +641,7 @@ mod tests {
 
     #[test]
     fn the_request_control_is_what_the_rfc_asks() {
-        let control = request_control(Some(b"rid=000,csn=x"));
+        let control = request_control(Mode::RefreshOnly, Some(b"rid=000,csn=x"));
         assert_eq!(control.ctype, SYNC_REQUEST_OID);
         let value = control.val.unwrap();
         let mut outer = Reader::new(&value);
@@ -563,8 +653,11 @@ mod tests {
         );
         assert!(fields.is_empty() && outer.is_empty());
         let long = vec![b'x'; 300];
-        let value = request_control(Some(&long)).val.unwrap();
+        let value = request_control(Mode::RefreshAndPersist, Some(&long))
+            .val
+            .unwrap();
         assert_eq!(&value[..4], &[0x30, 0x82, 0x01, 0x33]);
+        assert_eq!(&value[4..7], &[0x0a, 0x01, 0x03]);
     }
 
     #[test]

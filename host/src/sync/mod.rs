@@ -6,7 +6,9 @@
 //! end of the result set and every batch mapped: a directory that dies mid-sync, a
 //! plugin that traps, a cancelled sync all leave the store exactly as it was. Users no
 //! longer in the directory are removed only by a full sync whose every entry mapped
-//! without error, and only within the tenant's threshold.
+//! without error, or when content synchronization reports them deleted, and only
+//! within the tenant's threshold. [`run_watchers`] syncs each change of a watched
+//! directory as it arrives.
 
 mod changes;
 mod diff;
@@ -18,6 +20,7 @@ mod report;
 mod schedule;
 mod service;
 mod tenants;
+mod watch;
 
 pub use diff::{PlanRules, Planned, attribute_changes, plan_deactivate, plan_upsert};
 pub use engine::{Clock, SyncEngine, SyncError, SyncRequest, system_clock};
@@ -30,3 +33,8 @@ pub use service::{
     load_tenant_plugin, summary_message,
 };
 pub use tenants::{TenantEntry, TenantSource, Tenants};
+pub use watch::{found_changes, run_watchers, watch_session};
+/// The pauses and lease of watches.
+pub mod watching {
+    pub use super::watch::{FIRST_PAUSE, LEASE, LONGEST_PAUSE};
+}

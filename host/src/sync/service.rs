@@ -746,6 +746,11 @@ impl SyncService {
             .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
+    /// Whether the service is shutting down.
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Cancels every running task (at shutdown): each stops before it writes anything
     /// more and is handed back for another replica to run again.
     pub fn cancel_all(&self) {

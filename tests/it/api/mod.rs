@@ -11,6 +11,8 @@
 //! - [`security`]: the attacks of the security review, replayed.
 //! - [`faults`]: directory faults seen through tasks: limits, referrals, a directory
 //!   that stops answering, large values, duplicate ids.
+//! - [`watch`]: a watched directory's changes synced as they happen, one watcher per
+//!   tenant across replicas.
 
 mod admin;
 mod bad_requests;
@@ -24,6 +26,7 @@ mod neighbours;
 mod replicas;
 mod rocketchat;
 mod security;
+mod watch;
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -67,6 +70,12 @@ impl Server {
     pub fn start_logging_at(config: &Path, log: &Path, level: &str) -> Self {
         let file = std::fs::File::create(log).expect("create the server's log file");
         Self::spawn_at(config, &[], Stdio::from(file), level)
+    }
+
+    /// [`Server::start_logging_at`] with `args` added.
+    pub fn start_logging_with_args(config: &Path, log: &Path, level: &str, args: &[&str]) -> Self {
+        let file = std::fs::File::create(log).expect("create the server's log file");
+        Self::spawn_full(config, &[], Stdio::from(file), level, args)
     }
 
     /// Starts `abacsync serve` with `args` added (e.g. `--store PATH`).
