@@ -212,6 +212,39 @@ async fn active_directory_sync_with_ranges_nested_groups_and_binary_guids() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn group_changes_reach_their_members_incrementally() {
+    // Adding a user to a group changes the group's uSNChanged, not the user's (memberOf
+    // is a back-link): the incremental sync reads the group's members again.
+    let ad = Ad::new(server());
+    let (_, error) = ad.sync(SyncMode::Full).await;
+    assert!(error.is_none(), "{error:?}");
+    let member = format!("CN={},CN=Users", sam(5));
+    ad.server
+        .upsert_entry(AdEntry::group("Project X", &[member.as_str()]).with_usn(10_000))
+        .unwrap();
+    let (report, error) = ad.sync(SyncMode::Incremental).await;
+    assert!(error.is_none(), "{error:?}");
+    assert_eq!(report.mode, "incremental");
+    // The member, and the entry at the mark (read again: `>=`).
+    assert!(report.counts.read <= 2, "{:?}", report.counts);
+    assert_eq!(report.counts.updated, 1, "{:?}", report.counts);
+    let groups: Vec<_> = ad.user(&sam(5)).fields.attributes["groups"]
+        .iter()
+        .cloned()
+        .collect();
+    assert_eq!(groups, ["All Staff", "Everyone", "Project X"]);
+
+    // A group nested into another: the members of the inner one gain the outer one.
+    ad.server
+        .upsert_entry(AdEntry::group("Programme", &["CN=Project X,CN=Users"]).with_usn(10_001))
+        .unwrap();
+    let (report, error) = ad.sync(SyncMode::Incremental).await;
+    assert!(error.is_none(), "{error:?}");
+    assert_eq!(report.counts.updated, 1, "{:?}", report.counts);
+    assert!(ad.user(&sam(5)).fields.attributes["groups"].contains("Programme"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_domain_controller_dying_mid_sync_changes_nothing() {
     let ad = Ad::new(server());
     let (_, error) = ad.sync(SyncMode::Full).await;

@@ -9,7 +9,7 @@ use abacsync::ldap::{DirectoryError, DirectorySource, LdapDirectory, ReadRequest
 use abacsync::plugin::model::{Entry, SyncMode};
 use abacsync::store::{AuditQuery, SyncState, UserStore};
 use abacsync::sync::{Action, Progress, RemovalOutcome, SyncRequest, code};
-use abacsync_testkit::directory::{PeopleOptions, people_ldif, uid, user_dn};
+use abacsync_testkit::directory::{PeopleOptions, group_dn, people_ldif, uid, user_dn};
 use abacsync_testkit::slapd::Slapd;
 use tokio::sync::mpsc;
 
@@ -399,6 +399,94 @@ async fn a_change_during_a_full_read_is_seen_by_the_next_syncrepl_read() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_change_during_a_full_read_is_seen_by_the_next_timestamp_read() {
     a_change_during_a_full_read_is_read_next_time(
+        "change_attribute = \"entryCSN\"\ncontent_sync = false",
+        "timestamps",
+    )
+    .await;
+}
+
+/// A tenant mapping its users' groups (group mode `search`, nested groups) through the
+/// settings-map plugin: ABAC attribute `g` holds the CNs of every group a user is in.
+fn grouped(ldap_extra: &str) -> Harness {
+    let slapd = Slapd::builder()
+        .syncprov(Some(1000))
+        .ldif(
+            people_ldif(
+                BASE,
+                20,
+                &PeopleOptions {
+                    groups: 4,
+                    nested_groups: true,
+                    ..PeopleOptions::default()
+                },
+            )
+            .unwrap(),
+        )
+        .start()
+        .unwrap();
+    Harness::with_plugin(
+        slapd,
+        "settings-map-mapping",
+        &[("abac.g", "groups:cn")],
+        &format!(
+            "{ldap_extra}\n[tenant.ldap.groups]\nmode = \"search\"\nbase_dn = \"ou=groups,{BASE}\""
+        ),
+        "",
+    )
+}
+
+fn groups_of(h: &Harness, index: usize) -> Vec<String> {
+    h.user(&uid(index)).fields.attributes["g"]
+        .iter()
+        .cloned()
+        .collect()
+}
+
+fn add_member(slapd: &Slapd, group: usize, member: &str) {
+    slapd
+        .modify(&format!(
+            "dn: {}\nchangetype: modify\nadd: member\nmember: {member}\n",
+            group_dn(BASE, group)
+        ))
+        .unwrap();
+}
+
+/// Groups 1 and 2 are in group 0, group 3 in group 1; user `i` is in group `i % 4`.
+async fn a_group_change_reaches_its_members_incrementally(ldap_extra: &str, tracking: &str) {
+    let h = grouped(ldap_extra);
+    h.sync(SyncMode::Full).await;
+    assert_eq!(groups_of(&h, 2), ["group0000", "group0002"]);
+
+    // A user added to a group: the user's entry does not change, the group's does.
+    add_member(&h.slapd, 3, &user_dn(BASE, 2));
+    let report = h.sync(SyncMode::Incremental).await;
+    assert_eq!(report.tracking.as_deref(), Some(tracking));
+    assert_eq!(report.counts.updated, 1, "{report:#?}");
+    assert_eq!(
+        groups_of(&h, 2),
+        ["group0000", "group0001", "group0002", "group0003"]
+    );
+
+    // A group nested into another: its members gain the other and its parents.
+    add_member(&h.slapd, 3, &group_dn(BASE, 2));
+    let report = h.sync(SyncMode::Incremental).await;
+    assert_eq!(report.counts.updated, 4, "{report:#?}");
+    assert_eq!(
+        groups_of(&h, 6),
+        ["group0000", "group0001", "group0002", "group0003"]
+    );
+    // The others were not read.
+    assert!(report.counts.read < 20, "{report:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_group_change_reaches_its_members_through_syncrepl() {
+    a_group_change_reaches_its_members_incrementally("", "syncrepl").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_group_change_reaches_its_members_through_timestamps() {
+    a_group_change_reaches_its_members_incrementally(
         "change_attribute = \"entryCSN\"\ncontent_sync = false",
         "timestamps",
     )

@@ -40,6 +40,8 @@ pub struct GroupIndex {
     parents: HashMap<String, Vec<String>>,
     /// Number of groups read.
     groups: usize,
+    /// The groups' normalised DNs.
+    group_dns: HashSet<String>,
 }
 
 impl GroupIndex {
@@ -51,6 +53,7 @@ impl GroupIndex {
     /// Records that group `group` lists `members` (DNs).
     pub fn add_group(&mut self, group: &str, members: impl IntoIterator<Item = String>) {
         self.groups += 1;
+        self.group_dns.insert(normalize_dn(group));
         for member in members {
             self.parents
                 .entry(normalize_dn(&member))
@@ -81,11 +84,51 @@ impl GroupIndex {
         }
         out
     }
+
+    /// The members that are not groups, directly or through nested groups, of any of
+    /// `groups`: the users whose groups change when those groups do. Normalised DNs,
+    /// sorted.
+    pub fn members_under(&self, groups: &[String]) -> Vec<String> {
+        let changed: HashSet<String> = groups.iter().map(|dn| normalize_dn(dn)).collect();
+        let mut members: Vec<String> = self
+            .parents
+            .keys()
+            .filter(|member| !self.group_dns.contains(*member))
+            .filter(|member| {
+                self.groups_of(member)
+                    .iter()
+                    .any(|group| changed.contains(&normalize_dn(group)))
+            })
+            .cloned()
+            .collect();
+        members.sort();
+        members
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn members_under_changed_groups_include_those_of_nested_groups() {
+        let mut index = GroupIndex::new();
+        index.add_group(
+            "cn=top,dc=x",
+            ["cn=middle,dc=x".to_owned(), "uid=a,dc=x".to_owned()],
+        );
+        index.add_group("cn=middle,dc=x", ["uid=b,dc=x".to_owned()]);
+        index.add_group("cn=other,dc=x", ["uid=c,dc=x".to_owned()]);
+        assert_eq!(
+            index.members_under(&["CN=Top,DC=X".to_owned()]),
+            ["uid=a,dc=x", "uid=b,dc=x"]
+        );
+        assert_eq!(
+            index.members_under(&["cn=middle,dc=x".to_owned()]),
+            ["uid=b,dc=x"]
+        );
+        assert!(index.members_under(&["cn=none,dc=x".to_owned()]).is_empty());
+    }
 
     #[test]
     fn dns_compare_without_case_and_spaces() {

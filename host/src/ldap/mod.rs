@@ -22,6 +22,7 @@ pub use groups::{GroupIndex, normalize_dn};
 pub use search::{SearchSpec, SearchStats};
 pub use syncrepl::SYNC_REQUEST_OID;
 
+use std::collections::HashSet;
 use std::future::Future;
 use std::sync::Arc;
 
@@ -48,6 +49,9 @@ pub enum Selection {
     Changes {
         /// The cookie of the last read.
         cookie: Vec<u8>,
+        /// The change attribute's value at the last read: groups changed since have
+        /// their members read again.
+        groups_since: Option<String>,
     },
     /// Entries whose unique identifier is one of these.
     Identifiers(Vec<String>),
@@ -78,7 +82,12 @@ pub enum NextMark {
         origin: Option<String>,
     },
     /// An RFC 4533 cookie.
-    Cookie(Vec<u8>),
+    Cookie {
+        /// The cookie.
+        cookie: Vec<u8>,
+        /// The change attribute's value, taken at the same time (for groups).
+        value: Option<String>,
+    },
 }
 
 /// What a read tells of the directory ids of entries that are gone.
@@ -108,6 +117,8 @@ pub struct ReadStats {
     pub searches: u64,
     /// Groups read (group mode `search`).
     pub groups: u64,
+    /// Groups changed since the mark, whose members an incremental read read again.
+    pub changed_groups: u64,
     /// Text attributes holding values that were not UTF-8 (passed on as bytes).
     pub invalid_utf8_values: u64,
     /// Continuation references received: parts of the base held by other servers,
@@ -276,6 +287,46 @@ impl LdapDirectory {
         }
     }
 
+    /// The DNs of the groups whose change attribute is at or after `since`.
+    async fn changed_groups(
+        &self,
+        connection: &Connection,
+        since: &str,
+    ) -> Result<Vec<String>, DirectoryError> {
+        let groups = &self.config.groups;
+        let base = groups
+            .base_dn
+            .clone()
+            .unwrap_or_else(|| self.config.base_dn.clone());
+        let spec = self.spec(
+            &base,
+            filter::all(vec![
+                filter::normalize(&groups.filter),
+                format!(
+                    "({}>={})",
+                    self.config.change_attribute,
+                    filter::escape(since)
+                ),
+            ]),
+            vec!["1.1".into()],
+            SearchScope::Sub,
+        );
+        let shaper = EntryShaper::new(&[], None);
+        let (sender, mut receiver) = mpsc::channel::<Vec<Entry>>(2);
+        let collect = async move {
+            let mut dns = Vec::new();
+            while let Some(batch) = receiver.recv().await {
+                dns.extend(batch.into_iter().map(|entry| entry.dn));
+            }
+            dns
+        };
+        let read =
+            async move { search::stream(&connection.ldap, &spec, &shaper, 1000, &sender).await };
+        let (read, dns) = tokio::join!(read, collect);
+        read?;
+        Ok(dns)
+    }
+
     async fn read_groups(
         &self,
         connection: &Connection,
@@ -386,12 +437,16 @@ impl LdapDirectory {
             request.attributes.clone(),
             self.config.scope,
         );
+        // The value of the change attribute at which the next incremental read starts,
+        // taken now: kept beside a cookie too, for the groups changed since.
+        let mut value_mark = None;
         let cookie = match &request.selection {
             Selection::All | Selection::ChangedSince { .. } | Selection::Changes { .. } => {
                 // Bookkeeping reads (the root DSE, a cookie) are not counted in
                 // `searches`, which counts the reads of entries.
                 let facts =
                     marks::server_facts(&connection.ldap, &self.config.base_dn, timeout).await?;
+                value_mark = facts.mark_for(&self.config.change_attribute);
                 let content_sync = facts.content_sync && self.config.content_sync;
                 match &request.selection {
                     Selection::ChangedSince {
@@ -414,18 +469,17 @@ impl LdapDirectory {
                             },
                         });
                     }
-                    Selection::Changes { cookie } => Some(cookie.clone()),
+                    Selection::Changes { cookie, .. } => Some(cookie.clone()),
                     _ => {
                         stats.next_mark = if content_sync {
-                            Some(NextMark::Cookie(
-                                syncrepl::current_cookie(&connection.ldap, &spec).await?,
-                            ))
+                            Some(NextMark::Cookie {
+                                cookie: syncrepl::current_cookie(&connection.ldap, &spec).await?,
+                                value: value_mark.clone(),
+                            })
                         } else {
-                            facts.mark_for(&self.config.change_attribute).map(|value| {
-                                NextMark::Value {
-                                    value,
-                                    origin: facts.origin.clone(),
-                                }
+                            value_mark.clone().map(|value| NextMark::Value {
+                                value,
+                                origin: facts.origin.clone(),
                             })
                         };
                         if stats.next_mark.is_none() {
@@ -475,6 +529,37 @@ impl LdapDirectory {
             }
             GroupMode::None => {}
         }
+        // A user's groups change without the user's entry changing (Active Directory's
+        // memberOf is a back-link; in group mode `search` the groups hold the
+        // memberships): an incremental read also reads again the members, direct or
+        // through nested groups, of the groups changed since the mark.
+        let groups_since = match &request.selection {
+            Selection::ChangedSince { mark, .. } => Some(mark.clone()),
+            Selection::Changes { groups_since, .. } => groups_since.clone(),
+            _ => None,
+        };
+        let mut affected = Vec::new();
+        if let Some(since) = groups_since.filter(|_| group_mode != GroupMode::None) {
+            let changed = self.changed_groups(connection, &since).await?;
+            stats.searches += 1;
+            if !changed.is_empty() {
+                affected = match &index {
+                    Some(index) => index.members_under(&changed),
+                    None => {
+                        let (groups, group_stats) = self.read_groups(connection).await?;
+                        stats.searches += 1 + group_stats.range_searches;
+                        stats.groups = group_stats.entries;
+                        groups.members_under(&changed)
+                    }
+                };
+                stats.changed_groups = changed.len() as u64;
+                tracing::info!(
+                    groups = changed.len(),
+                    members = affected.len(),
+                    "groups changed since the last sync: their members are read again"
+                );
+            }
+        }
         let groups_attribute = (group_mode == GroupMode::MemberOf).then(|| "memberOf".to_owned());
         let shaper = EntryShaper::new(&self.config.binary_attributes, groups_attribute);
         let spec = SearchSpec { attributes, ..spec };
@@ -500,28 +585,64 @@ impl LdapDirectory {
                 }
             }
         };
-        let (searched, refresh) = match index {
-            None => search(sink).await?,
-            Some(index) => {
-                // Attach each user's resolved groups between the search and the sink.
-                let (sender, mut receiver) = mpsc::channel::<Vec<Entry>>(2);
-                let forward = async move {
-                    while let Some(mut batch) = receiver.recv().await {
-                        for entry in &mut batch {
-                            entry.groups = Some(index.groups_of(&entry.dn));
-                        }
-                        if sink.send(batch).await.is_err() {
-                            return Err(DirectoryError::Cancelled);
-                        }
+        // The search, between it and the sink: each user's resolved groups attached,
+        // and, when members of changed groups are to be read again, the DNs read
+        // recorded (so that none is read twice).
+        let record = !affected.is_empty();
+        let (sender, mut receiver) = mpsc::channel::<Vec<Entry>>(2);
+        let forward_index = index.clone();
+        let forward = async move {
+            let mut read = HashSet::new();
+            while let Some(mut batch) = receiver.recv().await {
+                for entry in &mut batch {
+                    if let Some(index) = &forward_index {
+                        entry.groups = Some(index.groups_of(&entry.dn));
                     }
-                    Ok(())
-                };
-                let (result, forwarded) = tokio::join!(search(sender), forward);
-                let found = result?;
-                forwarded?;
-                found
+                    if record {
+                        read.insert(normalize_dn(&entry.dn));
+                    }
+                }
+                if sink.send(batch).await.is_err() {
+                    return Err(DirectoryError::Cancelled);
+                }
             }
+            Ok((sink, read))
         };
+        let (result, forwarded) = tokio::join!(search(sender), forward);
+        let (mut searched, refresh) = result?;
+        let (sink, read) = forwarded?;
+        // Members of changed groups the search did not bring: read by their DN.
+        for dn in affected.iter().filter(|dn| !read.contains(*dn)) {
+            // The user filter alone: the entry itself did not change.
+            let one = SearchSpec {
+                base: dn.clone(),
+                scope: SearchScope::Base,
+                filter: filter::normalize(&self.config.user_filter),
+                ..spec.clone()
+            };
+            let (sender, mut receiver) = mpsc::channel::<Vec<Entry>>(1);
+            match search::stream(&connection.ldap, &one, &shaper, 1, &sender).await {
+                Ok(found) => {
+                    searched.entries += found.entries;
+                    searched.range_searches += 1 + found.range_searches;
+                }
+                // Moved or deleted since: the full sync, or the deletion, takes care of
+                // it.
+                Err(DirectoryError::Search { code: 32, .. }) => continue,
+                Err(err) => return Err(err),
+            }
+            drop(sender);
+            while let Some(mut batch) = receiver.recv().await {
+                for entry in &mut batch {
+                    if let Some(index) = &index {
+                        entry.groups = Some(index.groups_of(&entry.dn));
+                    }
+                }
+                if sink.send(batch).await.is_err() {
+                    return Err(DirectoryError::Cancelled);
+                }
+            }
+        }
         stats.entries = searched.entries;
         stats.searches += 1 + searched.range_searches;
         stats.invalid_utf8_values = searched.notes.invalid_utf8_values;
@@ -530,7 +651,10 @@ impl LdapDirectory {
         match (&request.selection, refresh) {
             (_, Some(refresh)) => {
                 stats.tracking = Some("syncrepl");
-                stats.next_mark = refresh.cookie.map(NextMark::Cookie);
+                stats.next_mark = refresh.cookie.map(|cookie| NextMark::Cookie {
+                    cookie,
+                    value: value_mark,
+                });
                 stats.deletions = match refresh.gone {
                     syncrepl::Gone::Listed(ids) => Deletions::Listed(ids),
                     syncrepl::Gone::AllBut(ids) => Deletions::AllBut(ids),

@@ -595,10 +595,11 @@ impl SyncEngine {
         let (mode, selection) = match request.mode {
             SyncMode::Full => (SyncMode::Full, Selection::All),
             SyncMode::Incremental => match (&state.sync_cookie, &state.high_water_mark) {
-                (Some(cookie), _) => (
+                (Some(cookie), groups_since) => (
                     SyncMode::Incremental,
                     Selection::Changes {
                         cookie: cookie.clone(),
+                        groups_since: groups_since.clone(),
                     },
                 ),
                 (None, Some(mark)) => (
@@ -831,9 +832,9 @@ impl SyncEngine {
             let mut state = state;
             if mode != SyncMode::Targeted {
                 match stats.next_mark {
-                    Some(NextMark::Cookie(cookie)) => {
+                    Some(NextMark::Cookie { cookie, value }) => {
                         state.sync_cookie = Some(cookie);
-                        state.high_water_mark = None;
+                        state.high_water_mark = value;
                         state.mark_origin = None;
                     }
                     Some(NextMark::Value { value, origin }) => {
