@@ -62,15 +62,26 @@ impl Api {
     /// Polls user `id` until `check` holds; how long after `since` that was.
     fn wait(&self, id: i64, since: Instant, check: impl Fn(&Value) -> bool) -> Duration {
         loop {
-            if check(&self.user(id)) {
+            let user = self.user(id);
+            if check(&user) {
                 return since.elapsed();
             }
-            assert!(
-                since.elapsed() < Duration::from_secs(60),
-                "user {id} never changed"
-            );
+            if since.elapsed() > Duration::from_secs(60) {
+                let (_, tasks) = self.call("GET", "/api/v1/tasq/tasks?level=2&limit=4", None);
+                panic!("user {id} never changed: {user}\nthe last tasks: {tasks:#}");
+            }
             std::thread::sleep(Duration::from_millis(2));
         }
+    }
+}
+
+/// A child process killed when dropped.
+struct Stopped(std::process::Child);
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
 
@@ -86,7 +97,7 @@ fn main() {
     let deletions = bench_arg(&args, "--deletions", 100).min(users / 20);
 
     let slapd = Slapd::builder()
-        .syncprov(Some(100_000))
+        .syncprov(Some(bench_arg(&args, "--session-log", 100_000)))
         .ldif_writer(move |out| write_people_ldif(out, BASE, users, &PeopleOptions::default()))
         .start()
         .expect("slapd");
@@ -119,17 +130,22 @@ fn main() {
         ),
     )
     .unwrap();
-    let mut server = Command::new(env!("CARGO_BIN_EXE_abacsync"))
+    let server = Command::new(env!("CARGO_BIN_EXE_abacsync"))
         .args(["serve", "--listen", "127.0.0.1:0", "--config"])
         .arg(&config)
         .env("ABACSYNC_ADMIN_USER", ADMIN)
         .env("ABACSYNC_ADMIN_PASSWORD", PASSWORD)
-        .env("ABACSYNC_LOG", "warn")
+        .env(
+            "ABACSYNC_LOG",
+            std::env::var("BENCH_SERVER_LOG").unwrap_or_else(|_| "warn".into()),
+        )
         .stdout(Stdio::piped())
         .spawn()
         .expect("abacsync serve");
+    // Stopped however the benchmark ends.
+    let mut server = Stopped(server);
     let mut line = String::new();
-    BufReader::new(server.stdout.take().unwrap())
+    BufReader::new(server.0.stdout.take().unwrap())
         .read_line(&mut line)
         .unwrap();
     let base = line
@@ -210,8 +226,7 @@ fn main() {
         let written = Instant::now();
         deleted.push(api.wait(id, written, |user| user["active"] == json!(false)));
     }
-    let _ = server.kill();
-    let _ = server.wait();
+    drop(server);
 
     let report = |name: &str, mut times: Vec<Duration>| {
         times.sort();

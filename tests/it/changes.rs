@@ -492,3 +492,21 @@ async fn a_group_change_reaches_its_members_through_timestamps() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deletions_one_after_another_are_each_seen() {
+    let h = Harness::new(with_syncprov(50, 1000));
+    h.sync(SyncMode::Full).await;
+    for index in 0..20 {
+        set_city(&h.slapd, index, "Bern");
+        assert_eq!(h.sync(SyncMode::Incremental).await.counts.updated, 1);
+    }
+    for index in 30..34 {
+        h.slapd.delete(&user_dn(BASE, index)).unwrap();
+        let report = h.sync(SyncMode::Incremental).await;
+        assert_eq!(
+            report.counts.deactivated, 1,
+            "deleting {index}: {report:#?}"
+        );
+    }
+}

@@ -8,6 +8,12 @@
 //!   `userAccountControl`) is deactivated.
 //! - ABAC attributes: `groups` from the CNs of the user's groups (nested groups when
 //!   the host resolved them, `memberOf` otherwise), `department`, `company`, `title`.
+//! - Not read: `accountExpires` and `lockoutTime`. Whether an account has expired or
+//!   is locked out depends on the time of the sync, and the contract gives a mapping no
+//!   clock (the same entry always maps the same way), so an expired or locked-out
+//!   account stays active here; AD refuses its logins all the same. To deactivate
+//!   expired accounts, disable them in AD (bit `0x2` of `userAccountControl`), which this
+//!   mapping follows.
 
 use abacsync_guest::guid::format_guid;
 use abacsync_guest::prelude::*;

@@ -115,6 +115,44 @@ pub(crate) fn the_limit_is_capped(store: &dyn Backend) {
     assert_eq!(default.len(), 100);
 }
 
+pub(crate) fn runs_beyond_the_number_kept_are_pruned(store: &dyn Backend) {
+    for at in 1..=5 {
+        store
+            .record_sync_run(T1, &run(&format!("r{at}"), at))
+            .unwrap();
+    }
+    store.record_sync_run(T2, &run("other", 1)).unwrap();
+    let limits = HistoryLimits {
+        events_before: None,
+        max_events: 1000,
+        max_runs: 2,
+    };
+    // Once, the SQLite store locked its writer twice here and waited for ever: a
+    // deadlock ends the test binary rather than hanging it.
+    std::thread::scope(|scope| {
+        let (done, finished) = std::sync::mpsc::channel();
+        scope.spawn(move || {
+            let pruned = store.prune_history(T1, &limits);
+            let _ = done.send(pruned);
+        });
+        match finished.recv_timeout(std::time::Duration::from_secs(30)) {
+            Ok(pruned) => assert_eq!(pruned.unwrap(), 0, "no audit events were due"),
+            Err(_) => {
+                eprintln!("pruning the runs did not end within 30 s: a deadlock");
+                std::process::abort();
+            }
+        }
+    });
+    let kept: Vec<String> = store
+        .sync_runs(T1, 10)
+        .unwrap()
+        .into_iter()
+        .map(|run| run.run_id)
+        .collect();
+    assert_eq!(kept, ["r5", "r4"]);
+    assert_eq!(store.sync_runs(T2, 10).unwrap().len(), 1);
+}
+
 pub(crate) fn history_is_pruned_by_count_and_by_age_oldest_first(store: &dyn Backend) {
     // 30 users created at times 1..=30: one event each.
     for at in 1..=30 {

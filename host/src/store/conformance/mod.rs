@@ -49,6 +49,7 @@ macro_rules! suite {
             history::history_is_pruned_by_count_and_by_age_oldest_first,
             history::state_defaults_then_upserts,
             history::runs_are_listed_newest_first_per_tenant,
+            history::runs_beyond_the_number_kept_are_pruned,
             catalog::the_catalog_generation_moves_with_every_tenant_change,
             catalog::a_tenants_plugins_stay_within_their_quota,
             catalog::a_plugin_is_suspended_once_after_failures_in_a_row_and_resumed,

@@ -58,7 +58,10 @@ pub(super) fn prune(
             }
         }
     }
-    if let Some(last) = newest_beyond(&lock(), "sync_runs", key, limits.max_runs)? {
+    // Bound first: a guard in an `if let` scrutinee lives through its block, and the
+    // block locks again (it deadlocked once a tenant had more runs than kept).
+    let runs_dropped = newest_beyond(&lock(), "sync_runs", key, limits.max_runs)?;
+    if let Some(last) = runs_dropped {
         lock().execute(
             "DELETE FROM sync_runs WHERE tenant_id = ?1 AND id <= ?2",
             (key, last),
