@@ -545,8 +545,11 @@ pub async fn persist(
 /// refresh without a cookie whose filter matches nothing. Taken before a full read, it
 /// is where the next incremental read starts.
 pub async fn current_cookie(ldap: &Ldap, spec: &SearchSpec) -> Result<Vec<u8>, DirectoryError> {
+    // The base entry alone, and a filter it cannot match: the server evaluates one
+    // entry (a subtree search would test every entry of the base against the filter).
     let nothing = SearchSpec {
-        filter: "(&(objectClass=*)(!(objectClass=*)))".into(),
+        scope: crate::config::SearchScope::Base,
+        filter: "(!(objectClass=*))".into(),
         attributes: vec!["1.1".into()],
         ..spec.clone()
     };
