@@ -589,6 +589,7 @@ impl LdapDirectory {
         // and, when members of changed groups are to be read again, the DNs read
         // recorded (so that none is read twice).
         let record = !affected.is_empty();
+        let sink_direct = sink.clone();
         let (sender, mut receiver) = mpsc::channel::<Vec<Entry>>(2);
         let forward_index = index.clone();
         let forward = async move {
@@ -608,11 +609,24 @@ impl LdapDirectory {
             }
             Ok((sink, read))
         };
-        let (result, forwarded) = tokio::join!(search(sender), forward);
-        let (mut searched, refresh) = result?;
-        let (sink, read) = forwarded?;
+        let (mut searched, refresh, sink, read) = if index.is_none() && !record {
+            // Nothing to do between: straight to the sink.
+            drop((sender, forward));
+            let (searched, refresh) = search(sink_direct).await?;
+            (searched, refresh, None, HashSet::new())
+        } else {
+            let (result, forwarded) = tokio::join!(search(sender), forward);
+            let (searched, refresh) = result?;
+            let (sink, read) = forwarded?;
+            (searched, refresh, Some(sink), read)
+        };
         // Members of changed groups the search did not bring: read by their DN.
-        for dn in affected.iter().filter(|dn| !read.contains(*dn)) {
+        // (Only where some are to be read, which goes through the recording stage.)
+        let sink = sink.filter(|_| record);
+        for dn in affected
+            .iter()
+            .filter(|dn| sink.is_some() && !read.contains(*dn))
+        {
             // The user filter alone: the entry itself did not change.
             let one = SearchSpec {
                 base: dn.clone(),
@@ -638,7 +652,9 @@ impl LdapDirectory {
                         entry.groups = Some(index.groups_of(&entry.dn));
                     }
                 }
-                if sink.send(batch).await.is_err() {
+                if let Some(sink) = &sink
+                    && sink.send(batch).await.is_err()
+                {
                     return Err(DirectoryError::Cancelled);
                 }
             }
