@@ -306,6 +306,11 @@ impl Watch<'_> {
             result = watch => result,
             () = interrupted() => Ok(()),
         };
+        // A sync cut short by the interrupt gives the tenant's run back too (it wrote
+        // nothing more: each chunk is a transaction, finished or never started).
+        if let Err(err) = self.store.release_tenant(self.tenant.id, self.holder) {
+            tracing::warn!(%err, tenant = self.tenant.id, "cannot give the tenant's run back");
+        }
         if let Err(err) = self.store.release_watch(self.tenant.id, self.holder) {
             tracing::warn!(%err, tenant = self.tenant.id, "cannot give the watch back");
         }
