@@ -8,6 +8,9 @@
 # - python3 (with venv), node and npm, for the Python and JavaScript plugin toolchains;
 # - PostgreSQL's server (initdb, postgres, psql): the tests start their own on a free
 #   loopback port for the PostgreSQL store and the replica tests.
+# - Samba's AD domain controller (samba, samba-tool, its provisioning data) and iproute2:
+#   the Active Directory tests provision their own domain on a loopback address of its
+#   own (Samba's LDAP ports are fixed).
 # Safe to run again; used by scripts/demo.sh, scripts/test.sh and .ci/run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,6 +33,10 @@ command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 \
     || missing+=(postgresql)
+command -v samba >/dev/null 2>&1 || [ -x /usr/sbin/samba ] || missing+=(samba)
+command -v samba-tool >/dev/null 2>&1 || missing+=(samba-common-bin)
+[ -d /usr/share/samba/setup/ad-schema ] || missing+=(samba-ad-provision samba-ad-dc)
+command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || [ -x /sbin/ip ] || missing+=(iproute2)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "setup: installing ${missing[*]} from apt"
     sudo=""
@@ -42,7 +49,10 @@ if [ ${#missing[@]} -gt 0 ]; then
     # The package starts a system slapd on port 389; abacsync's tests run their own.
     if command -v service >/dev/null 2>&1; then
         $sudo service slapd stop >/dev/null 2>&1 || true
-        # Likewise the system PostgreSQL on port 5432.
+        # Likewise the system PostgreSQL on port 5432, and Samba's daemons.
         $sudo service postgresql stop >/dev/null 2>&1 || true
+        for daemon in samba-ad-dc smbd nmbd winbind; do
+            $sudo service "$daemon" stop >/dev/null 2>&1 || true
+        done
     fi
 fi

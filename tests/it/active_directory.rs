@@ -1,6 +1,8 @@
 //! Syncs from a server that answers like Active Directory (the testkit's protocol-level
-//! AD server): binary objectGUIDs, range retrieval of large groups, nested groups,
-//! disabled accounts, uSNChanged, and a domain controller that dies mid-search.
+//! AD server), for what a real domain controller cannot be made to show here: range
+//! retrieval of a group larger than 1,500 members (Samba returns every value at once)
+//! and a domain controller that dies mid-search. Everything else runs against a real
+//! DC: `samba.rs`.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -212,39 +214,6 @@ async fn active_directory_sync_with_ranges_nested_groups_and_binary_guids() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn group_changes_reach_their_members_incrementally() {
-    // Adding a user to a group changes the group's uSNChanged, not the user's (memberOf
-    // is a back-link): the incremental sync reads the group's members again.
-    let ad = Ad::new(server());
-    let (_, error) = ad.sync(SyncMode::Full).await;
-    assert!(error.is_none(), "{error:?}");
-    let member = format!("CN={},CN=Users", sam(5));
-    ad.server
-        .upsert_entry(AdEntry::group("Project X", &[member.as_str()]).with_usn(10_000))
-        .unwrap();
-    let (report, error) = ad.sync(SyncMode::Incremental).await;
-    assert!(error.is_none(), "{error:?}");
-    assert_eq!(report.mode, "incremental");
-    // The member, and the entry at the mark (read again: `>=`).
-    assert!(report.counts.read <= 2, "{:?}", report.counts);
-    assert_eq!(report.counts.updated, 1, "{:?}", report.counts);
-    let groups: Vec<_> = ad.user(&sam(5)).fields.attributes["groups"]
-        .iter()
-        .cloned()
-        .collect();
-    assert_eq!(groups, ["All Staff", "Everyone", "Project X"]);
-
-    // A group nested into another: the members of the inner one gain the outer one.
-    ad.server
-        .upsert_entry(AdEntry::group("Programme", &["CN=Project X,CN=Users"]).with_usn(10_001))
-        .unwrap();
-    let (report, error) = ad.sync(SyncMode::Incremental).await;
-    assert!(error.is_none(), "{error:?}");
-    assert_eq!(report.counts.updated, 1, "{:?}", report.counts);
-    assert!(ad.user(&sam(5)).fields.attributes["groups"].contains("Programme"));
-}
-
-#[tokio::test(flavor = "multi_thread")]
 async fn a_domain_controller_dying_mid_sync_changes_nothing() {
     let ad = Ad::new(server());
     let (_, error) = ad.sync(SyncMode::Full).await;
@@ -281,17 +250,4 @@ async fn a_domain_controller_dying_mid_sync_changes_nothing() {
     assert!(error.is_none(), "{error:?}");
     assert_eq!(report.counts.updated, 1);
     assert_eq!(report.counts.deactivated, (USERS - 2_000) as u64);
-}
-
-#[tokio::test]
-async fn a_refused_bind_says_why_in_active_directorys_words() {
-    let ad = Ad::new(server());
-    let directory = LdapDirectory::new(&ad.tenant.ldap, Some("wrong".into())).unwrap();
-    let err = directory.test_connection().await.unwrap_err().to_string();
-    // AD's `data 52e` decoded, its own message kept.
-    assert!(
-        err.contains("refused by") && err.contains(": invalid credentials: 80090308: LdapErr"),
-        "{err}"
-    );
-    assert!(err.contains("data 52e"), "{err}");
 }

@@ -12,5 +12,6 @@ mod golden;
 mod languages;
 mod loading;
 mod registry;
+mod samba;
 mod sandbox;
 mod sync;

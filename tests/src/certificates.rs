@@ -40,12 +40,28 @@ pub struct CertificateError {
 /// # Errors
 /// [`CertificateError`] when a file cannot be written or openssl fails.
 pub fn generate(openssl: &Path, dir: &Path) -> Result<Certificates, CertificateError> {
+    generate_for(openssl, dir, &["IP:127.0.0.1", "DNS:localhost"])
+}
+
+/// [`generate`] with the server certificate's subject alternative names given
+/// (`IP:127.0.0.9`, `DNS:dc1.example`).
+///
+/// # Errors
+/// [`CertificateError`] when a file cannot be written or openssl fails.
+pub fn generate_for(
+    openssl: &Path,
+    dir: &Path,
+    names: &[&str],
+) -> Result<Certificates, CertificateError> {
     std::fs::write(
         dir.join("server.ext"),
-        "subjectAltName = IP:127.0.0.1, DNS:localhost\n\
-         basicConstraints = critical, CA:FALSE\n\
-         keyUsage = critical, digitalSignature, keyEncipherment\n\
-         extendedKeyUsage = serverAuth\n",
+        format!(
+            "subjectAltName = {}\n\
+             basicConstraints = critical, CA:FALSE\n\
+             keyUsage = critical, digitalSignature, keyEncipherment\n\
+             extendedKeyUsage = serverAuth\n",
+            names.join(", ")
+        ),
     )
     .map_err(|err| CertificateError {
         step: "the server certificate's extensions".into(),

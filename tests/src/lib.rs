@@ -9,6 +9,8 @@
 //! - [`smtp`]: a mail sink on a free loopback port, for codes sent by email.
 //! - [`postgres`]: a real PostgreSQL server on a free loopback port, with TLS on
 //!   request.
+//! - [`samba`]: a real Active Directory domain controller (Samba) on a loopback
+//!   address of its own, with LDAPS from a private CA.
 //! - [`certificates`]: a private CA and a server certificate, for the TLS fixtures.
 //! - [`stall`]: a TCP proxy that stalls the server's answers once, a slow link.
 
@@ -20,6 +22,7 @@ pub mod certificates;
 pub mod directory;
 pub mod plugins;
 pub mod postgres;
+pub mod samba;
 pub mod slapd;
 pub mod smtp;
 pub mod stall;

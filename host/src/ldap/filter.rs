@@ -60,6 +60,22 @@ pub fn normalize(filter: &str) -> String {
     }
 }
 
+/// The text form of an objectGUID's bytes, `3f2504e0-4f89-11d3-9a0c-0305e82c3301` (the
+/// inverse of [`guid_bytes`], and the form the Active Directory mapping gives its users'
+/// ids); `None` unless `bytes` is 16 bytes long.
+pub fn guid_text(bytes: &[u8]) -> Option<String> {
+    let b: &[u8; 16] = bytes.try_into().ok()?;
+    let order = [3, 2, 1, 0, 5, 4, 7, 6, 8, 9, 10, 11, 12, 13, 14, 15];
+    let mut text = String::with_capacity(36);
+    for (index, source) in order.iter().enumerate() {
+        if matches!(index, 4 | 6 | 8 | 10) {
+            text.push('-');
+        }
+        let _ = write!(text, "{:02x}", b[*source]);
+    }
+    Some(text)
+}
+
 /// The bytes of an objectGUID from its text form `3f2504e0-4f89-11d3-9a0c-0305e82c3301`
 /// (the first three fields little-endian, as Active Directory stores them); `None` when
 /// `text` is not a GUID.
@@ -129,6 +145,13 @@ mod tests {
             abacsync_guest::guid::format_guid(&bytes).as_deref(),
             Some("3f2504e0-4f89-11d3-9a0c-0305e82c3301")
         );
+        assert_eq!(
+            guid_text(&bytes).as_deref(),
+            Some("3f2504e0-4f89-11d3-9a0c-0305e82c3301")
+        );
+        let odd: Vec<u8> = (0u8..16).map(|i| i.wrapping_mul(37)).collect();
+        assert_eq!(guid_text(&odd), abacsync_guest::guid::format_guid(&odd));
+        assert_eq!(guid_text(&bytes[..15]), None);
         assert!(guid_bytes("not-a-guid").is_none());
         assert!(guid_bytes("3f2504e04f8911d39a0c0305e82c3301").is_none());
     }

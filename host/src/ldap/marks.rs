@@ -12,12 +12,17 @@ use super::entry::{RawEntry, decode};
 use super::error::DirectoryError;
 use super::search::library_error;
 use super::syncrepl::SYNC_REQUEST_OID;
+use super::tombstones::SHOW_DELETED_OID;
 
 /// What the root DSE (and the naming context's entry) tell of a server.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ServerFacts {
     /// The server offers RFC 4533 content synchronization (OpenLDAP's `syncprov`).
     pub content_sync: bool,
+    /// The server offers the Show Deleted control (Active Directory's tombstones).
+    pub show_deleted: bool,
+    /// The naming context holding the base, when the server names one.
+    pub naming_context: Option<String>,
     /// Active Directory's `highestCommittedUSN`.
     pub highest_usn: Option<String>,
     /// Active Directory's `currentTime` (generalized time).
@@ -102,6 +107,9 @@ pub async fn server_facts(
         content_sync: values(&root, "supportedControl")
             .iter()
             .any(|oid| oid == SYNC_REQUEST_OID),
+        show_deleted: values(&root, "supportedControl")
+            .iter()
+            .any(|oid| oid == SHOW_DELETED_OID),
         highest_usn: first(&root, "highestCommittedUSN"),
         current_time: first(&root, "currentTime"),
         ..ServerFacts::default()
@@ -115,12 +123,13 @@ pub async fn server_facts(
                 && (base_lower == context || base_lower.ends_with(&format!(",{context}")))
         })
         .max_by_key(String::len);
-    if let Some(context) = context
+    if let Some(context) = &context
         && facts.highest_usn.is_none()
-        && let Some(entry) = base_entry(ldap, &context, &["contextCSN"], timeout).await?
+        && let Some(entry) = base_entry(ldap, context, &["contextCSN"], timeout).await?
     {
         facts.context_csns = values(&entry, "contextCSN");
     }
+    facts.naming_context = context;
     if let Some(service) = first(&root, "dsServiceName") {
         let invocation = base_entry(ldap, &service, &["invocationId"], timeout)
             .await

@@ -14,6 +14,7 @@ mod groups;
 pub mod marks;
 mod search;
 pub mod syncrepl;
+mod tombstones;
 
 pub use connection::{ConnectOptions, Connection, tls_config_with_ca};
 pub use entry::{EntryShaper, RawAttribute, RawEntry, ShapeNotes, decode, parse_description};
@@ -97,7 +98,8 @@ pub enum Deletions {
     /// deletions, and a targeted read not those of others.
     #[default]
     Unknown,
-    /// These entries (by `entryUUID`) were deleted.
+    /// These entries were deleted, by their directory id (`entryUUID` from a content
+    /// synchronization, the text form of `objectGUID` from Active Directory tombstones).
     Listed(Vec<String>),
     /// Every entry is gone that was neither read nor listed here (by `entryUUID`) as
     /// present: a full read lists none.
@@ -440,6 +442,9 @@ impl LdapDirectory {
         // The value of the change attribute at which the next incremental read starts,
         // taken now: kept beside a cookie too, for the groups changed since.
         let mut value_mark = None;
+        // Where Active Directory's tombstones are looked for (an incremental read by
+        // the change attribute, on a server with the Show Deleted control).
+        let mut tombstones_under = None;
         let cookie = match &request.selection {
             Selection::All | Selection::ChangedSince { .. } | Selection::Changes { .. } => {
                 // Bookkeeping reads (the root DSE, a cookie) are not counted in
@@ -488,7 +493,13 @@ impl LdapDirectory {
                                 self.config.change_attribute
                             ));
                         }
-                        if matches!(request.selection, Selection::ChangedSince { .. }) {
+                        if matches!(request.selection, Selection::ChangedSince { .. })
+                            && facts.show_deleted
+                            && let Some(context) = &facts.naming_context
+                        {
+                            stats.tracking = Some("tombstones");
+                            tombstones_under = Some(context.clone());
+                        } else if matches!(request.selection, Selection::ChangedSince { .. }) {
                             stats.tracking = Some("timestamps");
                             stats.notes.push(format!(
                                 "deletions wait for the next full sync: this incremental read compares {}, which deleted entries do not have ({})",
@@ -658,6 +669,20 @@ impl LdapDirectory {
                     return Err(DirectoryError::Cancelled);
                 }
             }
+        }
+        if let (Some(context), Selection::ChangedSince { mark, .. }) =
+            (&tombstones_under, &request.selection)
+        {
+            let deleted = tombstones::deleted_since(
+                &connection.ldap,
+                context,
+                &self.config.change_attribute,
+                mark,
+                &spec,
+            )
+            .await?;
+            stats.searches += 1;
+            stats.deletions = Deletions::Listed(deleted);
         }
         stats.entries = searched.entries;
         stats.searches += 1 + searched.range_searches;

@@ -58,9 +58,9 @@ impl SyncEngine {
         diff: &mut Diff,
         progress: &Progress,
     ) -> Result<(), SyncError> {
-        // A change stream is named in the cause (`sync:incremental/syncrepl:…`).
+        // A change stream is named in the cause (`sync:incremental/syncrepl:…`, `…/tombstones:…`).
         let stream = match diff.tracking {
-            Some(tracking @ "syncrepl") => format!("/{tracking}"),
+            Some(tracking @ ("syncrepl" | "tombstones")) => format!("/{tracking}"),
             _ => String::new(),
         };
         let cause = ChangeCause {

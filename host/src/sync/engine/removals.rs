@@ -118,6 +118,9 @@ impl SyncEngine {
         }
         let why = match gone {
             Gone::NotSeen(_) => "no longer in the directory",
+            Gone::Listed(_) if diff.tracking == Some("tombstones") => {
+                "deleted from the directory (its tombstone)"
+            }
             Gone::Listed(_) => "deleted from the directory (content synchronization)",
         };
         for user in to_remove {
