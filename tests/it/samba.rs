@@ -444,6 +444,73 @@ async fn incremental_syncs_see_deletions_group_changes_renames_and_disabled_acco
     assert_eq!(report.counts.writes(), 0, "{:?}", report.counts);
 }
 
+/// A member removed from a group, and a group removed from another, reach the members
+/// through DirSync's incremental values: their entries did not change.
+async fn members_removed_from_groups_lose_them_incrementally(name: &str, prefix: &str, mode: &str) {
+    let Some(dc) = dc() else { return };
+    let base = changes_ou(dc, name, 6, prefix);
+    let dn = |i: usize| format!("CN={prefix}.{i:04},{base}");
+    let team = format!("CN=Team,{base}");
+    let division = format!("CN=Division,{base}");
+    dc.add(&group(&team, &(0..3).map(dn).collect::<Vec<_>>()))
+        .unwrap();
+    dc.add(&group(&division, &[team.clone(), dn(5)])).unwrap();
+    let groups =
+        format!("mode = \"{mode}\"\nbase_dn = \"{base}\"\nfilter = \"(objectClass=group)\"");
+    let d = Domain::plain(dc, &base, "", &groups);
+    d.sync(SyncMode::Full).await;
+    let user = |i: usize| format!("{prefix}{i:04}");
+    let nested = if mode == "search" {
+        vec!["Division", "Team"]
+    } else {
+        vec!["Team"]
+    };
+    assert_eq!(d.groups(&user(0)), nested);
+    assert_eq!(d.groups(&user(1)), nested);
+    assert_eq!(d.groups(&user(5)), ["Division"]);
+
+    dc.modify(&format!(
+        "dn: {team}\nchangetype: modify\ndelete: member\nmember: {}\n",
+        dn(1)
+    ))
+    .unwrap();
+    dc.modify(&format!(
+        "dn: {division}\nchangetype: modify\ndelete: member\nmember: {team}\n"
+    ))
+    .unwrap();
+    let report = d.sync(SyncMode::Incremental).await;
+    assert_eq!(report.mode, "incremental");
+    assert!(report.notes.is_empty(), "{:?}", report.notes);
+    assert_eq!(d.groups(&user(1)), Vec::<String>::new(), "{report:#?}");
+    assert_eq!(d.groups(&user(0)), ["Team"]);
+    assert_eq!(d.groups(&user(5)), ["Division"]);
+    // Members of untouched groups are not read again.
+    assert!(report.counts.read <= 4, "{:?}", report.counts);
+
+    // A group deleted: its tombstone keeps no members, so who was in it takes a full
+    // read, which the sync becomes, and says why.
+    dc.delete(&division).unwrap();
+    let report = d.sync(SyncMode::Incremental).await;
+    assert_eq!(report.mode, "full");
+    assert!(
+        report.notes[0].contains("was deleted, and a deleted group keeps no members"),
+        "{:?}",
+        report.notes
+    );
+    assert_eq!(d.groups(&user(5)), Vec::<String>::new(), "{report:#?}");
+    assert_eq!(d.groups(&user(0)), ["Team"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn members_removed_from_groups_lose_them_incrementally_in_search_mode() {
+    members_removed_from_groups_lose_them_incrementally("Removals S", "rs", "search").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn members_removed_from_groups_lose_them_incrementally_in_memberof_mode() {
+    members_removed_from_groups_lose_them_incrementally("Removals M", "rm", "memberof").await;
+}
+
 /// Reads through an LDAP directory in small batches, and once the first batch reached
 /// the sync, changes an entry of that batch (already read) and the entry the DC returns
 /// last (not read yet: the read is held back by the batches waiting).

@@ -218,14 +218,22 @@ impl SambaDc {
             ))
             .stdin(Stdio::null());
         run(command, "samba-tool domain provision")?;
-        // Simple binds over plain LDAP, as the plain-LDAP tests do (provision does not
-        // keep this option in the file it writes).
+        // Simple binds over plain LDAP, as the plain-LDAP tests do; the pid file and
+        // sockets in the folder, so that DCs of several test runs do not meet
+        // (provision does not keep these options in the file it writes).
         let config = fs::read_to_string(self.config()).map_err(io_error("reading smb.conf"))?;
+        let private = target.display();
         let config = config.replacen(
             "[global]\n",
-            "[global]\n\tldap server require strong auth = no\n",
+            &format!(
+                "[global]\n\tldap server require strong auth = no\n\tpid directory = {private}/run\n\
+                 \tncalrpc dir = {private}/ncalrpc\n\twinbindd socket directory = {private}/winbindd\n"
+            ),
             1,
         );
+        for sub in ["run", "ncalrpc", "winbindd"] {
+            fs::create_dir_all(target.join(sub)).map_err(io_error("creating samba's folders"))?;
+        }
         fs::write(self.config(), config).map_err(io_error("writing smb.conf"))?;
         // Complexity off: tests give users short passwords.
         let mut settings = Command::new("samba-tool");

@@ -24,6 +24,8 @@ pub struct Element<'a> {
 pub mod tag {
     /// BOOLEAN.
     pub const BOOLEAN: u8 = 0x01;
+    /// INTEGER.
+    pub const INTEGER: u8 = 0x02;
     /// OCTET STRING.
     pub const OCTET_STRING: u8 = 0x04;
     /// ENUMERATED.
@@ -137,6 +139,40 @@ pub fn small_integer(contents: &[u8], what: &str) -> Result<i64, BerError> {
         .fold(start, |value, byte| (value << 8) | i64::from(*byte)))
 }
 
+/// One element: `tag`, the definite length of `contents`, `contents`.
+pub fn tlv(tag: u8, contents: &[u8]) -> Vec<u8> {
+    let mut out = vec![tag];
+    let length = contents.len();
+    if length < 0x80 {
+        out.push(length as u8);
+    } else {
+        let bytes: Vec<u8> = length
+            .to_be_bytes()
+            .into_iter()
+            .skip_while(|byte| *byte == 0)
+            .collect();
+        out.push(0x80 | bytes.len() as u8);
+        out.extend(bytes);
+    }
+    out.extend_from_slice(contents);
+    out
+}
+
+/// The contents of an INTEGER holding `value`, in the fewest octets (two's complement).
+pub fn integer(value: i64) -> Vec<u8> {
+    let bytes = value.to_be_bytes();
+    let mut start = 0;
+    while start < 7 {
+        let redundant = (bytes[start] == 0x00 && bytes[start + 1] & 0x80 == 0)
+            || (bytes[start] == 0xff && bytes[start + 1] & 0x80 != 0);
+        if !redundant {
+            break;
+        }
+        start += 1;
+    }
+    bytes[start..].to_vec()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -168,5 +204,26 @@ mod tests {
         assert!(small_integer(&[], "n").is_err());
         assert_eq!(small_integer(&[0xff], "n").unwrap(), -1);
         assert_eq!(small_integer(&[0x01, 0x00], "n").unwrap(), 256);
+        for value in [
+            0,
+            1,
+            127,
+            128,
+            255,
+            256,
+            -1,
+            -128,
+            -129,
+            i64::from(i32::MIN),
+            i64::MAX,
+        ] {
+            assert_eq!(
+                small_integer(&integer(value), "n").unwrap(),
+                value,
+                "{value}"
+            );
+        }
+        assert_eq!(integer(-2_147_483_647), [0x80, 0, 0, 1]);
+        assert_eq!(integer(128), [0x00, 0x80]);
     }
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use ldap3::{Ldap, Scope};
 
+use super::dirsync::DIRSYNC_OID;
 use super::entry::{RawEntry, decode};
 use super::error::DirectoryError;
 use super::search::library_error;
@@ -21,6 +22,8 @@ pub struct ServerFacts {
     pub content_sync: bool,
     /// The server offers the Show Deleted control (Active Directory's tombstones).
     pub show_deleted: bool,
+    /// The server offers Active Directory's DirSync control.
+    pub dirsync: bool,
     /// The naming context holding the base, when the server names one.
     pub naming_context: Option<String>,
     /// Active Directory's `highestCommittedUSN`.
@@ -110,6 +113,9 @@ pub async fn server_facts(
         show_deleted: values(&root, "supportedControl")
             .iter()
             .any(|oid| oid == SHOW_DELETED_OID),
+        dirsync: values(&root, "supportedControl")
+            .iter()
+            .any(|oid| oid == DIRSYNC_OID),
         highest_usn: first(&root, "highestCommittedUSN"),
         current_time: first(&root, "currentTime"),
         ..ServerFacts::default()

@@ -7,6 +7,7 @@
 
 pub mod ber;
 mod connection;
+pub mod dirsync;
 mod entry;
 mod error;
 pub mod filter;
@@ -44,6 +45,9 @@ pub enum Selection {
         /// The server the mark was taken on, when marks are a server's own (Active
         /// Directory's USNs): another server cannot read from it.
         origin: Option<String>,
+        /// Active Directory's DirSync cookie of the groups, taken with the mark: the
+        /// members added to and removed from groups since.
+        groups_cookie: Option<Vec<u8>>,
     },
     /// RFC 4533 content synchronization: the entries changed since the cookie, and
     /// which entries were deleted.
@@ -81,6 +85,8 @@ pub enum NextMark {
         value: String,
         /// The server it was taken on, when marks are a server's own.
         origin: Option<String>,
+        /// Active Directory's DirSync cookie of the groups, taken at the same time.
+        groups_cookie: Option<Vec<u8>>,
     },
     /// An RFC 4533 cookie.
     Cookie {
@@ -445,6 +451,9 @@ impl LdapDirectory {
         // Where Active Directory's tombstones are looked for (an incremental read by
         // the change attribute, on a server with the Show Deleted control).
         let mut tombstones_under = None;
+        // Where Active Directory's DirSync reads the groups' changes (a tenant with
+        // groups, on a server with the control).
+        let mut dirsync_under = None;
         let cookie = match &request.selection {
             Selection::All | Selection::ChangedSince { .. } | Selection::Changes { .. } => {
                 // Bookkeeping reads (the root DSE, a cookie) are not counted in
@@ -452,6 +461,12 @@ impl LdapDirectory {
                 let facts =
                     marks::server_facts(&connection.ldap, &self.config.base_dn, timeout).await?;
                 value_mark = facts.mark_for(&self.config.change_attribute);
+                if facts.dirsync
+                    && self.config.groups.mode != GroupMode::None
+                    && !matches!(request.selection, Selection::Changes { .. })
+                {
+                    dirsync_under = facts.naming_context.clone();
+                }
                 let content_sync = facts.content_sync && self.config.content_sync;
                 match &request.selection {
                     Selection::ChangedSince {
@@ -485,6 +500,7 @@ impl LdapDirectory {
                             value_mark.clone().map(|value| NextMark::Value {
                                 value,
                                 origin: facts.origin.clone(),
+                                groups_cookie: None,
                             })
                         };
                         if stats.next_mark.is_none() {
@@ -520,6 +536,62 @@ impl LdapDirectory {
             Selection::Identifiers(_) | Selection::Matching(_) => None,
         };
 
+        // The groups' DirSync cookie of now, and, from the last one, their changes.
+        let mut dirsync_changes = None;
+        if let Some(context) = &dirsync_under {
+            let previous = match &request.selection {
+                Selection::ChangedSince {
+                    groups_cookie: Some(cookie),
+                    ..
+                } => Some(cookie.as_slice()),
+                _ => None,
+            };
+            match dirsync::group_changes(
+                &connection.ldap,
+                context,
+                &filter::normalize(&self.config.groups.filter),
+                &self.config.groups.member_attribute,
+                previous,
+                previous.is_some(),
+                timeout,
+            )
+            .await
+            {
+                Ok(changes) => {
+                    let groups_base = normalize_dn(
+                        self.config
+                            .groups
+                            .base_dn
+                            .as_deref()
+                            .unwrap_or(&self.config.base_dn),
+                    );
+                    if let Some(parent) = changes.deleted_under.iter().find(|parent| {
+                        let parent = normalize_dn(parent);
+                        parent == groups_base || parent.ends_with(&format!(",{groups_base}"))
+                    }) {
+                        return Err(DirectoryError::StaleMark {
+                            reason: format!(
+                                "a group under `{parent}` was deleted, and a deleted group keeps no members: who was in it takes a full read"
+                            ),
+                        });
+                    }
+                    if let Some(NextMark::Value { groups_cookie, .. }) = &mut stats.next_mark {
+                        *groups_cookie = Some(changes.cookie.clone());
+                    }
+                    if previous.is_some() {
+                        stats.searches += 1;
+                        dirsync_changes = Some(changes);
+                    }
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, "DirSync refused: members removed from groups wait for the next full sync");
+                    stats.notes.push(format!(
+                        "members removed from groups wait for the next full sync: the DirSync read of the groups failed ({err})"
+                    ));
+                }
+            }
+        }
+
         let mut attributes = request.attributes;
         let group_mode = self.config.groups.mode;
         let mut index = None;
@@ -551,18 +623,36 @@ impl LdapDirectory {
         };
         let mut affected = Vec::new();
         if let Some(since) = groups_since.filter(|_| group_mode != GroupMode::None) {
-            let changed = self.changed_groups(connection, &since).await?;
-            stats.searches += 1;
+            // From DirSync, the groups changed and the members they lost; else the
+            // groups whose change attribute moved (whose lost members stay as they were
+            // until the next full sync).
+            let (changed, removed) = match dirsync_changes {
+                Some(changes) => (changes.groups, changes.removed),
+                None => {
+                    stats.searches += 1;
+                    (self.changed_groups(connection, &since).await?, Vec::new())
+                }
+            };
             if !changed.is_empty() {
+                // The members now, through nested groups too, and those removed (with
+                // theirs, for a group removed from a group).
+                let mut under = changed.clone();
+                under.extend(removed.iter().cloned());
                 affected = match &index {
-                    Some(index) => index.members_under(&changed),
+                    Some(index) => index.members_under(&under),
                     None => {
                         let (groups, group_stats) = self.read_groups(connection).await?;
                         stats.searches += 1 + group_stats.range_searches;
                         stats.groups = group_stats.entries;
-                        groups.members_under(&changed)
+                        groups.members_under(&under)
                     }
                 };
+                for dn in &removed {
+                    let dn = normalize_dn(dn);
+                    if !affected.contains(&dn) {
+                        affected.push(dn);
+                    }
+                }
                 stats.changed_groups = changed.len() as u64;
                 tracing::info!(
                     groups = changed.len(),

@@ -8,7 +8,7 @@ use ldap3::asn1::{PL, StructureTag};
 use ldap3::controls::RawControl;
 use tokio::sync::mpsc;
 
-use super::ber::{self, BerError, Reader, tag};
+use super::ber::{self, BerError, Reader, tag, tlv};
 use super::entry::{EntryShaper, decode};
 use super::error::DirectoryError;
 use super::search::{
@@ -239,24 +239,6 @@ fn sync_info_value(response: &StructureTag) -> Result<Option<&[u8]>, BerError> {
     primitive(1)
         .map(Some)
         .ok_or_else(|| BerError("a Sync Info message without a value".into()))
-}
-
-fn tlv(tag: u8, contents: &[u8]) -> Vec<u8> {
-    let mut out = vec![tag];
-    let length = contents.len();
-    if length < 0x80 {
-        out.push(length as u8);
-    } else {
-        let bytes: Vec<u8> = length
-            .to_be_bytes()
-            .into_iter()
-            .skip_while(|byte| *byte == 0)
-            .collect();
-        out.push(0x80 | bytes.len() as u8);
-        out.extend(bytes);
-    }
-    out.extend_from_slice(contents);
-    out
 }
 
 /// How long a search goes on.

@@ -414,6 +414,17 @@ impl SyncEngine {
         let (mode, selection) = match request.mode {
             SyncMode::Full => (SyncMode::Full, Selection::All),
             SyncMode::Incremental => match (&state.sync_cookie, &state.high_water_mark) {
+                // A cookie beside a mark from a named server is that server's DirSync
+                // cookie of the groups (Active Directory); without one, an RFC 4533
+                // cookie.
+                (cookie, Some(mark)) if state.mark_origin.is_some() => (
+                    SyncMode::Incremental,
+                    Selection::ChangedSince {
+                        mark: mark.clone(),
+                        origin: state.mark_origin.clone(),
+                        groups_cookie: cookie.clone(),
+                    },
+                ),
                 (Some(cookie), groups_since) => (
                     SyncMode::Incremental,
                     Selection::Changes {
@@ -425,7 +436,8 @@ impl SyncEngine {
                     SyncMode::Incremental,
                     Selection::ChangedSince {
                         mark: mark.clone(),
-                        origin: state.mark_origin.clone(),
+                        origin: None,
+                        groups_cookie: None,
                     },
                 ),
                 (None, None) => (SyncMode::Full, Selection::All),
@@ -656,10 +668,15 @@ impl SyncEngine {
                         state.high_water_mark = value;
                         state.mark_origin = None;
                     }
-                    Some(NextMark::Value { value, origin }) => {
+                    Some(NextMark::Value {
+                        value,
+                        origin,
+                        groups_cookie,
+                    }) => {
                         state.high_water_mark = Some(value);
+                        // Kept only with a server's name (see the selection above).
+                        state.sync_cookie = groups_cookie.filter(|_| origin.is_some());
                         state.mark_origin = origin;
-                        state.sync_cookie = None;
                     }
                     None => {
                         if let Some(mark) = diff.high_water_mark.take() {
