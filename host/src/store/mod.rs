@@ -297,6 +297,11 @@ pub trait UserStore: Send + Sync {
     /// Number of users of the tenant (all sources, active or not).
     fn count_users(&self, tenant: TenantId) -> Result<u64, StoreError>;
 
+    /// Number of the tenant's directory-sourced users, active or not: the users of
+    /// [`UserStore::ldap_user_index`], counted without reading them (the removal
+    /// threshold of a sync that is told its deletions).
+    fn count_ldap_users(&self, tenant: TenantId) -> Result<u64, StoreError>;
+
     /// Applies `changes` in one transaction, with an audit event for each ABAC value
     /// change and each lifecycle change; either all apply or none.
     fn apply(

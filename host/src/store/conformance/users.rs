@@ -40,6 +40,15 @@ pub(crate) fn lookups_by_ldap_id_and_username(store: &dyn Backend) {
 
     assert!(store.users_by_ldap_ids(T1, &[]).unwrap().is_empty());
     assert!(store.users_by_usernames(T1, &[]).unwrap().is_empty());
+
+    // Counted without being read: the users of the index, and only those.
+    let mut no_id = fields("dave");
+    no_id.ldap_id = None;
+    create(store, T1, no_id);
+    assert_eq!(store.ldap_user_index(T1).unwrap().len(), 3);
+    assert_eq!(store.count_ldap_users(T1).unwrap(), 3);
+    assert_eq!(store.count_users(T1).unwrap(), 4);
+    assert_eq!(store.count_ldap_users(T2).unwrap(), 0);
 }
 
 pub(crate) fn lookups_take_any_number_of_names(store: &dyn Backend) {

@@ -82,6 +82,10 @@ impl UserStore for PostgresStore {
         self.with(async |conn| users::count(conn, tenant).await)
     }
 
+    fn count_ldap_users(&self, tenant: TenantId) -> Result<u64, StoreError> {
+        self.with(async |conn| users::count_ldap(conn, tenant).await)
+    }
+
     fn apply(
         &self,
         tenant: TenantId,

@@ -215,6 +215,19 @@ pub(super) async fn count(conn: &mut Conn, tenant: TenantId) -> Result<u64, Stor
     Ok(unsigned(count))
 }
 
+/// Number of directory-sourced users of `tenant` (those of [`ldap_index`]).
+pub(super) async fn count_ldap(conn: &mut Conn, tenant: TenantId) -> Result<u64, StoreError> {
+    let rows = conn
+        .query(
+            "SELECT count(*) FROM users WHERE tenant_id = $1 AND source = 'ldap' \
+             AND ldap_id IS NOT NULL",
+            &[&tenant_key(tenant)],
+        )
+        .await?;
+    let count: i64 = rows.first().map_or(Ok(0), |row| row.try_get(0))?;
+    Ok(unsigned(count))
+}
+
 /// Every directory-sourced user of `tenant`, briefly.
 pub(super) async fn ldap_index(
     conn: &mut Conn,

@@ -497,6 +497,10 @@ impl UserStore for SqliteStore {
         self.read(|conn| users::count(conn, tenant))
     }
 
+    fn count_ldap_users(&self, tenant: TenantId) -> Result<u64, StoreError> {
+        self.read(|conn| users::count_ldap(conn, tenant))
+    }
+
     fn apply(
         &self,
         tenant: TenantId,

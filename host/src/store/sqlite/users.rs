@@ -211,6 +211,16 @@ pub(super) fn count(conn: &Connection, tenant: TenantId) -> Result<u64, StoreErr
     Ok(count.unsigned_abs())
 }
 
+/// Number of directory-sourced users of `tenant` (those of [`ldap_index`]).
+pub(super) fn count_ldap(conn: &Connection, tenant: TenantId) -> Result<u64, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT count(*) FROM users WHERE tenant_id = ?1 AND source = 'ldap' \
+         AND ldap_id IS NOT NULL",
+    )?;
+    let count: i64 = stmt.query_row([tenant_key(tenant)], |row| row.get(0))?;
+    Ok(count.unsigned_abs())
+}
+
 /// Every directory-sourced user of `tenant`, briefly.
 pub(super) fn ldap_index(
     conn: &Connection,

@@ -60,10 +60,33 @@ impl SyncEngine {
             }
         }
         let tenant_id = context.tenant.id;
-        let index = self
-            .blocking(tenant_id, move |store| store.ldap_user_index(tenant_id))
-            .await?;
-        let total = index.len() as u64;
+        // Deletions told by the directory: only those users are read (and counted, for
+        // the threshold); otherwise every directory user.
+        let (index, total) = match gone {
+            Gone::Listed(deleted) if deleted.is_empty() => {
+                return Ok(RemovalOutcome::Done {
+                    missing: 0,
+                    removed: 0,
+                });
+            }
+            Gone::Listed(deleted) => {
+                let ids: Vec<String> = deleted.iter().cloned().collect();
+                self.blocking(tenant_id, move |store| {
+                    Ok((
+                        store.known_by_ldap_ids(tenant_id, &ids)?,
+                        store.count_ldap_users(tenant_id)?,
+                    ))
+                })
+                .await?
+            }
+            Gone::NotSeen(_) => {
+                let index = self
+                    .blocking(tenant_id, move |store| store.ldap_user_index(tenant_id))
+                    .await?;
+                let total = index.len() as u64;
+                (index, total)
+            }
+        };
         let missing: Vec<_> = index
             .into_iter()
             .filter(|user| {
