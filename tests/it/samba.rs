@@ -452,8 +452,10 @@ async fn members_removed_from_groups_lose_them_incrementally(name: &str, prefix:
     let dn = |i: usize| format!("CN={prefix}.{i:04},{base}");
     let team = format!("CN=Team,{base}");
     let division = format!("CN=Division,{base}");
-    dc.add(&group(&team, &(0..3).map(dn).collect::<Vec<_>>()))
-        .unwrap();
+    // The administrator, a member from outside the tenant's base, is never read.
+    let mut members: Vec<String> = (0..3).map(dn).collect();
+    members.push(ADMIN_DN.to_owned());
+    dc.add(&group(&team, &members)).unwrap();
     dc.add(&group(&division, &[team.clone(), dn(5)])).unwrap();
     let groups =
         format!("mode = \"{mode}\"\nbase_dn = \"{base}\"\nfilter = \"(objectClass=group)\"");
@@ -484,8 +486,9 @@ async fn members_removed_from_groups_lose_them_incrementally(name: &str, prefix:
     assert_eq!(d.groups(&user(1)), Vec::<String>::new(), "{report:#?}");
     assert_eq!(d.groups(&user(0)), ["Team"]);
     assert_eq!(d.groups(&user(5)), ["Division"]);
-    // Members of untouched groups are not read again.
+    // Members of untouched groups are not read again, nor members from elsewhere.
     assert!(report.counts.read <= 4, "{:?}", report.counts);
+    assert_eq!(report.counts.created, 0, "{:#?}", report.results);
 
     // A group deleted: its tombstone keeps no members, so who was in it takes a full
     // read, which the sync becomes, and says why.
@@ -696,4 +699,68 @@ async fn bind_errors_from_a_real_dc_are_told_in_active_directorys_words() {
             "{name}: {err}"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_watch_on_a_real_dc_applies_changes_and_deletions_as_they_happen() {
+    let Some(dc) = dc() else { return };
+    let base = changes_ou(dc, "Watched", 5, "wt");
+    let mut d = Domain::plain(dc, &base, "watch = true", "mode = \"none\"");
+    // One of five users deleted is over the default threshold (10%).
+    d.tenant.removal.max_percent = None;
+    let d = Arc::new(d);
+    d.sync(SyncMode::Full).await;
+    let (reports, mut received) = mpsc::unbounded_channel::<SyncReport>();
+    let directory = d.directory();
+    let watcher = {
+        let d = d.clone();
+        tokio::spawn(async move {
+            abacsync::sync::watch_session(
+                &directory,
+                || async { true },
+                || {
+                    let d = d.clone();
+                    let reports = reports.clone();
+                    async move {
+                        let report = d.sync(SyncMode::Incremental).await;
+                        let found = abacsync::sync::found_changes(&report);
+                        let _ = reports.send(report);
+                        found
+                    }
+                },
+            )
+            .await
+        })
+    };
+    let next = async |received: &mut mpsc::UnboundedReceiver<SyncReport>| {
+        tokio::time::timeout(std::time::Duration::from_secs(60), received.recv())
+            .await
+            .expect("a sync within a minute")
+            .expect("the watch goes on")
+    };
+    // The first sync: what changed while nobody watched (nothing).
+    let first = next(&mut received).await;
+    assert_eq!(first.tracking.as_deref(), Some("tombstones"));
+
+    // A change, then a deletion: each announced by the DC and synced.
+    let started = std::time::Instant::now();
+    dc.modify(&format!(
+        "dn: CN=wt.0001,{base}\nchangetype: modify\nreplace: department\ndepartment: Watched\n"
+    ))
+    .unwrap();
+    while !d.user("wt0001").fields.attributes["department"].contains("Watched") {
+        next(&mut received).await;
+    }
+    let changed_after = started.elapsed();
+    let started = std::time::Instant::now();
+    dc.delete(&format!("CN=wt.0002,{base}")).unwrap();
+    while d.user("wt0002").fields.active {
+        next(&mut received).await;
+    }
+    let deleted_after = started.elapsed();
+    eprintln!(
+        "watched on Samba: a change synced after {changed_after:?}, a deletion after {deleted_after:?}"
+    );
+    assert!(!watcher.is_finished(), "{:?}", watcher.await);
+    watcher.abort();
 }

@@ -4,6 +4,42 @@
 
 use std::collections::{HashMap, HashSet};
 
+/// Whether the entry `dn` is within a search of `base` with `scope`; both normalised
+/// ([`normalize_dn`]). An escaped comma (`cn=a\\,b`) does not end an RDN.
+pub fn is_within(dn: &str, base: &str, scope: crate::config::SearchScope) -> bool {
+    use crate::config::SearchScope;
+    if dn == base {
+        return scope != SearchScope::One;
+    }
+    let Some(prefix) = dn
+        .strip_suffix(base)
+        .and_then(|rest| rest.strip_suffix(','))
+    else {
+        return false;
+    };
+    // The comma before the base must not be escaped (an odd run of backslashes).
+    let escapes = prefix.chars().rev().take_while(|c| *c == '\\').count();
+    if escapes % 2 == 1 || prefix.is_empty() {
+        return false;
+    }
+    match scope {
+        SearchScope::Base => false,
+        SearchScope::Sub => true,
+        SearchScope::One => {
+            // One RDN: no unescaped comma in the prefix.
+            let mut escaped = false;
+            for c in prefix.chars() {
+                match c {
+                    '\\' if !escaped => escaped = true,
+                    ',' if !escaped => return false,
+                    _ => escaped = false,
+                }
+            }
+            true
+        }
+    }
+}
+
 /// Normalises a DN for comparisons: ASCII case folded and spaces around separators
 /// removed (`CN=Admins, DC=corp` equals `cn=admins,dc=corp`). Escaped characters are
 /// kept as they are.
@@ -109,6 +145,25 @@ impl GroupIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn within_follows_the_scope_and_escaped_commas() {
+        use crate::config::SearchScope::{Base, One, Sub};
+        let base = "ou=people,dc=x";
+        assert!(is_within("uid=a,ou=people,dc=x", base, Sub));
+        assert!(is_within("uid=a,ou=sub,ou=people,dc=x", base, Sub));
+        assert!(is_within(base, base, Sub));
+        assert!(is_within(base, base, Base));
+        assert!(!is_within(base, base, One));
+        assert!(is_within("uid=a,ou=people,dc=x", base, One));
+        assert!(!is_within("uid=a,ou=sub,ou=people,dc=x", base, One));
+        assert!(is_within("cn=a\\,b,ou=people,dc=x", base, One));
+        assert!(!is_within("uid=a,ou=people,dc=x", base, Base));
+        assert!(!is_within("uid=a,ou=others,dc=x", base, Sub));
+        assert!(!is_within("uid=a,xou=people,dc=x", base, Sub));
+        // `cn=a\,ou=people,dc=x` is one RDN `cn=a,ou=people` under `dc=x`.
+        assert!(!is_within("cn=a\\,ou=people,dc=x", base, Sub));
+    }
 
     #[test]
     fn members_under_changed_groups_include_those_of_nested_groups() {

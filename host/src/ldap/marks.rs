@@ -11,6 +11,7 @@ use ldap3::{Ldap, Scope};
 use super::dirsync::DIRSYNC_OID;
 use super::entry::{RawEntry, decode};
 use super::error::DirectoryError;
+use super::notify::NOTIFICATION_OID;
 use super::search::library_error;
 use super::syncrepl::SYNC_REQUEST_OID;
 use super::tombstones::SHOW_DELETED_OID;
@@ -24,6 +25,8 @@ pub struct ServerFacts {
     pub show_deleted: bool,
     /// The server offers Active Directory's DirSync control.
     pub dirsync: bool,
+    /// The server offers Active Directory's change notifications.
+    pub notifications: bool,
     /// The naming context holding the base, when the server names one.
     pub naming_context: Option<String>,
     /// Active Directory's `highestCommittedUSN`.
@@ -116,6 +119,9 @@ pub async fn server_facts(
         dirsync: values(&root, "supportedControl")
             .iter()
             .any(|oid| oid == DIRSYNC_OID),
+        notifications: values(&root, "supportedControl")
+            .iter()
+            .any(|oid| oid == NOTIFICATION_OID),
         highest_usn: first(&root, "highestCommittedUSN"),
         current_time: first(&root, "currentTime"),
         ..ServerFacts::default()
