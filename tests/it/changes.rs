@@ -173,6 +173,20 @@ async fn a_burst_of_deletions_over_the_threshold_is_held() {
     ));
     assert!(report.notes.iter().any(|note| note.contains("refused")));
     assert!(h.users().iter().all(|user| user.fields.active));
+
+    // Held, not lost: the cookie stayed, so the next incremental sync sees the same
+    // deletions, and a forced one applies them.
+    let report = h.sync(SyncMode::Incremental).await;
+    assert!(
+        matches!(report.removal, RemovalOutcome::Refused { missing: 3, .. }),
+        "{report:#?}"
+    );
+    let mut forced = SyncRequest::new(SyncMode::Incremental, "t", "test");
+    forced.force = true;
+    let (report, error) = h.sync_with(forced).await;
+    assert!(error.is_none(), "{error:?}");
+    assert_eq!(report.mode, "incremental");
+    assert_eq!(report.counts.deactivated, 3, "{report:#?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

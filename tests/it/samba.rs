@@ -490,6 +490,14 @@ async fn members_removed_from_groups_lose_them_incrementally(name: &str, prefix:
     assert!(report.counts.read <= 4, "{:?}", report.counts);
     assert_eq!(report.counts.created, 0, "{:#?}", report.results);
 
+    // A group renamed: no member value changed, its change attribute did.
+    dc.modify(&format!(
+        "dn: {team}\nchangetype: modrdn\nnewrdn: CN=Crew\ndeleteoldrdn: 1\n"
+    ))
+    .unwrap();
+    let report = d.sync(SyncMode::Incremental).await;
+    assert_eq!(d.groups(&user(0)), ["Crew"], "{report:#?}");
+
     // A group deleted: its tombstone keeps no members, so who was in it takes a full
     // read, which the sync becomes, and says why.
     dc.delete(&division).unwrap();
@@ -501,7 +509,7 @@ async fn members_removed_from_groups_lose_them_incrementally(name: &str, prefix:
         report.notes
     );
     assert_eq!(d.groups(&user(5)), Vec::<String>::new(), "{report:#?}");
-    assert_eq!(d.groups(&user(0)), ["Team"]);
+    assert_eq!(d.groups(&user(0)), ["Crew"]);
 }
 
 #[tokio::test(flavor = "multi_thread")]

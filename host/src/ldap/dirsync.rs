@@ -15,9 +15,10 @@
 use std::time::Duration;
 
 use ldap3::controls::RawControl;
-use ldap3::{Ldap, Scope, SearchEntry};
+use ldap3::{Ldap, Scope};
 
 use super::ber::{self, BerError, Reader, integer, tag, tlv};
+use super::entry::decode_described;
 use super::error::DirectoryError;
 use super::search::library_error;
 
@@ -33,7 +34,11 @@ const INCREMENTAL_VALUES: u32 = 0x8000_0000;
 
 /// How many rounds (`moreResults`) one read may take before it is refused: a server
 /// that keeps saying "more" must not hold a sync for ever.
-const MAX_ROUNDS: usize = 100_000;
+const MAX_ROUNDS: usize = 10_000;
+
+/// The most bytes one answer may bring (AD cuts an answer there and says "more"), so
+/// that a full read's DirSync of every group does not come back in one piece.
+pub const MAX_BYTES: i32 = 1 << 20;
 
 /// The request control: flags, the most bytes per answer, the cookie (empty the first
 /// time).
@@ -41,7 +46,7 @@ pub fn request_control(cookie: &[u8]) -> RawControl {
     // The flags are an unsigned 32-bit mask, sent as the signed INTEGER AD decodes.
     let flags = (OBJECT_SECURITY | INCREMENTAL_VALUES) as i32;
     let mut fields = tlv(tag::INTEGER, &integer(i64::from(flags)));
-    fields.extend(tlv(tag::INTEGER, &integer(i64::from(i32::MAX))));
+    fields.extend(tlv(tag::INTEGER, &integer(i64::from(MAX_BYTES))));
     fields.extend(tlv(tag::OCTET_STRING, cookie));
     RawControl {
         ctype: DIRSYNC_OID.to_owned(),
@@ -64,12 +69,13 @@ pub fn parse_response(value: &[u8]) -> Result<(bool, Vec<u8>), BerError> {
 /// What changed in the groups since a cookie.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct GroupChanges {
-    /// The groups changed (created, renamed, members added or removed…), by DN.
+    /// The groups whose members changed (or that were created), by DN.
     pub groups: Vec<String>,
     /// Member values removed from those groups, by DN.
     pub removed: Vec<String>,
-    /// Groups deleted, by where they were (`lastKnownParent`): a tombstone keeps no
-    /// members, so who was in them is not told.
+    /// Groups deleted, by where they were (`lastKnownParent`; empty when the
+    /// tombstone does not say): a tombstone keeps no members, so who was in them is
+    /// not told.
     pub deleted_under: Vec<String>,
     /// Where the next read starts.
     pub cookie: Vec<u8>,
@@ -78,7 +84,8 @@ pub struct GroupChanges {
 /// Reads the changes since `cookie` (everything, when `None`) of the groups matching
 /// `filter` under `naming_context` (DirSync searches start at a naming context's
 /// head). With `collect` false only the cookie is kept (a full read takes it for the
-/// next incremental one, and needs none of the changes).
+/// next incremental one, and needs none of the changes): the entries are streamed and
+/// dropped, each answer bounded to [`MAX_BYTES`].
 pub async fn group_changes(
     ldap: &Ldap,
     naming_context: &str,
@@ -93,13 +100,19 @@ pub async fn group_changes(
         ..GroupChanges::default()
     };
     let removed_name = format!("{member_attribute};range=0-0").to_ascii_lowercase();
+    let failed = |code: u32, message: String| DirectoryError::Search {
+        base: naming_context.to_owned(),
+        filter: filter.to_owned(),
+        code,
+        message,
+    };
     let operation = || format!("the DirSync read of the groups under `{naming_context}`");
     for _ in 0..MAX_ROUNDS {
         let mut handle = ldap.clone();
-        let result = handle
+        let mut search = handle
             .with_controls(vec![request_control(&changes.cookie)])
             .with_timeout(timeout)
-            .search(
+            .streaming_search(
                 naming_context,
                 Scope::Subtree,
                 filter,
@@ -107,71 +120,74 @@ pub async fn group_changes(
             )
             .await
             .map_err(|err| library_error(err, operation(), 0, timeout))?;
-        let ldap3::SearchResult(entries, outcome) = result;
-        if outcome.rc != 0 {
-            return Err(DirectoryError::Search {
-                base: naming_context.to_owned(),
-                filter: filter.to_owned(),
-                code: outcome.rc,
-                message: outcome.text,
-            });
-        }
-        if collect {
-            for entry in entries {
-                if entry.is_ref() || entry.is_intermediate() {
-                    continue;
-                }
-                let entry = SearchEntry::construct(entry);
-                let mut deleted = false;
-                let mut parent = None;
-                for (name, values) in entry.attrs {
-                    match name.to_ascii_lowercase().as_str() {
-                        lower if lower == removed_name => changes.removed.extend(values),
-                        "isdeleted" => deleted = values.iter().any(|v| v == "TRUE"),
-                        "lastknownparent" => parent = values.into_iter().next(),
-                        _ => {}
-                    }
-                }
-                if deleted {
-                    // `<GUID=…>;OU=Groups,DC=…` (an extended DN) or the DN alone.
-                    let parent = parent.unwrap_or_default();
-                    let dn = parent
-                        .rsplit_once(">;")
-                        .map_or(parent.as_str(), |(_, dn)| dn);
-                    changes.deleted_under.push(dn.to_owned());
-                } else {
-                    changes.groups.push(entry.dn);
+        let mut entries = 0;
+        while let Some(entry) = search
+            .next()
+            .await
+            .map_err(|err| library_error(err, operation(), entries, timeout))?
+        {
+            entries += 1;
+            if !collect || entry.is_ref() || entry.is_intermediate() {
+                continue;
+            }
+            let (dn, attributes) = decode_described(entry.0)?;
+            let mut deleted = false;
+            let mut parent = String::new();
+            for (description, values) in attributes {
+                let text = |values: Vec<Vec<u8>>| {
+                    values
+                        .into_iter()
+                        .map(|value| String::from_utf8_lossy(&value).into_owned())
+                };
+                match description.to_ascii_lowercase().as_str() {
+                    name if name == removed_name => changes.removed.extend(text(values)),
+                    "isdeleted" => deleted = text(values).any(|value| value == "TRUE"),
+                    "lastknownparent" => parent = text(values).next().unwrap_or_default(),
+                    _ => {}
                 }
             }
+            if deleted {
+                // `<GUID=…>;OU=Groups,DC=…` (an extended DN) or the DN alone.
+                let dn = parent
+                    .rsplit_once(">;")
+                    .map_or(parent.as_str(), |(_, dn)| dn);
+                changes.deleted_under.push(dn.to_owned());
+            } else {
+                changes.groups.push(dn);
+            }
+        }
+        let outcome = search.finish().await;
+        if outcome.rc != 0 {
+            return Err(failed(outcome.rc, outcome.text));
         }
         let response = outcome
             .ctrls
             .iter()
             .find(|control| control.1.ctype == DIRSYNC_OID)
             .and_then(|control| control.1.val.as_deref())
-            .ok_or_else(|| DirectoryError::Search {
-                base: naming_context.to_owned(),
-                filter: filter.to_owned(),
-                code: 0,
-                message: "the server answered a DirSync search without a DirSync control".into(),
+            .ok_or_else(|| {
+                failed(
+                    0,
+                    "the server answered a DirSync search without a DirSync control".into(),
+                )
             })?;
-        let (more, cookie) = parse_response(response).map_err(|err| DirectoryError::Search {
-            base: naming_context.to_owned(),
-            filter: filter.to_owned(),
-            code: 0,
-            message: format!("a malformed DirSync response control: {err}"),
-        })?;
+        let (more, cookie) = parse_response(response)
+            .map_err(|err| failed(0, format!("a malformed DirSync response control: {err}")))?;
+        if more && cookie == changes.cookie {
+            return Err(failed(
+                0,
+                "the server says more changes wait but gives the same DirSync cookie again".into(),
+            ));
+        }
         changes.cookie = cookie;
         if !more {
             return Ok(changes);
         }
     }
-    Err(DirectoryError::Search {
-        base: naming_context.to_owned(),
-        filter: filter.to_owned(),
-        code: 0,
-        message: format!("the DirSync read did not end after {MAX_ROUNDS} rounds"),
-    })
+    Err(failed(
+        0,
+        format!("the DirSync read did not end after {MAX_ROUNDS} rounds"),
+    ))
 }
 
 #[cfg(test)]
@@ -195,7 +211,7 @@ mod tests {
         let flags = fields.expect(tag::INTEGER, "flags").unwrap();
         assert_eq!(flags, [0x80, 0, 0, 1]);
         let max = fields.expect(tag::INTEGER, "max").unwrap();
-        assert_eq!(ber::small_integer(max, "m").unwrap(), i64::from(i32::MAX));
+        assert_eq!(ber::small_integer(max, "m").unwrap(), i64::from(MAX_BYTES));
         assert_eq!(fields.expect(tag::OCTET_STRING, "c").unwrap(), b"MSDS");
         assert!(fields.is_empty() && outer.is_empty());
     }

@@ -34,6 +34,32 @@ pub struct RawEntry {
 
 /// Parses a `SearchResultEntry` (`[APPLICATION 4] { objectName, attributes }`).
 pub fn decode(tag: StructureTag) -> Result<RawEntry, DirectoryError> {
+    let (dn, described) = decode_described(tag)?;
+    let mut attributes = Vec::with_capacity(described.len());
+    for (description, values) in described {
+        // Most descriptions are plain names: kept as they are, not copied.
+        let (name, more_from) = if description.contains(';') {
+            parse_description(&description)
+                .map_err(|reason| DirectoryError::Malformed(format!("{dn}: {reason}")))?
+        } else {
+            (description, None)
+        };
+        attributes.push(RawAttribute {
+            name,
+            values,
+            more_from,
+        });
+    }
+    Ok(RawEntry { dn, attributes })
+}
+
+/// A DN and its attributes by their whole description, values as bytes.
+pub type DescribedEntry = (String, Vec<(String, Vec<Vec<u8>>)>);
+
+/// A search result entry's DN and its attributes by their whole description
+/// (`member;range=0-0` kept as it is), values as bytes; a clear error, never a panic,
+/// when the entry is malformed.
+pub fn decode_described(tag: StructureTag) -> Result<DescribedEntry, DirectoryError> {
     let malformed = |what: &str| DirectoryError::Malformed(what.to_owned());
     let mut parts = tag
         .match_id(4)
@@ -72,20 +98,9 @@ pub fn decode(tag: StructureTag) -> Result<RawEntry, DirectoryError> {
             .ok_or_else(|| {
                 DirectoryError::Malformed(format!("{dn}: attribute {description}: bad value"))
             })?;
-        // Most descriptions are plain names: kept as they are, not copied.
-        let (name, more_from) = if description.contains(';') {
-            parse_description(&description)
-                .map_err(|reason| DirectoryError::Malformed(format!("{dn}: {reason}")))?
-        } else {
-            (description, None)
-        };
-        attributes.push(RawAttribute {
-            name,
-            values,
-            more_from,
-        });
+        attributes.push((description, values));
     }
-    Ok(RawEntry { dn, attributes })
+    Ok((dn, attributes))
 }
 
 /// Splits `member;range=0-1499` into `member` and the start of the next range

@@ -219,7 +219,6 @@ impl LdapDirectory {
             && facts.notifications
             && let Some(context) = &facts.naming_context
         {
-            changed.send_modify(|count| *count += 1);
             return tokio::select! {
                 watched = notify::persist(&connection.ldap, context, changed) => watched,
                 checked = check => checked,

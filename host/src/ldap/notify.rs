@@ -18,8 +18,8 @@ use super::tombstones::SHOW_DELETED_OID;
 /// The change notification control.
 pub const NOTIFICATION_OID: &str = "1.2.840.113556.1.4.528";
 
-/// Keeps a notification search open on `naming_context` and adds one to `changed` for
-/// each change announced. Returns only with an error: the connection lost, or the
+/// Keeps a notification search open on `naming_context` and adds one to `changed` once
+/// it is sent (for what changed before) and for each change announced. Returns only with an error: the connection lost, or the
 /// server ending the search.
 pub async fn persist(
     ldap: &Ldap,
@@ -43,6 +43,9 @@ pub async fn persist(
         )
         .await
         .map_err(|err| library_error(err, operation(), 0, std::time::Duration::ZERO))?;
+    // The first sync, for what changed while nobody watched, once the search is sent:
+    // a change after the mark that sync takes is announced.
+    changed.send_modify(|count| *count += 1);
     let mut announced = 0u64;
     loop {
         let item = search

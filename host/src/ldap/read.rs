@@ -282,13 +282,26 @@ impl LdapDirectory {
                             .as_deref()
                             .unwrap_or(&self.config.base_dn),
                     );
+                    // A deleted group matters when it was among the tenant's groups
+                    // (under the groups' base, where changed groups are looked for
+                    // too), or where it was is not known (no lastKnownParent, or a
+                    // container deleted with it).
                     if let Some(parent) = changes.deleted_under.iter().find(|parent| {
                         let parent = normalize_dn(parent);
-                        parent == groups_base || parent.ends_with(&format!(",{groups_base}"))
+                        parent.is_empty()
+                            || parent.contains("\\0adel:")
+                            || parent.contains("cn=deleted objects")
+                            || parent == groups_base
+                            || parent.ends_with(&format!(",{groups_base}"))
                     }) {
+                        let place = if parent.is_empty() {
+                            "somewhere not told".to_owned()
+                        } else {
+                            format!("under `{parent}`")
+                        };
                         return Err(DirectoryError::StaleMark {
                             reason: format!(
-                                "a group under `{parent}` was deleted, and a deleted group keeps no members: who was in it takes a full read"
+                                "a group {place} was deleted, and a deleted group keeps no members: who was in it takes a full read"
                             ),
                         });
                     }
@@ -343,12 +356,16 @@ impl LdapDirectory {
             // From DirSync, the groups changed and the members they lost; else the
             // groups whose change attribute moved (whose lost members stay as they were
             // until the next full sync).
-            let (changed, removed) = match dirsync_changes {
-                Some(changes) => (changes.groups, changes.removed),
-                None => {
-                    stats.searches += 1;
-                    (self.changed_groups(connection, &since).await?, Vec::new())
+            stats.searches += 1;
+            let mut changed = self.changed_groups(connection, &since).await?;
+            let removed = match dirsync_changes {
+                // DirSync tells of member values only: a group renamed or moved is
+                // found by its change attribute above.
+                Some(changes) => {
+                    changed.extend(changes.groups);
+                    changes.removed
                 }
+                None => Vec::new(),
             };
             if !changed.is_empty() {
                 // The members now, through nested groups too, and those removed (with
@@ -489,6 +506,7 @@ impl LdapDirectory {
                 context,
                 &self.config.change_attribute,
                 mark,
+                &self.config.unique_identifiers,
                 &spec,
             )
             .await?;

@@ -17,17 +17,27 @@ use super::search::{SearchSpec, library_error};
 /// The Show Deleted control (LDAP_SERVER_SHOW_DELETED_OID).
 pub const SHOW_DELETED_OID: &str = "1.2.840.113556.1.4.417";
 
-/// The objectGUIDs, in their text form (`3f2504e0-4f89-11d3-9a0c-0305e82c3301`), of the
-/// users deleted since `mark`: tombstones of user objects under `naming_context` whose
-/// `change_attribute` is at or after it. Paged like every search; `spec` gives the page
-/// size and the timeout.
+/// The directory ids of the users deleted since `mark`: tombstones of user objects under
+/// `naming_context` whose `change_attribute` is at or after it. Each tombstone gives the
+/// values it kept of the tenant's `identifiers`: `objectGUID` in its text form
+/// (`3f2504e0-4f89-11d3-9a0c-0305e82c3301`), others (`sAMAccountName`…) as text, so that
+/// a user is found whichever of them its mapping took as id. Paged like every search;
+/// `spec` gives the page size and the timeout.
 pub async fn deleted_since(
     ldap: &Ldap,
     naming_context: &str,
     change_attribute: &str,
     mark: &str,
+    identifiers: &[String],
     spec: &SearchSpec,
 ) -> Result<Vec<String>, DirectoryError> {
+    let mut attributes: Vec<&str> = identifiers.iter().map(String::as_str).collect();
+    if !attributes
+        .iter()
+        .any(|name| name.eq_ignore_ascii_case("objectGUID"))
+    {
+        attributes.push("objectGUID");
+    }
     let filter = format!(
         "(&(isDeleted=TRUE)(objectClass=user)({change_attribute}>={}))",
         filter::escape(mark)
@@ -46,7 +56,7 @@ pub async fn deleted_since(
             naming_context,
             Scope::Subtree,
             &filter,
-            vec!["objectGUID"],
+            attributes,
         )
         .await
         .map_err(|err| library_error(err, operation(), 0, spec.timeout))?;
@@ -61,17 +71,26 @@ pub async fn deleted_since(
             continue;
         }
         let raw = decode(item.0)?;
-        let guid = raw
-            .attributes
-            .iter()
-            .find(|attribute| attribute.name.eq_ignore_ascii_case("objectGUID"))
-            .and_then(|attribute| attribute.values.first())
-            .and_then(|bytes| filter::guid_text(bytes));
-        match guid {
-            Some(guid) => ids.push(guid),
-            None => {
-                tracing::warn!(dn = %raw.dn, "a tombstone without a 16-byte objectGUID is ignored")
+        let before = ids.len();
+        for attribute in &raw.attributes {
+            if attribute.name.eq_ignore_ascii_case("objectGUID") {
+                ids.extend(
+                    attribute
+                        .values
+                        .iter()
+                        .filter_map(|bytes| filter::guid_text(bytes)),
+                );
+            } else {
+                ids.extend(
+                    attribute
+                        .values
+                        .iter()
+                        .filter_map(|bytes| String::from_utf8(bytes.clone()).ok()),
+                );
             }
+        }
+        if ids.len() == before {
+            tracing::warn!(dn = %raw.dn, "a tombstone without an identifier is ignored");
         }
     }
     let result = search.finish().await;

@@ -661,7 +661,13 @@ impl SyncEngine {
             report.timings.apply_ms = millis(applying);
             report.counts = diff.counts;
             let mut state = state;
-            if mode != SyncMode::Targeted {
+            // The marks move on, except after a targeted sync or one that applied
+            // removals only (neither read the changes), and after an incremental sync
+            // whose deletions were held over the threshold (the next one must see them
+            // again).
+            let held = mode == SyncMode::Incremental
+                && matches!(report.removal, RemovalOutcome::Refused { .. });
+            if mode != SyncMode::Targeted && !request.removals_only && !held {
                 match stats.next_mark {
                     Some(NextMark::Cookie { cookie, value }) => {
                         state.sync_cookie = Some(cookie);
