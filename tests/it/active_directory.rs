@@ -4,18 +4,19 @@
 //! and a domain controller that dies mid-search. Everything else runs against a real
 //! DC: `samba.rs`.
 
-use std::path::Path;
 use std::sync::Arc;
 
-use abacsync::config::{Config, TenantConfig};
+use abacsync::config::TenantConfig;
 use abacsync::ldap::LdapDirectory;
+use abacsync::plugin::TenantPlugin;
 use abacsync::plugin::model::SyncMode;
-use abacsync::plugin::{PluginEngine, PluginRegistry, SandboxConfig, TenantPlugin};
 use abacsync::store::{SqliteStore, StoredUser, UserQuery, UserStore};
-use abacsync::sync::{Progress, SyncEngine, SyncError, SyncReport, SyncRequest, system_clock};
+use abacsync::sync::{Progress, SyncEngine, SyncError, SyncReport, SyncRequest};
 use abacsync_guest::guid::format_guid;
 use abacsync_testkit::ad_server::{AdEntry, AdServer};
 use abacsync_testkit::plugins;
+
+use crate::sync::TenantParts;
 
 const USERS: usize = 3_200;
 
@@ -68,7 +69,6 @@ struct Ad {
 
 impl Ad {
     fn new(server: AdServer) -> Self {
-        let dir = tempfile::tempdir().unwrap();
         let plugin_path = plugins::component("active-directory-mapping");
         let text = format!(
             r#"
@@ -92,27 +92,14 @@ impl Ad {
             plugin = plugin_path.display(),
             url = server.url(),
         );
-        let config = Config::parse(&text, Path::new("ad.toml")).unwrap();
-        let tenant = config.tenants[0].clone();
-        let store = Arc::new(SqliteStore::open(&dir.path().join("store.db")).unwrap());
-        let registry =
-            PluginRegistry::new(PluginEngine::new(SandboxConfig::default(), None).unwrap());
-        let plugin = registry
-            .assign(
-                1,
-                "active-directory",
-                &std::fs::read(&plugin_path).unwrap(),
-                Vec::new(),
-            )
-            .unwrap();
-        let engine = SyncEngine::new(store.clone(), system_clock());
+        let parts = TenantParts::new(&text, "active-directory-mapping", &[]);
         Self {
             server,
-            tenant,
-            store,
-            plugin,
-            engine,
-            _dir: dir,
+            tenant: parts.tenant,
+            store: parts.store,
+            plugin: parts.plugin,
+            engine: parts.engine,
+            _dir: parts.dir,
         }
     }
 

@@ -11,22 +11,21 @@
 //! fake (`active_directory.rs`): Samba returns every value of a large attribute at
 //! once, and the DC here is shared.
 
-use std::path::Path;
 use std::sync::Arc;
 
-use abacsync::config::{Config, TenantConfig};
+use abacsync::config::TenantConfig;
 use abacsync::ldap::{DirectoryError, DirectorySource, LdapDirectory, ReadRequest, ReadStats};
+use abacsync::plugin::TenantPlugin;
 use abacsync::plugin::model::{Entry, SyncMode};
-use abacsync::plugin::{PluginEngine, PluginRegistry, SandboxConfig, TenantPlugin};
 use abacsync::store::{SqliteStore, StoredUser, UserQuery, UserStore};
-use abacsync::sync::{
-    Progress, RemovalOutcome, SyncEngine, SyncError, SyncReport, SyncRequest, system_clock,
-};
+use abacsync::sync::{Progress, RemovalOutcome, SyncEngine, SyncError, SyncReport, SyncRequest};
 use abacsync_guest::guid::format_guid;
 use abacsync_testkit::samba::{ADMIN_DN, ADMIN_PASSWORD, DOMAIN_DN, SambaDc};
 use abacsync_testkit::{in_ci, plugins};
 use sha2::Digest as _;
 use tokio::sync::mpsc;
+
+use crate::sync::TenantParts;
 
 /// The shared DC, or `None` (with the reason printed) where it cannot run outside CI.
 fn dc() -> Option<&'static SambaDc> {
@@ -80,7 +79,6 @@ impl Domain {
     /// A tenant reading `base` through `connection` (`servers`, `tls`, `ca_file`), with
     /// `extra` lines in `[tenant.ldap]` and `groups` as its `[tenant.ldap.groups]`.
     fn new(dc: &'static SambaDc, base: &str, connection: &str, extra: &str, groups: &str) -> Self {
-        let dir = tempfile::tempdir().unwrap();
         let plugin_path = plugins::component("active-directory-mapping");
         let text = format!(
             r#"
@@ -102,27 +100,14 @@ impl Domain {
             "#,
             plugin = plugin_path.display(),
         );
-        let config = Config::parse(&text, Path::new("samba.toml")).unwrap();
-        let tenant = config.tenants[0].clone();
-        let store = Arc::new(SqliteStore::open(&dir.path().join("store.db")).unwrap());
-        let registry =
-            PluginRegistry::new(PluginEngine::new(SandboxConfig::default(), None).unwrap());
-        let plugin = registry
-            .assign(
-                1,
-                "active-directory",
-                &std::fs::read(&plugin_path).unwrap(),
-                Vec::new(),
-            )
-            .unwrap();
-        let engine = SyncEngine::new(store.clone(), system_clock());
+        let parts = TenantParts::new(&text, "active-directory-mapping", &[]);
         Self {
             dc,
-            tenant,
-            store,
-            plugin,
-            engine,
-            _dir: dir,
+            tenant: parts.tenant,
+            store: parts.store,
+            plugin: parts.plugin,
+            engine: parts.engine,
+            _dir: parts.dir,
         }
     }
 

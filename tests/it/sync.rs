@@ -55,6 +55,48 @@ pub fn tenant_toml(slapd: &Slapd, plugin: &Path, ldap_extra: &str, tenant_extra:
     )
 }
 
+/// A tenant of a configuration text, its own store in a temp folder, its plugin (the
+/// repository's `package`, with `settings`) and an engine: what each harness builds on.
+pub struct TenantParts {
+    pub tenant: TenantConfig,
+    pub store: Arc<SqliteStore>,
+    pub plugin: Arc<TenantPlugin>,
+    pub engine: SyncEngine,
+    pub dir: tempfile::TempDir,
+}
+
+impl TenantParts {
+    /// The first tenant of `text` (a configuration file's text, whose plugin path is
+    /// `plugins::component(package)`).
+    pub fn new(text: &str, package: &str, settings: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config::parse(text, Path::new("test.toml")).unwrap();
+        let tenant = config.tenants[0].clone();
+        let store = Arc::new(SqliteStore::open(&dir.path().join("store.db")).unwrap());
+        let registry =
+            PluginRegistry::new(PluginEngine::new(SandboxConfig::default(), None).unwrap());
+        let plugin = registry
+            .assign(
+                tenant.id,
+                package,
+                &std::fs::read(plugins::component(package)).unwrap(),
+                settings
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                    .collect(),
+            )
+            .unwrap();
+        let engine = SyncEngine::new(store.clone(), system_clock());
+        Self {
+            tenant,
+            store,
+            plugin,
+            engine,
+            dir,
+        }
+    }
+}
+
 impl Harness {
     pub fn new(slapd: Slapd) -> Self {
         Self::with_config(slapd, "", "")
@@ -71,33 +113,20 @@ impl Harness {
         ldap_extra: &str,
         tenant_extra: &str,
     ) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let plugin_path = plugins::component(package);
-        let text = tenant_toml(&slapd, &plugin_path, ldap_extra, tenant_extra);
-        let config = Config::parse(&text, Path::new("test.toml")).unwrap();
-        let tenant = config.tenants[0].clone();
-        let store = Arc::new(SqliteStore::open(&dir.path().join("store.db")).unwrap());
-        let registry =
-            PluginRegistry::new(PluginEngine::new(SandboxConfig::default(), None).unwrap());
-        let plugin = registry
-            .assign(
-                1,
-                package,
-                &std::fs::read(&plugin_path).unwrap(),
-                settings
-                    .iter()
-                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                    .collect(),
-            )
-            .unwrap();
-        let engine = SyncEngine::new(store.clone(), system_clock());
+        let text = tenant_toml(
+            &slapd,
+            &plugins::component(package),
+            ldap_extra,
+            tenant_extra,
+        );
+        let parts = TenantParts::new(&text, package, settings);
         Self {
             slapd,
-            tenant,
-            store,
-            plugin,
-            engine,
-            _dir: dir,
+            tenant: parts.tenant,
+            store: parts.store,
+            plugin: parts.plugin,
+            engine: parts.engine,
+            _dir: parts.dir,
         }
     }
 

@@ -109,19 +109,13 @@ pub async fn server_facts(
     let Some(root) = root else {
         return Ok(ServerFacts::default());
     };
+    let controls = values(&root, "supportedControl");
+    let offers = |wanted: &str| controls.iter().any(|oid| oid == wanted);
     let mut facts = ServerFacts {
-        content_sync: values(&root, "supportedControl")
-            .iter()
-            .any(|oid| oid == SYNC_REQUEST_OID),
-        show_deleted: values(&root, "supportedControl")
-            .iter()
-            .any(|oid| oid == SHOW_DELETED_OID),
-        dirsync: values(&root, "supportedControl")
-            .iter()
-            .any(|oid| oid == DIRSYNC_OID),
-        notifications: values(&root, "supportedControl")
-            .iter()
-            .any(|oid| oid == NOTIFICATION_OID),
+        content_sync: offers(SYNC_REQUEST_OID),
+        show_deleted: offers(SHOW_DELETED_OID),
+        dirsync: offers(DIRSYNC_OID),
+        notifications: offers(NOTIFICATION_OID),
         highest_usn: first(&root, "highestCommittedUSN"),
         current_time: first(&root, "currentTime"),
         ..ServerFacts::default()

@@ -12,6 +12,17 @@ use crate::config::{GroupMode, SearchScope};
 use crate::plugin::model::Entry;
 
 impl LdapDirectory {
+    /// A search of the tenant's groups (under the groups' base, else the users').
+    fn group_spec(&self, filter: String, attributes: Vec<String>) -> SearchSpec {
+        let base = self
+            .config
+            .groups
+            .base_dn
+            .as_deref()
+            .unwrap_or(&self.config.base_dn);
+        self.spec(base, filter, attributes, SearchScope::Sub)
+    }
+
     /// The DNs of the groups whose change attribute is at or after `since`.
     async fn changed_groups(
         &self,
@@ -19,12 +30,7 @@ impl LdapDirectory {
         since: &str,
     ) -> Result<Vec<String>, DirectoryError> {
         let groups = &self.config.groups;
-        let base = groups
-            .base_dn
-            .clone()
-            .unwrap_or_else(|| self.config.base_dn.clone());
-        let spec = self.spec(
-            &base,
+        let spec = self.group_spec(
             filter::all(vec![
                 filter::normalize(&groups.filter),
                 format!(
@@ -34,7 +40,6 @@ impl LdapDirectory {
                 ),
             ]),
             vec!["1.1".into()],
-            SearchScope::Sub,
         );
         let shaper = EntryShaper::new(&[], None);
         let (sender, mut receiver) = mpsc::channel::<Vec<Entry>>(2);
@@ -57,15 +62,9 @@ impl LdapDirectory {
         connection: &Connection,
     ) -> Result<(GroupIndex, SearchStats), DirectoryError> {
         let groups = &self.config.groups;
-        let base = groups
-            .base_dn
-            .clone()
-            .unwrap_or_else(|| self.config.base_dn.clone());
-        let spec = self.spec(
-            &base,
+        let spec = self.group_spec(
             filter::normalize(&groups.filter),
             vec![groups.member_attribute.clone()],
-            SearchScope::Sub,
         );
         let shaper = EntryShaper::new(&self.config.binary_attributes, None);
         let (sender, mut receiver) = mpsc::channel::<Vec<Entry>>(2);
