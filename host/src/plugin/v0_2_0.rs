@@ -438,6 +438,78 @@ mod tests {
         }
     }
 
+    /// The JSON examples in the comments of `wit/v0.2.0/mapper.wit`, in their order.
+    fn documented_examples() -> Vec<serde_json::Value> {
+        let wit = include_str!("../../../wit/v0.2.0/mapper.wit");
+        let mut examples = Vec::new();
+        let mut open: Option<String> = None;
+        for line in wit.lines() {
+            let Some(text) = line.trim_start().strip_prefix("///") else {
+                continue;
+            };
+            let text = text.strip_prefix(' ').unwrap_or(text);
+            match (text.trim(), open.as_mut()) {
+                ("```json", None) => open = Some(String::new()),
+                ("```", Some(body)) => {
+                    examples
+                        .push(serde_json::from_str(body).expect("a documented example is JSON"));
+                    open = None;
+                }
+                (_, Some(body)) => {
+                    body.push_str(text);
+                    body.push('\n');
+                }
+                _ => {}
+            }
+        }
+        examples
+    }
+
+    #[test]
+    fn the_contracts_documented_examples_are_what_the_host_sends_and_reads() {
+        let examples = documented_examples();
+        assert_eq!(examples.len(), 2, "an entries example and a result example");
+
+        // The entries: what the host sends for these two entries.
+        let mut alice = Entry::new("uid=alice,ou=people,dc=example,dc=org");
+        alice.groups = Some(vec!["cn=staff,ou=groups,dc=example,dc=org".into()]);
+        // The directory's spelling; the plugin's wins.
+        alice.attributes = vec![
+            ("uid".into(), vec!["alice".into()]),
+            (
+                "departmentnumber".into(),
+                vec!["4711".into(), "4712".into()],
+            ),
+        ];
+        let mut guid = vec![0xde, 0xad, 0xbe, 0xef];
+        guid.resize(16, 0);
+        alice.binary_attributes = vec![("objectGUID".into(), vec![guid])];
+        let mut bob = Entry::new("uid=bob,ou=people,dc=example,dc=org");
+        bob.attributes = vec![
+            ("uid".into(), vec!["bob".into()]),
+            ("mail".into(), vec!["bob@example.org".into()]),
+        ];
+        let declared = ["uid", "mail", "departmentNumber"].map(str::to_owned);
+        let json = encode_entries(&[alice, bob], &declared).expect("encodes");
+        let sent: serde_json::Value = serde_json::from_str(&json).expect("valid JSON");
+        assert_eq!(sent, examples[0]);
+
+        // The result: what the host reads from it.
+        let outcomes = decode_results(&examples[1].to_string(), 2).expect("decodes");
+        let Ok(Decision::Upsert(user)) = &outcomes[0] else {
+            panic!("expected an upsert, got {:?}", outcomes[0]);
+        };
+        assert_eq!(user.username, "alice");
+        assert_eq!(user.ldap_id, "ef2bad3e-0000-0000-0000-000000000000");
+        assert_eq!(user.attributes["department"].len(), 2);
+        assert_eq!(
+            outcomes[1],
+            Ok(Decision::Skip {
+                reason: "no mail address".into()
+            })
+        );
+    }
+
     #[test]
     fn entries_are_rows_under_the_declared_names() {
         let declared = [
