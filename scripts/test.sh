@@ -9,5 +9,7 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 scripts/build-plugins.sh
 cargo test --workspace "$@"
+# The Rust SDK packages on its own (the contract inside), and builds from its package.
+cargo package -p abacsync-guest --quiet --allow-dirty
 # Property-based tests of the HTTP API against its OpenAPI description (bounded).
 ABACSYNC_PROFILE=debug scripts/schemathesis.sh

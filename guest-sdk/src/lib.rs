@@ -51,7 +51,7 @@ pub mod bindings {
     //! crate root instead.
     #![allow(missing_docs)]
     wit_bindgen::generate!({
-        path: "../wit/v0.2.0",
+        path: "wit",
         world: "mapping-plugin",
         default_bindings_module: "abacsync_guest::bindings",
         pub_export_macro: true,
@@ -83,4 +83,24 @@ pub mod __private {
     //! Used by [`export_mapping!`](crate::export_mapping); not part of the API.
     pub use crate::bindings::__export_mapping_world;
     pub use crate::export::Exported;
+}
+
+#[cfg(test)]
+mod contract_version {
+    #[test]
+    fn the_crate_speaks_the_contract_of_its_version() {
+        let wit = include_str!("../wit/mapper.wit");
+        let contract = wit
+            .lines()
+            .find_map(|line| line.strip_prefix("package abacsync:mapping@"))
+            .and_then(|rest| rest.strip_suffix(';'))
+            .expect("the WIT names its package");
+        let major_minor =
+            |version: &str| -> String { version.split('.').take(2).collect::<Vec<_>>().join(".") };
+        assert_eq!(
+            major_minor(env!("CARGO_PKG_VERSION")),
+            major_minor(contract),
+            "abacsync-guest's version must follow the contract it speaks"
+        );
+    }
 }
