@@ -32,25 +32,18 @@ struct Api {
 
 impl Api {
     fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-        let mut request = ureq::http::Request::builder()
-            .method(method)
-            .uri(format!("{}{path}", self.base));
-        for (name, value) in &self.headers {
-            request = request.header(name, value);
-        }
-        let mut response = match body {
-            Some(body) => self.agent.run(
-                request
-                    .header("content-type", "application/json")
-                    .body(body.to_string())
-                    .unwrap(),
-            ),
-            None => self.agent.run(request.body(()).unwrap()),
-        }
-        .unwrap();
-        let status = response.status().as_u16();
-        let text = response.body_mut().read_to_string().unwrap_or_default();
-        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+        let headers: Vec<(&str, &str)> = self
+            .headers
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.as_str()))
+            .collect();
+        abacsync_testkit::http::call_json(
+            &self.agent,
+            method,
+            &format!("{}{path}", self.base),
+            &headers,
+            body.as_ref(),
+        )
     }
 
     fn user(&self, id: i64) -> Value {

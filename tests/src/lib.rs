@@ -12,6 +12,7 @@
 //! - [`samba`]: a real Active Directory domain controller (Samba) on a loopback
 //!   address of its own, with LDAPS from a private CA.
 //! - [`certificates`]: a private CA and a server certificate, for the TLS fixtures.
+//! - [`http`]: one JSON request over real HTTP.
 //! - [`stall`]: a TCP proxy that stalls the server's answers once, a slow link.
 
 // Test support: a panic is how a test or benchmark fails.
@@ -20,6 +21,7 @@
 pub mod ad_server;
 pub mod certificates;
 pub mod directory;
+pub mod http;
 pub mod plugins;
 pub mod postgres;
 pub mod samba;

@@ -146,25 +146,13 @@ impl Server {
         headers: &[(&str, &str)],
         body: Option<Value>,
     ) -> (u16, Value) {
-        let mut request = ureq::http::Request::builder()
-            .method(method)
-            .uri(self.url(path));
-        for (k, v) in headers {
-            request = request.header(*k, *v);
-        }
-        let mut response = match body {
-            Some(body) => self.agent.run(
-                request
-                    .header("content-type", "application/json")
-                    .body(body.to_string())
-                    .unwrap(),
-            ),
-            None => self.agent.run(request.body(()).unwrap()),
-        }
-        .unwrap();
-        let status = response.status().as_u16();
-        let text = response.body_mut().read_to_string().unwrap_or_default();
-        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+        abacsync_testkit::http::call_json(
+            &self.agent,
+            method,
+            &self.url(path),
+            headers,
+            body.as_ref(),
+        )
     }
 
     /// grommunio's downsync of `tenant` with import, waiting up to 60 s for the answer.
