@@ -5,7 +5,7 @@
 #
 # The plugin folder holds `mapping.js`, an ES module exporting `mapper` made with
 # `defineMapping` from `./abacsync-mapping.js` (guest-sdk/js). componentize-js (pinned
-# in guest-sdk/js/package-lock.json, installed from npm into target/toolchains/js on
+# in guest-sdk/js/toolchain/package-lock.json, installed from npm into target/toolchains/js on
 # first use) compiles the module with the SDK, against wit/v0.2.0, into a component
 # that embeds the StarlingMonkey engine. The default output is
 # target/wasm-plugins/js/<folder name with _>.wasm. Nothing is rebuilt when the
@@ -21,11 +21,11 @@ mkdir -p "$(dirname "$out")"
 
 toolchain="$root/target/toolchains/js"
 sdk="$root/guest-sdk/js"
-if ! cmp -s "$sdk/package-lock.json" "$toolchain/package-lock.json" 2>/dev/null ||
+if ! cmp -s "$sdk/toolchain/package-lock.json" "$toolchain/package-lock.json" 2>/dev/null ||
     [ ! -d "$toolchain/node_modules/@bytecodealliance/componentize-js" ]; then
     echo "build-js-plugin: installing componentize-js (npm, from the lock file) into $toolchain" >&2
     mkdir -p "$toolchain"
-    cp "$sdk/package.json" "$sdk/package-lock.json" "$toolchain/"
+    cp "$sdk/toolchain/package.json" "$sdk/toolchain/package-lock.json" "$toolchain/"
     # `npm install` rather than `npm ci`: npm 11 rejects lock files that list only this
     # platform's optional binaries. The versions and integrity hashes are the lock's.
     (cd "$toolchain" && npm install --silent --no-audit --no-fund)
@@ -44,7 +44,7 @@ staging="$(mktemp -d "${TMPDIR:-/tmp}/abacsync-js-plugin.XXXXXX")"
 trap 'rm -rf "$staging"' EXIT
 cp -r "$plugin/." "$staging/"
 cp "$sdk/abacsync-mapping.js" "$staging/"
-cp "$sdk/build.mjs" "$toolchain/build.mjs"
+cp "$sdk/toolchain/build.mjs" "$toolchain/build.mjs"
 node "$toolchain/build.mjs" "$staging/mapping.js" "$root/wit/v0.2.0" "$out.$$.tmp"
 mv "$out.$$.tmp" "$out"
 echo "$inputs" > "$stamp"

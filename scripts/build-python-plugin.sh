@@ -5,7 +5,7 @@
 #
 # The plugin folder holds `app.py`, whose `Mapper` class derives from
 # `abacsync_mapping.Mapping` (guest-sdk/python). componentize-py (pinned in
-# guest-sdk/python/requirements.txt, installed from PyPI into
+# guest-sdk/python/toolchain/requirements.txt, installed from PyPI into
 # target/toolchains/python on first use) generates the bindings from wit/v0.2.0 and
 # bundles CPython, the SDK and the script into one component. The default output is
 # target/wasm-plugins/python/<folder name with _>.wasm. Nothing is rebuilt when the
@@ -21,10 +21,10 @@ mkdir -p "$(dirname "$out")"
 
 . "$root/scripts/lib.sh"
 toolchain="$root/target/toolchains/python"
-ensure_venv "$toolchain" "$root/guest-sdk/python/requirements.txt"
+ensure_venv "$toolchain" "$root/guest-sdk/python/toolchain/requirements.txt"
 
 stamp="$out.inputs"
-inputs="$( { find "$plugin" "$root/guest-sdk/python" "$root/wit/v0.2.0" -type f \
+inputs="$( { find "$plugin" "$root/guest-sdk/python/abacsync_mapping" "$root/guest-sdk/python/toolchain" "$root/wit/v0.2.0" -type f \
     \( -name '*.py' -o -name '*.wit' -o -name requirements.txt \) -print0 | sort -z |
     xargs -0 sha256sum; } | sha256sum | cut -d' ' -f1)"
 if [ -f "$out" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$inputs" ]; then

@@ -1,4 +1,11 @@
-//! `abacsync plugin check` and `abacsync plugin test`.
+//! `abacsync plugin`: make a project (`new`), build it (`build`), check a component
+//! (`check`), run fixtures through it (`test`), and upload it to a tenant (`push`).
+
+mod new;
+mod project;
+mod projects;
+mod push;
+mod toolchain;
 
 use super::Outcome;
 use abacsync::mapping_test::{self, MappingRun};
@@ -11,10 +18,62 @@ use std::time::Duration;
 
 #[derive(Subcommand)]
 pub(crate) enum PluginCommand {
+    /// Make a new plugin project: the mapping's sources, the SDK, fixtures and their expected output.
+    New(NewArgs),
+    /// Build a project's component (installing its language's toolchain on first use) and check it.
+    Build(BuildArgs),
     /// Validate a component (world, contract version, imports, exports, size) without running it.
     Check(CheckArgs),
-    /// Run a plugin over LDIF or JSON fixtures and print its decisions as JSON.
+    /// Run a project's fixtures and compare with their expected output; or run a component
+    /// over LDIF or JSON fixtures and print its decisions as JSON.
     Test(TestArgs),
+    /// Build a project, upload its component to a server and assign it to a tenant.
+    Push(PushArgs),
+}
+
+#[derive(Args)]
+pub(crate) struct NewArgs {
+    /// The plugin's name, and the folder made for it (lowercase letters, digits, `-`, `_`).
+    name: String,
+    /// The language it is written in.
+    #[arg(long, value_enum)]
+    lang: project::Language,
+    /// The example it starts from.
+    #[arg(long = "from", value_enum, default_value = "openldap")]
+    template: new::Template,
+    /// The folder to make [default: ./NAME].
+    #[arg(long)]
+    dir: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub(crate) struct BuildArgs {
+    /// The project's folder.
+    #[arg(default_value = ".")]
+    dir: PathBuf,
+    #[command(flatten)]
+    engine: EngineArgs,
+}
+
+#[derive(Args)]
+pub(crate) struct PushArgs {
+    /// The project's folder.
+    #[arg(default_value = ".")]
+    dir: PathBuf,
+    /// The abacsync server's URL (e.g. `https://abacsync.example.org`).
+    #[arg(long)]
+    server: String,
+    /// The tenant to assign the plugin to.
+    #[arg(long)]
+    tenant: u64,
+    /// A tenant setting the plugin is assigned with, `key=value`; repeat for more.
+    #[arg(long = "setting", value_name = "KEY=VALUE", value_parser = parse_setting)]
+    settings: Vec<(String, String)>,
+    /// Read settings from a file, one KEY=VALUE per line; `--setting`s come after them.
+    #[arg(long, value_name = "FILE")]
+    settings_file: Option<PathBuf>,
+    #[command(flatten)]
+    engine: EngineArgs,
 }
 
 #[derive(Args)]
@@ -49,10 +108,17 @@ pub(crate) struct CheckArgs {
 
 #[derive(Args)]
 pub(crate) struct TestArgs {
-    /// The component (.wasm).
+    /// A project's folder (built when stale; its `[[test]]`s run), or a component (.wasm).
+    #[arg(default_value = ".")]
     plugin: PathBuf,
-    /// Entries: an LDIF file (.ldif) or a JSON array (.json).
-    fixtures: PathBuf,
+    /// For a component: the entries, an LDIF file (.ldif) or a JSON array (.json).
+    fixtures: Option<PathBuf>,
+    /// For a project: write the actual output as the expected one (after reviewing it).
+    #[arg(long)]
+    update: bool,
+    /// For a project: build and test again whenever one of its files changes.
+    #[arg(long)]
+    watch: bool,
     /// A plugin setting, `key=value`; repeat for more.
     #[arg(long = "setting", value_name = "KEY=VALUE", value_parser = parse_setting)]
     settings: Vec<(String, String)>,
@@ -103,8 +169,22 @@ fn parse_mode(text: &str) -> Result<SyncMode, String> {
 
 pub(crate) fn run(command: PluginCommand) -> anyhow::Result<Outcome> {
     match command {
+        PluginCommand::New(args) => projects::new_project(args),
+        PluginCommand::Build(args) => projects::build(args),
         PluginCommand::Check(args) => check(args),
+        PluginCommand::Test(args) if args.plugin.is_dir() => projects::test_project(args),
         PluginCommand::Test(args) => test(args),
+        PluginCommand::Push(args) => projects::push_project(args),
+    }
+}
+
+impl EngineArgs {
+    /// The per-user cache: compiled plugins, and the toolchains `plugin build` installs.
+    fn cache_root(&self) -> anyhow::Result<PathBuf> {
+        self.cache_dir
+            .clone()
+            .or_else(default_cache_dir)
+            .context("no cache folder: set ABACSYNC_CACHE_DIR (or HOME, or XDG_CACHE_HOME)")
     }
 }
 
@@ -236,9 +316,19 @@ fn print_report(label: &str, report: &ComponentReport) {
 }
 
 fn test(args: TestArgs) -> anyhow::Result<Outcome> {
+    let Some(fixtures) = &args.fixtures else {
+        anyhow::bail!(
+            "`{}` is a component: give the fixtures too (`plugin test PLUGIN.wasm ENTRIES.ldif`), or give a project's folder",
+            args.plugin.display()
+        );
+    };
+    anyhow::ensure!(
+        !args.update && !args.watch,
+        "--update and --watch work on a project's folder, not on a component"
+    );
     let engine = engine(&args.engine)?;
     let (label, bytes) = read_plugin(&args.plugin)?;
-    let entries = abacsync::fixtures::read_file(&args.fixtures)?;
+    let entries = abacsync::fixtures::read_file(fixtures)?;
     let expected = args
         .expect
         .as_deref()
