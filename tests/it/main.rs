@@ -11,6 +11,7 @@ mod cli;
 mod golden;
 mod languages;
 mod loading;
+mod plugin_kit;
 mod registry;
 mod samba;
 mod sandbox;
