@@ -31,7 +31,7 @@ class Mapper(abacsync.Mapping):
         "pwdAccountLockedTime",
     ]
 
-    def map(self, entry):
+    def map(self, entry: abacsync.Entry) -> abacsync.Decision:
         mail = entry.first("mail")
         if mail is None:
             return abacsync.skip("no mail attribute")

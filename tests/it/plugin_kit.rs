@@ -110,6 +110,57 @@ fn from_nothing_to_a_tested_mapping(language: &str, source: &str, from: &str, to
     );
     let output = abacsync(&project, &["plugin", "test"]);
     assert!(output.status.success(), "{}", text(&output));
+    if language == "js" {
+        watch_reruns_on_save(&project);
+    }
+}
+
+/// `plugin test --watch` tests again when a file changes, and goes on after a failure.
+fn watch_reruns_on_save(project: &Path) {
+    use std::io::{BufRead, BufReader};
+    use std::sync::mpsc;
+    use std::time::Duration;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_abacsync"))
+        .args(["plugin", "test", "--watch"])
+        .current_dir(project)
+        .env("ABACSYNC_CACHE_DIR", cache())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("abacsync plugin test --watch");
+    let (lines, received) = mpsc::channel();
+    let stdout = child.stdout.take().expect("stdout");
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            if lines.send(line.expect("line")).is_err() {
+                break;
+            }
+        }
+    });
+    let wait_for = |wanted: &str| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut seen = Vec::new();
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match received.recv_timeout(left) {
+                Ok(line) if line.contains(wanted) => return,
+                Ok(line) => seen.push(line),
+                Err(_) => break,
+            }
+        }
+        panic!(
+            "no line with `{wanted}` from --watch; it printed:\n{}",
+            seen.join("\n")
+        );
+    };
+    wait_for("ok, 6 entries");
+    let expected = project.join("fixtures/expected.json");
+    let original = std::fs::read_to_string(&expected).expect("expected");
+    std::fs::write(&expected, original.replacen("\"4711\"", "\"4700\"", 1)).expect("edit");
+    wait_for("1 of 6 entries differ");
+    std::fs::write(&expected, &original).expect("restore");
+    wait_for("ok, 6 entries");
+    child.kill().expect("kill");
+    child.wait().expect("wait");
 }
 
 #[test]

@@ -199,6 +199,8 @@ pub(crate) fn files(
                 ".abacsync/python/abacsync_mapping/__init__.py",
                 PYTHON_SDK.to_owned(),
             );
+            // PEP 561: type checkers read the SDK's hints (MYPYPATH=.abacsync/python).
+            add(".abacsync/python/abacsync_mapping/py.typed", String::new());
             for (file, text) in WIT {
                 add(&format!(".abacsync/wit/{file}"), text.to_owned());
             }
