@@ -226,6 +226,26 @@ fn the_commands_say_what_is_wrong() {
     let output = abacsync(folder.path(), &["plugin", "new", "acme", "--lang", "js"]);
     assert_eq!(output.status.code(), Some(2), "{}", text(&output));
     assert!(text(&output).contains("not empty"), "{}", text(&output));
+    // A missing toolchain is one line saying what to install.
+    for (language, advice) in [
+        ("rust", "install Rust (https://rustup.rs)"),
+        ("python", "install Python 3.10 or later with its venv module"),
+        ("js", "install Node.js 18 or later (Debian: `apt install nodejs npm`)"),
+    ] {
+        let name = format!("bare-{language}");
+        let output = abacsync(folder.path(), &["plugin", "new", &name, "--lang", language]);
+        assert!(output.status.success(), "{}", text(&output));
+        let empty_cache = tempfile::tempdir().expect("temp dir");
+        let output = Command::new(env!("CARGO_BIN_EXE_abacsync"))
+            .args(["plugin", "build"])
+            .current_dir(folder.path().join(&name))
+            .env("PATH", "/nonexistent")
+            .env("ABACSYNC_CACHE_DIR", empty_cache.path())
+            .output()
+            .expect("abacsync plugin build");
+        assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+        assert!(text(&output).contains(advice), "{}", text(&output));
+    }
     // Pushing needs a token, and says which.
     let output = abacsync(
         &folder.path().join("acme"),
