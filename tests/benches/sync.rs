@@ -9,7 +9,8 @@
 //!   4533 content synchronization (refreshOnly from the last sync's cookie; the
 //!   directory has the `syncprov` overlay with a session log), so the deletions are
 //!   seen and applied (target ≤ 0.3× on SQLite, ≤ 0.1× on PostgreSQL);
-//! - peak resident memory of this process during each sync (target ≤ 300 MB).
+//! - peak resident memory of this process during each sync (target ≤ 300 MB), and with
+//!   `--verbose` its resident memory at each tenth of the run, so that growth shows.
 //!
 //! The store is an SQLite file, or with `--store postgres` a database on a PostgreSQL
 //! server the benchmark starts on a free loopback port (a fresh database for each
@@ -124,6 +125,7 @@ fn main() {
         let database_before = postgres_pid.map(tree_cpu_ms);
         let checkpoint_before = threads_cpu_ms("abacsync-checkp");
         let engine = SyncEngine::new(store.clone(), system_clock());
+        let sampler = RssSampler::start();
         let started = Instant::now();
         let (report, error) = runtime.block_on(engine.run(
             &tenant,
@@ -133,8 +135,10 @@ fn main() {
             Progress::new(),
         ));
         let elapsed = started.elapsed();
+        let rss = sampler.line();
         assert!(error.is_none(), "sync failed: {error:?}");
         if verbose {
+            println!("  {mode:?}: {rss}");
             println!(
                 "  {mode:?}: {elapsed:.1?}; read+map {} ms, plugin {} ms, apply {} ms; CPU {} ms (checkpoints {} ms, slapd {} ms, postgres {} ms); RSS before {} MiB",
                 report.timings.read_map_ms,
@@ -391,11 +395,63 @@ fn threads_cpu_ms(prefix: &str) -> u64 {
 
 /// Peak resident memory since the last reset, in KiB.
 fn peak_memory_kib() -> u64 {
+    status_kib("VmHWM:")
+}
+
+/// A size field of /proc/self/status (`VmRSS:`, `VmHWM:`), in KiB.
+fn status_kib(field: &str) -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .unwrap_or_default()
         .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .find_map(|line| line.strip_prefix(field))
         .and_then(|rest| rest.split_whitespace().next())
         .and_then(|kib| kib.parse().ok())
         .unwrap_or(0)
+}
+
+/// Samples this process's resident memory every 50 ms until dropped, so that growth
+/// during a sync is visible: [`RssSampler::line`] gives it at each tenth of the run.
+struct RssSampler {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    samples: Option<std::thread::JoinHandle<Vec<u64>>>,
+}
+
+impl RssSampler {
+    fn start() -> RssSampler {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let samples = std::thread::spawn(move || {
+            let mut samples = Vec::new();
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                samples.push(status_kib("VmRSS:"));
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            samples
+        });
+        RssSampler {
+            stop,
+            samples: Some(samples),
+        }
+    }
+
+    /// `RSS over time (MiB, each tenth of the run): 40 52 … 180`.
+    fn line(mut self) -> String {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let samples = self
+            .samples
+            .take()
+            .map(|thread| thread.join().unwrap_or_default())
+            .unwrap_or_default();
+        if samples.is_empty() {
+            return "RSS over time: no sample".into();
+        }
+        let points: Vec<String> = (0..=10)
+            .map(|tenth| samples[(samples.len() - 1) * tenth / 10] / 1024)
+            .map(|mib| mib.to_string())
+            .collect();
+        format!(
+            "RSS over time (MiB, at each tenth of the run): {}",
+            points.join(" ")
+        )
+    }
 }

@@ -229,8 +229,14 @@ fn the_commands_say_what_is_wrong() {
     // A missing toolchain is one line saying what to install.
     for (language, advice) in [
         ("rust", "install Rust (https://rustup.rs)"),
-        ("python", "install Python 3.10 or later with its venv module"),
-        ("js", "install Node.js 18 or later (Debian: `apt install nodejs npm`)"),
+        (
+            "python",
+            "install Python 3.10 or later with its venv module",
+        ),
+        (
+            "js",
+            "install Node.js 18 or later (Debian: `apt install nodejs npm`)",
+        ),
     ] {
         let name = format!("bare-{language}");
         let output = abacsync(folder.path(), &["plugin", "new", &name, "--lang", language]);

@@ -77,6 +77,11 @@ pub(super) fn test_project(args: TestArgs) -> anyhow::Result<Outcome> {
         "`{}` is a project: its fixtures and expected output are its abacsync-plugin.toml's [[test]]s",
         args.plugin.display()
     );
+    // Each update would be a change to watch: it would never settle.
+    anyhow::ensure!(
+        !(args.watch && args.update),
+        "--update and --watch do not go together: review with --watch, then run --update once"
+    );
     let engine = engine(&args.engine)?;
     if !args.watch {
         return test_once(&args, &engine);
