@@ -231,6 +231,18 @@ pub enum Difference {
     },
 }
 
+impl Difference {
+    /// The entry it is about (none for an unusable expectation).
+    pub fn dn(&self) -> Option<&str> {
+        match self {
+            Difference::BadExpectation(_) => None,
+            Difference::Missing { dn }
+            | Difference::Unexpected { dn }
+            | Difference::Changed { dn, .. } => Some(dn),
+        }
+    }
+}
+
 impl fmt::Display for Difference {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

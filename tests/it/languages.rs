@@ -83,19 +83,40 @@ fn abacsync(args: &[&str]) -> Output {
         .expect("running abacsync")
 }
 
-/// `abacsync plugin test` of `component` over the OpenLDAP Rust example's fixtures.
-fn golden(component: &std::path::Path, cache: &std::path::Path) -> String {
-    let fixtures = plugins::fixtures_dir("openldap");
-    let output = abacsync(&[
-        "plugin",
-        "test",
-        component.to_str().expect("utf-8"),
-        fixtures.join("entries.ldif").to_str().expect("utf-8"),
-        "--expect",
-        fixtures.join("expected.json").to_str().expect("utf-8"),
-        "--cache-dir",
-        cache.to_str().expect("utf-8"),
-    ]);
+/// `abacsync plugin test` of `component` over the fixtures of the Rust example
+/// `example` (with its `settings` file when it has one).
+fn golden(component: &std::path::Path, example: &str, cache: &std::path::Path) -> String {
+    let fixtures = plugins::fixtures_dir(example);
+    let mut args = vec![
+        "plugin".to_owned(),
+        "test".to_owned(),
+        component.to_str().expect("utf-8").to_owned(),
+        fixtures
+            .join("entries.ldif")
+            .to_str()
+            .expect("utf-8")
+            .to_owned(),
+        "--expect".to_owned(),
+        fixtures
+            .join("expected.json")
+            .to_str()
+            .expect("utf-8")
+            .to_owned(),
+        "--cache-dir".to_owned(),
+        cache.to_str().expect("utf-8").to_owned(),
+    ];
+    if fixtures.join("settings").is_file() {
+        args.push("--settings-file".to_owned());
+        args.push(
+            fixtures
+                .join("settings")
+                .to_str()
+                .expect("utf-8")
+                .to_owned(),
+        );
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let output = abacsync(&args);
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
     assert!(
         output.status.success(),
@@ -113,24 +134,53 @@ fn golden(component: &std::path::Path, cache: &std::path::Path) -> String {
     stderr
 }
 
+/// The Python examples are the Rust examples: each passes its golden fixtures (the
+/// templates of `abacsync plugin new --lang python`).
 #[test]
-fn python_plugin_matches_the_rust_examples_golden_output() {
-    let component = plugins::script_component(Language::Python, "plugins/openldap-py");
-    let stderr = golden(&component, &cache_dir());
-    assert!(
-        stderr.starts_with("openldap-inetorgperson-python 1.0.0"),
-        "{stderr}"
-    );
+fn python_plugins_match_the_rust_examples_golden_output() {
+    for (dir, example, name) in [
+        (
+            "plugins/openldap-py",
+            "openldap",
+            "openldap-inetorgperson-python",
+        ),
+        (
+            "plugins/active-directory-py",
+            "active-directory",
+            "active-directory-python",
+        ),
+        (
+            "plugins/settings-map-py",
+            "settings-map",
+            "settings-map-python",
+        ),
+    ] {
+        let component = plugins::script_component(Language::Python, dir);
+        let stderr = golden(&component, example, &cache_dir());
+        assert!(stderr.starts_with(&format!("{name} 1.0.0")), "{stderr}");
+    }
 }
 
+/// The JavaScript examples are the Rust examples, likewise (`--lang js`).
 #[test]
-fn javascript_plugin_matches_the_rust_examples_golden_output() {
-    let component = plugins::script_component(Language::JavaScript, "plugins/openldap-js");
-    let stderr = golden(&component, &cache_dir());
-    assert!(
-        stderr.starts_with("openldap-inetorgperson-js 1.0.0"),
-        "{stderr}"
-    );
+fn javascript_plugins_match_the_rust_examples_golden_output() {
+    for (dir, example, name) in [
+        (
+            "plugins/openldap-js",
+            "openldap",
+            "openldap-inetorgperson-js",
+        ),
+        (
+            "plugins/active-directory-js",
+            "active-directory",
+            "active-directory-js",
+        ),
+        ("plugins/settings-map-js", "settings-map", "settings-map-js"),
+    ] {
+        let component = plugins::script_component(Language::JavaScript, dir);
+        let stderr = golden(&component, example, &cache_dir());
+        assert!(stderr.starts_with(&format!("{name} 1.0.0")), "{stderr}");
+    }
 }
 
 #[test]

@@ -38,6 +38,7 @@ from __future__ import annotations
 import binascii
 import gc
 import json
+import re
 import traceback
 from collections.abc import Iterable, Sequence
 from collections.abc import Mapping as _Mapping
@@ -60,14 +61,19 @@ else:
 
 __all__ = [
     "Decision",
+    "DnError",
     "Entry",
     "InvalidAttribute",
     "InvalidSettings",
     "Mapping",
     "MappingFailure",
     "MissingAttribute",
+    "Rdn",
     "deactivate",
+    "dn_first_value",
     "dn_values",
+    "format_guid",
+    "format_sid",
     "log",
     "parse_dn",
     "skip",
@@ -134,13 +140,20 @@ class InvalidSettings(MappingFailure):
 
 
 _EMPTY: tuple[str, ...] = ()
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def _ascii_lower(text: str) -> str:
+    """``text`` with only ASCII letters lower-cased, as LDAP names compare (and Rust's
+    ``to_ascii_lowercase``)."""
+    return text.translate(_ASCII_LOWER)
 
 
 class _Columns(dict[str, int | None]):
     """A batch's attribute name → position in a row. The exact spelling is found
     directly (the host spells the names the plugin declared as declared); any other
-    spelling is matched case-insensitively, as LDAP does, once per batch. An attribute
-    absent from the whole batch maps to ``None``."""
+    spelling is matched ASCII-case-insensitively, as LDAP does, once per batch. An
+    attribute absent from the whole batch maps to ``None``."""
 
     __slots__ = ("_lower",)
 
@@ -153,13 +166,16 @@ class _Columns(dict[str, int | None]):
             self._lower = {}
             for known, position in self.items():
                 if position is not None:
-                    self._lower.setdefault(known.lower(), position)
-        position = self[name] = self._lower.get(name.lower())
+                    self._lower.setdefault(_ascii_lower(known), position)
+        position = self[name] = self._lower.get(_ascii_lower(name))
         return position
 
 
 class Entry:
-    """A directory entry, with attribute names matched case-insensitively as LDAP does."""
+    """A directory entry, with attribute names matched case-insensitively as LDAP does.
+
+    It reads as the Rust SDK's ``Entry``: an attribute with no values is absent, and an
+    empty first value is no value (:meth:`first`, :meth:`require`)."""
 
     __slots__ = ("dn", "groups", "_row", "_columns")
 
@@ -167,7 +183,7 @@ class Entry:
         #: The entry's DN.
         self.dn: str = row[0]
         #: The DNs of the entry's groups (nested ones resolved), or ``None`` when the
-        #: host does not know them.
+        #: host does not know them; see :meth:`group_dns`.
         self.groups: list[str] | None = row[1]
         self._row = row
         self._columns = columns
@@ -183,45 +199,53 @@ class Entry:
         return (cell,) if type(cell) is str else cell
 
     def first(self, name: str) -> str | None:
-        """The first value of ``name``, or ``None``."""
+        """The first value of text attribute ``name``, or ``None`` when it is absent or
+        empty (an empty value is no value)."""
         position = self._columns[name]
         if position is None:
             return None
         cell: str | list[str] | None = self._row[position]
-        return cell if cell is None or type(cell) is str else cell[0]
+        if not cell:
+            return None
+        return (cell if type(cell) is str else cell[0]) or None
 
     def require(self, name: str) -> str:
-        """The first value of ``name``; raises :class:`MissingAttribute` when absent."""
-        position = self._columns[name]
-        cell: str | list[str] | None = None if position is None else self._row[position]
-        if cell is None:
+        """The first value of ``name``, as :meth:`first`; raises :class:`MissingAttribute`
+        when there is none."""
+        value = self.first(name)
+        if value is None:
             raise MissingAttribute(name)
-        return cell if type(cell) is str else cell[0]
+        return value
 
     def has(self, name: str) -> bool:
-        """Whether the entry has ``name``, as text or binary."""
+        """Whether the entry has text or binary attribute ``name`` (even with an empty
+        value, or a binary one with no values)."""
         position = self._columns[name]
-        return (position is not None and self._row[position] is not None) or bool(
-            self._binary(name)
-        )
+        if position is not None:
+            cell: str | list[str] | None = self._row[position]
+            if cell is not None and cell != []:
+                return True
+        return self._binary(name) is not None
 
     def binary(self, name: str) -> list[bytes]:
         """Every value of binary attribute ``name``, as ``bytes`` (empty if absent)."""
-        return [binascii.a2b_base64(value) for value in self._binary(name)]
+        return [binascii.a2b_base64(value) for value in self._binary(name) or _EMPTY]
 
-    def _binary(self, name: str) -> Sequence[str]:
+    def group_dns(self) -> Sequence[str]:
+        """The DNs of the entry's groups: :attr:`groups` when the host resolved them,
+        otherwise the entry's own ``memberOf`` values."""
+        return self.values("memberOf") if self.groups is None else self.groups
+
+    def _binary(self, name: str) -> list[str] | None:
+        """The base64 values of the first binary attribute called ``name`` (ASCII case
+        ignored), ``None`` when there is none."""
         binary: dict[str, list[str]] | None = self._row[2]
-        if not binary:
-            return _EMPTY
-        values = binary.get(name)
-        if values is not None:
-            return values
-        lower = name.lower()
-        found: list[str] = []
-        for key, values in binary.items():
-            if key.lower() == lower:
-                found.extend(values)
-        return found
+        if binary:
+            lower = _ascii_lower(name)
+            for key, values in binary.items():
+                if key == name or _ascii_lower(key) == lower:
+                    return values
+        return None
 
 
 def user(
@@ -236,10 +260,12 @@ def user(
 ) -> Decision:
     """An upsert decision: create the user, or update it to exactly this state.
 
-    ``attributes`` maps each ABAC key to its values (any iterable of strings); keys with
-    no values are left out. A field of the wrong type raises ``TypeError`` here, naming
-    the field. An ABAC value that is not a string fails the entry when the host reads
-    the decision, with the path of the value (``upsert.attributes.unit[0]``).
+    ``attributes`` maps each ABAC key to its values (any iterable of strings). Empty
+    values are dropped, and a key left with no values is left out, so an absent LDAP
+    attribute simply yields no ABAC attribute. A field of the wrong type raises
+    ``TypeError`` here, naming the field. An ABAC value that is not a string fails the
+    entry when the host reads the decision, with the path of the value
+    (``upsert.attributes.unit[0]``).
     """
     if type(username) is not str:
         _text("username", username)
@@ -261,6 +287,8 @@ def user(
         for key, values in attributes.items():
             if type(values) is not list and type(values) is not tuple:
                 values = [values] if isinstance(values, str) else list(values)
+            if "" in values:
+                values = [value for value in values if value != ""]
             if values:
                 abac[key if type(key) is str else _text("attribute key", key)] = values
         decision["attributes"] = abac
@@ -303,78 +331,249 @@ class log:
         host.log(host.LogLevel.ERROR, message)
 
 
-_HEX = "0123456789abcdefABCDEF"
-_SPECIAL = ' "#+,;<=>\\'
+class DnError(ValueError):
+    """Why a string is not a distinguished name: ``invalid DN at byte N: reason``."""
+
+    #: The byte offset (in the DN's UTF-8) where parsing failed.
+    position: int
+    #: What was wrong there.
+    reason: str
+
+    def __init__(self, position: int, reason: str) -> None:
+        super().__init__(f"invalid DN at byte {position}: {reason}")
+        self.position = position
+        self.reason = reason
 
 
-def parse_dn(dn: str) -> list[list[tuple[str, str]]]:
-    """Parse an RFC 4514 DN into its RDNs, leftmost first; each RDN is a list of
-    ``(type, value)`` pairs with escapes decoded. Raises ``ValueError`` when ``dn`` is
-    not a DN."""
-    data = dn.encode("utf-8")
-    pos = 0
-    rdns: list[list[tuple[str, str]]] = []
-    if not data.strip():
-        return rdns
-    rdn: list[tuple[str, str]] = []
-    while True:
-        while pos < len(data) and data[pos] == 0x20:
-            pos += 1
-        start = pos
-        while pos < len(data) and (chr(data[pos]).isalnum() or data[pos] in b"-."):
-            pos += 1
-        if pos == start:
-            raise ValueError(f"invalid DN at byte {pos}: expected an attribute type")
-        attr = data[start:pos].decode()
-        while pos < len(data) and data[pos] == 0x20:
-            pos += 1
-        if pos >= len(data) or data[pos] != ord("="):
-            raise ValueError(f"invalid DN at byte {pos}: expected `=` after the attribute type")
-        pos += 1
-        while pos < len(data) and data[pos] == 0x20:
-            pos += 1
-        out = bytearray()
-        keep = 0
-        while pos < len(data):
-            c = data[pos]
-            if c in b",;+":
-                break
-            if c == 0x5C:  # backslash
-                nxt = data[pos + 1 : pos + 3]
-                if len(nxt) == 2 and chr(nxt[0]) in _HEX and chr(nxt[1]) in _HEX:
-                    out.append(int(nxt.decode(), 16))
-                    pos += 3
-                elif nxt and chr(nxt[0]) in _SPECIAL:
-                    out.append(nxt[0])
-                    pos += 2
-                else:
-                    raise ValueError(f"invalid DN at byte {pos}: invalid escape")
-                keep = len(out)
-            elif c in b'"<>\x00':
-                raise ValueError(f"invalid DN at byte {pos}: character must be escaped")
-            else:
-                out.append(c)
-                pos += 1
-                if c != 0x20:
-                    keep = len(out)
-        try:
-            value = bytes(out[:keep]).decode("utf-8")
-        except UnicodeDecodeError:
-            raise ValueError(f"invalid DN at byte {pos}: value is not UTF-8") from None
-        rdn.append((attr, value))
-        if pos >= len(data):
-            rdns.append(rdn)
-            return rdns
-        if data[pos] != ord("+"):
-            rdns.append(rdn)
-            rdn = []
-        pos += 1
+#: A relative DN: its ``(type, value)`` pairs, joined by ``+`` in the DN's text.
+Rdn: TypeAlias = list[tuple[str, str]]
+
+
+def parse_dn(dn: str) -> list[Rdn]:
+    r"""Parse an RFC 4514 DN, such as ``cn=Smith\, John+uid=js,ou=people,dc=example``,
+    into its RDNs, leftmost (most specific) first; each RDN is a list of
+    ``(type, value)`` pairs with escapes decoded. The empty string is the root DN, with
+    no RDNs.
+
+    As the Rust SDK's ``Dn::parse``: a ``#hex`` value is its bytes, shown as text when
+    they are UTF-8 (``#`` and lower-case hex otherwise); a quoted value may hold ``,``,
+    ``+`` and ``;``; unescaped spaces around a value are dropped. Raises
+    :class:`DnError` (a ``ValueError``) with the byte offset where it failed.
+    """
+    if _PLAIN_DN.fullmatch(dn):
+        return [[_plain_ava(ava) for ava in rdn.split("+")] for rdn in _RDN_SEPARATOR.split(dn)]
+    return _DnParser(dn).dn()
+
+
+def _plain_ava(text: str) -> tuple[str, str]:
+    attr, _, value = text.partition("=")
+    return attr.strip(" "), value.strip(" ")
 
 
 def dn_values(dn: str, attr: str) -> list[str]:
-    """Every value of attribute type ``attr`` across the DN's RDNs, leftmost first."""
-    wanted = attr.lower()
-    return [value for rdn in parse_dn(dn) for (name, value) in rdn if name.lower() == wanted]
+    """Every value of attribute type ``attr`` across the DN's RDNs, leftmost first (all
+    the ``ou``s of a DN): the value of ``attr`` in each RDN that has it, types compared
+    case-insensitively. Raises :class:`DnError` when ``dn`` is not a DN."""
+    wanted = _ascii_lower(attr)
+    return [value for rdn in parse_dn(dn) if (value := _rdn_value(rdn, wanted)) is not None]
+
+
+def dn_first_value(dn: str, attr: str) -> str | None:
+    """The value of attribute type ``attr`` in the leftmost RDN that has it (the ``cn`` of
+    a group's DN), or ``None``. Raises :class:`DnError` when ``dn`` is not a DN."""
+    wanted = _ascii_lower(attr)
+    for rdn in parse_dn(dn):
+        value = _rdn_value(rdn, wanted)
+        if value is not None:
+            return value
+    return None
+
+
+def _rdn_value(rdn: Rdn, wanted: str) -> str | None:
+    for name, value in rdn:
+        if _ascii_lower(name) == wanted:
+            return value
+    return None
+
+
+# Most DNs have no escapes, quotes, `#` values or characters that must be escaped:
+# `parse_dn` splits those at `,`, `;`, `+` and `=` and strips the spaces, which gives what
+# the parser below does, faster. A value starts after the spaces, not with `#`.
+_VALUE_CHAR = r'[^,;+\\"<>\x00\ud800-\udfff]'
+_PLAIN_AVA = rf" *[A-Za-z0-9.-]+ *= *(?:(?![ #]){_VALUE_CHAR}+)?"
+_PLAIN_DN = re.compile(rf"{_PLAIN_AVA}(?:[,;+]{_PLAIN_AVA})*")
+_RDN_SEPARATOR = re.compile("[,;]")
+
+# Runs of bytes that the parser takes as they are, matched at the cursor.
+_DN_SPACES = re.compile(rb" *")
+_DN_TYPE = re.compile(rb"[A-Za-z0-9.-]*")
+_DN_HEX = re.compile(rb"[0-9A-Fa-f]*")
+_DN_PLAIN = re.compile(rb'[^,;+\\"<>\x00]*')
+_DN_QUOTED = re.compile(rb'[^"\\]*')
+_HEX_DIGITS = frozenset(b"0123456789abcdefABCDEF")
+_ESCAPABLE = frozenset(b' "#+,;<=>\\')
+
+
+class _DnParser:
+    """The Rust SDK's DN parser (``guest-sdk/src/dn.rs``), step for step, so that both
+    give the same values and the same errors at the same byte offsets. Runs of plain
+    bytes are taken with one regular-expression match each."""
+
+    __slots__ = ("data", "pos")
+
+    def __init__(self, text: str) -> None:
+        # A str from the host is valid Unicode; "surrogatepass" keeps a lone surrogate
+        # made in Python from raising here (it is "not UTF-8" in a value instead).
+        self.data = text.encode("utf-8", "surrogatepass")
+        self.pos = 0
+
+    def error(self, reason: str) -> DnError:
+        return DnError(self.pos, reason)
+
+    def peek(self) -> int | None:
+        return self.data[self.pos] if self.pos < len(self.data) else None
+
+    def skip_spaces(self) -> None:
+        self.run(_DN_SPACES)
+
+    def run(self, pattern: re.Pattern[bytes]) -> bytes:
+        """The bytes at the cursor that ``pattern`` matches (maybe none); moves past them."""
+        found = pattern.match(self.data, self.pos)
+        assert found is not None  # the patterns match the empty string
+        self.pos = found.end()
+        return found.group()
+
+    def dn(self) -> list[Rdn]:
+        rdns: list[Rdn] = []
+        self.skip_spaces()
+        if self.peek() is None:
+            return rdns
+        while True:
+            avas = [self.ava()]
+            while True:
+                c = self.peek()
+                if c == 0x2B:  # +
+                    self.pos += 1
+                    avas.append(self.ava())
+                elif c == 0x2C or c == 0x3B:  # , ;
+                    self.pos += 1
+                    break
+                elif c is None:
+                    rdns.append(avas)
+                    return rdns
+                else:
+                    raise self.error("expected `,` or `+`")
+            rdns.append(avas)
+
+    def ava(self) -> tuple[str, str]:
+        self.skip_spaces()
+        attr = self.run(_DN_TYPE)
+        if not attr:
+            raise self.error("expected an attribute type")
+        self.skip_spaces()
+        if self.peek() != 0x3D:  # =
+            raise self.error("expected `=` after the attribute type")
+        self.pos += 1
+        self.skip_spaces()
+        c = self.peek()
+        if c == 0x23:  # #
+            value = self.hex_value()
+        elif c == 0x22:  # "
+            value = self.quoted_value()
+        else:
+            value = self.string_value()
+        return attr.decode("ascii"), value
+
+    def hex_value(self) -> str:
+        self.pos += 1
+        digits = self.run(_DN_HEX)
+        if not digits or len(digits) % 2:
+            raise self.error("a `#` value needs an even number of hex digits")
+        raw = bytes.fromhex(digits.decode("ascii"))
+        self.skip_spaces()
+        # A BER-encoded value; its content is shown as text when it is text.
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return "#" + raw.hex()
+
+    def quoted_value(self) -> str:
+        self.pos += 1
+        out = bytearray()
+        while True:
+            out += self.run(_DN_QUOTED)
+            c = self.peek()
+            if c is None:
+                raise self.error("unterminated quoted value")
+            if c == 0x22:  # "
+                self.pos += 1
+                break
+            out.append(self.escape())  # at a backslash
+        self.skip_spaces()
+        return self.utf8(out)
+
+    def string_value(self) -> str:
+        out = bytearray()
+        # Length of `out` up to the last byte that was escaped or not a space, so that
+        # unescaped trailing spaces are dropped and escaped ones kept.
+        keep = 0
+        while True:
+            plain = self.run(_DN_PLAIN)
+            out += plain
+            if plain.strip(b" "):
+                keep = len(out) - (len(plain) - len(plain.rstrip(b" ")))
+            c = self.peek()
+            if c is None or c == 0x2C or c == 0x3B or c == 0x2B:  # , ; +
+                break
+            if c != 0x5C:  # " < > NUL
+                raise self.error("character must be escaped")
+            out.append(self.escape())
+            keep = len(out)
+        del out[keep:]
+        return self.utf8(out)
+
+    def utf8(self, out: bytearray) -> str:
+        try:
+            return out.decode("utf-8")
+        except UnicodeDecodeError:
+            raise self.error("value is not UTF-8") from None
+
+    def escape(self) -> int:
+        """Decode ``\\c`` or ``\\hh`` at the cursor."""
+        self.pos += 1
+        data, pos = self.data, self.pos
+        a = data[pos] if pos < len(data) else None
+        b = data[pos + 1] if pos + 1 < len(data) else None
+        if a in _HEX_DIGITS and b in _HEX_DIGITS:
+            self.pos += 2
+            return int(data[pos : pos + 2], 16)
+        if a in _ESCAPABLE:
+            self.pos += 1
+            return a
+        raise self.error("invalid escape")
+
+
+def format_guid(data: bytes) -> str | None:
+    """Format a 16-byte ``objectGUID`` the way Active Directory tools show it:
+    ``3f2504e0-4f89-11d3-9a0c-0305e82c3301``. The first three fields are stored
+    little-endian, so ``e0 04 25 3f 89 4f d3 11 …`` becomes ``3f2504e0-4f89-11d3-…``.
+    ``None`` when ``data`` is not 16 bytes long."""
+    if len(data) != 16:
+        return None
+    return (
+        f"{data[3::-1].hex()}-{data[5:3:-1].hex()}-{data[7:5:-1].hex()}"
+        f"-{data[8:10].hex()}-{data[10:].hex()}"
+    )
+
+
+def format_sid(data: bytes) -> str | None:
+    """Format a binary ``objectSid`` as ``S-1-5-21-…``; ``None`` when it is malformed
+    (shorter than 8 bytes, or not as many 4-byte sub-authorities as its second byte says)."""
+    if len(data) < 8 or len(data) != 8 + 4 * data[1]:
+        return None
+    authority = int.from_bytes(data[2:8], "big")
+    subs = "".join(f"-{int.from_bytes(data[i : i + 4], 'little')}" for i in range(8, len(data), 4))
+    return f"S-{data[0]}-{authority}{subs}"
 
 
 def _entry_error(err: BaseException) -> Decision:
@@ -431,6 +630,20 @@ class Mapping(_MapperBase):
         self.settings = settings or {}
         self.mode = mode
         self.tenant_id = tenant_id
+
+    def bool_setting(self, key: str, default: bool) -> bool:
+        """Setting ``key`` as a boolean (``true``/``false``, ``yes``/``no``, ``on``/``off``,
+        ``1``/``0``, in any case), ``default`` when absent; raises
+        :class:`InvalidSettings` for anything else."""
+        value = self.settings.get(key)
+        if value is None:
+            return default
+        value = _ascii_lower(value)
+        if value in ("true", "yes", "on", "1"):
+            return True
+        if value in ("false", "no", "off", "0"):
+            return False
+        raise InvalidSettings(f"`{key}` must be true or false, not `{value}`")
 
     def required_attributes_for(self) -> list[str]:
         """The LDAP attributes this call's :meth:`map` reads (default: ``attributes``)."""

@@ -13,9 +13,9 @@ use std::path::{Path, PathBuf};
 pub(crate) enum Template {
     /// OpenLDAP `inetOrgPerson`: department, employee type, location and unit.
     Openldap,
-    /// Active Directory: objectGUID as id, disabled accounts, groups (Rust only).
+    /// Active Directory: objectGUID as id, disabled accounts, groups.
     ActiveDirectory,
-    /// The whole mapping from tenant settings, without code (Rust only).
+    /// The whole mapping from tenant settings, without code.
     SettingsMap,
 }
 
@@ -103,8 +103,8 @@ struct Source {
     name: &'static str,
 }
 
-fn source(language: Language, template: Template) -> anyhow::Result<Source> {
-    let source = match (language, template) {
+fn source(language: Language, template: Template) -> Source {
+    match (language, template) {
         (Language::Rust, Template::Openldap) => Source {
             text: include_str!("../../../../plugins/openldap/src/lib.rs"),
             name: "openldap-inetorgperson",
@@ -121,20 +121,27 @@ fn source(language: Language, template: Template) -> anyhow::Result<Source> {
             text: include_str!("../../../../plugins/openldap-py/app.py"),
             name: "openldap-inetorgperson-python",
         },
+        (Language::Python, Template::ActiveDirectory) => Source {
+            text: include_str!("../../../../plugins/active-directory-py/app.py"),
+            name: "active-directory-python",
+        },
+        (Language::Python, Template::SettingsMap) => Source {
+            text: include_str!("../../../../plugins/settings-map-py/app.py"),
+            name: "settings-map-python",
+        },
         (Language::Js, Template::Openldap) => Source {
             text: include_str!("../../../../plugins/openldap-js/mapping.js"),
             name: "openldap-inetorgperson-js",
         },
-        (language, template) => anyhow::bail!(
-            "the `{}` template is written in Rust only; a {} project starts from `openldap` (`--from openldap`)",
-            template.as_str(),
-            match language {
-                Language::Python => "Python",
-                _ => "JavaScript",
-            }
-        ),
-    };
-    Ok(source)
+        (Language::Js, Template::ActiveDirectory) => Source {
+            text: include_str!("../../../../plugins/active-directory-js/mapping.js"),
+            name: "active-directory-js",
+        },
+        (Language::Js, Template::SettingsMap) => Source {
+            text: include_str!("../../../../plugins/settings-map-js/mapping.js"),
+            name: "settings-map-js",
+        },
+    }
 }
 
 /// The template's fixtures: entries, expected decisions, and the settings they need.
@@ -165,7 +172,7 @@ pub(crate) fn files(
     template: Template,
 ) -> anyhow::Result<Vec<(PathBuf, String)>> {
     project::check_name(name)?;
-    let source = source(language, template)?;
+    let source = source(language, template);
     let mapping = source
         .text
         .replace(&format!("\"{}\"", source.name), &format!("\"{name}\""));
@@ -399,13 +406,25 @@ mod tests {
 
     #[test]
     fn a_new_project_is_named_and_complete() {
-        for (language, template, source) in [
-            (Language::Rust, Template::Openldap, "src/lib.rs"),
-            (Language::Rust, Template::ActiveDirectory, "src/lib.rs"),
-            (Language::Rust, Template::SettingsMap, "src/lib.rs"),
-            (Language::Python, Template::Openldap, "app.py"),
-            (Language::Js, Template::Openldap, "mapping.js"),
-        ] {
+        let every = [
+            Template::Openldap,
+            Template::ActiveDirectory,
+            Template::SettingsMap,
+        ];
+        let all = every
+            .iter()
+            .map(|template| (Language::Rust, *template, "src/lib.rs"))
+            .chain(
+                every
+                    .iter()
+                    .map(|template| (Language::Python, *template, "app.py")),
+            )
+            .chain(
+                every
+                    .iter()
+                    .map(|template| (Language::Js, *template, "mapping.js")),
+            );
+        for (language, template, source) in all {
             let files = files("acme-staff", language, template).expect("files");
             let text = |path: &str| {
                 files
@@ -436,9 +455,6 @@ mod tests {
             manifest["test"][0]["settings"]["abac.department"].as_str(),
             Some("departmentNumber")
         );
-        let error = files("acme", Language::Python, Template::ActiveDirectory)
-            .expect_err("no Python AD template");
-        assert!(error.to_string().contains("--from openldap"), "{error}");
         assert!(files("Bad Name", Language::Rust, Template::Openldap).is_err());
     }
 

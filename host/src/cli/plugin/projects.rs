@@ -208,15 +208,7 @@ fn run_case(
 }
 
 fn differing_entries(differences: &[Difference]) -> usize {
-    let mut dns: Vec<&str> = differences
-        .iter()
-        .filter_map(|difference| match difference {
-            Difference::Missing { dn }
-            | Difference::Unexpected { dn }
-            | Difference::Changed { dn, .. } => Some(dn.as_str()),
-            Difference::BadExpectation(_) => None,
-        })
-        .collect();
+    let mut dns: Vec<&str> = differences.iter().filter_map(Difference::dn).collect();
     dns.dedup();
     dns.len()
 }
@@ -226,32 +218,26 @@ fn render_differences(differences: &[Difference]) -> String {
     let mut by_entry: BTreeMap<&str, Vec<String>> = BTreeMap::new();
     let mut out = String::new();
     for difference in differences {
-        match difference {
+        let line = match difference {
             Difference::BadExpectation(reason) => {
                 out.push_str(&format!("the expected output is unusable: {reason}\n"));
+                continue;
             }
-            Difference::Missing { dn } => by_entry
-                .entry(dn)
-                .or_default()
-                .push("expected, but the fixtures have no such entry".into()),
-            Difference::Unexpected { dn } => by_entry
-                .entry(dn)
-                .or_default()
-                .push("not in the expected output".into()),
+            Difference::Missing { .. } => "expected, but the fixtures have no such entry".into(),
+            Difference::Unexpected { .. } => "not in the expected output".into(),
             Difference::Changed {
-                dn,
                 path,
                 expected,
                 actual,
-            } => {
-                let show =
-                    |value: &Option<String>| value.as_deref().unwrap_or("(absent)").to_owned();
-                by_entry.entry(dn).or_default().push(format!(
-                    "{path}\n      - expected: {}\n      + actual:   {}",
-                    show(expected),
-                    show(actual)
-                ));
-            }
+                ..
+            } => format!(
+                "{path}\n      - expected: {}\n      + actual:   {}",
+                expected.as_deref().unwrap_or("(absent)"),
+                actual.as_deref().unwrap_or("(absent)")
+            ),
+        };
+        if let Some(dn) = difference.dn() {
+            by_entry.entry(dn).or_default().push(line);
         }
     }
     for (dn, lines) in by_entry {

@@ -254,6 +254,42 @@ fn build_python(project: &Project, cache: &Path) -> anyhow::Result<Built> {
             "the venv has no pip (Debian: `apt install python3-venv`)",
         )
     })?;
+    script_component(
+        project,
+        &toolchain,
+        (
+            "app.py",
+            "a Python plugin's module is app.py, with a class `Mapper`",
+        ),
+        |partial| {
+            run(
+                Command::new(toolchain.join("bin/componentize-py"))
+                    .arg("--quiet")
+                    .arg("-d")
+                    .arg(project.wit_dir())
+                    .args(["-w", "mapping-plugin", "componentize", "-p"])
+                    .arg(&project.dir)
+                    .arg("-p")
+                    .arg(project.dir.join(".abacsync").join("python"))
+                    .arg("app")
+                    .arg("-o")
+                    .arg(partial),
+                "componentize-py",
+                "componentize-py is missing from its toolchain folder",
+            )
+        },
+    )
+}
+
+/// The component of a script project: up to date when its inputs' digest is the one
+/// recorded beside it; else `module` must exist, `compile` writes the component to a
+/// partial file, which then takes the component's place, and the digest is recorded.
+fn script_component(
+    project: &Project,
+    toolchain: &Path,
+    (module, what): (&str, &str),
+    compile: impl FnOnce(&Path) -> anyhow::Result<()>,
+) -> anyhow::Result<Built> {
     let digest = inputs_digest(project, &toolchain.to_string_lossy())?;
     let (wasm, stale) = stale_output(project, &digest)?;
     let Some(stamp) = stale else {
@@ -263,26 +299,12 @@ fn build_python(project: &Project, cache: &Path) -> anyhow::Result<Built> {
         });
     };
     anyhow::ensure!(
-        project.dir.join("app.py").is_file(),
-        "`{}` has no app.py: a Python plugin's module is app.py, with a class `Mapper`",
+        project.dir.join(module).is_file(),
+        "`{}` has no {module}: {what}",
         project.dir.display()
     );
     let partial = wasm.with_extension("wasm.partial");
-    run(
-        Command::new(toolchain.join("bin/componentize-py"))
-            .arg("--quiet")
-            .arg("-d")
-            .arg(project.wit_dir())
-            .args(["-w", "mapping-plugin", "componentize", "-p"])
-            .arg(&project.dir)
-            .arg("-p")
-            .arg(project.dir.join(".abacsync").join("python"))
-            .arg("app")
-            .arg("-o")
-            .arg(&partial),
-        "componentize-py",
-        "componentize-py is missing from its toolchain folder",
-    )?;
+    compile(&partial)?;
     std::fs::rename(&partial, &wasm)?;
     std::fs::write(&stamp, &digest)?;
     Ok(Built {
@@ -319,57 +341,49 @@ fn build_js(project: &Project, cache: &Path) -> anyhow::Result<Built> {
     if std::fs::read_to_string(&script).ok().as_deref() != Some(JS_BUILD) {
         std::fs::write(&script, JS_BUILD)?;
     }
-    let digest = inputs_digest(project, &toolchain.to_string_lossy())?;
-    let (wasm, stale) = stale_output(project, &digest)?;
-    let Some(stamp) = stale else {
-        return Ok(Built {
-            wasm,
-            rebuilt: false,
-        });
-    };
-    anyhow::ensure!(
-        project.dir.join("mapping.js").is_file(),
-        "`{}` has no mapping.js: a JavaScript plugin's module is mapping.js, exporting `mapper`",
-        project.dir.display()
-    );
-    // The module and the SDK side by side, so that `./abacsync-mapping.js` resolves.
-    let staging = project.output_dir().join("js-staging");
-    let _ = std::fs::remove_dir_all(&staging);
-    std::fs::create_dir_all(&staging)?;
-    for path in sources(&project.dir)? {
-        let relative = path.strip_prefix(&project.dir).unwrap_or(&path);
-        if relative.starts_with(".abacsync") || relative.starts_with("fixtures") {
-            continue;
-        }
-        let to = staging.join(relative);
-        if let Some(parent) = to.parent() {
-            std::fs::create_dir_all(parent)?;
-        }
-        std::fs::copy(&path, &to)?;
-    }
-    std::fs::copy(
-        project.dir.join(".abacsync/js/abacsync-mapping.js"),
-        staging.join("abacsync-mapping.js"),
+    script_component(
+        project,
+        &toolchain,
+        (
+            "mapping.js",
+            "a JavaScript plugin's module is mapping.js, exporting `mapper`",
+        ),
+        |partial| {
+            // The module and the SDK side by side, so that `./abacsync-mapping.js` resolves.
+            let staging = project.output_dir().join("js-staging");
+            let _ = std::fs::remove_dir_all(&staging);
+            std::fs::create_dir_all(&staging)?;
+            for path in sources(&project.dir)? {
+                let relative = path.strip_prefix(&project.dir).unwrap_or(&path);
+                if relative.starts_with(".abacsync") || relative.starts_with("fixtures") {
+                    continue;
+                }
+                let to = staging.join(relative);
+                if let Some(parent) = to.parent() {
+                    std::fs::create_dir_all(parent)?;
+                }
+                std::fs::copy(&path, &to)?;
+            }
+            std::fs::copy(
+                project.dir.join(".abacsync/js/abacsync-mapping.js"),
+                staging.join("abacsync-mapping.js"),
+            )
+            .context(
+                "the project has no .abacsync/js/abacsync-mapping.js (the SDK `plugin new` writes)",
+            )?;
+            let built = run(
+                Command::new("node")
+                    .arg(&script)
+                    .arg(staging.join("mapping.js"))
+                    .arg(project.wit_dir())
+                    .arg(partial),
+                "componentize-js",
+                NO_NODE,
+            );
+            let _ = std::fs::remove_dir_all(&staging);
+            built
+        },
     )
-    .context("the project has no .abacsync/js/abacsync-mapping.js (the SDK `plugin new` writes)")?;
-    let partial = wasm.with_extension("wasm.partial");
-    let built = run(
-        Command::new("node")
-            .arg(&script)
-            .arg(staging.join("mapping.js"))
-            .arg(project.wit_dir())
-            .arg(&partial),
-        "componentize-js",
-        NO_NODE,
-    );
-    let _ = std::fs::remove_dir_all(&staging);
-    built?;
-    std::fs::rename(&partial, &wasm)?;
-    std::fs::write(&stamp, &digest)?;
-    Ok(Built {
-        wasm,
-        rebuilt: true,
-    })
 }
 
 /// A fingerprint of the project's sources (names, sizes, modification times), for
