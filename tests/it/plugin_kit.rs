@@ -196,18 +196,12 @@ fn the_commands_say_what_is_wrong() {
     let output = abacsync(
         folder.path(),
         &[
-            "plugin",
-            "new",
-            "acme",
-            "--lang",
-            "python",
-            "--from",
-            "active-directory",
+            "plugin", "new", "acme", "--lang", "python", "--from", "freeipa",
         ],
     );
     assert_eq!(output.status.code(), Some(2), "{}", text(&output));
     assert!(
-        text(&output).contains("--from openldap"),
+        text(&output).contains("[possible values: openldap, active-directory, settings-map]"),
         "{}",
         text(&output)
     );
