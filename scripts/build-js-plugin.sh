@@ -21,7 +21,9 @@ mkdir -p "$(dirname "$out")"
 
 toolchain="$root/target/toolchains/js"
 sdk="$root/guest-sdk/js"
-if ! cmp -s "$sdk/toolchain/package-lock.json" "$toolchain/package-lock.json" 2>/dev/null ||
+# npm rewrites the lock file it installs from: the pinned one is kept beside it
+# (package-lock.pinned.json) to tell whether the install is current.
+if ! cmp -s "$sdk/toolchain/package-lock.json" "$toolchain/package-lock.pinned.json" 2>/dev/null ||
     [ ! -d "$toolchain/node_modules/@bytecodealliance/componentize-js" ]; then
     echo "build-js-plugin: installing componentize-js (npm, from the lock file) into $toolchain" >&2
     mkdir -p "$toolchain"
@@ -29,6 +31,7 @@ if ! cmp -s "$sdk/toolchain/package-lock.json" "$toolchain/package-lock.json" 2>
     # `npm install` rather than `npm ci`: npm 11 rejects lock files that list only this
     # platform's optional binaries. The versions and integrity hashes are the lock's.
     (cd "$toolchain" && npm install --silent --no-audit --no-fund)
+    cp "$sdk/toolchain/package-lock.json" "$toolchain/package-lock.pinned.json"
 fi
 
 stamp="$out.inputs"
