@@ -3,7 +3,7 @@
 # the Rust crate (`cargo package`: it packages on its own, with the contract inside, and
 # builds from its package), the Python wheel and sdist (`python -m build`), and the npm
 # package (`npm pack`). The type hints must hold: mypy --strict on the Python SDK and on
-# the Python example plugin, tsc --strict on a mapping against the TypeScript
+# the Python example plugins, tsc --strict on a mapping against the TypeScript
 # declarations (guest-sdk/js/types-test). scripts/test.sh runs it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,8 +29,10 @@ fi
 
 python_tools=target/toolchains/python-build/bin
 (cd guest-sdk/python && "../../$python_tools/mypy" --cache-dir ../../target/mypy-cache -p abacsync_mapping)
-(cd plugins/openldap-py && MYPYPATH=../../guest-sdk/python "../../$python_tools/mypy" --strict \
-    --cache-dir ../../target/mypy-cache app.py)
+for example in openldap-py active-directory-py settings-map-py; do
+    (cd "plugins/$example" && MYPYPATH=../../guest-sdk/python "../../$python_tools/mypy" --strict \
+        --cache-dir ../../target/mypy-cache app.py)
+done
 rm -rf guest-sdk/python/abacsync_mapping.egg-info guest-sdk/python/build
 
 (cd guest-sdk/js && npm pack --silent --pack-destination "../../$out" > /dev/null)

@@ -78,6 +78,15 @@ fn from_nothing_to_a_tested_mapping(language: &str, source: &str, from: &str, to
         "{language}: new + build + test from nothing: {:.1?}",
         started.elapsed()
     );
+    // Up to date: not built again, also when only a fixture or the README changed.
+    std::fs::write(project.join("README.md"), "# notes\n").expect("edit README");
+    let output = abacsync(&project, &["plugin", "build"]);
+    assert!(output.status.success(), "{}", text(&output));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains(": up to date"),
+        "{}",
+        text(&output)
+    );
 
     // The author renames an ABAC attribute: the test shows each entry's change.
     let path = project.join(source);
@@ -125,14 +134,23 @@ fn watch_reruns_on_save(project: &Path) {
         .current_dir(project)
         .env("ABACSYNC_CACHE_DIR", cache())
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("abacsync plugin test --watch");
-    let (lines, received) = mpsc::channel();
+    let (lines, received) = mpsc::channel::<String>();
     let stdout = child.stdout.take().expect("stdout");
+    let stderr = child.stderr.take().expect("stderr");
+    let errors = lines.clone();
     std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            if lines.send(line.expect("line")).is_err() {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if errors.send(line).is_err() {
                 break;
             }
         }
@@ -158,6 +176,13 @@ fn watch_reruns_on_save(project: &Path) {
     std::fs::write(&expected, original.replacen("\"4711\"", "\"4700\"", 1)).expect("edit");
     wait_for("1 of 6 entries differ");
     std::fs::write(&expected, &original).expect("restore");
+    wait_for("ok, 6 entries");
+    // A syntax error is shown with its place, and the watch goes on.
+    let module = project.join("mapping.js");
+    let source = std::fs::read_to_string(&module).expect("mapping.js");
+    std::fs::write(&module, format!("{source}\nexport const = ;\n")).expect("break");
+    wait_for("mapping.js:");
+    std::fs::write(&module, &source).expect("restore");
     wait_for("ok, 6 entries");
     child.kill().expect("kill");
     child.wait().expect("wait");
@@ -313,6 +338,22 @@ fn a_project_is_pushed_to_a_tenant() {
         output
     };
 
+    // A mapping that fails its own fixtures is not pushed.
+    let expected = project.join("fixtures/expected.json");
+    let original = std::fs::read_to_string(&expected).expect("expected");
+    std::fs::write(
+        &expected,
+        original.replacen("\"decision\": \"upsert\"", "\"decision\": \"skip\"", 1),
+    )
+    .expect("edit");
+    let output = push(&token, &[]);
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+    assert!(
+        text(&output).contains("the project's tests fail: nothing was pushed"),
+        "{}",
+        text(&output)
+    );
+    std::fs::write(&expected, &original).expect("restore");
     // Settings the plugin refuses are refused before anything is uploaded.
     let output = push(&token, &["abac.department=nonsense:x"]);
     assert_eq!(output.status.code(), Some(2), "{}", text(&output));
@@ -324,7 +365,11 @@ fn a_project_is_pushed_to_a_tenant() {
     // A token the server does not know: its reason.
     let output = push("not-a-token", &[]);
     assert_eq!(output.status.code(), Some(2), "{}", text(&output));
-    assert!(text(&output).contains("401"), "{}", text(&output));
+    assert!(
+        text(&output).contains("the server refused the plugin: 401 Unauthorized"),
+        "{}",
+        text(&output)
+    );
 
     let output = push(&token, &["abac.department=departmentNumber"]);
     assert!(output.status.success(), "{}", text(&output));

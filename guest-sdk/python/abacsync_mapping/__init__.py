@@ -604,7 +604,7 @@ class Mapping(_MapperBase):
     The host creates the mapping afresh for every call, with that call's ``settings``
     (a ``dict`` of the tenant's plugin settings, in the order given). Check them in
     ``__init__``, raising :class:`InvalidSettings`; override
-    :meth:`required_attributes` when the list depends on them.
+    :meth:`required_attributes_for` when the list depends on them.
     """
 
     #: The plugin's name, for logs, audit events and ``abacsync plugin check``.

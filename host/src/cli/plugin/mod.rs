@@ -72,6 +72,15 @@ pub(crate) struct PushArgs {
     /// Read settings from a file, one KEY=VALUE per line; `--setting`s come after them.
     #[arg(long, value_name = "FILE")]
     settings_file: Option<PathBuf>,
+    /// Trust the CAs of this PEM file for an https:// server (default: the system's roots).
+    #[arg(long, value_name = "FILE")]
+    ca_file: Option<PathBuf>,
+    /// Allow http:// to a server other than this machine: the token crosses the network in clear.
+    #[arg(long)]
+    insecure_http: bool,
+    /// Push without running the project's tests first.
+    #[arg(long)]
+    no_test: bool,
     #[command(flatten)]
     engine: EngineArgs,
 }
@@ -316,6 +325,11 @@ fn print_report(label: &str, report: &ComponentReport) {
 }
 
 fn test(args: TestArgs) -> anyhow::Result<Outcome> {
+    anyhow::ensure!(
+        args.plugin.exists(),
+        "`{}` does not exist: give a project's folder or a component (.wasm)",
+        args.plugin.display()
+    );
     let Some(fixtures) = &args.fixtures else {
         anyhow::bail!(
             "`{}` is a component: give the fixtures too (`plugin test PLUGIN.wasm ENTRIES.ldif`), or give a project's folder",

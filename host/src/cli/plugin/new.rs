@@ -96,6 +96,8 @@ pub(crate) const PYTHON_SDK: &str =
     include_str!("../../../../guest-sdk/python/abacsync_mapping/__init__.py");
 /// The JavaScript SDK module.
 pub(crate) const JS_SDK: &str = include_str!("../../../../guest-sdk/js/abacsync-mapping.js");
+/// Its TypeScript declarations.
+const JS_DECLARATIONS: &str = include_str!("../../../../guest-sdk/js/abacsync-mapping.d.ts");
 
 struct Source {
     /// The template's file, with `name` as the plugin's name.
@@ -215,7 +217,10 @@ pub(crate) fn files(
         Language::Js => {
             add("mapping.js", mapping);
             add(".gitignore", "/target\n".to_owned());
-            add(".abacsync/js/abacsync-mapping.js", JS_SDK.to_owned());
+            // Beside the module, where its import points: editors, `node --check` and
+            // `tsc --checkJs` resolve it, and the build takes it as it is.
+            add("abacsync-mapping.js", JS_SDK.to_owned());
+            add("abacsync-mapping.d.ts", JS_DECLARATIONS.to_owned());
             for (file, text) in WIT {
                 add(&format!(".abacsync/wit/{file}"), text.to_owned());
             }
@@ -465,6 +470,7 @@ mod tests {
         let count = write(&target, "acme", Language::Js, Template::Openldap).expect("write");
         assert!(count > 5);
         assert!(target.join(".abacsync/wit/world.wit").is_file());
+        assert!(target.join("abacsync-mapping.d.ts").is_file());
         let error = write(&target, "acme", Language::Js, Template::Openldap).expect_err("again");
         assert!(error.to_string().contains("not empty"), "{error}");
     }

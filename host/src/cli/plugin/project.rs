@@ -92,6 +92,21 @@ impl Project {
             toml::from_str(&text).with_context(|| format!("`{}` is not valid", path.display()))?;
         check_name(&file.plugin.name).with_context(|| format!("in `{}`", path.display()))?;
         for case in &file.tests {
+            for file in [&case.entries, &case.expected] {
+                // A cloned project must not make `--update` write outside it.
+                let inside = file.components().all(|part| {
+                    matches!(
+                        part,
+                        std::path::Component::Normal(_) | std::path::Component::CurDir
+                    )
+                });
+                anyhow::ensure!(
+                    inside,
+                    "in `{}`: `{}` is not inside the project: [[test]] paths are relative to it, without `..`",
+                    path.display(),
+                    file.display()
+                );
+            }
             if let Some(mode) = &case.mode {
                 mode.parse::<abacsync::plugin::model::SyncMode>()
                     .map_err(|err| anyhow::anyhow!("in `{}`: {err}", path.display()))?;
@@ -182,5 +197,14 @@ mod tests {
         .expect("write");
         let error = format!("{:#}", Project::open(dir.path()).expect_err("mode"));
         assert!(error.contains("sometimes"), "{error}");
+        for outside in ["/etc/passwd", "../x.json", "fixtures/../../x.json"] {
+            std::fs::write(
+                dir.path().join(MANIFEST),
+                format!("[plugin]\nname = \"acme\"\nlanguage = \"js\"\n[[test]]\nentries = \"e\"\nexpected = \"{outside}\"\n"),
+            )
+            .expect("write");
+            let error = format!("{:#}", Project::open(dir.path()).expect_err(outside));
+            assert!(error.contains("is not inside the project"), "{error}");
+        }
     }
 }

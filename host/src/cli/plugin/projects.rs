@@ -12,6 +12,7 @@ use abacsync::plugin::model::{MappingContext, SyncMode};
 use abacsync::plugin::{Plugin, PluginEngine};
 use anyhow::Context;
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 pub(super) fn new_project(args: NewArgs) -> anyhow::Result<Outcome> {
@@ -34,7 +35,7 @@ fn build_and_load(
     engine_args: &EngineArgs,
     engine: &PluginEngine,
     verbose: bool,
-) -> anyhow::Result<Plugin> {
+) -> anyhow::Result<(Plugin, Vec<u8>)> {
     let started = Instant::now();
     let built = toolchain::build(project, &engine_args.cache_root()?)?;
     let bytes = std::fs::read(&built.wasm)
@@ -50,13 +51,13 @@ fn build_and_load(
             if built.rebuilt { "" } else { ": up to date" }
         );
     }
-    Ok(plugin)
+    Ok((plugin, bytes))
 }
 
 pub(super) fn build(args: BuildArgs) -> anyhow::Result<Outcome> {
     let project = Project::open(&args.dir)?;
     let engine = engine(&args.engine)?;
-    let plugin = build_and_load(&project, &args.engine, &engine, true)?;
+    let (plugin, _) = build_and_load(&project, &args.engine, &engine, true)?;
     let report = plugin.report();
     println!(
         "{}.wasm: a valid abacsync mapping plugin, {} {}: contract abacsync:mapping@{}, {}, {}, sha256 {} (details: `abacsync plugin check`)",
@@ -115,10 +116,11 @@ fn test_once(args: &TestArgs, engine: &PluginEngine) -> anyhow::Result<Outcome> 
         !project.tests.is_empty(),
         "the project has no [[test]] in its abacsync-plugin.toml"
     );
-    let plugin = build_and_load(&project, &args.engine, engine, false)?;
+    let (plugin, _) = build_and_load(&project, &args.engine, engine, false)?;
     let mut outcome = Outcome::Success;
+    let options = CaseOptions::from(args);
     for case in &project.tests {
-        if !run_case(&project, &plugin, case, args)? {
+        if !run_case(&project, &plugin, case, &options)? {
             outcome = Outcome::Differences;
         }
     }
@@ -126,11 +128,44 @@ fn test_once(args: &TestArgs, engine: &PluginEngine) -> anyhow::Result<Outcome> 
 }
 
 /// Runs one `[[test]]`; false when its output differs from the expected.
+/// What `plugin test` adds to a project's `[[test]]`s.
+struct CaseOptions {
+    update: bool,
+    settings_file: Option<PathBuf>,
+    settings: Vec<(String, String)>,
+    tenant: u64,
+    batch_size: usize,
+}
+
+impl Default for CaseOptions {
+    fn default() -> Self {
+        CaseOptions {
+            update: false,
+            settings_file: None,
+            settings: Vec::new(),
+            tenant: 1,
+            batch_size: 500,
+        }
+    }
+}
+
+impl From<&TestArgs> for CaseOptions {
+    fn from(args: &TestArgs) -> Self {
+        CaseOptions {
+            update: args.update,
+            settings_file: args.settings_file.clone(),
+            settings: args.settings.clone(),
+            tenant: args.tenant,
+            batch_size: args.batch_size,
+        }
+    }
+}
+
 fn run_case(
     project: &Project,
     plugin: &Plugin,
     case: &TestCase,
-    args: &TestArgs,
+    args: &CaseOptions,
 ) -> anyhow::Result<bool> {
     let entries_path = project.dir.join(&case.entries);
     let expected_path = project.dir.join(&case.expected);
@@ -164,6 +199,10 @@ fn run_case(
     if args.update {
         let mut text = serde_json::to_string_pretty(&actual)?;
         text.push('\n');
+        if let Some(parent) = expected_path.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("creating `{}`", parent.display()))?;
+        }
         std::fs::write(&expected_path, text)
             .with_context(|| format!("writing `{}`", expected_path.display()))?;
         println!(
@@ -198,6 +237,13 @@ fn run_case(
         return Ok(true);
     }
     print!("{}", render_differences(&differences));
+    if let [Difference::BadExpectation(_)] = differences.as_slice() {
+        println!(
+            "{label}: {} must be a JSON array of decisions, each with its \"dn\" (`abacsync plugin test --update` writes one)",
+            case.expected.display()
+        );
+        return Ok(false);
+    }
     println!(
         "{label}: {} of {} entries differ from {} (if the new output is right: `abacsync plugin test --update`)",
         differing_entries(&differences),
@@ -251,13 +297,21 @@ fn render_differences(differences: &[Difference]) -> String {
 
 pub(super) fn push_project(args: PushArgs) -> anyhow::Result<Outcome> {
     let credentials = push::Credentials::from_env()?;
+    let server = push::Server::parse(&args.server, args.insecure_http, args.ca_file.clone())?;
     let project = Project::open(&args.dir)?;
     let engine = engine(&args.engine)?;
-    let built = toolchain::build(&project, &args.engine.cache_root()?)?;
-    let bytes = std::fs::read(&built.wasm)
-        .with_context(|| format!("reading the component `{}`", built.wasm.display()))?;
     // Refuse here what the server would refuse: a component the sandbox does not load.
-    let plugin = engine.load(&format!("{}.wasm", project.name), &bytes)?;
+    let (plugin, bytes) = build_and_load(&project, &args.engine, &engine, false)?;
+    // A mapping that fails its own fixtures does not go live.
+    if !args.no_test {
+        for case in &project.tests {
+            if !run_case(&project, &plugin, case, &CaseOptions::default())? {
+                anyhow::bail!(
+                    "the project's tests fail: nothing was pushed (fix them, or `--update` after review; `--no-test` pushes anyway)"
+                );
+            }
+        }
+    }
     let mut settings: BTreeMap<String, String> = BTreeMap::new();
     if let Some(file) = &args.settings_file {
         settings.extend(read_settings_file(file)?);
@@ -275,7 +329,7 @@ pub(super) fn push_project(args: PushArgs) -> anyhow::Result<Outcome> {
         .required_attributes(&context)
         .context("the plugin refuses these settings")?;
     let pushed = push::push(
-        &args.server,
+        &server,
         &credentials,
         &project.name,
         bytes,

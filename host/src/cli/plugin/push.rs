@@ -28,6 +28,68 @@ impl Credentials {
     }
 }
 
+/// Where to push: the server's base URL, checked before anything is built.
+pub(crate) struct Server {
+    base: String,
+    https: bool,
+    host: String,
+    port: u16,
+    ca_file: Option<std::path::PathBuf>,
+}
+
+impl Server {
+    /// `url` must be `https://HOST[:PORT][/PATH]`, or `http://` to a loopback address
+    /// (or anywhere with `insecure_http`): the token must not cross a network in clear.
+    pub(crate) fn parse(
+        url: &str,
+        insecure_http: bool,
+        ca_file: Option<std::path::PathBuf>,
+    ) -> anyhow::Result<Server> {
+        let base = url.trim_end_matches('/');
+        let uri: Uri = base
+            .parse()
+            .with_context(|| format!("`{url}` is not a URL (e.g. https://abacsync.example.org)"))?;
+        let https = match uri.scheme_str() {
+            Some("https") => true,
+            Some("http") => false,
+            _ => anyhow::bail!("`{url}`: the server's URL starts with https:// (or http://)"),
+        };
+        let authority = uri.authority().context("the server's URL has no host")?;
+        anyhow::ensure!(
+            !authority.as_str().contains('@'),
+            "`{url}`: give no user or password in the URL; the token comes from ABACSYNC_USER_ID and ABACSYNC_TOKEN"
+        );
+        anyhow::ensure!(
+            uri.query().is_none(),
+            "`{url}`: the server's URL has no query"
+        );
+        let host = authority
+            .host()
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
+        let loopback = host == "localhost"
+            || host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|address| address.is_loopback());
+        anyhow::ensure!(
+            https || loopback || insecure_http,
+            "`{url}`: the token would cross the network in clear; use https:// (with --ca-file for a private CA), or --insecure-http if you must"
+        );
+        anyhow::ensure!(
+            https || ca_file.is_none(),
+            "--ca-file is for https:// servers"
+        );
+        Ok(Server {
+            base: base.to_owned(),
+            https,
+            port: authority.port_u16().unwrap_or(if https { 443 } else { 80 }),
+            host,
+            ca_file,
+        })
+    }
+}
+
 /// What the server answered.
 struct Answer {
     status: StatusCode,
@@ -53,26 +115,17 @@ impl Answer {
 }
 
 async fn request(
+    server: &Server,
     method: Method,
-    url: &Uri,
+    path: &str,
     credentials: &Credentials,
     content_type: &str,
     body: Vec<u8>,
 ) -> anyhow::Result<Answer> {
-    let https = match url.scheme_str() {
-        Some("https") => true,
-        Some("http") => false,
-        _ => anyhow::bail!("`{url}`: the server's URL starts with http:// or https://"),
-    };
-    let host = url.host().context("the server's URL has no host")?;
-    let port = url.port_u16().unwrap_or(if https { 443 } else { 80 });
-    let host = host
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_owned();
-    let tcp = tokio::net::TcpStream::connect((host.as_str(), port))
+    let url: Uri = format!("{}{path}", server.base).parse()?;
+    let tcp = tokio::net::TcpStream::connect((server.host.as_str(), server.port))
         .await
-        .with_context(|| format!("connecting to {host}:{port}"))?;
+        .with_context(|| format!("connecting to {}:{}", server.host, server.port))?;
     let request = Request::builder()
         .method(method)
         .uri(url.path_and_query().map_or("/", |path| path.as_str()))
@@ -85,19 +138,18 @@ async fn request(
         .header(hyper::header::CONTENT_TYPE, content_type)
         .header(hyper::header::ACCEPT, "application/json")
         .body(Full::new(Bytes::from(body)))?;
-    let response = if https {
-        let config = abacsync::tls::client_config(None).map_err(anyhow::Error::msg)?;
-        let name = rustls::pki_types::ServerName::try_from(host.clone())
-            .with_context(|| format!("`{host}` is not a server name"))?;
-        let tls = tokio_rustls::TlsConnector::from(config)
-            .connect(name, tcp)
-            .await
-            .with_context(|| format!("TLS with {host}"))?;
-        send(hyper_util::rt::TokioIo::new(tls), request).await?
-    } else {
-        send(hyper_util::rt::TokioIo::new(tcp), request).await?
-    };
-    Ok(response)
+    if !server.https {
+        return send(hyper_util::rt::TokioIo::new(tcp), request).await;
+    }
+    let config = abacsync::tls::client_config(server.ca_file.as_deref())
+        .map_err(|reason| anyhow::anyhow!("TLS settings: {reason}"))?;
+    let name = rustls::pki_types::ServerName::try_from(server.host.clone())
+        .with_context(|| format!("`{}` is not a server name", server.host))?;
+    let tls = tokio_rustls::TlsConnector::from(config)
+        .connect(name, tcp)
+        .await
+        .with_context(|| format!("TLS with {}", server.host))?;
+    send(hyper_util::rt::TokioIo::new(tls), request).await
 }
 
 async fn send<T>(io: T, request: Request<Full<Bytes>>) -> anyhow::Result<Answer>
@@ -120,26 +172,25 @@ pub(crate) struct Pushed {
     pub(crate) assignment: Value,
 }
 
-/// Uploads `component` as `name` to `server` and assigns it to `tenant` with `settings`.
+/// Uploads `component` as `name` (a checked plugin name: nothing to escape) to
+/// `server` and assigns it to `tenant` with `settings`.
 pub(crate) fn push(
-    server: &str,
+    server: &Server,
     credentials: &Credentials,
     name: &str,
     component: Vec<u8>,
     tenant: u64,
     settings: &BTreeMap<String, String>,
 ) -> anyhow::Result<Pushed> {
-    let base = server.trim_end_matches('/');
-    let upload: Uri = format!("{base}/api/v1/admin/plugins?name={name}")
-        .parse()
-        .with_context(|| format!("`{server}` is not a URL"))?;
-    let assign: Uri = format!("{base}/api/v1/admin/tenants/{tenant}/plugin").parse()?;
+    let upload = format!("/api/v1/admin/plugins?name={name}");
+    let assign = format!("/api/v1/admin/tenants/{tenant}/plugin");
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     runtime.block_on(async {
         let within = |future| tokio::time::timeout(Duration::from_secs(120), future);
         let uploaded = within(request(
+            server,
             Method::POST,
             &upload,
             credentials,
@@ -158,6 +209,7 @@ pub(crate) fn push(
             .context("the server's answer to the upload has no plugin id")?;
         let body = json!({"pluginId": plugin_id, "settings": settings});
         let assigned = within(request(
+            server,
             Method::PUT,
             &assign,
             credentials,
@@ -176,4 +228,49 @@ pub(crate) fn push(
             assignment: assigned.body,
         })
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_token_never_crosses_a_network_in_clear() {
+        assert!(Server::parse("https://abacsync.example.org/", false, None).is_ok());
+        assert!(Server::parse("http://127.0.0.1:8080", false, None).is_ok());
+        assert!(Server::parse("http://[::1]:8080", false, None).is_ok());
+        assert!(Server::parse("http://localhost", false, None).is_ok());
+        let error = Server::parse("http://abacsync.example.org", false, None)
+            .err()
+            .expect("clear text to another host");
+        assert!(error.to_string().contains("--insecure-http"), "{error}");
+        assert!(Server::parse("http://abacsync.example.org", true, None).is_ok());
+        let error = Server::parse("https://alice:pw@abacsync.example.org", false, None)
+            .err()
+            .expect("credentials in the URL");
+        assert!(error.to_string().contains("no user or password"), "{error}");
+        for bad in ["abacsync.example.org", "ftp://x", "https://x/?a=b"] {
+            assert!(Server::parse(bad, true, None).is_err(), "{bad}");
+        }
+        let server = Server::parse("https://[2001:db8::1]/abacsync/", false, None).expect("v6");
+        assert_eq!((server.host.as_str(), server.port), ("2001:db8::1", 443));
+        assert_eq!(server.base, "https://[2001:db8::1]/abacsync");
+    }
+
+    #[test]
+    fn a_refusal_reads_as_the_servers_own_words() {
+        let answer = Answer {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            body: json!({"message": "Plugin refused", "errors": ["imports wasi:http"]}),
+        };
+        assert_eq!(
+            answer.reason(),
+            "422 Unprocessable Entity: Plugin refused; imports wasi:http"
+        );
+        let answer = Answer {
+            status: StatusCode::BAD_GATEWAY,
+            body: Value::String("upstream down".into()),
+        };
+        assert_eq!(answer.reason(), "502 Bad Gateway: \"upstream down\"");
+    }
 }

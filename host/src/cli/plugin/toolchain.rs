@@ -65,7 +65,7 @@ fn build_rust(project: &Project) -> anyhow::Result<Built> {
             PathBuf::from(String::from_utf8_lossy(&output.stdout).trim())
         }
         Ok(_) => anyhow::bail!(
-            "this Rust cannot build for wasm32-wasip2 (Rust 1.82 or later is needed): `rustup update`, then `rustup target add wasm32-wasip2`"
+            "this Rust cannot build for wasm32-wasip2 (the SDK needs Rust 1.95 or later): `rustup update`, then `rustup target add wasm32-wasip2`"
         ),
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => anyhow::bail!(NO_CARGO),
         Err(err) => return Err(err).context("running rustc"),
@@ -157,14 +157,31 @@ fn sources(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-/// A digest of the project's sources (names and contents) and of the toolchain.
+/// A digest of what makes the component (the language's modules, and the SDK and WIT
+/// under `.abacsync/`; not the fixtures, the project file or the README) and of the
+/// toolchain.
 fn inputs_digest(project: &Project, toolchain: &str) -> anyhow::Result<String> {
+    let modules: &[&str] = match project.language {
+        Language::Python => &["py"],
+        _ => &["js", "mjs", "cjs", "json"],
+    };
+    let fixtures: Vec<PathBuf> = project
+        .tests
+        .iter()
+        .flat_map(|case| [case.entries.clone(), case.expected.clone()])
+        .collect();
     let mut hash = Sha256::new();
     hash.update(toolchain.as_bytes());
     for path in sources(&project.dir)? {
         let relative = path.strip_prefix(&project.dir).unwrap_or(&path);
-        // Fixtures are read by `plugin test`, not built into the component.
-        if relative.starts_with("fixtures") {
+        let module = relative
+            .extension()
+            .is_some_and(|extension| modules.iter().any(|m| extension == *m));
+        let read = relative.starts_with(".abacsync")
+            || (module
+                && !relative.starts_with("fixtures")
+                && !fixtures.iter().any(|fixture| fixture == relative));
+        if !read {
             continue;
         }
         hash.update(relative.to_string_lossy().as_bytes());
@@ -207,9 +224,22 @@ fn toolchain_dir(
         hash.update(pin.as_bytes());
     }
     let digest = hex(&hash.finalize());
-    let dir = cache
-        .join("toolchains")
-        .join(format!("{name}-{}", &digest[..12]));
+    let toolchains = cache.join("toolchains");
+    let dir = toolchains.join(format!("{name}-{}", &digest[..12]));
+    if dir.join(MARKER).is_file() {
+        return Ok(dir);
+    }
+    std::fs::create_dir_all(&toolchains)
+        .with_context(|| format!("creating `{}`", toolchains.display()))?;
+    // One install at a time: a second build waits for the first, then uses its install.
+    let lock_path = toolchains.join(format!("{name}.lock"));
+    let lock = std::fs::File::create(&lock_path)
+        .with_context(|| format!("creating `{}`", lock_path.display()))?;
+    if lock.try_lock().is_err() {
+        eprintln!("waiting for another build that installs {name} into the same cache");
+        lock.lock()
+            .with_context(|| format!("locking `{}`", lock_path.display()))?;
+    }
     if dir.join(MARKER).is_file() {
         return Ok(dir);
     }
@@ -219,7 +249,9 @@ fn toolchain_dir(
         let _ = std::fs::remove_dir_all(&dir);
         return Err(err);
     }
-    std::fs::write(dir.join(MARKER), pins.concat())?;
+    let marker = dir.join(MARKER);
+    std::fs::write(&marker, pins.concat())
+        .with_context(|| format!("writing `{}`", marker.display()))?;
     Ok(dir)
 }
 
@@ -303,10 +335,14 @@ fn script_component(
         "`{}` has no {module}: {what}",
         project.dir.display()
     );
-    let partial = wasm.with_extension("wasm.partial");
-    compile(&partial)?;
-    std::fs::rename(&partial, &wasm)?;
-    std::fs::write(&stamp, &digest)?;
+    // Two builds of one project at once each write a file of their own.
+    let partial = wasm.with_extension(format!("wasm.partial-{}", std::process::id()));
+    if let Err(err) = compile(&partial) {
+        let _ = std::fs::remove_file(&partial);
+        return Err(err);
+    }
+    std::fs::rename(&partial, &wasm).with_context(|| format!("writing `{}`", wasm.display()))?;
+    std::fs::write(&stamp, &digest).with_context(|| format!("writing `{}`", stamp.display()))?;
     Ok(Built {
         wasm,
         rebuilt: true,
@@ -349,10 +385,28 @@ fn build_js(project: &Project, cache: &Path) -> anyhow::Result<Built> {
             "a JavaScript plugin's module is mapping.js, exporting `mapper`",
         ),
         |partial| {
-            // The module and the SDK side by side, so that `./abacsync-mapping.js` resolves.
-            let staging = project.output_dir().join("js-staging");
+            // A syntax error with its line (componentize-js names neither). Read as a
+            // module from stdin: `node --check FILE.js` passes some ES modules unparsed.
+            for module in ["mapping.js", "abacsync-mapping.js"] {
+                let path = project.dir.join(module);
+                let source = std::fs::File::open(&path)
+                    .with_context(|| format!("reading `{}`", path.display()))?;
+                run(
+                    Command::new("node")
+                        .args(["--input-type=module", "--check"])
+                        .stdin(source),
+                    &format!(
+                        "{module}: the syntax check (node's report above; [stdin] is {module})"
+                    ),
+                    NO_NODE,
+                )?;
+            }
+            // The project's modules (with the SDK beside mapping.js, as `plugin new` puts
+            // it) in a folder of their own: componentize-js reads everything in it.
+            let staging = project
+                .output_dir()
+                .join(format!("js-staging-{}", std::process::id()));
             let _ = std::fs::remove_dir_all(&staging);
-            std::fs::create_dir_all(&staging)?;
             for path in sources(&project.dir)? {
                 let relative = path.strip_prefix(&project.dir).unwrap_or(&path);
                 if relative.starts_with(".abacsync") || relative.starts_with("fixtures") {
@@ -360,17 +414,16 @@ fn build_js(project: &Project, cache: &Path) -> anyhow::Result<Built> {
                 }
                 let to = staging.join(relative);
                 if let Some(parent) = to.parent() {
-                    std::fs::create_dir_all(parent)?;
+                    std::fs::create_dir_all(parent)
+                        .with_context(|| format!("creating `{}`", parent.display()))?;
                 }
-                std::fs::copy(&path, &to)?;
+                std::fs::copy(&path, &to)
+                    .with_context(|| format!("copying `{}`", path.display()))?;
             }
-            std::fs::copy(
-                project.dir.join(".abacsync/js/abacsync-mapping.js"),
-                staging.join("abacsync-mapping.js"),
-            )
-            .context(
-                "the project has no .abacsync/js/abacsync-mapping.js (the SDK `plugin new` writes)",
-            )?;
+            anyhow::ensure!(
+                staging.join("abacsync-mapping.js").is_file(),
+                "the project has no abacsync-mapping.js beside mapping.js (the SDK `plugin new` writes)"
+            );
             let built = run(
                 Command::new("node")
                     .arg(&script)
