@@ -30,7 +30,8 @@ if ! cmp -s "$sdk/toolchain/package-lock.json" "$toolchain/package-lock.pinned.j
     cp "$sdk/toolchain/package.json" "$sdk/toolchain/package-lock.json" "$toolchain/"
     # `npm install` rather than `npm ci`: npm 11 rejects lock files that list only this
     # platform's optional binaries. The versions and integrity hashes are the lock's.
-    (cd "$toolchain" && npm install --silent --no-audit --no-fund)
+    # No package's install script runs (componentize-js needs none).
+    (cd "$toolchain" && npm install --silent --no-audit --no-fund --ignore-scripts)
     cp "$sdk/toolchain/package-lock.json" "$toolchain/package-lock.pinned.json"
 fi
 

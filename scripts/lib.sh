@@ -6,7 +6,7 @@
 ensure_venv() {
     local dir="$1" requirements="$2"
     if ! cmp -s "$requirements" "$dir/requirements.txt" 2>/dev/null; then
-        echo "installing $(grep -v '^#' "$requirements" | xargs) into $dir" >&2
+        echo "installing $(grep -E '^[A-Za-z0-9]' "$requirements" | sed 's/ *[\\]$//' | xargs) into $dir" >&2
         python3 -m venv --clear "$dir"
         "$dir/bin/pip" install --quiet --disable-pip-version-check -r "$requirements"
         cp "$requirements" "$dir/requirements.txt"

@@ -255,10 +255,13 @@ fn toolchain_dir(
     Ok(dir)
 }
 
+/// The requirements of a pip requirements file (`name==version`), without its
+/// options, hashes and comments: what an install message names.
 fn pinned(requirements: &str) -> String {
     requirements
         .lines()
-        .filter(|line| !line.trim().is_empty() && !line.starts_with('#'))
+        .filter(|line| !line.is_empty() && !line.starts_with(['#', '-', ' ', '\t']))
+        .map(|line| line.trim_end_matches('\\').trim())
         .collect::<Vec<_>>()
         .join(" ")
 }
@@ -363,10 +366,17 @@ fn build_js(project: &Project, cache: &Path) -> anyhow::Result<Built> {
             std::fs::write(dir.join("package.json"), JS_PACKAGE)?;
             std::fs::write(dir.join("package-lock.json"), JS_LOCK)?;
             // `npm install`, not `npm ci`: npm 11 refuses lock files that list only one
-            // platform's optional binaries. Versions and integrity hashes are the lock's.
+            // platform's optional binaries. Versions and integrity hashes are the lock's;
+            // no package's install script runs (componentize-js needs none).
             run(
                 Command::new("npm")
-                    .args(["install", "--silent", "--no-audit", "--no-fund"])
+                    .args([
+                        "install",
+                        "--silent",
+                        "--no-audit",
+                        "--no-fund",
+                        "--ignore-scripts",
+                    ])
                     .current_dir(dir),
                 "npm install componentize-js",
                 NO_NODE,
@@ -457,6 +467,11 @@ pub(crate) fn fingerprint(dir: &Path) -> Vec<(PathBuf, u64, Option<std::time::Sy
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_install_message_names_the_pins_only() {
+        assert_eq!(pinned(PYTHON_REQUIREMENTS), "componentize-py==0.25.1");
+    }
 
     #[test]
     fn sources_leave_out_what_builds_write() {
