@@ -204,10 +204,11 @@ fn engine(args: &EngineArgs) -> anyhow::Result<PluginEngine> {
         fuel: args.fuel,
         ..SandboxConfig::default()
     };
+    // Without a cache folder, compiled plugins are simply not kept.
     let cache_dir = if args.no_cache {
         None
     } else {
-        args.cache_dir.clone().or_else(default_cache_dir)
+        args.cache_root().ok()
     };
     PluginEngine::new(config, cache_dir).context("starting the plugin engine")
 }

@@ -315,19 +315,17 @@ fn readme(name: &str, language: Language, template: Template) -> String {
 
 /// The template's LDIF, its "Run:" line told how to run it here.
 fn fixture_ldif(text: &str) -> String {
-    text.lines()
-        .map(|line| {
-            if line.starts_with("# Run:") {
-                "# Run: abacsync plugin test"
-            } else {
-                line
-            }
-        })
-        .fold(String::new(), |mut out, line| {
-            out.push_str(line);
-            out.push('\n');
-            out
-        })
+    let mut out = String::with_capacity(text.len());
+    for line in text.lines() {
+        let line = if line.starts_with("# Run:") {
+            "# Run: abacsync plugin test"
+        } else {
+            line
+        };
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
 }
 
 /// Writes a new project into `dir`, which must not exist or be empty.
