@@ -11,7 +11,7 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use serde::Deserialize;
 
-use crate::sync::UserResult;
+use crate::sync::UserResults;
 use serde_json::{Value, json};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -46,8 +46,9 @@ fn tasq_command(command: &str) -> &str {
 }
 
 /// A task as TasQ shows it at `level` (0: id and command; 1: with state, message and
-/// times; 2: with parameters and result).
-pub fn task_json(task: &Task, level: u8) -> Value {
+/// times; 2: with parameters and result, and `results`, the per-user results of its
+/// report).
+pub fn task_json(task: &Task, level: u8, results: Option<&UserResults>) -> Value {
     let mut body = json!({"ID": task.id, "command": tasq_command(&task.command)});
     if level >= 1 {
         body["state"] = json!(task.state.tasq_code());
@@ -62,7 +63,7 @@ pub fn task_json(task: &Task, level: u8) -> Value {
         body["params"] = task.params.clone();
         if let Some(result) = &task.result {
             // The stored report's results, in grommunio's shape as downsync answers.
-            let data = stored_results(task).map(|stored| super::grommunio::results(&stored));
+            let data = results.map(|stored| super::grommunio::results(stored.iter()));
             if let (Some(params), Some(data)) = (body["params"].as_object_mut(), &data) {
                 params.insert("result".into(), json!(data));
             }
@@ -80,11 +81,17 @@ pub fn task_json(task: &Task, level: u8) -> Value {
 }
 
 /// The per-user results of a finished task's stored report.
-pub(super) fn stored_results(task: &Task) -> Option<Vec<UserResult>> {
-    task.result
-        .as_ref()
-        .and_then(|result| result.get("results"))
-        .and_then(|stored| Vec::<UserResult>::deserialize(stored).ok())
+pub(super) async fn stored_results(
+    state: &AppState,
+    task: &Task,
+) -> Result<Option<UserResults>, ApiError> {
+    if task.result.is_none() {
+        return Ok(None);
+    }
+    let (tasks, task) = (state.service.task_store().clone(), task.clone());
+    super::blocking(move || crate::sync::task_results(tasks.as_ref(), &task))
+        .await
+        .map_err(ApiError::from)
 }
 
 fn authorised(caller: Caller) -> Result<Session, ApiError> {
@@ -143,10 +150,16 @@ async fn list(
     })
     .await?;
     let level = query.level.unwrap_or(1);
-    Ok(Json(json!({
-        "data": tasks.iter().map(|task| task_json(task, level)).collect::<Vec<_>>(),
-        "count": count,
-    })))
+    let mut data = Vec::with_capacity(tasks.len());
+    for task in &tasks {
+        let results = if level >= 2 {
+            stored_results(&state, task).await?
+        } else {
+            None
+        };
+        data.push(task_json(task, level, results.as_ref()));
+    }
+    Ok(Json(json!({"data": data, "count": count})))
 }
 
 async fn visible_task(state: &AppState, session: &Session, id: TaskId) -> Result<Task, ApiError> {
@@ -171,7 +184,13 @@ async fn one(
 ) -> Result<Json<Value>, ApiError> {
     let session = authorised(caller)?;
     let task = visible_task(&state, &session, id).await?;
-    Ok(Json(task_json(&task, query.level.unwrap_or(2))))
+    let level = query.level.unwrap_or(2);
+    let results = if level >= 2 {
+        stored_results(&state, &task).await?
+    } else {
+        None
+    };
+    Ok(Json(task_json(&task, level, results.as_ref())))
 }
 
 /// Deletes a task's record, in any state as grommunio does: a queued or running one

@@ -280,9 +280,30 @@ pub trait UserStore: Send + Sync {
         identifiers: &UserIdentifiers,
     ) -> Result<Vec<StoredUser>, StoreError>;
 
-    /// Every directory-sourced user of `tenant`, briefly: what a full sync needs to
-    /// find users no longer in the directory.
-    fn ldap_user_index(&self, tenant: TenantId) -> Result<Vec<LdapUserRef>, StoreError>;
+    /// Up to `limit` directory-sourced users of `tenant` with ids above `after`, in
+    /// the order of their ids, briefly: what a full sync reads, page by page, to find
+    /// users no longer in the directory.
+    fn ldap_user_page(
+        &self,
+        tenant: TenantId,
+        after: UserId,
+        limit: u32,
+    ) -> Result<Vec<LdapUserRef>, StoreError>;
+
+    /// Every directory-sourced user of `tenant`, briefly (all the pages of
+    /// [`UserStore::ldap_user_page`]).
+    fn ldap_user_index(&self, tenant: TenantId) -> Result<Vec<LdapUserRef>, StoreError> {
+        let mut index = Vec::new();
+        let mut after = UserId(i64::MIN);
+        loop {
+            let page = self.ldap_user_page(tenant, after, 10_000)?;
+            match page.last() {
+                Some(last) => after = last.id,
+                None => return Ok(index),
+            }
+            index.extend(page);
+        }
+    }
 
     /// One user.
     fn user(&self, tenant: TenantId, id: UserId) -> Result<Option<StoredUser>, StoreError>;

@@ -108,6 +108,17 @@ pub struct Task {
     pub updated_at: Timestamp,
 }
 
+/// A page of a task's per-user results ([`TaskStore::add_task_results`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResultPage {
+    /// The number of its first result, from 0.
+    pub first: u64,
+    /// How many results it holds.
+    pub count: u32,
+    /// The results, a JSON array.
+    pub items: String,
+}
+
 /// Who holds a queued or running task, and until when: the replica renews it while the
 /// task is alive; once it runs out, the task's owner is taken to have died.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -210,8 +221,23 @@ pub trait TaskStore: Send + Sync {
     /// How many tasks (of one tenant, or all) are stored.
     fn count_tasks(&self, tenant: Option<TenantId>) -> Result<u64, StoreError>;
 
-    /// Deletes a task's record; whether it existed.
+    /// Deletes a task's record, and its results; whether it existed.
     fn delete_task(&self, id: TaskId) -> Result<bool, StoreError>;
+
+    /// Stores a page of task `id`'s per-user results: `count` results from number
+    /// `first` on, as `items` (a JSON array, opaque here). A page stored again
+    /// replaces the first; the pages go with their task.
+    fn add_task_results(
+        &self,
+        id: TaskId,
+        first: u64,
+        count: u32,
+        items: &str,
+    ) -> Result<(), StoreError>;
+
+    /// The pages of task `id`'s results that hold any of the results `from..to`, in
+    /// order.
+    fn task_results(&self, id: TaskId, from: u64, to: u64) -> Result<Vec<ResultPage>, StoreError>;
 
     /// Sets a task's state and message, and its result when given. A task that has
     /// ended does not change again: returns false then.

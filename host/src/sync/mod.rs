@@ -10,13 +10,14 @@
 //! within the tenant's threshold. [`run_watchers`] syncs each change of a watched
 //! directory as it arrives.
 
-mod changes;
 mod diff;
 mod engine;
 mod health;
 pub mod lookup;
 mod progress;
+mod records;
 mod report;
+pub(crate) mod results;
 mod schedule;
 mod service;
 mod tenants;
@@ -26,7 +27,9 @@ pub use diff::{PlanRules, Planned, attribute_changes, plan_deactivate, plan_upse
 pub use engine::{Clock, SyncEngine, SyncError, SyncRequest, system_clock};
 pub use health::{PluginHealth, PluginStatus, SUSPEND_AFTER};
 pub use progress::{Phase, Progress, ProgressSnapshot};
+pub use records::RecordError;
 pub use report::{Action, Counts, RemovalOutcome, SyncReport, Timings, UserResult, code};
+pub use results::{UserResults, task_results};
 pub use schedule::run_scheduler;
 pub use service::{
     PluginLoadError, StartError, StartedTask, SyncMetrics, SyncService, TaskError, TaskOutcome,

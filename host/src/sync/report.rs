@@ -224,8 +224,10 @@ pub struct SyncReport {
     pub timings: Timings,
     /// Audit events removed after the sync, past their retention.
     pub audit_pruned: u64,
-    /// One result per entry and per removed user.
-    pub results: Vec<UserResult>,
+    /// One result per entry and per removed user (a task's stored report keeps them
+    /// in pages beside it).
+    #[serde(default)]
+    pub results: super::UserResults,
 }
 
 /// Where the time went, in milliseconds.

@@ -182,10 +182,9 @@ pub struct SyncService {
 /// How often a replica looks whether the catalog changed.
 const CATALOG_EVERY: Duration = Duration::from_secs(2);
 
-/// Records task `id`'s end, trying again while the store cannot be written (it
-/// restarts, the network is cut) for as long as this process lives: an end not
-/// recorded would leave the task reading as running, its lease renewed by this
-/// replica, forever. Every second at first, then every 5 s.
+/// Records task `id`'s end, trying again while the store cannot be written (see
+/// [`persistently`]): an end not recorded would leave the task reading as running, its
+/// lease renewed by this replica, forever.
 async fn record_end(
     tasks: Arc<dyn TaskStore>,
     clock: Clock,
@@ -194,28 +193,38 @@ async fn record_end(
     message: String,
     result: Option<serde_json::Value>,
 ) {
+    persistently(id, "the task's end", move || {
+        tasks.update_task(id, state, &message, result.as_ref(), clock())
+    })
+    .await;
+}
+
+/// Runs `write` (blocking) until the store takes it (it restarts, the network is cut),
+/// for as long as this process lives: every second at first, then every 5 s. `None`
+/// when it panicked.
+async fn persistently<T: Send + 'static>(
+    id: TaskId,
+    what: &'static str,
+    write: impl Fn() -> Result<T, StoreError> + Send + Sync + 'static,
+) -> Option<T> {
+    let write = Arc::new(write);
     let mut attempt = 0u32;
     loop {
-        let (store, message_now, result_now) = (tasks.clone(), message.clone(), result.clone());
-        let now = clock();
-        let written = tokio::task::spawn_blocking(move || {
-            store.update_task(id, state, &message_now, result_now.as_ref(), now)
-        })
-        .await;
-        match written {
-            Ok(Ok(_)) => {
+        let once = write.clone();
+        match tokio::task::spawn_blocking(move || once()).await {
+            Ok(Ok(value)) => {
                 if attempt > 0 {
-                    tracing::info!(task = id, attempt, "the task's end is recorded");
+                    tracing::info!(task = id, attempt, "{what} recorded");
                 }
-                return;
+                return Some(value);
             }
             Ok(Err(err)) if attempt.is_multiple_of(12) => {
-                tracing::error!(task = id, %err, attempt, "cannot record the task's end; trying again");
+                tracing::error!(task = id, %err, attempt, "cannot record {what}; trying again");
             }
             Ok(Err(_)) => {}
             Err(err) => {
-                tracing::error!(task = id, %err, "recording the task's end panicked");
-                return;
+                tracing::error!(task = id, %err, "recording {what} panicked");
+                return None;
             }
         }
         attempt += 1;
@@ -743,11 +752,11 @@ pub fn summary_message(report: &SyncReport) -> String {
     }
     if c.not_found > 0 {
         // A targeted sync's identifiers that named nobody, each in the results.
-        let unmatched: Vec<&str> = report
+        let unmatched: Vec<String> = report
             .results
             .iter()
             .filter(|result| result.action == super::Action::NotFound)
-            .map(|result| result.message.as_str())
+            .map(|result| result.message)
             .take(3)
             .collect();
         message.push_str(&format!(

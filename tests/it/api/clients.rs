@@ -322,6 +322,23 @@ fn grommunio_scripts_read_its_codes_tasks_and_queue() {
     let admin = server.login(ADMIN, ADMIN_PASSWORD);
     let task = server.wait_task(&admin, id);
     assert_eq!(task["command"], "ldapSync", "{task}");
+    // Its per-user results are stored in pages beside its report, which holds only
+    // their number; the task's view shows them.
+    let shown = task["params"]["result"].as_array().expect("results").len();
+    assert!(shown > 0, "{task}");
+    let db = rusqlite::Connection::open(setup.data_dir().join("abacsync.db")).unwrap();
+    let (stored, pages): (String, i64) = db
+        .query_row(
+            "SELECT result, (SELECT count(*) FROM task_results WHERE task_id = ?1) \
+             FROM tasks WHERE id = ?1",
+            [id],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .unwrap();
+    let stored: Value = serde_json::from_str(&stored).unwrap();
+    assert_eq!(stored["results_stored"], json!(shown), "{stored}");
+    assert!(stored.get("results").is_none(), "{stored}");
+    assert_eq!(pages, 1);
     let (_, all) = server.get("/api/v1/tasq/tasks", &auth);
     let count = all["count"].as_i64().unwrap();
     assert_eq!(count, 4, "{all}");

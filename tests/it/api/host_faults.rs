@@ -360,3 +360,40 @@ fn a_read_only_data_directory_stops_the_start_with_a_clear_error() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["data"].as_array().unwrap().len(), 10);
 }
+
+#[test]
+fn a_temporary_folder_that_cannot_take_the_plan_fails_the_sync_before_anything_is_written() {
+    // 100,000 new users: their planned changes pass the few MiB a sync keeps in
+    // memory, so the rest go to a file in the temporary folder.
+    let setup = Setup::new(100_000);
+    let sync = |tmpdir: &Path| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_abacsync"))
+            .args(["sync", "--tenant", "1", "--config"])
+            .arg(setup.config())
+            .env("TMPDIR", tmpdir)
+            .output()
+            .unwrap()
+    };
+    let missing = setup.data_dir().join("no-such-folder");
+    let failed = sync(&missing);
+    let report = String::from_utf8_lossy(&failed.stdout);
+    assert!(!failed.status.success(), "{report}");
+    assert!(
+        report.contains("cannot keep the sync's records in the temporary folder")
+            && report.contains("no-such-folder")
+            && report.contains("nothing was written"),
+        "{report}"
+    );
+    let db = setup.data_dir().join("abacsync.db");
+    assert_eq!(count(&db, "SELECT count(*) FROM users"), 0);
+
+    // With a folder that takes them, the same sync writes every user.
+    let tmp = tempfile::tempdir().unwrap();
+    let done = sync(tmp.path());
+    assert!(
+        done.status.success(),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    assert_eq!(count(&db, "SELECT count(*) FROM users"), 100_000);
+}

@@ -443,7 +443,10 @@ pub(super) async fn import_user(
             format!("Cannot import user: {}", task.message),
         ));
     }
-    let results = super::super::tasks::stored_results(&task).unwrap_or_default();
+    let results = super::super::tasks::stored_results(&state, &task)
+        .await?
+        .unwrap_or_default()
+        .to_vec();
     let Some(result) = results
         .iter()
         .find(|result| result.username == user.username || result.action == Action::Failed)
@@ -620,7 +623,11 @@ async fn orphans(
             failed.push(json!({"domainID": domain, "taskID": task.id, "message": task.message}));
             continue;
         }
-        for result in super::super::tasks::stored_results(&task).unwrap_or_default() {
+        for result in super::super::tasks::stored_results(state, &task)
+            .await?
+            .unwrap_or_default()
+            .iter()
+        {
             let entry = json!({
                 "ID": result.id,
                 "username": result.username,

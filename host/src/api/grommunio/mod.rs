@@ -361,8 +361,8 @@ async fn downsync_all(
     for task in ended.into_iter().flatten() {
         let line = format!("domain {}: {}", task.tenant, task.message);
         if task.state == TaskState::Completed {
-            if let Some(stored) = super::tasks::stored_results(&task) {
-                data.extend(results(&stored));
+            if let Some(stored) = super::tasks::stored_results(&state, &task).await? {
+                data.extend(results(stored.iter()));
             }
             messages.push(line);
         } else {
@@ -469,7 +469,9 @@ async fn downsync_user(
             format!("Synchronization failed: {}", task.message),
         ));
     }
-    let outcome = super::tasks::stored_results(&task).unwrap_or_default();
+    let outcome = super::tasks::stored_results(&state, &task)
+        .await?
+        .unwrap_or_default();
     if outcome
         .iter()
         .any(|result| result.action == crate::sync::Action::NotFound)
@@ -548,7 +550,7 @@ fn finished(outcome: TaskOutcome) -> Response {
             let data = outcome
                 .report
                 .as_ref()
-                .map(|report| results(&report.results))
+                .map(|report| results(report.results.iter()))
                 .unwrap_or_default();
             Json(json!({"message": outcome.message, "data": data})).into_response()
         }
@@ -556,7 +558,7 @@ fn finished(outcome: TaskOutcome) -> Response {
             let data = outcome
                 .report
                 .as_ref()
-                .map(|report| results(&report.results))
+                .map(|report| results(report.results.iter()))
                 .unwrap_or_default();
             Json(json!({"message": outcome.message, "data": data})).into_response()
         }
@@ -584,11 +586,11 @@ fn finished(outcome: TaskOutcome) -> Response {
 /// `abacsync: {"code", "action", "message"}`. Entries grommunio would not list are
 /// left out: those the plugin skipped (not users) and those not imported because
 /// importing is off. abacsync's own codes stay in the CLI report and the admin API.
-pub fn results(results: &[UserResult]) -> Vec<Value> {
+pub fn results(results: impl IntoIterator<Item = UserResult>) -> Vec<Value> {
     results
-        .iter()
+        .into_iter()
         .filter_map(|result| {
-            let (code, message) = grommunio_outcome(result)?;
+            let (code, message) = grommunio_outcome(&result)?;
             let mut item = json!({
                 "username": result.username,
                 "code": code,

@@ -65,6 +65,7 @@ macro_rules! suite {
             tasks::a_dead_replicas_tasks_are_taken_over_once_and_a_bounded_number_of_times,
             tasks::a_task_handed_back_is_taken_over_at_once_by_another_replica,
             tasks::the_queue_gives_each_task_to_one_replica_one_task_of_a_tenant_at_a_time,
+            tasks::a_tasks_results_are_kept_in_pages_and_go_with_it,
         }
     };
 }

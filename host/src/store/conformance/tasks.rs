@@ -445,3 +445,46 @@ pub(crate) fn the_queue_gives_each_task_to_one_replica_one_task_of_a_tenant_at_a
     );
     assert!(store.claim_queued(&lease("a"), NOW, 5).unwrap().is_empty());
 }
+
+pub(crate) fn a_tasks_results_are_kept_in_pages_and_go_with_it(store: &dyn Backend) {
+    let task = || {
+        store
+            .create_task(T1, "sync", &serde_json::json!({}), None, None, None, 0)
+            .unwrap()
+            .id
+    };
+    let (id, other) = (task(), task());
+    let page = |first: u64, count: u32| ResultPage {
+        first,
+        count,
+        items: format!("[{first}]"),
+    };
+    for written in [page(0, 3), page(3, 3), page(6, 2)] {
+        store
+            .add_task_results(id, written.first, written.count, &written.items)
+            .unwrap();
+    }
+    store.add_task_results(other, 0, 1, "[\"other\"]").unwrap();
+    assert_eq!(
+        store.task_results(id, 0, u64::MAX).unwrap(),
+        [page(0, 3), page(3, 3), page(6, 2)]
+    );
+    // The pages holding results 2..4, and 5 alone; none past the end.
+    assert_eq!(
+        store.task_results(id, 2, 4).unwrap(),
+        [page(0, 3), page(3, 3)]
+    );
+    assert_eq!(store.task_results(id, 5, 6).unwrap(), [page(3, 3)]);
+    assert!(store.task_results(id, 8, 100).unwrap().is_empty());
+    // Written again (a retried write): replaced, not doubled.
+    store.add_task_results(id, 3, 3, "[\"again\"]").unwrap();
+    assert_eq!(
+        store.task_results(id, 3, 4).unwrap()[0].items,
+        "[\"again\"]"
+    );
+    assert_eq!(store.task_results(id, 0, u64::MAX).unwrap().len(), 3);
+    // Deleted with the task, and only that task's.
+    assert!(store.delete_task(id).unwrap());
+    assert!(store.task_results(id, 0, u64::MAX).unwrap().is_empty());
+    assert_eq!(store.task_results(other, 0, u64::MAX).unwrap().len(), 1);
+}

@@ -46,6 +46,20 @@ pub(crate) fn lookups_by_ldap_id_and_username(store: &dyn Backend) {
     no_id.ldap_id = None;
     create(store, T1, no_id);
     assert_eq!(store.ldap_user_index(T1).unwrap().len(), 3);
+    // Page by page, in the order of the ids, the user without a directory id left out.
+    let first = store.ldap_user_page(T1, UserId(i64::MIN), 2).unwrap();
+    assert_eq!(first.len(), 2);
+    assert!(first[0].id < first[1].id);
+    let rest = store.ldap_user_page(T1, first[1].id, 2).unwrap();
+    assert_eq!(rest.len(), 1);
+    assert!(rest[0].id > first[1].id);
+    assert!(store.ldap_user_page(T1, rest[0].id, 2).unwrap().is_empty());
+    assert!(
+        store
+            .ldap_user_page(T2, UserId(i64::MIN), 2)
+            .unwrap()
+            .is_empty()
+    );
     assert_eq!(store.count_ldap_users(T1).unwrap(), 3);
     assert_eq!(store.count_users(T1).unwrap(), 4);
     assert_eq!(store.count_ldap_users(T2).unwrap(), 0);

@@ -60,6 +60,10 @@ const MIGRATIONS: &[(i32, &str)] = &[
         2,
         include_str!("../../../migrations/postgres/0002_change_tracking.sql"),
     ),
+    (
+        3,
+        include_str!("../../../migrations/postgres/0003_task_results.sql"),
+    ),
 ];
 
 /// How to reach the server.

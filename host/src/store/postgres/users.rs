@@ -229,15 +229,19 @@ pub(super) async fn count_ldap(conn: &mut Conn, tenant: TenantId) -> Result<u64,
 }
 
 /// Every directory-sourced user of `tenant`, briefly.
-pub(super) async fn ldap_index(
+pub(super) async fn ldap_page(
     conn: &mut Conn,
     tenant: TenantId,
+    after: UserId,
+    limit: u32,
 ) -> Result<Vec<LdapUserRef>, StoreError> {
     let sql = format!(
         "{SELECT_REFS} FROM users AS u WHERE u.tenant_id = $1 AND u.source = 'ldap' \
-         AND u.ldap_id IS NOT NULL ORDER BY u.id"
+         AND u.ldap_id IS NOT NULL AND u.id > $2 ORDER BY u.id LIMIT $3"
     );
-    let rows = conn.query(&sql, &[&tenant_key(tenant)]).await?;
+    let rows = conn
+        .query(&sql, &[&tenant_key(tenant), &after.0, &i64::from(limit)])
+        .await?;
     rows.iter().map(decode_ref).collect()
 }
 

@@ -94,6 +94,10 @@ pub(super) const MIGRATIONS: &[Migration] = &[
         version: 19,
         sql: include_str!("../../../migrations/0019_change_tracking.sql"),
     },
+    Migration {
+        version: 20,
+        sql: include_str!("../../../migrations/0020_task_results.sql"),
+    },
 ];
 
 /// Brings the database up to the newest of `migrations`; returns how many ran.

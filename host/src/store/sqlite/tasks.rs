@@ -5,7 +5,8 @@ use rusqlite::{Connection, OptionalExtension, Row};
 use super::{tenant_from_key, tenant_key};
 use crate::plugin::model::TenantId;
 use crate::store::{
-    AccountId, CancelRequest, Lease, StoreError, TakenTask, Task, TaskId, TaskState, Timestamp,
+    AccountId, CancelRequest, Lease, ResultPage, StoreError, TakenTask, Task, TaskId, TaskState,
+    Timestamp,
 };
 
 /// Most tasks a list returns.
@@ -186,6 +187,43 @@ pub(super) fn count(conn: &Connection, tenant: Option<TenantId>) -> Result<u64, 
 
 pub(super) fn delete(conn: &Connection, id: TaskId) -> Result<bool, StoreError> {
     Ok(conn.execute("DELETE FROM tasks WHERE id = ?1", [id])? > 0)
+}
+
+pub(super) fn add_results(
+    conn: &Connection,
+    id: TaskId,
+    first: u64,
+    count: u32,
+    items: &str,
+) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT OR REPLACE INTO task_results (task_id, first, count, items) VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute((id, i64::try_from(first).unwrap_or(i64::MAX), count, items))?;
+    Ok(())
+}
+
+pub(super) fn results(
+    conn: &Connection,
+    id: TaskId,
+    from: u64,
+    to: u64,
+) -> Result<Vec<ResultPage>, StoreError> {
+    let number = |value: u64| i64::try_from(value).unwrap_or(i64::MAX);
+    let mut stmt = conn.prepare_cached(
+        "SELECT first, count, items FROM task_results \
+         WHERE task_id = ?1 AND first < ?3 AND first + count > ?2 ORDER BY first",
+    )?;
+    let pages = stmt
+        .query_map((id, number(from), number(to)), |row| {
+            Ok(ResultPage {
+                first: u64::try_from(row.get::<_, i64>(0)?).unwrap_or(0),
+                count: row.get(1)?,
+                items: row.get(2)?,
+            })
+        })?
+        .collect::<Result<_, _>>()?;
+    Ok(pages)
 }
 
 pub(super) fn update(

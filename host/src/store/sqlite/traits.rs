@@ -2,6 +2,7 @@
 //! writes through the one writer, and delegates to the module of its tables.
 
 use super::*;
+use crate::store::ResultPage;
 
 impl UserStore for SqliteStore {
     fn avatar(&self, tenant: TenantId, id: UserId) -> Result<Option<Avatar>, StoreError> {
@@ -49,8 +50,13 @@ impl UserStore for SqliteStore {
         self.read(|conn| users::find(conn, tenant, identifiers))
     }
 
-    fn ldap_user_index(&self, tenant: TenantId) -> Result<Vec<LdapUserRef>, StoreError> {
-        self.read(|conn| users::ldap_index(conn, tenant))
+    fn ldap_user_page(
+        &self,
+        tenant: TenantId,
+        after: UserId,
+        limit: u32,
+    ) -> Result<Vec<LdapUserRef>, StoreError> {
+        self.read(|conn| users::ldap_page(conn, tenant, after, limit))
     }
 
     fn user(&self, tenant: TenantId, id: UserId) -> Result<Option<StoredUser>, StoreError> {
@@ -390,6 +396,20 @@ impl TaskStore for SqliteStore {
 
     fn delete_task(&self, id: TaskId) -> Result<bool, StoreError> {
         tasks::delete(&self.writer(), id)
+    }
+
+    fn add_task_results(
+        &self,
+        id: TaskId,
+        first: u64,
+        count: u32,
+        items: &str,
+    ) -> Result<(), StoreError> {
+        tasks::add_results(&self.writer(), id, first, count, items)
+    }
+
+    fn task_results(&self, id: TaskId, from: u64, to: u64) -> Result<Vec<ResultPage>, StoreError> {
+        self.read(|conn| tasks::results(conn, id, from, to))
     }
 
     fn update_task(

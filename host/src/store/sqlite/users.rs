@@ -222,17 +222,22 @@ pub(super) fn count_ldap(conn: &Connection, tenant: TenantId) -> Result<u64, Sto
 }
 
 /// Every directory-sourced user of `tenant`, briefly.
-pub(super) fn ldap_index(
+pub(super) fn ldap_page(
     conn: &Connection,
     tenant: TenantId,
+    after: UserId,
+    limit: u32,
 ) -> Result<Vec<LdapUserRef>, StoreError> {
     let mut stmt = conn.prepare_cached(concat!(
         select_refs!(),
         "FROM users AS u WHERE u.tenant_id = ?1 AND u.source = 'ldap' \
-         AND u.ldap_id IS NOT NULL ORDER BY u.id"
+         AND u.ldap_id IS NOT NULL AND u.id > ?2 ORDER BY u.id LIMIT ?3"
     ))?;
     let refs = stmt
-        .query_map([tenant_key(tenant)], decode_ref)?
+        .query_map(
+            rusqlite::params![tenant_key(tenant), after.0, limit],
+            decode_ref,
+        )?
         .collect::<Result<_, _>>()?;
     Ok(refs)
 }

@@ -80,10 +80,10 @@ impl SyncEngine {
             while group.len() < at_once && next < changes.len() {
                 let (start, end) = (next, (next + APPLY_CHUNK).min(changes.len()));
                 let chunk = changes
-                    .decode(start..end)
-                    .map_err(|err| SyncError::Internal {
+                    .read(start..end)
+                    .map_err(|cause| SyncError::Records {
                         tenant: tenant_id,
-                        reason: format!("cannot decode a planned change: {err}"),
+                        cause,
                     })?;
                 let chunk_cause = cause.clone();
                 let store = self.store.clone();
@@ -155,7 +155,7 @@ impl SyncEngine {
         tenant_id: u64,
         cause: &ChangeCause,
         diff: &mut Diff,
-        change_results: &[usize],
+        change_results: &[u32],
         offset: usize,
         chunk: Vec<Change>,
         applied: Result<Vec<UserId>, StoreError>,
@@ -164,7 +164,8 @@ impl SyncEngine {
         match applied {
             Ok(ids) => {
                 for (index, id) in ids.into_iter().enumerate() {
-                    diff.results[change_results[offset + index]].id = Some(id.0);
+                    diff.results
+                        .set_id(change_results[offset + index] as usize, id.0);
                 }
                 progress.add_written(chunk.len() as u64);
                 Ok(())
@@ -180,16 +181,29 @@ impl SyncEngine {
                             Ok(store.apply(tenant_id, &single, &single_cause))
                         })
                         .await?;
-                    let slot = &mut diff.results[change_results[offset + index]];
+                    let slot = change_results[offset + index] as usize;
                     match result {
                         Ok(ids) => {
-                            slot.id = ids.first().map(|id| id.0);
+                            if let Some(id) = ids.first() {
+                                diff.results.set_id(slot, id.0);
+                            }
                             progress.add_written(1);
                         }
                         Err(
                             err @ (StoreError::Conflict { .. } | StoreError::NoSuchUser { .. }),
                         ) => {
-                            fail_applied(&mut diff.counts, slot, code::CONFLICT, err.to_string());
+                            let mut failed =
+                                diff.results.get(slot).map_err(|cause| SyncError::Records {
+                                    tenant: tenant_id,
+                                    cause,
+                                })?;
+                            fail_applied(
+                                &mut diff.counts,
+                                &mut failed,
+                                code::CONFLICT,
+                                err.to_string(),
+                            );
+                            diff.results.replace(slot, failed);
                         }
                         Err(err) => {
                             return Err(SyncError::Store {

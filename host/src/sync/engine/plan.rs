@@ -2,19 +2,21 @@
 //! update, deactivate, and why not), one result per entry.
 
 use super::*;
+use crate::sync::records::{RecordError, RecordLog};
+use crate::sync::results::ResultLog;
 
 /// What reading and diffing produced, before anything is written.
 #[derive(Default)]
 pub(super) struct Diff {
-    pub(super) changes: crate::sync::changes::ChangeLog,
+    pub(super) changes: RecordLog<Change>,
     /// For each change, the index of its result.
-    pub(super) change_results: Vec<usize>,
-    pub(super) results: Vec<UserResult>,
+    pub(super) change_results: Vec<u32>,
+    pub(super) results: ResultLog,
     pub(super) counts: Counts,
     /// Directory ids seen, with the index of the first entry's result.
-    pub(super) seen_ids: HashMap<String, usize>,
+    pub(super) seen_ids: SeenKeys,
     /// Usernames mapped, with the index of the first entry's result.
-    pub(super) seen_usernames: HashMap<String, usize>,
+    pub(super) seen_usernames: SeenKeys,
     pub(super) failed_entries: u64,
     /// Continuation references the read got.
     pub(super) references: u64,
@@ -37,7 +39,9 @@ impl Diff {
         if let Some(change) = planned.change {
             self.attribute_growth += attribute_growth(&change);
             match self.changes.push(&change) {
-                Ok(()) => self.change_results.push(self.results.len()),
+                Ok(()) => self.change_results.push(index(self.results.len())),
+                // Kept by the log, which the sync checks before it writes.
+                Err(RecordError::Spill { .. }) => {}
                 Err(err) => {
                     // Not expected (every field encodes); the user fails alone if it does.
                     self.counts.failed += 1;
@@ -48,6 +52,13 @@ impl Diff {
             }
         }
         self.results.push(result);
+    }
+
+    /// Whether every planned change and result was kept (the temporary folder took
+    /// them).
+    pub(super) fn check(&self) -> Result<(), RecordError> {
+        self.changes.check()?;
+        self.results.check()
     }
 
     /// What is left of this diff when only removals are planned: which directory ids
@@ -70,7 +81,8 @@ impl Diff {
     pub(super) fn result_dn(&self, index: usize) -> String {
         self.results
             .get(index)
-            .and_then(|result| result.dn.clone())
+            .ok()
+            .and_then(|result| result.dn)
             .unwrap_or_default()
     }
 
@@ -92,7 +104,7 @@ impl Diff {
             Claim::Id => &mut self.seen_ids,
             Claim::Username => &mut self.seen_usernames,
         };
-        let Some(first) = first_seen(seen, key, next) else {
+        let Some(first) = seen.first_seen(key, next) else {
             return true;
         };
         let first = self.result_dn(first);
@@ -323,22 +335,6 @@ impl SyncEngine {
     }
 }
 
-/// Records `key` as first seen at `index`; returns the first index when it was seen
-/// before.
-pub(super) fn first_seen(
-    seen: &mut HashMap<String, usize>,
-    key: &str,
-    index: usize,
-) -> Option<usize> {
-    match seen.get(key) {
-        Some(first) => Some(*first),
-        None => {
-            seen.insert(key.to_owned(), index);
-            None
-        }
-    }
-}
-
 /// The attribute bytes `change` adds (negative: frees).
 pub(super) fn attribute_growth(change: &Change) -> i64 {
     let signed = |bytes: u64| i64::try_from(bytes).unwrap_or(i64::MAX);
@@ -481,4 +477,9 @@ pub(super) fn record_unknown_targets(
             changed_keys: Vec::new(),
         });
     }
+}
+
+/// A result's index as kept beside its change: a sync has far fewer than 4 billion.
+pub(super) fn index(value: usize) -> u32 {
+    u32::try_from(value).unwrap_or(u32::MAX)
 }

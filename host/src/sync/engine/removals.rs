@@ -60,9 +60,17 @@ impl SyncEngine {
             }
         }
         let tenant_id = context.tenant.id;
+        let missed = |user: &crate::store::LdapUserRef| {
+            !diff.seen_ids.contains(&user.ldap_id)
+                && match gone {
+                    Gone::NotSeen(present) => !present.contains(&user.ldap_id),
+                    Gone::Listed(deleted) => deleted.contains(&user.ldap_id),
+                }
+        };
         // Deletions told by the directory: only those users are read (and counted, for
-        // the threshold); otherwise every directory user.
-        let (index, total) = match gone {
+        // the threshold); otherwise every directory user, a page at a time, keeping
+        // those missing.
+        let (missing, total) = match gone {
             Gone::Listed(deleted) if deleted.is_empty() => {
                 return Ok(RemovalOutcome::Done {
                     missing: 0,
@@ -71,32 +79,35 @@ impl SyncEngine {
             }
             Gone::Listed(deleted) => {
                 let ids: Vec<String> = deleted.iter().cloned().collect();
-                self.blocking(tenant_id, move |store| {
-                    Ok((
-                        store.known_by_ldap_ids(tenant_id, &ids)?,
-                        store.count_ldap_users(tenant_id)?,
-                    ))
-                })
-                .await?
+                let (index, total) = self
+                    .blocking(tenant_id, move |store| {
+                        Ok((
+                            store.known_by_ldap_ids(tenant_id, &ids)?,
+                            store.count_ldap_users(tenant_id)?,
+                        ))
+                    })
+                    .await?;
+                let missing: Vec<_> = index.into_iter().filter(|user| missed(user)).collect();
+                (missing, total)
             }
             Gone::NotSeen(_) => {
-                let index = self
-                    .blocking(tenant_id, move |store| store.ldap_user_index(tenant_id))
-                    .await?;
-                let total = index.len() as u64;
-                (index, total)
+                const PAGE: u32 = 10_000;
+                let (mut missing, mut total) = (Vec::new(), 0u64);
+                let mut after = UserId(i64::MIN);
+                loop {
+                    let page = self
+                        .blocking(tenant_id, move |store| {
+                            store.ldap_user_page(tenant_id, after, PAGE)
+                        })
+                        .await?;
+                    let Some(last) = page.last() else { break };
+                    after = last.id;
+                    total += page.len() as u64;
+                    missing.extend(page.into_iter().filter(|user| missed(user)));
+                }
+                (missing, total)
             }
         };
-        let missing: Vec<_> = index
-            .into_iter()
-            .filter(|user| {
-                !diff.seen_ids.contains_key(&user.ldap_id)
-                    && match gone {
-                        Gone::NotSeen(present) => !present.contains(&user.ldap_id),
-                        Gone::Listed(deleted) => deleted.contains(&user.ldap_id),
-                    }
-            })
-            .collect();
         let policy = context.tenant.removal.policy;
         let removed = |user: &&crate::store::LdapUserRef| match policy {
             RemovalPolicy::Deactivate => user.active,

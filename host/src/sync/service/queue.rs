@@ -4,14 +4,17 @@
 //! time. The replica that queued a task usually claims it at once (its claimer is
 //! woken); a busy one leaves it to another. The request waits for the outcome either
 //! way: handed over in this process when this replica ran it, else read from the
-//! store, where the task's result holds its report.
+//! store, where the task's result holds its report (and its pages, the per-user
+//! results).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::{HANDED_BACK, StartedTask, SyncService, TaskOutcome, WAIT_POLL};
+use crate::store::StoreError;
 use crate::store::{Task, TaskId, TaskState};
 use crate::sync::engine::SyncRequest;
+use crate::sync::{SyncReport, UserResults};
 
 /// How often an idle claimer looks at the queue (a task queued on this replica wakes
 /// it at once).
@@ -131,8 +134,20 @@ impl SyncService {
                 tokio::time::sleep(WAIT_POLL).await;
             }
             let tasks = self.tasks.clone();
-            let task = match tokio::task::spawn_blocking(move || tasks.task(id)).await {
-                Ok(Ok(Some(task))) => task,
+            // An ended task is read with its results.
+            let read = move || {
+                let Some(task) = tasks.task(id)? else {
+                    return Ok(None);
+                };
+                let results = if task.state.is_final() {
+                    crate::sync::task_results(tasks.as_ref(), &task)?
+                } else {
+                    None
+                };
+                Ok::<_, StoreError>(Some((task, results)))
+            };
+            let (task, results) = match tokio::task::spawn_blocking(read).await {
+                Ok(Ok(Some(read))) => read,
                 Ok(Ok(None)) => {
                     self.waiters().remove(&id);
                     return TaskOutcome {
@@ -159,21 +174,24 @@ impl SyncService {
                 return outcome;
             }
             self.waiters().remove(&id);
-            return TaskOutcome::recorded(&task);
+            return TaskOutcome::recorded(&task, results.unwrap_or_default());
         }
     }
 }
 
 impl TaskOutcome {
-    /// A task's outcome as the store recorded it: its report is its result.
-    fn recorded(task: &Task) -> Self {
+    /// A task's outcome as the store recorded it: its report is its result, with
+    /// `results` (stored beside it).
+    fn recorded(task: &Task, results: UserResults) -> Self {
+        let report = task
+            .result
+            .clone()
+            .and_then(|result| serde_json::from_value::<SyncReport>(result).ok())
+            .map(|report| SyncReport { results, ..report });
         Self {
             state: task.state,
             message: task.message.clone(),
-            report: task
-                .result
-                .clone()
-                .and_then(|result| serde_json::from_value(result).ok()),
+            report,
             error: None,
         }
     }

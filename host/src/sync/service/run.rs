@@ -6,6 +6,7 @@ use std::sync::{Arc, PoisonError};
 use tokio::task::JoinHandle;
 
 use super::*;
+use crate::sync::results::RESULTS_STORED;
 
 impl SyncService {
     pub(super) async fn run_task(
@@ -103,10 +104,6 @@ impl SyncService {
                 "the tenant's plugin is suspended after repeated failures"
             );
         }
-        let result = outcome
-            .report
-            .as_ref()
-            .and_then(|report| serde_json::to_value(report).ok());
         let outcome = if outcome.state == TaskState::Cancelled && self.handing_back.load(Relaxed) {
             // Cut short by this process stopping, before it wrote anything more: run
             // again elsewhere.
@@ -115,6 +112,10 @@ impl SyncService {
                 "interrupted: abacsync stopped before the task ended; run it again",
             )
         } else {
+            let result = match &outcome.report {
+                Some(report) => self.store_report(id, report).await,
+                None => None,
+            };
             self.record_end(id, outcome.state, outcome.message.clone(), result)
                 .await;
             outcome
@@ -233,6 +234,27 @@ impl SyncService {
                 }
             }
         })
+    }
+
+    /// Stores the per-user results of task `id` in pages, before its end is
+    /// recorded (whoever waits for it finds them); returns its report as the task's
+    /// result, which says how many there are instead of holding them.
+    async fn store_report(&self, id: TaskId, report: &SyncReport) -> Option<serde_json::Value> {
+        let (tasks, results) = (self.tasks.clone(), report.results.clone());
+        let stored = super::persistently(id, "the task's results", move || {
+            crate::sync::results::store_task_results(tasks.as_ref(), id, &results)
+        })
+        .await?;
+        let bare = SyncReport {
+            results: Default::default(),
+            ..report.clone()
+        };
+        let mut value = serde_json::to_value(bare).ok()?;
+        if let Some(fields) = value.as_object_mut() {
+            fields.remove("results");
+            fields.insert(RESULTS_STORED.into(), stored.into());
+        }
+        Some(value)
     }
 
     pub(super) fn record_metrics(&self, report: &SyncReport, error: Option<&SyncError>) {

@@ -65,8 +65,13 @@ impl UserStore for PostgresStore {
         self.with(async |conn| users::find(conn, tenant, identifiers).await)
     }
 
-    fn ldap_user_index(&self, tenant: TenantId) -> Result<Vec<LdapUserRef>, StoreError> {
-        self.with(async |conn| users::ldap_index(conn, tenant).await)
+    fn ldap_user_page(
+        &self,
+        tenant: TenantId,
+        after: UserId,
+        limit: u32,
+    ) -> Result<Vec<LdapUserRef>, StoreError> {
+        self.with(async |conn| users::ldap_page(conn, tenant, after, limit).await)
     }
 
     fn user(&self, tenant: TenantId, id: UserId) -> Result<Option<StoredUser>, StoreError> {

@@ -1,6 +1,7 @@
 //! [`TaskStore`] on [`PostgresStore`].
 
 use super::*;
+use crate::store::ResultPage;
 
 impl TaskStore for PostgresStore {
     fn create_task(
@@ -68,6 +69,49 @@ impl TaskStore for PostgresStore {
                 .execute("DELETE FROM tasks WHERE id = $1", &[&id])
                 .await?
                 > 0)
+        })
+    }
+
+    fn add_task_results(
+        &self,
+        id: TaskId,
+        first: u64,
+        count: u32,
+        items: &str,
+    ) -> Result<(), StoreError> {
+        let first = i64::try_from(first).unwrap_or(i64::MAX);
+        let count = i32::try_from(count).unwrap_or(i32::MAX);
+        self.with(async |conn| {
+            conn.execute(
+                "INSERT INTO task_results (task_id, first, count, items) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (task_id, first) DO UPDATE SET count = $3, items = $4",
+                &[&id, &first, &count, &items],
+            )
+            .await?;
+            Ok(())
+        })
+    }
+
+    fn task_results(&self, id: TaskId, from: u64, to: u64) -> Result<Vec<ResultPage>, StoreError> {
+        let number = |value: u64| i64::try_from(value).unwrap_or(i64::MAX);
+        let (from, to) = (number(from), number(to));
+        self.with(async |conn| {
+            let rows = conn
+                .query(
+                    "SELECT first, count, items FROM task_results \
+                     WHERE task_id = $1 AND first < $3 AND first + count > $2 ORDER BY first",
+                    &[&id, &from, &to],
+                )
+                .await?;
+            rows.iter()
+                .map(|row| {
+                    Ok(ResultPage {
+                        first: u64::try_from(row.try_get::<_, i64>(0)?).unwrap_or(0),
+                        count: u32::try_from(row.try_get::<_, i32>(1)?).unwrap_or(0),
+                        items: row.try_get(2)?,
+                    })
+                })
+                .collect()
         })
     }
 
