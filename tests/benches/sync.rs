@@ -16,8 +16,12 @@
 //! server the benchmark starts on a free loopback port (a fresh database for each
 //! first sync); its server's CPU time is shown with `--verbose`.
 //!
+//! With `--tenants N`, N tenants of the same directory instead: their first full
+//! syncs one after another, then at once (on a new store each time), the time of both
+//! and the peak memory at once (targets: at once ≤ 1.3× one after another, ≤ 600 MB).
+//!
 //! Run: `cargo bench -p abacsync --bench sync` (optionally `-- --users N --runs R
-//! --store sqlite|postgres`). Medians of R runs.
+//! --store sqlite|postgres --tenants N`). Medians of R runs.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -47,6 +51,7 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let users = bench_arg(&args, "--users", 100_000);
     let runs = bench_arg(&args, "--runs", 3);
+    let tenants = bench_arg(&args, "--tenants", 1);
     let verbose = args.iter().any(|arg| arg == "--verbose");
     let backend = args
         .iter()
@@ -75,10 +80,11 @@ fn main() {
 
     let dir = tempfile::tempdir().unwrap();
     let plugin_path = plugins::component("openldap-mapping");
-    let text = format!(
-        r#"
+    let block = |id: usize| {
+        format!(
+            r#"
         [[tenant]]
-        id = 1
+        id = {id}
         plugin = {{ path = "{plugin}" }}
         [tenant.ldap]
         servers = ["{url}"]
@@ -92,15 +98,17 @@ fn main() {
         [tenant.removal]
         max_percent = 100.0
         "#,
-        plugin = plugin_path.display(),
-        url = slapd.url(),
-        admin = slapd.admin_dn(),
-        password = slapd.admin_password(),
-    );
-    let tenant = Config::parse(&text, Path::new("bench.toml"))
+            plugin = plugin_path.display(),
+            url = slapd.url(),
+            admin = slapd.admin_dn(),
+            password = slapd.admin_password(),
+        )
+    };
+    let text: String = (1..=tenants.max(1)).map(block).collect();
+    let all_tenants = Config::parse(&text, Path::new("bench.toml"))
         .unwrap()
-        .tenants[0]
-        .clone();
+        .tenants;
+    let tenant = all_tenants[0].clone();
     let registry = PluginRegistry::new(PluginEngine::new(SandboxConfig::default(), None).unwrap());
     let plugin = registry
         .assign(
@@ -114,6 +122,25 @@ fn main() {
         LdapDirectory::new(&tenant.ldap, tenant.ldap.bind_password(1).unwrap()).unwrap();
     let slapd_pid = slapd.pid().map(|pid| pid.to_string());
     let slapd_pid = slapd_pid.as_deref();
+    // A new store (an SQLite file, or a database on the PostgreSQL server) named
+    // `name`.
+    let fresh_store = |name: &str| -> Arc<dyn Store> {
+        match &postgres {
+            Some(server) => {
+                server.create_database(name).unwrap();
+                Arc::new(
+                    PostgresStore::open(&PostgresOptions {
+                        url: server.url(name),
+                        password: None,
+                        max_connections: 16,
+                        ca_file: None,
+                    })
+                    .unwrap(),
+                )
+            }
+            None => Arc::new(SqliteStore::open(&dir.path().join(format!("{name}.db"))).unwrap()),
+        }
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -156,6 +183,94 @@ fn main() {
         }
         (elapsed, report, peak_memory_kib())
     };
+
+    if tenants > 1 {
+        let plugins: Vec<_> = all_tenants
+            .iter()
+            .map(|tenant| {
+                registry
+                    .assign(
+                        tenant.id,
+                        "openldap",
+                        &std::fs::read(&plugin_path).unwrap(),
+                        Vec::new(),
+                    )
+                    .unwrap()
+            })
+            .collect();
+        let run_all = |store: &Arc<dyn Store>, at_once: bool| {
+            let engine = SyncEngine::new(store.clone(), system_clock());
+            let runs = all_tenants.iter().zip(&plugins).map(|(tenant, plugin)| {
+                let (engine, tenant, plugin) = (engine.clone(), tenant.clone(), plugin.clone());
+                let directory =
+                    LdapDirectory::new(&tenant.ldap, tenant.ldap.bind_password(tenant.id).unwrap())
+                        .unwrap();
+                async move {
+                    let request = SyncRequest::new(SyncMode::Full, "bench", "bench");
+                    let (report, error) = engine
+                        .run(&tenant, plugin, &directory, request, Progress::new())
+                        .await;
+                    assert!(error.is_none(), "tenant {}: {error:?}", tenant.id);
+                    assert_eq!(report.counts.created, users as u64);
+                }
+            });
+            runtime.block_on(async {
+                if at_once {
+                    let mut set = tokio::task::JoinSet::new();
+                    runs.for_each(|run| {
+                        set.spawn(run);
+                    });
+                    while let Some(done) = set.join_next().await {
+                        done.unwrap();
+                    }
+                } else {
+                    for run in runs {
+                        run.await;
+                    }
+                }
+            });
+        };
+        let measure = |name: &str, at_once: bool| {
+            let store = fresh_store(name);
+            reset_peak_memory();
+            let cpu_before = (cpu_ms("self"), slapd_pid.map(cpu_ms));
+            let sampler = RssSampler::start();
+            let started = Instant::now();
+            run_all(&store, at_once);
+            let elapsed = started.elapsed();
+            let rss = sampler.line();
+            let peak = peak_memory_kib();
+            if verbose {
+                println!(
+                    "  {name}: {elapsed:.1?}; CPU {} ms (slapd {} ms); {rss}",
+                    cpu_ms("self") - cpu_before.0,
+                    slapd_pid.map(cpu_ms).unwrap_or(0) - cpu_before.1.unwrap_or(0),
+                );
+            }
+            (elapsed, peak)
+        };
+        let (one_by_one, _) = measure("one_after_another", false);
+        let (at_once, peak) = measure("at_once", true);
+        let ratio = at_once.as_secs_f64() / one_by_one.as_secs_f64();
+        println!("store: {backend}");
+        println!(
+            "{tenants} tenants of {users} users, first full syncs: one after another {:.0} ms, at once {:.0} ms: {ratio:.2}x (target ≤ 1.3x: {})",
+            one_by_one.as_secs_f64() * 1000.0,
+            at_once.as_secs_f64() * 1000.0,
+            if ratio <= 1.3 { "met" } else { "MISSED" },
+        );
+        let peak_bytes = peak * 1024;
+        println!(
+            "peak memory at once, target ≤ 600 MB: {} ({:.0} MB)",
+            if peak_bytes <= 600_000_000 {
+                "met"
+            } else {
+                "MISSED"
+            },
+            peak_bytes as f64 / 1e6
+        );
+        return;
+    }
 
     // The same filter and attributes the sync asks for.
     let filter = directory.filter(&Selection::All).unwrap();
@@ -210,25 +325,7 @@ fn main() {
         // The previous run's store is closed first: a process has one store, and its
         // page cache is not this run's memory.
         drop(store.take());
-        let fresh: Arc<dyn Store> = match &postgres {
-            Some(server) => {
-                let name = format!("first_{run}");
-                server.create_database(&name).unwrap();
-                Arc::new(
-                    PostgresStore::open(&PostgresOptions {
-                        url: server.url(&name),
-                        password: None,
-                        max_connections: 16,
-                        ca_file: None,
-                    })
-                    .unwrap(),
-                )
-            }
-            None => {
-                let path = dir.path().join(format!("first-{run}.db"));
-                Arc::new(SqliteStore::open(&path).unwrap())
-            }
-        };
+        let fresh = fresh_store(&format!("first_{run}"));
         let (elapsed, report, peak) = sync(&fresh, SyncMode::Full);
         assert_eq!(report.counts.created, users as u64);
         first.push(elapsed);
