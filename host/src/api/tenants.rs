@@ -161,7 +161,7 @@ async fn dry_run(
     caller: Caller,
     Path(id): Path<u64>,
     body: Bytes,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<crate::sync::SyncReport>, ApiError> {
     let session = caller.require(Permission::ManageTenants)?;
     let tenant = visible_tenant(&state, &session, id)?;
     let body: DryRunBody = if body.is_empty() {
@@ -199,10 +199,10 @@ async fn dry_run(
         ));
     };
     let outcome = handle.await.map_err(ApiError::internal)?;
+    // The report is written as it is serialised (its results read back one at a
+    // time), not made a tree of JSON values first.
     match outcome.report {
-        Some(report) => Ok(Json(
-            serde_json::to_value(report).map_err(ApiError::internal)?,
-        )),
+        Some(report) => Ok(Json(report)),
         None => Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             outcome.message,

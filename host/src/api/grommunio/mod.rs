@@ -17,7 +17,7 @@ use super::session;
 use crate::auth::Permission;
 use crate::plugin::model::SyncMode;
 use crate::store::TaskState;
-use crate::sync::{SyncRequest, TaskOutcome, UserResult};
+use crate::sync::{SyncRequest, TaskOutcome, UserResult, UserResults};
 
 /// Seconds waited when `timeout` is absent (grommunio's default).
 const DEFAULT_TIMEOUT_SECS: f64 = 1.0;
@@ -546,21 +546,26 @@ fn finished(outcome: TaskOutcome) -> Response {
         .as_ref()
         .is_some_and(|report| !report.results.is_empty() && report.outcome == "failed");
     match outcome.state {
-        TaskState::Error if ran_to_the_end => {
-            let data = outcome
+        TaskState::Error | TaskState::Completed
+            if ran_to_the_end || outcome.state == TaskState::Completed =>
+        {
+            // Each result is made grommunio's as the body is written: a sync of a
+            // million users is not first held as a million JSON values.
+            #[derive(serde::Serialize)]
+            struct Answer<'a> {
+                message: &'a str,
+                data: Listed<'a>,
+            }
+            let none = UserResults::default();
+            let listed = outcome
                 .report
                 .as_ref()
-                .map(|report| results(report.results.iter()))
-                .unwrap_or_default();
-            Json(json!({"message": outcome.message, "data": data})).into_response()
-        }
-        TaskState::Completed => {
-            let data = outcome
-                .report
-                .as_ref()
-                .map(|report| results(report.results.iter()))
-                .unwrap_or_default();
-            Json(json!({"message": outcome.message, "data": data})).into_response()
+                .map_or(&none, |report| &report.results);
+            Json(Answer {
+                message: &outcome.message,
+                data: Listed(listed),
+            })
+            .into_response()
         }
         _ if outcome
             .error
@@ -587,26 +592,35 @@ fn finished(outcome: TaskOutcome) -> Response {
 /// left out: those the plugin skipped (not users) and those not imported because
 /// importing is off. abacsync's own codes stay in the CLI report and the admin API.
 pub fn results(results: impl IntoIterator<Item = UserResult>) -> Vec<Value> {
-    results
-        .into_iter()
-        .filter_map(|result| {
-            let (code, message) = grommunio_outcome(&result)?;
-            let mut item = json!({
-                "username": result.username,
-                "code": code,
-                "message": message,
-                "abacsync": {
-                    "code": result.code,
-                    "action": result.action,
-                    "message": result.message,
-                },
-            });
-            if let Some(id) = result.id {
-                item["ID"] = json!(id);
-            }
-            Some(item)
-        })
-        .collect()
+    results.into_iter().filter_map(grommunio_result).collect()
+}
+
+/// One result as grommunio lists it (see [`results`]), `None` for one it does not.
+fn grommunio_result(result: UserResult) -> Option<Value> {
+    let (code, message) = grommunio_outcome(&result)?;
+    let mut item = json!({
+        "username": result.username,
+        "code": code,
+        "message": message,
+        "abacsync": {
+            "code": result.code,
+            "action": result.action,
+            "message": result.message,
+        },
+    });
+    if let Some(id) = result.id {
+        item["ID"] = json!(id);
+    }
+    Some(item)
+}
+
+/// [`results`] as a JSON array made as it is written.
+struct Listed<'a>(&'a UserResults);
+
+impl serde::Serialize for Listed<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0.iter().filter_map(grommunio_result))
+    }
 }
 
 /// grommunio's code and words for an abacsync result (`endpoints/domain/ldap.py`),
