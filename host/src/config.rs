@@ -107,6 +107,11 @@ pub struct Config {
     /// Where the store and the plugin cache live (default `./data`).
     #[serde(default = "default_data_dir")]
     pub data_dir: PathBuf,
+    /// Where a sync keeps the changes and results it has planned but not written yet,
+    /// past a few MiB, in unnamed files that go with the sync (default: `data_dir`; not
+    /// the temporary folder, which may be memory).
+    #[serde(default)]
+    pub spill_dir: Option<PathBuf>,
     /// The tenants.
     #[serde(default, rename = "tenant")]
     pub tenants: Vec<TenantConfig>,
@@ -362,6 +367,11 @@ impl Config {
         Ok(config)
     }
 
+    /// Where a sync spills its plan ([`Config::spill_dir`]).
+    pub fn spill_folder(&self) -> &Path {
+        self.spill_dir.as_deref().unwrap_or(&self.data_dir)
+    }
+
     /// The tenant with this id.
     pub fn tenant(&self, id: TenantId) -> Option<&TenantConfig> {
         self.tenants.iter().find(|tenant| tenant.id == id)
@@ -374,6 +384,9 @@ impl Config {
             }
         };
         resolve(&mut self.data_dir);
+        if let Some(spill) = self.spill_dir.as_mut() {
+            resolve(spill);
+        }
         self.store.resolve_paths(base);
         for tenant in &mut self.tenants {
             if let Some(path) = tenant.plugin.path.as_mut() {

@@ -76,7 +76,9 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<Outcome> {
     let tenants = load_tenants(&config, store.as_ref())?;
     let service = Arc::new(
         SyncService::new(
-            SyncEngine::new(store.clone(), clock.clone()).with_quotas(config.quotas),
+            SyncEngine::new(store.clone(), clock.clone())
+                .with_quotas(config.quotas)
+                .with_spill_folder(config.spill_folder()),
             store.clone(),
             store.clone(),
             PluginRegistry::new(engine),

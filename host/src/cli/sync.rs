@@ -75,7 +75,9 @@ pub(crate) fn run(args: SyncArgs) -> anyhow::Result<Outcome> {
     )
     .context("starting the plugin engine")?;
     let registry = PluginRegistry::new(engine);
-    let sync = SyncEngine::new(store.clone(), system_clock()).with_quotas(config.quotas);
+    let sync = SyncEngine::new(store.clone(), system_clock())
+        .with_quotas(config.quotas)
+        .with_spill_folder(config.spill_folder());
     // Beside running servers: the tenant's run is taken in the store as theirs are,
     // so that a command-line sync never runs beside one of theirs.
     let holder = format!("cli-{}", std::process::id());

@@ -1,7 +1,8 @@
 //! What a sync plans and reports, held compactly until it is written or read: each
 //! record (a planned change, a per-user result) encoded with postcard (a compact binary
 //! serde format: lengths as varints, no field names), the first few MiB in memory and
-//! the rest in an unnamed temporary file that goes when the log does. A sync of a
+//! the rest in an unnamed file (in `spill_dir`, by default the data folder) that goes
+//! when the log does. A sync of a
 //! million users keeps a few bytes per record in memory (where each one starts), not
 //! the records, so that its memory does not grow with the directory.
 
@@ -9,6 +10,8 @@ use std::fs::File;
 use std::marker::PhantomData;
 use std::ops::Range;
 use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -22,9 +25,11 @@ pub enum RecordError {
     /// A record does not encode or decode (not expected: every field encodes).
     #[error("cannot encode or decode a record: {0}")]
     Codec(#[from] postcard::Error),
-    /// The temporary folder cannot take the records (full, not writable).
-    #[error("cannot keep the sync's records in the temporary folder {}: {source}", std::env::temp_dir().display())]
+    /// The folder of the spilled records cannot take them (full, not writable).
+    #[error("cannot keep the sync's plan in {} (spill_dir): {source}", folder.display())]
     Spill {
+        /// The folder.
+        folder: PathBuf,
         /// The file system's error.
         #[source]
         source: std::io::Error,
@@ -35,7 +40,8 @@ impl Clone for RecordError {
     fn clone(&self) -> Self {
         match self {
             RecordError::Codec(err) => RecordError::Codec(err.clone()),
-            RecordError::Spill { source } => RecordError::Spill {
+            RecordError::Spill { folder, source } => RecordError::Spill {
+                folder: folder.clone(),
                 source: std::io::Error::new(source.kind(), source.to_string()),
             },
         }
@@ -51,6 +57,8 @@ pub(crate) struct RecordLog<T> {
     /// How many of the log's first bytes are in `file`.
     spilled: u64,
     file: Option<File>,
+    /// Where the file is made (`None`: the temporary folder).
+    folder: Option<Arc<Path>>,
     /// Bytes the tail may hold before it goes to the file.
     in_memory: usize,
     /// The encoding of the record being pushed, reused.
@@ -83,11 +91,25 @@ impl<T> RecordLog<T> {
             tail: Vec::new(),
             spilled: 0,
             file: None,
+            folder: None,
             in_memory,
             scratch: Vec::new(),
             broken: None,
             records: PhantomData,
         }
+    }
+
+    /// The same log, spilling into `folder` (`None`: the temporary folder).
+    pub(crate) fn in_folder(mut self, folder: Option<Arc<Path>>) -> Self {
+        self.folder = folder;
+        self
+    }
+
+    /// The folder it spills into.
+    fn folder(&self) -> PathBuf {
+        self.folder
+            .as_deref()
+            .map_or_else(std::env::temp_dir, Path::to_path_buf)
     }
 
     /// Number of records.
@@ -112,7 +134,10 @@ impl<T: Serialize + DeserializeOwned> RecordLog<T> {
         if self.tail.len() >= self.in_memory
             && let Err(source) = self.spill()
         {
-            let err = RecordError::Spill { source };
+            let err = RecordError::Spill {
+                folder: self.folder(),
+                source,
+            };
             self.broken = Some(err.clone());
             return Err(err);
         }
@@ -122,7 +147,10 @@ impl<T: Serialize + DeserializeOwned> RecordLog<T> {
     fn spill(&mut self) -> std::io::Result<()> {
         let file = match &self.file {
             Some(file) => file,
-            None => self.file.insert(tempfile::tempfile()?),
+            None => self.file.insert(match &self.folder {
+                Some(folder) => tempfile::tempfile_in(folder)?,
+                None => tempfile::tempfile()?,
+            }),
         };
         file.write_all_at(&self.tail, self.spilled)?;
         self.spilled += self.tail.len() as u64;
@@ -160,7 +188,10 @@ impl<T: Serialize + DeserializeOwned> RecordLog<T> {
 
     /// The log's bytes `range`, from the file and the tail.
     fn bytes(&self, range: Range<u64>) -> Result<std::borrow::Cow<'_, [u8]>, RecordError> {
-        let spill = |source| RecordError::Spill { source };
+        let spill = |source| RecordError::Spill {
+            folder: self.folder(),
+            source,
+        };
         if range.start >= self.spilled {
             let at = |offset: u64| (offset - self.spilled) as usize;
             return Ok(self.tail[at(range.start)..at(range.end)].into());

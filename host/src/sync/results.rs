@@ -40,6 +40,14 @@ pub(crate) struct ResultLog {
 }
 
 impl ResultLog {
+    /// An empty log, spilling into `folder` (`None`: the temporary folder).
+    pub(crate) fn in_folder(folder: Option<Arc<std::path::Path>>) -> Self {
+        Self {
+            records: RecordLog::default().in_folder(folder),
+            ..Self::default()
+        }
+    }
+
     /// Appends `result`. A failure to spill breaks the log (see [`ResultLog::check`]).
     pub(crate) fn push(&mut self, result: UserResult) {
         let UserResult {

@@ -362,38 +362,47 @@ fn a_read_only_data_directory_stops_the_start_with_a_clear_error() {
 }
 
 #[test]
-fn a_temporary_folder_that_cannot_take_the_plan_fails_the_sync_before_anything_is_written() {
+fn a_spill_folder_that_cannot_take_the_plan_fails_the_sync_before_anything_is_written() {
     // 100,000 new users: their planned changes pass the few MiB a sync keeps in
-    // memory, so the rest go to a file in the temporary folder.
+    // memory, so the rest go to a file in `spill_dir` (by default the data folder).
     let setup = Setup::new(100_000);
-    let sync = |tmpdir: &Path| {
+    let config = std::fs::read_to_string(setup.config()).unwrap();
+    let sync = || {
         std::process::Command::new(env!("CARGO_BIN_EXE_abacsync"))
             .args(["sync", "--tenant", "1", "--config"])
             .arg(setup.config())
-            .env("TMPDIR", tmpdir)
             .output()
             .unwrap()
     };
     let missing = setup.data_dir().join("no-such-folder");
-    let failed = sync(&missing);
+    std::fs::write(
+        setup.config(),
+        format!("spill_dir = \"{}\"\n{config}", missing.display()),
+    )
+    .unwrap();
+    let failed = sync();
     let report = String::from_utf8_lossy(&failed.stdout);
     assert!(!failed.status.success(), "{report}");
     assert!(
-        report.contains("cannot keep the sync's records in the temporary folder")
-            && report.contains("no-such-folder")
+        report.contains("cannot keep the sync's plan in")
+            && report.contains("no-such-folder (spill_dir)")
             && report.contains("nothing was written"),
         "{report}"
     );
     let db = setup.data_dir().join("abacsync.db");
     assert_eq!(count(&db, "SELECT count(*) FROM users"), 0);
 
-    // With a folder that takes them, the same sync writes every user.
-    let tmp = tempfile::tempdir().unwrap();
-    let done = sync(tmp.path());
+    // Into the data folder, the same sync writes every user, and leaves no file
+    // behind.
+    std::fs::write(setup.config(), &config).unwrap();
+    let before: Vec<_> = std::fs::read_dir(setup.data_dir()).unwrap().collect();
+    let done = sync();
     assert!(
         done.status.success(),
         "{}",
-        String::from_utf8_lossy(&done.stderr)
+        String::from_utf8_lossy(&done.stdout)
     );
     assert_eq!(count(&db, "SELECT count(*) FROM users"), 100_000);
+    let after: Vec<_> = std::fs::read_dir(setup.data_dir()).unwrap().collect();
+    assert_eq!(before.len(), after.len(), "{after:?}");
 }

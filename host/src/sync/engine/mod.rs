@@ -230,6 +230,8 @@ pub struct SyncEngine {
     store: Arc<dyn UserStore>,
     clock: Clock,
     quotas: Quotas,
+    /// Where a sync spills its plan (`None`: the temporary folder).
+    spill: Option<Arc<std::path::Path>>,
 }
 
 mod apply;
@@ -259,7 +261,15 @@ impl SyncEngine {
             store,
             clock,
             quotas: Quotas::default(),
+            spill: None,
         }
+    }
+
+    /// The same engine, spilling each sync's plan past a few MiB into `folder` (by
+    /// default the temporary folder).
+    pub fn with_spill_folder(mut self, folder: &std::path::Path) -> Self {
+        self.spill = Some(folder.into());
+        self
     }
 
     /// The same engine, holding each tenant to `quotas`.
@@ -423,7 +433,7 @@ impl SyncEngine {
             .await?;
 
         // Which entries to read, and in which mode the plugin sees them.
-        let mut diff = Diff::default();
+        let mut diff = Diff::spilling_to(self.spill.clone());
         let mut targeted: Vec<StoredUser> = Vec::new();
         let (mode, selection) = match request.mode {
             SyncMode::Full => (SyncMode::Full, Selection::All),

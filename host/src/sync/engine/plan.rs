@@ -29,9 +29,21 @@ pub(super) struct Diff {
     /// what the updates remove (deletions are not counted: the quota check errs on
     /// the side of the quota).
     pub(super) attribute_growth: i64,
+    /// Where the logs spill.
+    pub(super) spill: Option<Arc<std::path::Path>>,
 }
 
 impl Diff {
+    /// An empty diff whose logs spill into `folder` (`None`: the temporary folder).
+    pub(super) fn spilling_to(folder: Option<Arc<std::path::Path>>) -> Diff {
+        Diff {
+            changes: RecordLog::default().in_folder(folder.clone()),
+            results: ResultLog::in_folder(folder.clone()),
+            spill: folder,
+            ..Diff::default()
+        }
+    }
+
     pub(super) fn push(&mut self, planned: Planned) {
         self.counts.add(planned.result.action);
         self.changed_keys.extend(planned.changed_keys);
@@ -73,7 +85,7 @@ impl Diff {
                 ..Counts::default()
             },
             plugin_ms: self.plugin_ms,
-            ..Diff::default()
+            ..Diff::spilling_to(self.spill)
         }
     }
 
