@@ -80,18 +80,18 @@ pub fn task_json(task: &Task, level: u8, results: Option<&UserResults>) -> Value
     body
 }
 
-/// The per-user results of a finished task's stored report.
-pub(super) async fn stored_results(
-    state: &AppState,
-    task: &Task,
-) -> Result<Option<UserResults>, ApiError> {
-    if task.result.is_none() {
-        return Ok(None);
-    }
-    let (tasks, task) = (state.service.task_store().clone(), task.clone());
-    super::blocking(move || crate::sync::task_results(tasks.as_ref(), &task))
+/// The per-user results of a finished task's stored report. A task whose results
+/// cannot be read (deleted meanwhile, a damaged page) shows none, so that one task
+/// does not fail a list; the cause is logged.
+pub(super) async fn stored_results(state: &AppState, task: &Task) -> Option<UserResults> {
+    task.result.as_ref()?;
+    let (tasks, read) = (state.service.task_store().clone(), task.clone());
+    super::blocking(move || crate::sync::task_results(tasks.as_ref(), &read))
         .await
-        .map_err(ApiError::from)
+        .unwrap_or_else(|err| {
+            tracing::error!(task = task.id, %err, "cannot read the task's results");
+            None
+        })
 }
 
 fn authorised(caller: Caller) -> Result<Session, ApiError> {
@@ -153,7 +153,7 @@ async fn list(
     let mut data = Vec::with_capacity(tasks.len());
     for task in &tasks {
         let results = if level >= 2 {
-            stored_results(&state, task).await?
+            stored_results(&state, task).await
         } else {
             None
         };
@@ -186,7 +186,7 @@ async fn one(
     let task = visible_task(&state, &session, id).await?;
     let level = query.level.unwrap_or(2);
     let results = if level >= 2 {
-        stored_results(&state, &task).await?
+        stored_results(&state, &task).await
     } else {
         None
     };

@@ -224,16 +224,19 @@ pub trait TaskStore: Send + Sync {
     /// Deletes a task's record, and its results; whether it existed.
     fn delete_task(&self, id: TaskId) -> Result<bool, StoreError>;
 
-    /// Stores a page of task `id`'s per-user results: `count` results from number
-    /// `first` on, as `items` (a JSON array, opaque here). A page stored again
-    /// replaces the first; the pages go with their task.
+    /// Stores a page of task `id`'s per-user results, if the task runs under
+    /// `owner`: `count` results from number `first` on, as `items` (a JSON array,
+    /// opaque here). A page stored again replaces the first; the pages go with their
+    /// task. False, and nothing stored, when the task is gone, has ended or is another
+    /// replica's now.
     fn add_task_results(
         &self,
         id: TaskId,
+        owner: &str,
         first: u64,
         count: u32,
         items: &str,
-    ) -> Result<(), StoreError>;
+    ) -> Result<bool, StoreError>;
 
     /// The pages of task `id`'s results that hold any of the results `from..to`, in
     /// order.

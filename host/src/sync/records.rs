@@ -158,6 +158,11 @@ impl<T: Serialize + DeserializeOwned> RecordLog<T> {
         Ok(())
     }
 
+    /// Breaks the log with `err` (unless it is broken already): it takes nothing more.
+    pub(crate) fn break_with(&mut self, err: RecordError) {
+        self.broken.get_or_insert(err);
+    }
+
     /// Whether every record pushed was kept.
     pub(crate) fn check(&self) -> Result<(), RecordError> {
         self.broken.clone().map_or(Ok(()), Err)

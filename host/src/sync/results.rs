@@ -65,8 +65,11 @@ impl ResultLog {
             action,
             message,
         };
-        if self.records.push(&logged).is_ok() {
-            self.ids.push(id.and_then(NonZeroI64::new));
+        // A result that does not encode (not expected: every field does) breaks the
+        // log like a failed spill, so that the sync fails instead of losing it.
+        match self.records.push(&logged) {
+            Ok(()) => self.ids.push(id.and_then(NonZeroI64::new)),
+            Err(err) => self.records.break_with(err),
         }
     }
 
@@ -246,32 +249,35 @@ pub const RESULTS_PAGE: usize = 5_000;
 /// beside it (older reports hold theirs in `results`).
 pub const RESULTS_STORED: &str = "results_stored";
 
-/// Stores `results` as task `id`'s, in pages; how many.
+/// Stores `results` as task `id`'s, in pages, while the task runs under `owner`: how
+/// many, or `None` when the task is gone, has ended or is another replica's now.
 pub fn store_task_results(
     tasks: &dyn TaskStore,
     id: TaskId,
+    owner: &str,
     results: &UserResults,
-) -> Result<u64, StoreError> {
+) -> Result<Option<u64>, StoreError> {
     let mut page = Vec::with_capacity(RESULTS_PAGE.min(results.len()));
     let mut first = 0u64;
+    // Whether the page was taken.
     let write = |page: &mut Vec<UserResult>, first: &mut u64| {
         let items = serde_json::to_string(&page).map_err(|err| corrupt(err.to_string()))?;
         let count = page.len() as u32;
-        tasks.add_task_results(id, *first, count, &items)?;
+        let taken = tasks.add_task_results(id, owner, *first, count, &items)?;
         *first += u64::from(count);
         page.clear();
-        Ok::<_, StoreError>(())
+        Ok::<_, StoreError>(taken)
     };
     for result in results.iter() {
         page.push(result);
-        if page.len() == RESULTS_PAGE {
-            write(&mut page, &mut first)?;
+        if page.len() == RESULTS_PAGE && !write(&mut page, &mut first)? {
+            return Ok(None);
         }
     }
-    if !page.is_empty() {
-        write(&mut page, &mut first)?;
+    if !page.is_empty() && !write(&mut page, &mut first)? {
+        return Ok(None);
     }
-    Ok(first)
+    Ok(Some(first))
 }
 
 /// The per-user results of a finished task: from its pages, or from its report (one
@@ -293,11 +299,11 @@ pub fn task_results(tasks: &dyn TaskStore, task: &Task) -> Result<Option<UserRes
     while (results.len() as u64) < stored {
         let from = results.len() as u64;
         pages.extend(tasks.task_results(task.id, from, (from + window).min(stored))?);
-        if pages.is_empty() {
-            break;
-        }
         for page in pages.drain(..) {
             decode_page(task.id, page, &mut results)?;
+        }
+        if results.len() as u64 == from {
+            break;
         }
     }
     if results.len() as u64 != stored {
@@ -325,6 +331,14 @@ fn decode_page(
     }
     let items: Vec<UserResult> =
         serde_json::from_str(&page.items).map_err(|err| corrupt(err.to_string()))?;
+    if items.len() != page.count as usize {
+        return Err(corrupt(format!(
+            "task {id}: the page of results from {} holds {} of its {}",
+            page.first,
+            items.len(),
+            page.count
+        )));
+    }
     results.extend(items);
     Ok(())
 }

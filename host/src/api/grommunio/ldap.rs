@@ -444,7 +444,7 @@ pub(super) async fn import_user(
         ));
     }
     let results = super::super::tasks::stored_results(&state, &task)
-        .await?
+        .await
         .unwrap_or_default()
         .to_vec();
     let Some(result) = results
@@ -624,7 +624,7 @@ async fn orphans(
             continue;
         }
         for result in super::super::tasks::stored_results(state, &task)
-            .await?
+            .await
             .unwrap_or_default()
             .iter()
         {

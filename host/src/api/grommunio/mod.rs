@@ -361,7 +361,7 @@ async fn downsync_all(
     for task in ended.into_iter().flatten() {
         let line = format!("domain {}: {}", task.tenant, task.message);
         if task.state == TaskState::Completed {
-            if let Some(stored) = super::tasks::stored_results(&state, &task).await? {
+            if let Some(stored) = super::tasks::stored_results(&state, &task).await {
                 data.extend(results(stored.iter()));
             }
             messages.push(line);
@@ -470,7 +470,7 @@ async fn downsync_user(
         ));
     }
     let outcome = super::tasks::stored_results(&state, &task)
-        .await?
+        .await
         .unwrap_or_default();
     if outcome
         .iter()

@@ -447,11 +447,29 @@ pub(crate) fn the_queue_gives_each_task_to_one_replica_one_task_of_a_tenant_at_a
 }
 
 pub(crate) fn a_tasks_results_are_kept_in_pages_and_go_with_it(store: &dyn Backend) {
+    let lease = Lease {
+        owner: "a".into(),
+        until: 1_000,
+    };
     let task = || {
-        store
-            .create_task(T1, "sync", &serde_json::json!({}), None, None, None, 0)
+        let id = store
+            .create_task(
+                T1,
+                "sync",
+                &serde_json::json!({}),
+                None,
+                None,
+                Some(&lease),
+                0,
+            )
             .unwrap()
-            .id
+            .id;
+        assert!(
+            store
+                .update_task(id, TaskState::Running, "", None, 1)
+                .unwrap()
+        );
+        id
     };
     let (id, other) = (task(), task());
     let page = |first: u64, count: u32| ResultPage {
@@ -460,11 +478,17 @@ pub(crate) fn a_tasks_results_are_kept_in_pages_and_go_with_it(store: &dyn Backe
         items: format!("[{first}]"),
     };
     for written in [page(0, 3), page(3, 3), page(6, 2)] {
-        store
-            .add_task_results(id, written.first, written.count, &written.items)
-            .unwrap();
+        assert!(
+            store
+                .add_task_results(id, "a", written.first, written.count, &written.items)
+                .unwrap()
+        );
     }
-    store.add_task_results(other, 0, 1, "[\"other\"]").unwrap();
+    assert!(
+        store
+            .add_task_results(other, "a", 0, 1, "[\"other\"]")
+            .unwrap()
+    );
     assert_eq!(
         store.task_results(id, 0, u64::MAX).unwrap(),
         [page(0, 3), page(3, 3), page(6, 2)]
@@ -477,14 +501,34 @@ pub(crate) fn a_tasks_results_are_kept_in_pages_and_go_with_it(store: &dyn Backe
     assert_eq!(store.task_results(id, 5, 6).unwrap(), [page(3, 3)]);
     assert!(store.task_results(id, 8, 100).unwrap().is_empty());
     // Written again (a retried write): replaced, not doubled.
-    store.add_task_results(id, 3, 3, "[\"again\"]").unwrap();
+    assert!(
+        store
+            .add_task_results(id, "a", 3, 3, "[\"again\"]")
+            .unwrap()
+    );
     assert_eq!(
         store.task_results(id, 3, 4).unwrap()[0].items,
         "[\"again\"]"
     );
     assert_eq!(store.task_results(id, 0, u64::MAX).unwrap().len(), 3);
+    // Only by the replica running it: not another's, not once it has ended, not once
+    // it is gone (and no error for that).
+    assert!(!store.add_task_results(id, "b", 0, 1, "[\"b\"]").unwrap());
+    assert_eq!(store.task_results(id, 0, 1).unwrap()[0].items, "[0]");
+    assert!(
+        store
+            .update_task(other, TaskState::Completed, "", None, 2)
+            .unwrap()
+    );
+    assert!(
+        !store
+            .add_task_results(other, "a", 1, 1, "[\"late\"]")
+            .unwrap()
+    );
     // Deleted with the task, and only that task's.
     assert!(store.delete_task(id).unwrap());
+    assert!(store.task_results(id, 0, u64::MAX).unwrap().is_empty());
+    assert!(!store.add_task_results(id, "a", 0, 1, "[\"gone\"]").unwrap());
     assert!(store.task_results(id, 0, u64::MAX).unwrap().is_empty());
     assert_eq!(store.task_results(other, 0, u64::MAX).unwrap().len(), 1);
 }

@@ -192,15 +192,20 @@ pub(super) fn delete(conn: &Connection, id: TaskId) -> Result<bool, StoreError> 
 pub(super) fn add_results(
     conn: &Connection,
     id: TaskId,
+    owner: &str,
     first: u64,
     count: u32,
     items: &str,
-) -> Result<(), StoreError> {
-    conn.prepare_cached(
-        "INSERT OR REPLACE INTO task_results (task_id, first, count, items) VALUES (?1, ?2, ?3, ?4)",
-    )?
-    .execute((id, i64::try_from(first).unwrap_or(i64::MAX), count, items))?;
-    Ok(())
+) -> Result<bool, StoreError> {
+    let first = i64::try_from(first).unwrap_or(i64::MAX);
+    let added = conn
+        .prepare_cached(
+            "INSERT OR REPLACE INTO task_results (task_id, first, count, items) \
+             SELECT ?1, ?2, ?3, ?4 WHERE EXISTS \
+             (SELECT 1 FROM tasks WHERE id = ?1 AND state = 'running' AND owner = ?5)",
+        )?
+        .execute((id, first, count, items, owner))?;
+    Ok(added > 0)
 }
 
 pub(super) fn results(

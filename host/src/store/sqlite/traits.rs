@@ -401,11 +401,12 @@ impl TaskStore for SqliteStore {
     fn add_task_results(
         &self,
         id: TaskId,
+        owner: &str,
         first: u64,
         count: u32,
         items: &str,
-    ) -> Result<(), StoreError> {
-        tasks::add_results(&self.writer(), id, first, count, items)
+    ) -> Result<bool, StoreError> {
+        tasks::add_results(&self.writer(), id, owner, first, count, items)
     }
 
     fn task_results(&self, id: TaskId, from: u64, to: u64) -> Result<Vec<ResultPage>, StoreError> {

@@ -81,10 +81,7 @@ impl SyncEngine {
                 let (start, end) = (next, (next + APPLY_CHUNK).min(changes.len()));
                 let chunk = changes
                     .read(start..end)
-                    .map_err(|cause| SyncError::Records {
-                        tenant: tenant_id,
-                        cause,
-                    })?;
+                    .map_err(|cause| unreadable(tenant_id, cause, progress))?;
                 let chunk_cause = cause.clone();
                 let store = self.store.clone();
                 // Started now, so that the group's chunks are written side by side.
@@ -192,11 +189,10 @@ impl SyncEngine {
                         Err(
                             err @ (StoreError::Conflict { .. } | StoreError::NoSuchUser { .. }),
                         ) => {
-                            let mut failed =
-                                diff.results.get(slot).map_err(|cause| SyncError::Records {
-                                    tenant: tenant_id,
-                                    cause,
-                                })?;
+                            let mut failed = diff
+                                .results
+                                .get(slot)
+                                .map_err(|cause| unreadable(tenant_id, cause, progress))?;
                             fail_applied(
                                 &mut diff.counts,
                                 &mut failed,
@@ -237,4 +233,18 @@ pub(super) fn fail_applied(counts: &mut Counts, slot: &mut UserResult, code: u16
     slot.action = Action::Failed;
     slot.code = code;
     slot.message = message;
+}
+
+/// The plan could not be read back while it was written: says how far the writing got.
+fn unreadable(
+    tenant: u64,
+    cause: crate::sync::records::RecordError,
+    progress: &Progress,
+) -> SyncError {
+    let now = progress.snapshot();
+    SyncError::Records {
+        tenant,
+        cause,
+        written: Some((now.written, now.to_write)),
+    }
 }

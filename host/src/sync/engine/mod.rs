@@ -103,14 +103,21 @@ pub enum SyncError {
         /// The quota.
         limit: u64,
     },
-    /// The sync's plan could not be kept (the temporary folder is full or not
-    /// writable); nothing was written.
-    #[error("tenant {tenant}: {cause}; nothing was written")]
+    /// The sync's plan could not be kept or read back (its folder is full or not
+    /// writable).
+    #[error("tenant {tenant}: {cause}; {}", match written {
+        None => "nothing was written".to_owned(),
+        Some((written, planned)) => format!(
+            "{written} of {planned} changes were written (each user's change whole); the next sync writes the rest"
+        ),
+    })]
     Records {
         /// The tenant.
         tenant: u64,
         /// Why.
         cause: crate::sync::records::RecordError,
+        /// Changes written and planned, when it failed while writing.
+        written: Option<(u64, u64)>,
     },
     /// Cancelled before anything was written.
     #[error("tenant {tenant}: the sync was cancelled")]
@@ -648,6 +655,7 @@ impl SyncEngine {
         diff.check().map_err(|cause| SyncError::Records {
             tenant: tenant_id,
             cause,
+            written: None,
         })?;
 
         // The tenant's storage quota: a sync that would pass it writes nothing (a dry
@@ -766,10 +774,10 @@ impl SyncEngine {
             let first = diff
                 .results
                 .find(Action::Failed)
-                .map_err(|cause| SyncError::Records {
-                    tenant: tenant_id,
-                    cause,
-                })?
+                .unwrap_or_else(|err| {
+                    tracing::warn!(tenant = tenant_id, error = %err, "cannot read the results back");
+                    None
+                })
                 .map(|result| {
                     format!(
                         "{}: {}",

@@ -11,10 +11,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{HANDED_BACK, StartedTask, SyncService, TaskOutcome, WAIT_POLL};
-use crate::store::StoreError;
 use crate::store::{Task, TaskId, TaskState};
 use crate::sync::engine::SyncRequest;
-use crate::sync::{SyncReport, UserResults};
+use crate::sync::{SyncReport, UserResults, task_results};
 
 /// How often an idle claimer looks at the queue (a task queued on this replica wakes
 /// it at once).
@@ -134,20 +133,8 @@ impl SyncService {
                 tokio::time::sleep(WAIT_POLL).await;
             }
             let tasks = self.tasks.clone();
-            // An ended task is read with its results.
-            let read = move || {
-                let Some(task) = tasks.task(id)? else {
-                    return Ok(None);
-                };
-                let results = if task.state.is_final() {
-                    crate::sync::task_results(tasks.as_ref(), &task)?
-                } else {
-                    None
-                };
-                Ok::<_, StoreError>(Some((task, results)))
-            };
-            let (task, results) = match tokio::task::spawn_blocking(read).await {
-                Ok(Ok(Some(read))) => read,
+            let task = match tokio::task::spawn_blocking(move || tasks.task(id)).await {
+                Ok(Ok(Some(task))) => task,
                 Ok(Ok(None)) => {
                     self.waiters().remove(&id);
                     return TaskOutcome {
@@ -174,7 +161,24 @@ impl SyncService {
                 return outcome;
             }
             self.waiters().remove(&id);
-            return TaskOutcome::recorded(&task, results.unwrap_or_default());
+            // Its results, stored beside it; a task whose results cannot be read is
+            // answered without them rather than waited for.
+            let (tasks, ended) = (self.tasks.clone(), task.clone());
+            let results =
+                match tokio::task::spawn_blocking(move || task_results(tasks.as_ref(), &ended))
+                    .await
+                {
+                    Ok(Ok(results)) => results.unwrap_or_default(),
+                    Ok(Err(err)) => {
+                        tracing::error!(task = id, %err, "cannot read the task's results");
+                        UserResults::default()
+                    }
+                    Err(err) => {
+                        tracing::error!(task = id, %err, "reading the task's results panicked");
+                        UserResults::default()
+                    }
+                };
+            return TaskOutcome::recorded(&task, results);
         }
     }
 }

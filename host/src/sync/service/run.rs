@@ -68,7 +68,15 @@ impl SyncService {
         reporter.abort();
         let outcome = match result {
             Ok((report, error)) => {
-                self.record_metrics(&report, error.as_ref());
+                // What the metrics and the message count of the results: read back in
+                // one pass off the async threads (a large sync's are in a file).
+                let counted = report.clone();
+                let (message, tally) = tokio::task::spawn_blocking(move || {
+                    (summary_message(&counted), ResultTally::of(&counted))
+                })
+                .await
+                .unwrap_or_else(|err| (err.to_string(), ResultTally::default()));
+                self.record_metrics(&report, error.as_ref(), tally);
                 let state = match report.outcome.as_str() {
                     "succeeded" => TaskState::Completed,
                     "cancelled" => TaskState::Cancelled,
@@ -76,7 +84,7 @@ impl SyncService {
                 };
                 TaskOutcome {
                     state,
-                    message: summary_message(&report),
+                    message,
                     report: Some(report),
                     error: error.map(TaskError::from),
                 }
@@ -240,11 +248,18 @@ impl SyncService {
     /// recorded (whoever waits for it finds them); returns its report as the task's
     /// result, which says how many there are instead of holding them.
     async fn store_report(&self, id: TaskId, report: &SyncReport) -> Option<serde_json::Value> {
-        let (tasks, results) = (self.tasks.clone(), report.results.clone());
+        let (tasks, results, owner) = (
+            self.tasks.clone(),
+            report.results.clone(),
+            self.replica.clone(),
+        );
+        // `None`: the task is no longer this replica's to end (deleted, taken over).
         let stored = super::persistently(id, "the task's results", move || {
-            crate::sync::results::store_task_results(tasks.as_ref(), id, &results)
+            crate::sync::results::store_task_results(tasks.as_ref(), id, &owner, &results)
         })
-        .await?;
+        .await
+        .flatten()
+        .unwrap_or(0);
         let bare = SyncReport {
             results: Default::default(),
             ..report.clone()
@@ -257,7 +272,12 @@ impl SyncService {
         Some(value)
     }
 
-    pub(super) fn record_metrics(&self, report: &SyncReport, error: Option<&SyncError>) {
+    pub(super) fn record_metrics(
+        &self,
+        report: &SyncReport,
+        error: Option<&SyncError>,
+        tally: ResultTally,
+    ) {
         use std::sync::atomic::Ordering::Relaxed;
         self.bump_outcome(&report.outcome);
         self.metrics
@@ -266,21 +286,13 @@ impl SyncService {
         self.metrics
             .entries_read
             .fetch_add(report.counts.read, Relaxed);
-        let entry_errors = report
-            .results
-            .iter()
-            .filter(|result| result.code == crate::sync::code::MAPPING_ERROR)
-            .count() as u64;
+        let entry_errors = tally.mapping_errors;
         let call_errors = u64::from(matches!(error, Some(SyncError::Plugin { .. })));
         self.metrics
             .plugin_errors
             .fetch_add(entry_errors + call_errors, Relaxed);
-        let over_quota = report
-            .results
-            .iter()
-            .filter(|result| result.code == crate::sync::code::OVER_QUOTA)
-            .count() as u64;
-        self.metrics.quota_refused("user_attributes", over_quota);
+        self.metrics
+            .quota_refused("user_attributes", tally.over_quota);
         if matches!(error, Some(SyncError::OverQuota { .. })) {
             self.metrics.quota_refused("tenant_attribute_bytes", 1);
         }
@@ -297,5 +309,28 @@ impl SyncService {
             .unwrap_or_else(PoisonError::into_inner)
             .entry(outcome.to_owned())
             .or_default() += 1;
+    }
+}
+
+/// What the metrics count of a sync's results.
+#[derive(Debug, Default, Clone, Copy)]
+pub(super) struct ResultTally {
+    /// Entries the plugin reported an error for.
+    mapping_errors: u64,
+    /// Users over the per-user quota.
+    over_quota: u64,
+}
+
+impl ResultTally {
+    fn of(report: &SyncReport) -> Self {
+        let mut tally = ResultTally::default();
+        for result in report.results.iter() {
+            match result.code {
+                crate::sync::code::MAPPING_ERROR => tally.mapping_errors += 1,
+                crate::sync::code::OVER_QUOTA => tally.over_quota += 1,
+                _ => {}
+            }
+        }
+        tally
     }
 }

@@ -75,20 +75,24 @@ impl TaskStore for PostgresStore {
     fn add_task_results(
         &self,
         id: TaskId,
+        owner: &str,
         first: u64,
         count: u32,
         items: &str,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let first = i64::try_from(first).unwrap_or(i64::MAX);
         let count = i32::try_from(count).unwrap_or(i32::MAX);
         self.with(async |conn| {
-            conn.execute(
-                "INSERT INTO task_results (task_id, first, count, items) VALUES ($1, $2, $3, $4) \
-                 ON CONFLICT (task_id, first) DO UPDATE SET count = $3, items = $4",
-                &[&id, &first, &count, &items],
-            )
-            .await?;
-            Ok(())
+            let added = conn
+                .execute(
+                    "INSERT INTO task_results (task_id, first, count, items) \
+                     SELECT $1, $2, $3, $4 WHERE EXISTS \
+                     (SELECT 1 FROM tasks WHERE id = $1 AND state = 'running' AND owner = $5) \
+                     ON CONFLICT (task_id, first) DO UPDATE SET count = $3, items = $4",
+                    &[&id, &first, &count, &items, &owner],
+                )
+                .await?;
+            Ok(added > 0)
         })
     }
 
