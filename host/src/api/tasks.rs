@@ -28,6 +28,7 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(list))
         .routes(routes!(one, delete))
         .routes(routes!(cancel))
+        .routes(routes!(results))
 }
 
 #[derive(Deserialize)]
@@ -191,6 +192,60 @@ async fn one(
         None
     };
     Ok(Json(task_json(&task, level, results.as_ref())))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResultsQuery {
+    offset: Option<u64>,
+    limit: Option<usize>,
+    code: Option<u16>,
+}
+
+/// Most results a page holds.
+const MAX_RESULTS_PAGE: usize = 1000;
+
+/// A finished task's per-user results a page at a time, abacsync's own form (`ID`,
+/// `username`, `dn`, `code`, `action`, `message`), optionally only those with one
+/// code (`409`: the conflicts): what a sync of many users is read by, rather than its
+/// whole task.
+#[utoipa::path(get, path = "/api/v1/tasq/tasks/{id}/results", tag = "tasks", security(("grommunio" = []), ("rocketchat" = [])),
+    params(("id" = i64, Path, description = "Task ID"),
+        ("offset" = Option<u64>, Query, description = "Skip this many (of those with `code`)"),
+        ("limit" = Option<usize>, Query, minimum = 1, maximum = 1000, description = "At most this many (default 100, at most 1000)"),
+        ("code" = Option<u16>, Query, description = "Only results with this code (200, 201, 204, 304, 403, 404, 409, 410, 413, 422, 500)")),
+    responses(
+        (status = 200, description = "The page: `data`, and `next` (the offset of the next page, or null)", body = Value,
+            example = json!({"data": [{"ID": 7, "username": "jdoe", "dn": "uid=jdoe,ou=people,dc=example,dc=org", "code": 201, "action": "created", "message": "created"}], "next": null})),
+        (status = 400, description = "Invalid query", body = Value),
+        (status = 404, description = "No such task among the caller's tenants, or it has no results yet", body = Value),
+    ))]
+async fn results(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<TaskId>,
+    Query(query): Query<ResultsQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let session = authorised(caller)?;
+    let limit = query.limit.unwrap_or(100);
+    if !(1..=MAX_RESULTS_PAGE).contains(&limit) {
+        return Err(ApiError::invalid(vec![format!(
+            "limit: {limit} is not between 1 and {MAX_RESULTS_PAGE}"
+        )]));
+    }
+    let task = visible_task(&state, &session, id).await?;
+    let offset = query.offset.unwrap_or(0);
+    let tasks = state.service.task_store().clone();
+    let code = query.code;
+    let page = super::blocking(move || {
+        crate::sync::task_results_page(tasks.as_ref(), &task, offset, limit, code)
+    })
+    .await?;
+    let Some((data, more)) = page else {
+        return Err(ApiError::not_found("The task has no results (yet)"));
+    };
+    let next = more.then(|| offset + data.len() as u64);
+    Ok(Json(json!({"data": data, "next": next})))
 }
 
 /// Deletes a task's record, in any state as grommunio does: a queued or running one

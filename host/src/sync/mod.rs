@@ -29,7 +29,7 @@ pub use health::{PluginHealth, PluginStatus, SUSPEND_AFTER};
 pub use progress::{Phase, Progress, ProgressSnapshot};
 pub use records::RecordError;
 pub use report::{Action, Counts, RemovalOutcome, SyncReport, Timings, UserResult, code};
-pub use results::{UserResults, task_results};
+pub use results::{UserResults, task_results, task_results_page};
 pub use schedule::run_scheduler;
 pub use service::{
     PluginLoadError, StartError, StartedTask, SyncMetrics, SyncService, TaskError, TaskOutcome,

@@ -316,6 +316,74 @@ pub fn task_results(tasks: &dyn TaskStore, task: &Task) -> Result<Option<UserRes
     Ok(Some(results.into()))
 }
 
+/// One page of a finished task's results: from the `offset`-th of those with `code`
+/// (all when `None`) on, at most `limit`, and whether more follow; `None` when it has
+/// no report. Reads a few pages at a time, so any page of a sync of millions costs
+/// the memory of a few thousand results (a filter reads the results before the page).
+pub fn task_results_page(
+    tasks: &dyn TaskStore,
+    task: &Task,
+    offset: u64,
+    limit: usize,
+    code: Option<u16>,
+) -> Result<Option<(Vec<UserResult>, bool)>, StoreError> {
+    let Some(report) = &task.result else {
+        return Ok(None);
+    };
+    let wanted = |result: &UserResult| code.is_none_or(|code| result.code == code);
+    let stored = report.get(RESULTS_STORED).and_then(Value::as_u64);
+    // Without a filter, stored pages before the offset are not read at all.
+    let mut from = match (stored, code) {
+        (Some(stored), None) => offset.min(stored),
+        _ => 0,
+    };
+    let mut skip = offset - from;
+    let mut page = Vec::with_capacity(limit.min(1000));
+    // Takes `result` when wanted; false once the page is full and one more was seen.
+    let mut take = |result: UserResult| {
+        if !wanted(&result) {
+            return true;
+        }
+        if skip > 0 {
+            skip -= 1;
+            return true;
+        }
+        if page.len() == limit {
+            return false;
+        }
+        page.push(result);
+        true
+    };
+    let Some(stored) = stored else {
+        let Some(inline) = task_results(tasks, task)? else {
+            return Ok(None);
+        };
+        let more = !inline.iter().all(&mut take);
+        return Ok(Some((page, more)));
+    };
+    let window = (RESULTS_PAGE * 2) as u64;
+    while from < stored {
+        let to = (from + window).min(stored);
+        let pages = tasks.task_results(task.id, from, to)?;
+        if pages.is_empty() {
+            break;
+        }
+        for stored_page in pages {
+            let items = parse_page(task.id, &stored_page)?;
+            for (number, result) in (stored_page.first..).zip(items) {
+                if number < from {
+                    continue;
+                }
+                if !take(result) {
+                    return Ok(Some((page, true)));
+                }
+            }
+        }
+        from = to;
+    }
+    Ok(Some((page, false)))
+}
+
 /// Appends the results of `page` of task `id` to `results`, which it must continue.
 fn decode_page(
     id: TaskId,
@@ -329,6 +397,12 @@ fn decode_page(
             results.len()
         )));
     }
+    results.extend(parse_page(id, &page)?);
+    Ok(())
+}
+
+/// The results `page` of task `id` holds: as many as it says.
+fn parse_page(id: TaskId, page: &ResultPage) -> Result<Vec<UserResult>, StoreError> {
     let items: Vec<UserResult> =
         serde_json::from_str(&page.items).map_err(|err| corrupt(err.to_string()))?;
     if items.len() != page.count as usize {
@@ -339,8 +413,7 @@ fn decode_page(
             page.count
         )));
     }
-    results.extend(items);
-    Ok(())
+    Ok(items)
 }
 
 fn corrupt(reason: String) -> StoreError {

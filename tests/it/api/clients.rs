@@ -339,6 +339,27 @@ fn grommunio_scripts_read_its_codes_tasks_and_queue() {
     assert_eq!(stored["results_stored"], json!(shown), "{stored}");
     assert!(stored.get("results").is_none(), "{stored}");
     assert_eq!(pages, 1);
+    // They are read a page at a time, and by code.
+    let results = format!("/api/v1/tasq/tasks/{id}/results");
+    let (status, first) = server.get(&format!("{results}?limit=2"), &auth);
+    assert_eq!(status, 200, "{first}");
+    assert_eq!(first["data"].as_array().unwrap().len(), 2, "{first}");
+    assert_eq!(first["next"], 2, "{first}");
+    let (_, rest) = server.get(&format!("{results}?offset=2&limit=1000"), &auth);
+    assert_eq!(rest["data"].as_array().unwrap().len(), shown - 2, "{rest}");
+    assert_eq!(rest["next"], Value::Null, "{rest}");
+    assert_eq!(rest["data"][0]["code"], 304, "{rest}");
+    let (_, unchanged) = server.get(&format!("{results}?code=304&limit=1"), &auth);
+    assert_eq!(unchanged["data"][0]["action"], "unchanged", "{unchanged}");
+    let (_, none) = server.get(&format!("{results}?code=409"), &auth);
+    assert_eq!(none, json!({"data": [], "next": null}));
+    for bad in ["limit=0", "limit=1001", "code=x", "page=2"] {
+        assert_eq!(
+            server.get(&format!("{results}?{bad}"), &auth).0,
+            400,
+            "{bad}"
+        );
+    }
     let (_, all) = server.get("/api/v1/tasq/tasks", &auth);
     let count = all["count"].as_i64().unwrap();
     assert_eq!(count, 4, "{all}");
