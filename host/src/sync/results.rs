@@ -332,12 +332,13 @@ pub fn task_results_page(
     };
     let wanted = |result: &UserResult| code.is_none_or(|code| result.code == code);
     let stored = report.get(RESULTS_STORED).and_then(Value::as_u64);
-    // Without a filter, stored pages before the offset are not read at all.
-    let mut from = match (stored, code) {
+    // The number of the next result to look at. Without a filter, stored pages before
+    // the offset are not read at all.
+    let mut next = match (stored, code) {
         (Some(stored), None) => offset.min(stored),
         _ => 0,
     };
-    let mut skip = offset - from;
+    let mut skip = offset - next;
     let mut page = Vec::with_capacity(limit.min(1000));
     // Takes `result` when wanted; false once the page is full and one more was seen.
     let mut take = |result: UserResult| {
@@ -362,24 +363,25 @@ pub fn task_results_page(
         return Ok(Some((page, more)));
     };
     let window = (RESULTS_PAGE * 2) as u64;
-    while from < stored {
-        let to = (from + window).min(stored);
-        let pages = tasks.task_results(task.id, from, to)?;
-        if pages.is_empty() {
-            break;
-        }
-        for stored_page in pages {
+    while next < stored {
+        let before = next;
+        // The pages holding any of these; the last may reach past them, and is read
+        // to its end (a page comes whole).
+        for stored_page in tasks.task_results(task.id, next, (next + window).min(stored))? {
             let items = parse_page(task.id, &stored_page)?;
             for (number, result) in (stored_page.first..).zip(items) {
-                if number < from {
+                if number < next {
                     continue;
                 }
+                next = number + 1;
                 if !take(result) {
                     return Ok(Some((page, true)));
                 }
             }
         }
-        from = to;
+        if next == before {
+            break;
+        }
     }
     Ok(Some((page, false)))
 }
@@ -471,5 +473,91 @@ mod tests {
         assert_eq!(json, serde_json::to_string(&all).unwrap());
         let back: UserResults = serde_json::from_str(&json).unwrap();
         assert_eq!(back.to_vec(), all);
+    }
+
+    #[test]
+    fn a_tasks_stored_results_read_back_whole_and_a_page_at_a_time() {
+        use crate::store::{Lease, SqliteStore, TaskState};
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("abacsync.db")).unwrap();
+        let lease = Lease {
+            owner: "r".into(),
+            until: i64::MAX,
+        };
+        let task = store
+            .create_task(
+                1,
+                "sync",
+                &serde_json::json!({}),
+                None,
+                None,
+                Some(&lease),
+                0,
+            )
+            .unwrap();
+        assert!(
+            store
+                .update_task(task.id, TaskState::Running, "", None, 1)
+                .unwrap()
+        );
+        // Three pages (5,000, 5,000 and 2,345); every seventh a conflict.
+        let all: Vec<UserResult> = (0..12_345)
+            .map(|i| UserResult {
+                code: if i % 7 == 0 {
+                    code::CONFLICT
+                } else {
+                    code::CREATED
+                },
+                ..result(i)
+            })
+            .collect();
+        let stored = store_task_results(&store, task.id, "r", &all.clone().into()).unwrap();
+        assert_eq!(stored, Some(12_345));
+        assert_eq!(store.task_results(task.id, 0, u64::MAX).unwrap().len(), 3);
+        let report = serde_json::json!({ RESULTS_STORED: 12_345 });
+        assert!(
+            store
+                .update_task(task.id, TaskState::Completed, "", Some(&report), 2)
+                .unwrap()
+        );
+        // Not the replica's any more: nothing is written.
+        assert_eq!(
+            store_task_results(&store, task.id, "r", &all.clone().into()).unwrap(),
+            None
+        );
+        let task = store.task(task.id).unwrap().unwrap();
+
+        assert_eq!(task_results(&store, &task).unwrap().unwrap().to_vec(), all);
+        let page = |offset, limit, code| {
+            task_results_page(&store, &task, offset, limit, code)
+                .unwrap()
+                .unwrap()
+        };
+        assert_eq!(page(4_990, 20, None), (all[4_990..5_010].to_vec(), true));
+        assert_eq!(page(12_340, 100, None), (all[12_340..].to_vec(), false));
+        assert_eq!(page(20_000, 100, None), (Vec::new(), false));
+        // Followed from an offset that is no page's start, every result once, in order.
+        let (mut read, mut offset) = (all[..2_500].to_vec(), 2_500);
+        loop {
+            let (data, more) = page(offset, 1_000, None);
+            offset += data.len() as u64;
+            read.extend(data);
+            if !more {
+                break;
+            }
+        }
+        assert_eq!(read, all);
+        // By code: the conflicts from the fourth on.
+        let conflicts: Vec<UserResult> = all
+            .iter()
+            .filter(|r| r.code == code::CONFLICT)
+            .cloned()
+            .collect();
+        assert_eq!(
+            page(3, 5, Some(code::CONFLICT)),
+            (conflicts[3..8].to_vec(), true)
+        );
+        let (tail, more) = page(1_700, 1_000, Some(code::CONFLICT));
+        assert_eq!((tail, more), (conflicts[1_700..].to_vec(), false));
     }
 }
