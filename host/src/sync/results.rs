@@ -293,19 +293,10 @@ pub fn task_results(tasks: &dyn TaskStore, task: &Task) -> Result<Option<UserRes
             .map(UserResults::from));
     };
     let mut results = Vec::with_capacity(usize::try_from(stored).unwrap_or(0).min(1 << 20));
-    // A few pages at a time: their text is held only until it is decoded.
-    let window = (RESULTS_PAGE * 8) as u64;
-    let mut pages = Vec::new();
-    while (results.len() as u64) < stored {
-        let from = results.len() as u64;
-        pages.extend(tasks.task_results(task.id, from, (from + window).min(stored))?);
-        for page in pages.drain(..) {
-            decode_page(task.id, page, &mut results)?;
-        }
-        if results.len() as u64 == from {
-            break;
-        }
-    }
+    walk_pages(tasks, task.id, 0, stored, |result| {
+        results.push(result);
+        true
+    })?;
     if results.len() as u64 != stored {
         return Err(corrupt(format!(
             "task {}: {} results stored of {stored}",
@@ -334,7 +325,7 @@ pub fn task_results_page(
     let stored = report.get(RESULTS_STORED).and_then(Value::as_u64);
     // The number of the next result to look at. Without a filter, stored pages before
     // the offset are not read at all.
-    let mut next = match (stored, code) {
+    let next = match (stored, code) {
         (Some(stored), None) => offset.min(stored),
         _ => 0,
     };
@@ -362,20 +353,33 @@ pub fn task_results_page(
         let more = !inline.iter().all(&mut take);
         return Ok(Some((page, more)));
     };
-    let window = (RESULTS_PAGE * 2) as u64;
+    let stopped = !walk_pages(tasks, task.id, next, stored, &mut take)?;
+    Ok(Some((page, stopped)))
+}
+
+/// Hands task `id`'s stored results from number `next` up to `stored` to `visit`, in
+/// order and each once, reading a few pages at a time (their text held only until it
+/// is decoded), until `visit` returns false: false then, true at the end. A page that
+/// reaches before `next` is read whole, its earlier results passed over; a missing
+/// page ends the walk early (the caller's count tells).
+fn walk_pages(
+    tasks: &dyn TaskStore,
+    id: TaskId,
+    mut next: u64,
+    stored: u64,
+    mut visit: impl FnMut(UserResult) -> bool,
+) -> Result<bool, StoreError> {
+    let window = (RESULTS_PAGE * 4) as u64;
     while next < stored {
         let before = next;
-        // The pages holding any of these; the last may reach past them, and is read
-        // to its end (a page comes whole).
-        for stored_page in tasks.task_results(task.id, next, (next + window).min(stored))? {
-            let items = parse_page(task.id, &stored_page)?;
-            for (number, result) in (stored_page.first..).zip(items) {
+        for page in tasks.task_results(id, next, (next + window).min(stored))? {
+            for (number, result) in (page.first..).zip(parse_page(id, &page)?) {
                 if number < next {
                     continue;
                 }
                 next = number + 1;
-                if !take(result) {
-                    return Ok(Some((page, true)));
+                if !visit(result) {
+                    return Ok(false);
                 }
             }
         }
@@ -383,24 +387,7 @@ pub fn task_results_page(
             break;
         }
     }
-    Ok(Some((page, false)))
-}
-
-/// Appends the results of `page` of task `id` to `results`, which it must continue.
-fn decode_page(
-    id: TaskId,
-    page: ResultPage,
-    results: &mut Vec<UserResult>,
-) -> Result<(), StoreError> {
-    if page.first != results.len() as u64 {
-        return Err(corrupt(format!(
-            "task {id}: a page of results starts at {} where {} was expected",
-            page.first,
-            results.len()
-        )));
-    }
-    results.extend(parse_page(id, &page)?);
-    Ok(())
+    Ok(true)
 }
 
 /// The results `page` of task `id` holds: as many as it says.
