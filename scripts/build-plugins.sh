@@ -6,4 +6,5 @@ cd "$(dirname "$0")/.."
 
 CARGO_TARGET_DIR=target/wasm-plugins cargo build --target wasm32-wasip2 --profile plugin \
     -p openldap-mapping -p active-directory-mapping -p settings-map-mapping \
-    -p hostile-mapping -p forbidden-import-mapping -p wrong-version-mapping -p contract-v0-1-mapping "$@"
+    -p hostile-mapping -p forbidden-import-mapping -p wrong-version-mapping -p contract-v0-1-mapping \
+    -p contract-v0-2-mapping "$@"

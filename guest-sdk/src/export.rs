@@ -1,5 +1,6 @@
 //! The [`Mapping`] trait and the glue that exports it as the WIT `mapper` interface.
 
+use crate::bindings::abacsync::mapping::types::{DecisionBatch, EntryBatch};
 use crate::bindings::exports::abacsync::mapping::mapper::Guest;
 use crate::{Decision, Entry, MappingContext, MappingError, PluginInfo};
 use std::marker::PhantomData;
@@ -43,19 +44,22 @@ impl<M: Mapping> Guest for Exported<M> {
         Ok(M::new(&context)?.required_attributes())
     }
 
-    fn map_batch(context: MappingContext, entries: String) -> Result<String, MappingError> {
+    fn map_batch(
+        context: MappingContext,
+        batch: EntryBatch,
+    ) -> Result<DecisionBatch, MappingError> {
         let mapping = M::new(&context)?;
-        let entries = crate::batch::read_entries(&entries).map_err(|err| {
+        let entries = crate::columns::read_entries(batch).map_err(|err| {
             MappingError::Other(format!(
                 "abacsync-guest {} cannot read the batch the host sent: {err}",
                 env!("CARGO_PKG_VERSION")
             ))
         })?;
-        Ok(crate::batch::write_results(&mapping.map_all(&entries)))
+        Ok(crate::columns::write_decisions(&mapping.map_all(&entries)))
     }
 }
 
-/// Export a [`Mapping`] as the plugin's `abacsync:mapping/mapper@0.2.0` interface.
+/// Export a [`Mapping`] as the plugin's `abacsync:mapping/mapper@0.3.0` interface.
 ///
 /// Use it once, in the plugin's `lib.rs`. It exports only when compiling to
 /// WebAssembly, so the crate can also be linked natively (for tests and benchmarks).

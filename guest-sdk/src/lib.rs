@@ -36,7 +36,9 @@
 //! The same code runs natively, so the mapping can be unit-tested with `cargo test`
 //! (see [`testing`]).
 
-pub mod batch;
+#[cfg(feature = "call-allocator")]
+pub mod alloc;
+pub mod columns;
 pub mod dn;
 mod entry;
 mod export;
@@ -45,9 +47,14 @@ pub mod log;
 mod model;
 pub mod testing;
 
+/// The instance's allocator: see [`alloc`].
+#[cfg(all(target_arch = "wasm32", feature = "call-allocator"))]
+#[global_allocator]
+static ALLOCATOR: alloc::CallAllocator = alloc::CallAllocator::new();
+
 #[doc(hidden)]
 pub mod bindings {
-    //! Bindings generated from `wit/v0.2.0` by wit-bindgen. Use the re-exports at the
+    //! Bindings generated from `wit/v0.3.0` by wit-bindgen. Use the re-exports at the
     //! crate root instead.
     #![allow(missing_docs)]
     wit_bindgen::generate!({

@@ -1,8 +1,8 @@
 //! The values a mapping reads and returns, and constructors so that a mapping reads
 //! as what it does.
 //!
-//! Entries and decisions are the SDK's own types: contract 0.2.0 carries them as JSON
-//! (see [`crate::batch`]). The context, errors and plugin info are the WIT types.
+//! Entries and decisions are the SDK's own types: contract 0.3.0 carries them as
+//! columns (see [`crate::columns`]). The context, errors and plugin info are the WIT types.
 
 use crate::{InvalidAttribute, MappingContext, MappingError, PluginInfo, Setting, SyncMode};
 

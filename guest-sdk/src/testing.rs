@@ -26,8 +26,8 @@ pub fn context() -> MappingContext {
 }
 
 /// Map a batch natively as the plugin's `map-batch` export does: create the mapping
-/// for `context`, then decide for each entry. (The JSON the export reads and writes is
-/// [`crate::batch`]'s, tested on its own.)
+/// for `context`, then decide for each entry. (The columns the export reads and writes
+/// are [`crate::columns`]'s, tested on their own.)
 pub fn map<M: Mapping>(
     context: &MappingContext,
     entries: Vec<Entry>,

@@ -127,7 +127,7 @@ fn check_reports_contract_imports_and_toolchain() {
         String::from_utf8_lossy(&output.stderr)
     );
     let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
-    assert_eq!(report["contractVersion"], "0.2.0");
+    assert_eq!(report["contractVersion"], "0.3.0");
     assert_eq!(report["language"], "Rust");
     let imports: Vec<&str> = report["imports"]
         .as_array()
@@ -136,7 +136,7 @@ fn check_reports_contract_imports_and_toolchain() {
         .filter_map(|v| v.as_str())
         .collect();
     assert!(
-        imports.contains(&"abacsync:mapping/types@0.2.0"),
+        imports.contains(&"abacsync:mapping/types@0.3.0"),
         "{imports:?}"
     );
     assert!(

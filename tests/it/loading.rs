@@ -30,7 +30,7 @@ fn future_contract_version_is_refused() {
         .expect_err("refused");
     assert_eq!(
         err.to_string(),
-        "plugin `future.wasm` targets abacsync:mapping@0.9.0; this host supports 0.1.0, 0.2.0"
+        "plugin `future.wasm` targets abacsync:mapping@0.9.0; this host supports 0.1.0, 0.2.0, 0.3.0"
     );
 }
 
@@ -101,21 +101,32 @@ fn oversized_component_is_refused_before_compiling() {
     );
 }
 
-/// Contract 0.1.0 stays supported: a plugin built against it with wit-bindgen alone
-/// loads, reports its version, and decides as the 0.2.0 OpenLDAP example does on the
-/// fields both map, over the example's fixtures.
+/// Contracts 0.1.0 and 0.2.0 stay supported: a plugin built against each with
+/// wit-bindgen alone (and serde_json for 0.2.0's JSON) loads, reports its version, and
+/// decides as the 0.3.0 OpenLDAP example does on the fields they map, over the
+/// example's fixtures.
 #[test]
-fn a_plugin_of_the_first_contract_still_runs() {
-    use abacsync::plugin::model::{Decision, MappingContext, SyncMode};
+fn plugins_of_the_earlier_contracts_still_run() {
     let engine = engine();
-    let first = engine
-        .load("first", &plugins::bytes("contract-v0-1-mapping"))
-        .expect("a 0.1.0 plugin loads");
     let current = engine
         .load("openldap", &plugins::bytes("openldap-mapping"))
         .expect("the example loads");
-    assert_eq!(first.contract_version(), "0.1.0");
-    assert_eq!(current.contract_version(), "0.2.0");
+    assert_eq!(current.contract_version(), "0.3.0");
+    for (package, version) in [
+        ("contract-v0-1-mapping", "0.1.0"),
+        ("contract-v0-2-mapping", "0.2.0"),
+    ] {
+        let earlier = engine
+            .load(package, &plugins::bytes(package))
+            .unwrap_or_else(|err| panic!("a {version} plugin loads: {err}"));
+        assert_eq!(earlier.contract_version(), version);
+        decides_as(&earlier, &current);
+    }
+}
+
+/// `earlier` decides as `current` on the fields it maps, over the OpenLDAP fixtures.
+fn decides_as(first: &abacsync::plugin::Plugin, current: &abacsync::plugin::Plugin) {
+    use abacsync::plugin::model::{Decision, MappingContext, SyncMode};
     let entries =
         abacsync::fixtures::read_file(&plugins::fixtures_dir("openldap").join("entries.ldif"))
             .expect("fixtures");
@@ -126,10 +137,10 @@ fn a_plugin_of_the_first_contract_still_runs() {
     };
     let old = first
         .map_entries(&context, entries.clone())
-        .expect("0.1.0 call");
+        .expect("earlier contract's call");
     let new = current
         .map_entries(&context, entries.clone())
-        .expect("0.2.0 call");
+        .expect("current contract's call");
     let mut upserts = 0;
     for ((entry, old), new) in entries.iter().zip(&old.outcomes).zip(&new.outcomes) {
         match (old, new) {
@@ -162,7 +173,12 @@ fn a_plugin_of_the_first_contract_still_runs() {
             }
             (Ok(Decision::Skip { .. }), Ok(Decision::Skip { .. })) => {}
             (Err(old), Err(new)) => assert_eq!(old.kind, new.kind, "{}", entry.dn),
-            (old, new) => panic!("{}: 0.1.0 gave {old:?}, 0.2.0 gave {new:?}", entry.dn),
+            (old, new) => panic!(
+                "{}: {} gave {old:?}, {} gave {new:?}",
+                entry.dn,
+                first.contract_version(),
+                current.contract_version()
+            ),
         }
     }
     assert!(upserts >= 3, "the fixtures map to users: {upserts}");

@@ -15,6 +15,7 @@ pub const PACKAGES: &[&str] = &[
     "forbidden-import-mapping",
     "wrong-version-mapping",
     "contract-v0-1-mapping",
+    "contract-v0-2-mapping",
 ];
 
 /// Where plugin builds go: apart from the test build's own target folder, so the

@@ -14,7 +14,7 @@ use super::limits::{CallLimits, MemoryLimitExceeded, SandboxConfig};
 use super::model::Entry;
 use super::model::{Decision, DecisionIds, EntryOutcome, GuestLog, MappingContext, MappingError};
 use super::state::{LogBudgetExceeded, StoreState};
-use super::{v0_1_0, v0_2_0};
+use super::{v0_1_0, v0_2_0, v0_3_0};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -69,6 +69,7 @@ impl PluginEngine {
             .map_err(|err| EngineError::Config(format!("{err:#}")))?;
         v0_1_0::add_to_linker(&mut linker)
             .and_then(|()| v0_2_0::add_to_linker(&mut linker))
+            .and_then(|()| v0_3_0::add_to_linker(&mut linker))
             .map_err(|err| EngineError::Config(format!("{err:#}")))?;
         let cache = cache_dir
             .map(|dir| {
@@ -183,9 +184,13 @@ impl PluginEngine {
             v0_1_0::MappingPluginPre::new(pre)
                 .map(Contract::V0_1)
                 .map_err(link)
-        } else {
+        } else if contract_version == "0.2.0" {
             v0_2_0::MappingPluginPre::new(pre)
                 .map(Contract::V0_2)
+                .map_err(link)
+        } else {
+            v0_3_0::MappingPluginPre::new(pre)
+                .map(Contract::V0_3)
                 .map_err(link)
         }
     }
@@ -215,6 +220,11 @@ fn engine_config(sandbox: &SandboxConfig) -> Config {
         .wasm_backtrace_max_frames(std::num::NonZeroUsize::new(32))
         .parallel_compilation(true)
         .cranelift_opt_level(wasmtime::OptLevel::Speed);
+    // `perf` then names the plugins' functions (in /tmp/perf-PID.map): for profiling
+    // a plugin, or the cost of the boundary, in place.
+    if std::env::var_os("ABACSYNC_PLUGIN_PERFMAP").is_some_and(|value| value == "1") {
+        config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+    }
     let mut pool = PoolingAllocationConfig::default();
     let instances = sandbox.max_instances;
     pool.total_component_instances(instances)
@@ -287,6 +297,11 @@ enum RawForm {
         text: String,
         spans: Vec<std::ops::Range<usize>>,
     },
+    /// Contract 0.3.0: the decisions' columns, each decision at its span.
+    Columns {
+        batch: v0_3_0::DecisionBatch,
+        spans: Vec<v0_3_0::Span>,
+    },
 }
 
 impl RawForm {
@@ -294,6 +309,7 @@ impl RawForm {
         match self {
             RawForm::Decoded(outcomes) => outcomes.len(),
             RawForm::Json { spans, .. } => spans.len(),
+            RawForm::Columns { spans, .. } => spans.len(),
         }
     }
 }
@@ -306,6 +322,12 @@ impl RawBatch {
             RawForm::Json { text, spans } => spans
                 .into_iter()
                 .map(|span| v0_2_0::decode_result(&text[span]))
+                .collect(),
+            RawForm::Columns { batch, spans } => spans
+                .into_iter()
+                .map(|span| {
+                    v0_3_0::decode_decision(&batch.shapes[span.shapes], &batch.texts[span.texts])
+                })
                 .collect(),
         };
         BatchOutput {
@@ -323,6 +345,13 @@ impl RawBatch {
                 .iter()
                 .map(|span| RawDecision::Json(&text[span.clone()]))
                 .collect(),
+            RawForm::Columns { batch, spans } => spans
+                .iter()
+                .map(|span| RawDecision::Columns {
+                    shapes: &batch.shapes[span.shapes.clone()],
+                    texts: &batch.texts[span.texts.clone()],
+                })
+                .collect(),
         }
     }
 }
@@ -334,6 +363,13 @@ pub enum RawDecision<'a> {
     Decoded(&'a EntryOutcome),
     /// The JSON element (contract 0.2.0).
     Json(&'a str),
+    /// The decision's numbers and texts, each text followed by a NUL (contract 0.3.0).
+    Columns {
+        /// Its numbers.
+        shapes: &'a [u32],
+        /// Its texts.
+        texts: &'a str,
+    },
 }
 
 impl RawDecision<'_> {
@@ -351,6 +387,7 @@ impl RawDecision<'_> {
             }
             RawDecision::Decoded(_) => None,
             RawDecision::Json(text) => v0_2_0::peek_result(text),
+            RawDecision::Columns { shapes, texts } => v0_3_0::peek_decision(shapes, texts),
         }
     }
 
@@ -359,6 +396,7 @@ impl RawDecision<'_> {
         match self {
             RawDecision::Decoded(outcome) => outcome.clone(),
             RawDecision::Json(text) => v0_2_0::decode_result(text),
+            RawDecision::Columns { shapes, texts } => v0_3_0::decode_decision(shapes, texts),
         }
     }
 }
@@ -379,15 +417,18 @@ pub struct BatchOutput {
 enum Contract {
     V0_1(v0_1_0::MappingPluginPre<StoreState>),
     V0_2(v0_2_0::MappingPluginPre<StoreState>),
+    V0_3(v0_3_0::MappingPluginPre<StoreState>),
 }
 
 /// One instance, by contract version.
 enum Instance {
     V0_1(v0_1_0::MappingPlugin),
     V0_2(v0_2_0::MappingPlugin),
+    V0_3(v0_3_0::MappingPlugin),
 }
 
-/// How many contexts' declared attribute names a plugin remembers (contract 0.2.0).
+/// How many contexts' declared attribute names a plugin remembers (contracts 0.2.0 and
+/// later).
 const DECLARED_CONTEXTS: usize = 64;
 
 /// A loaded, checked plugin, ready to be called from any thread.
@@ -397,8 +438,8 @@ pub struct Plugin {
     report: ComponentReport,
     limits: CallLimits,
     load: LoadStats,
-    /// The attribute names the plugin declared per context, most recent last: contract
-    /// 0.2.0 spells the entries' attribute names as declared.
+    /// The attribute names the plugin declared per context, most recent last: contracts
+    /// 0.2.0 and later spell the entries' attribute names as declared.
     declared: Mutex<Vec<(MappingContext, Arc<[String]>)>>,
 }
 
@@ -452,7 +493,7 @@ impl Plugin {
         };
     }
 
-    /// The contract version the plugin implements (`0.2.0`).
+    /// The contract version the plugin implements (`0.3.0`).
     pub fn contract_version(&self) -> &str {
         &self.report.contract_version
     }
@@ -464,6 +505,10 @@ impl Plugin {
                 .call_info(store)
                 .map(Into::into),
             Instance::V0_2(plugin) => plugin
+                .abacsync_mapping_mapper()
+                .call_info(store)
+                .map(Into::into),
+            Instance::V0_3(plugin) => plugin
                 .abacsync_mapping_mapper()
                 .call_info(store)
                 .map(Into::into),
@@ -486,6 +531,7 @@ impl Plugin {
     ) -> Result<Vec<String>, CallError> {
         let guest_v1: v0_1_0::abacsync::mapping::types::MappingContext = context.into();
         let guest_v2: v0_2_0::abacsync::mapping::types::MappingContext = context.into();
+        let guest_v3: v0_3_0::abacsync::mapping::types::MappingContext = context.into();
         let (result, _, _) = self
             .call(
                 Lane::Tenant(context.tenant_id),
@@ -499,11 +545,15 @@ impl Plugin {
                         .abacsync_mapping_mapper()
                         .call_required_attributes(store, &guest_v2)
                         .map(|result| result.map_err(MappingError::from)),
+                    Instance::V0_3(plugin) => plugin
+                        .abacsync_mapping_mapper()
+                        .call_required_attributes(store, &guest_v3)
+                        .map(|result| result.map_err(MappingError::from)),
                 },
             )
             .await?;
         let names = result.map_err(|error| self.refused("required-attributes", error))?;
-        if matches!(self.core.pre, Contract::V0_2(_)) {
+        if !matches!(self.core.pre, Contract::V0_1(_)) {
             self.remember_declared(context, &names);
         }
         Ok(names)
@@ -568,6 +618,7 @@ impl Plugin {
         let (function, batch) = match &self.core.pre {
             Contract::V0_1(_) => self.map_entries_v0_1(context, entries).await?,
             Contract::V0_2(_) => self.map_batch_v0_2(context, &entries).await?,
+            Contract::V0_3(_) => self.map_batch_v0_3(context, entries).await?,
         };
         let got = batch.form.len();
         if got != expected {
@@ -602,7 +653,9 @@ impl Plugin {
                         &guest_context,
                         &guest_entries,
                     ),
-                    Instance::V0_2(_) => Err(wasmtime::Error::msg("not a contract 0.1.0 plugin")),
+                    Instance::V0_2(_) | Instance::V0_3(_) => {
+                        Err(wasmtime::Error::msg("not a contract 0.1.0 plugin"))
+                    }
                 },
             )
             .await?;
@@ -646,14 +699,18 @@ impl Plugin {
                         &guest_context,
                         &json,
                     ),
-                    Instance::V0_1(_) => Err(wasmtime::Error::msg("not a contract 0.2.0 plugin")),
+                    Instance::V0_1(_) | Instance::V0_3(_) => {
+                        Err(wasmtime::Error::msg("not a contract 0.2.0 plugin"))
+                    }
                 },
             )
             .await?;
         let results = result.map_err(|error| self.refused(FUNCTION, error.into()))?;
         let spans = v0_2_0::split_results(&results, entries.len()).map_err(|err| {
             let kind = match err {
-                v0_2_0::BatchError::Malformed(reason) => CallErrorKind::MalformedOutput(reason),
+                v0_2_0::BatchError::Malformed(reason) => CallErrorKind::MalformedOutput(format!(
+                    "not a JSON array of decisions: {reason}"
+                )),
                 v0_2_0::BatchError::Count(got) => CallErrorKind::ResultCount {
                     expected: entries.len(),
                     got,
@@ -666,6 +723,53 @@ impl Plugin {
             RawBatch {
                 form: RawForm::Json {
                     text: results,
+                    spans,
+                },
+                stats,
+                logs,
+            },
+        ))
+    }
+
+    async fn map_batch_v0_3(
+        &self,
+        context: &MappingContext,
+        entries: Vec<Entry>,
+    ) -> Result<MappedBatch, CallError> {
+        const FUNCTION: &str = "map-batch";
+        let declared = self.declared(context).await?;
+        let expected = entries.len();
+        let batch = v0_3_0::encode_entries(entries, &declared);
+        let guest_context: v0_3_0::abacsync::mapping::types::MappingContext = context.into();
+        let (result, stats, logs) = self
+            .call(
+                Lane::Tenant(context.tenant_id),
+                FUNCTION,
+                move |store, instance| match instance {
+                    Instance::V0_3(plugin) => plugin.abacsync_mapping_mapper().call_map_batch(
+                        store,
+                        &guest_context,
+                        &batch,
+                    ),
+                    Instance::V0_1(_) | Instance::V0_2(_) => {
+                        Err(wasmtime::Error::msg("not a contract 0.3.0 plugin"))
+                    }
+                },
+            )
+            .await?;
+        let decisions = result.map_err(|error| self.refused(FUNCTION, error.into()))?;
+        let spans = v0_3_0::split_decisions(&decisions, expected).map_err(|err| {
+            let kind = match err {
+                v0_3_0::BatchError::Malformed(reason) => CallErrorKind::MalformedOutput(reason),
+                v0_3_0::BatchError::Count(got) => CallErrorKind::ResultCount { expected, got },
+            };
+            self.error(FUNCTION, kind, String::new())
+        })?;
+        Ok((
+            FUNCTION,
+            RawBatch {
+                form: RawForm::Columns {
+                    batch: decisions,
                     spans,
                 },
                 stats,
@@ -782,6 +886,7 @@ impl Core {
         let instance = match &self.pre {
             Contract::V0_1(pre) => pre.instantiate(&mut store).map(Instance::V0_1),
             Contract::V0_2(pre) => pre.instantiate(&mut store).map(Instance::V0_2),
+            Contract::V0_3(pre) => pre.instantiate(&mut store).map(Instance::V0_3),
         }
         .map_err(|err| {
             let console = store.data().console.text();

@@ -188,8 +188,8 @@ pub enum CallErrorKind {
         got: usize,
     },
     /// Returned a batch result that is not what the contract specifies (contract
-    /// 0.2.0: not a JSON array).
-    #[error("returned a batch result that is not a JSON array of decisions: {0}")]
+    /// 0.2.0: not a JSON array; 0.3.0: numbers and texts that do not add up).
+    #[error("returned a batch result that does not fit the contract: {0}")]
     MalformedOutput(String),
     /// The guest refused the whole batch (its outer `mapping-error`).
     #[error("refused the batch: {0}")]

@@ -11,7 +11,7 @@ use wasmtime::wasmparser::{ComponentName, Encoding, KnownCustom, Parser, Payload
 /// The contract's package and interface names.
 pub const CONTRACT_PACKAGE: &str = "abacsync:mapping";
 /// The versions of the contract this host loads, oldest first.
-pub const SUPPORTED_VERSIONS: &[&str] = &["0.1.0", "0.2.0"];
+pub const SUPPORTED_VERSIONS: &[&str] = &["0.1.0", "0.2.0", "0.3.0"];
 
 /// What a static look at a component found.
 #[derive(Debug, Clone, PartialEq, Eq)]

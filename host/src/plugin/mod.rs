@@ -104,6 +104,7 @@ mod registry;
 mod state;
 mod v0_1_0;
 mod v0_2_0;
+mod v0_3_0;
 
 pub use cache::CompileCache;
 pub use engine::{

@@ -87,7 +87,13 @@ fn check_text(field: &str, value: &str, max: usize) -> Result<(), MappingError> 
             value.len()
         )));
     }
-    if value.chars().any(char::is_control) {
+    // Most values are ASCII: their bytes are checked without decoding characters.
+    let control = if value.is_ascii() {
+        value.bytes().any(|byte| byte.is_ascii_control())
+    } else {
+        value.chars().any(char::is_control)
+    };
+    if control {
         return Err(MappingError::invalid_output(format!(
             "`{field}` contains control characters"
         )));

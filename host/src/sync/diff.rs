@@ -45,6 +45,13 @@ pub enum DecisionText<'a> {
     /// The plugin's own JSON for it (contract 0.2.0): the same text is the same
     /// decision, without decoding it.
     Json(&'a str),
+    /// The plugin's own numbers and texts for it (contract 0.3.0), likewise.
+    Columns {
+        /// Its numbers.
+        shapes: &'a [u32],
+        /// Its texts, each followed by a NUL.
+        texts: &'a str,
+    },
     /// The decoded user (contract 0.1.0).
     User(&'a MappedUser),
 }
@@ -82,6 +89,14 @@ pub fn mapped_digest(
         DecisionText::Json(json) => {
             hash.update(b"json");
             text(&mut hash, json);
+        }
+        DecisionText::Columns { shapes, texts } => {
+            hash.update(b"columns");
+            hash.update((shapes.len() as u64).to_le_bytes());
+            for number in shapes {
+                hash.update(number.to_le_bytes());
+            }
+            text(&mut hash, texts);
         }
         DecisionText::User(user) => {
             // Every field, so that a new one cannot be forgotten here.

@@ -29,8 +29,26 @@ impl Template {
     }
 }
 
-/// The WIT package of the contract, as `(file name, text)`.
+/// The WIT package of the contract the Rust SDK speaks, as `(file name, text)`.
 pub(crate) const WIT: [(&str, &str); 4] = [
+    ("host.wit", include_str!("../../../../wit/v0.3.0/host.wit")),
+    (
+        "mapper.wit",
+        include_str!("../../../../wit/v0.3.0/mapper.wit"),
+    ),
+    (
+        "types.wit",
+        include_str!("../../../../wit/v0.3.0/types.wit"),
+    ),
+    (
+        "world.wit",
+        include_str!("../../../../wit/v0.3.0/world.wit"),
+    ),
+];
+
+/// The WIT package of the contract the Python and JavaScript SDKs speak (0.2.0: their
+/// move to 0.3.0 is to come).
+pub(crate) const SCRIPT_WIT: [(&str, &str); 4] = [
     ("host.wit", include_str!("../../../../wit/v0.2.0/host.wit")),
     (
         "mapper.wit",
@@ -47,10 +65,14 @@ pub(crate) const WIT: [(&str, &str); 4] = [
 ];
 
 /// The Rust SDK's sources.
-const RUST_SDK: [(&str, &str); 9] = [
+const RUST_SDK: [(&str, &str); 10] = [
     (
-        "batch.rs",
-        include_str!("../../../../guest-sdk/src/batch.rs"),
+        "alloc.rs",
+        include_str!("../../../../guest-sdk/src/alloc.rs"),
+    ),
+    (
+        "columns.rs",
+        include_str!("../../../../guest-sdk/src/columns.rs"),
     ),
     ("dn.rs", include_str!("../../../../guest-sdk/src/dn.rs")),
     (
@@ -79,15 +101,17 @@ const RUST_SDK: [(&str, &str); 9] = [
 pub(crate) const RUST_SDK_MANIFEST: &str = r#"[package]
 name = "abacsync-guest"
 description = "Write abacsync mapping plugins in Rust: a trait, an export macro, and helpers for LDAP entries."
-version = "0.2.0"
+version = "0.3.0"
 edition = "2024"
 rust-version = "1.95"
 license = "Apache-2.0"
 
+[features]
+default = ["call-allocator"]
+# The instance's allocator (src/alloc.rs): off for a plugin that brings its own.
+call-allocator = []
+
 [dependencies]
-base64 = "0.22"
-serde = { version = "1", features = ["derive"] }
-serde_json = { version = "1", features = ["raw_value"] }
 wit-bindgen = { version = "0.60", default-features = false, features = ["macros", "realloc", "std"] }
 "#;
 
@@ -210,7 +234,7 @@ pub(crate) fn files(
             );
             // PEP 561: type checkers read the SDK's hints (MYPYPATH=.abacsync/python).
             add(".abacsync/python/abacsync_mapping/py.typed", String::new());
-            for (file, text) in WIT {
+            for (file, text) in SCRIPT_WIT {
                 add(&format!(".abacsync/wit/{file}"), text.to_owned());
             }
         }
@@ -221,7 +245,7 @@ pub(crate) fn files(
             // `tsc --checkJs` resolve it, and the build takes it as it is.
             add("abacsync-mapping.js", JS_SDK.to_owned());
             add("abacsync-mapping.d.ts", JS_DECLARATIONS.to_owned());
-            for (file, text) in WIT {
+            for (file, text) in SCRIPT_WIT {
                 add(&format!(".abacsync/wit/{file}"), text.to_owned());
             }
         }
@@ -277,7 +301,7 @@ publish = false
 crate-type = ["cdylib", "rlib"]
 
 [dependencies]
-abacsync-guest = "0.2"
+abacsync-guest = "0.3"
 
 # The SDK is not on crates.io yet: this project carries the one of the abacsync that made
 # it. Remove this section (and .abacsync/guest-sdk) once `abacsync-guest` is published.
@@ -398,8 +422,14 @@ mod tests {
             };
             assert_eq!(normalize(spec), normalize(&workspace), "{name}");
         }
-        // The carried contract is the SDK's version.
+        // The carried contract is the SDK's version, and a new project asks for it.
         let version = sdk["package"]["version"].as_str().expect("version");
+        let major_minor: Vec<&str> = version.split('.').take(2).collect();
+        assert!(
+            cargo_manifest("x")
+                .contains(&format!("abacsync-guest = \"{}\"", major_minor.join("."))),
+            "a new project depends on abacsync-guest {version}"
+        );
         assert!(
             WIT.iter()
                 .any(|(_, text)| text.contains(&format!("package abacsync:mapping@{version};"))),

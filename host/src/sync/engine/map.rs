@@ -246,6 +246,7 @@ pub(super) fn screen(
 pub(super) fn decision_text<'a>(decision: &RawDecision<'a>) -> Option<DecisionText<'a>> {
     match *decision {
         RawDecision::Json(text) => Some(DecisionText::Json(text)),
+        RawDecision::Columns { shapes, texts } => Some(DecisionText::Columns { shapes, texts }),
         RawDecision::Decoded(Ok(Decision::Upsert(user))) => Some(DecisionText::User(user)),
         RawDecision::Decoded(_) => None,
     }

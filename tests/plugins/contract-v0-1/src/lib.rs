@@ -1,5 +1,5 @@
 //! A plugin of the first contract, `abacsync:mapping@0.1.0`, built with wit-bindgen
-//! alone (the guest SDK now targets 0.2.0). It maps the way the OpenLDAP example does,
+//! alone (the guest SDK now targets 0.3.0). It maps the way the OpenLDAP example does,
 //! in part: `uid` → username, `entryUUID` → id, `mail` → email (entries without one are
 //! skipped), `displayName` or `cn` → display name, `departmentNumber` → ABAC
 //! `department`, `pwdAccountLockedTime` → inactive.
