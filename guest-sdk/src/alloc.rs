@@ -7,7 +7,7 @@
 //! strings and vectors, and the standard allocator of `wasm32-wasip2` (dlmalloc, which
 //! splits and coalesces blocks) spent a fifth of a Rust plugin's call on them. This one
 //! keeps small blocks (up to 2 KiB) in power-of-two size classes, each class carved
-//! from 64 KiB chunks of its own and its freed blocks on a list: taking and giving back
+//! from chunks of its own (4 KiB, growing to 64 KiB) and its freed blocks on a list: taking and giving back
 //! a block is a few instructions. Larger blocks go to the standard allocator.
 //!
 //! A plugin that brings an allocator of its own turns the feature off
@@ -29,7 +29,8 @@ const FIRST_CHUNK: usize = 4 * 1024;
 const LAST_CHUNK: usize = 64 * 1024;
 
 /// Small blocks in size classes, larger ones from [`System`]; see the module's comment.
-pub struct CallAllocator(UnsafeCell<Classes>);
+/// Not for threads: the crate installs it only in a plugin's instance.
+pub(crate) struct CallAllocator(UnsafeCell<Classes>);
 
 struct Classes {
     /// The first free block of each class; each free block holds the next one.
@@ -48,19 +49,13 @@ unsafe impl Sync for CallAllocator {}
 
 impl CallAllocator {
     /// An allocator with no memory yet.
-    pub const fn new() -> Self {
+    pub(crate) const fn new() -> Self {
         Self(UnsafeCell::new(Classes {
             free: [ptr::null_mut(); CLASSES],
             next: [ptr::null_mut(); CLASSES],
             end: [ptr::null_mut(); CLASSES],
             chunk: [FIRST_CHUNK; CLASSES],
         }))
-    }
-}
-
-impl Default for CallAllocator {
-    fn default() -> Self {
-        Self::new()
     }
 }
 

@@ -36,8 +36,12 @@
 //! The same code runs natively, so the mapping can be unit-tested with `cargo test`
 //! (see [`testing`]).
 
-#[cfg(feature = "call-allocator")]
-pub mod alloc;
+// Compiled where it is installed, and for its tests; never for threads.
+#[cfg(all(
+    feature = "call-allocator",
+    any(test, all(target_arch = "wasm32", not(target_feature = "atomics")))
+))]
+mod alloc;
 pub mod columns;
 pub mod dn;
 mod entry;
@@ -47,8 +51,12 @@ pub mod log;
 mod model;
 pub mod testing;
 
-/// The instance's allocator: see [`alloc`].
-#[cfg(all(target_arch = "wasm32", feature = "call-allocator"))]
+/// The instance's allocator: see `src/alloc.rs`.
+#[cfg(all(
+    feature = "call-allocator",
+    target_arch = "wasm32",
+    not(target_feature = "atomics")
+))]
 #[global_allocator]
 static ALLOCATOR: alloc::CallAllocator = alloc::CallAllocator::new();
 

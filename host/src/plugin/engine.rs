@@ -493,7 +493,7 @@ impl Plugin {
         };
     }
 
-    /// The contract version the plugin implements (`0.3.0`).
+    /// The contract version the plugin implements (`0.1.0`, `0.2.0` or `0.3.0`).
     pub fn contract_version(&self) -> &str {
         &self.report.contract_version
     }

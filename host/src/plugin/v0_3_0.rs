@@ -95,9 +95,9 @@ pub(crate) fn encode_entries(entries: Vec<Entry>, declared: &[String]) -> EntryB
             0
         });
         cells.push(texts.count);
-        texts.push(&entry.dn);
+        texts.push_dn(&entry.dn);
         for group in entry.groups.iter().flatten() {
-            texts.push(group);
+            texts.push_dn(group);
         }
         cells.push(texts.count);
         let mut ordered = order.iter().peekable();
@@ -173,6 +173,16 @@ impl Texts {
         self.text.push('\0');
         self.count += 1;
     }
+
+    /// A DN, whose NULs (which would end the text early) are written `\00`, as RFC
+    /// 4514 escapes them.
+    fn push_dn(&mut self, dn: &str) {
+        if dn.contains('\0') {
+            self.push(&dn.replace('\0', "\\00"));
+        } else {
+            self.push(dn);
+        }
+    }
 }
 
 /// The columns of one kind: each name once, matched case-insensitively, spelled as
@@ -237,9 +247,11 @@ pub(crate) fn split_decisions(
         BatchError::Malformed(format!("decision {index} (from 0): {what}"))
     };
     let mut spans = Vec::with_capacity(expected);
+    // Decisions past `expected` are counted for the error, not kept.
+    let mut found = 0;
     let (mut word, mut byte) = (0, 0);
     while word < shapes.len() {
-        let index = spans.len();
+        let index = found;
         let at = |offset: usize| {
             shapes.get(word + offset).copied().ok_or_else(|| {
                 malformed(
@@ -284,10 +296,13 @@ pub(crate) fn split_decisions(
                 }
             }
         }
-        spans.push(Span {
-            shapes: word..word + words,
-            texts: first..byte,
-        });
+        if found < expected {
+            spans.push(Span {
+                shapes: word..word + words,
+                texts: first..byte,
+            });
+        }
+        found += 1;
         word += words;
     }
     if byte != texts.len() {
@@ -296,8 +311,8 @@ pub(crate) fn split_decisions(
             texts.len() - byte
         )));
     }
-    if spans.len() != expected {
-        return Err(BatchError::Count(spans.len()));
+    if found != expected {
+        return Err(BatchError::Count(found));
     }
     Ok(spans)
 }
@@ -329,12 +344,13 @@ pub(crate) fn peek_decision(shapes: &[u32], text: &str) -> Option<DecisionIds> {
 pub(crate) fn decode_decision(shapes: &[u32], text: &str) -> EntryOutcome {
     // The span was checked: every number and text this reads is there.
     let mut texts = texts(text).map(str::to_owned);
-    let mut next = || texts.next().unwrap_or_default();
     match shapes.first().copied().unwrap_or(u32::MAX) {
-        SKIP => Ok(Decision::Skip { reason: next() }),
+        SKIP => Ok(Decision::Skip {
+            reason: next(&mut texts),
+        }),
         DEACTIVATE => {
-            let ldap_id = next();
-            output::deactivation(ldap_id, next())
+            let ldap_id = next(&mut texts);
+            output::deactivation(ldap_id, next(&mut texts))
         }
         UPSERT => {
             let fields = shapes.get(1).copied().unwrap_or(0);
@@ -343,20 +359,20 @@ pub(crate) fn decode_decision(shapes: &[u32], text: &str) -> EntryOutcome {
                     "the decision's fields {fields:#x} set bits contract 0.3.0 does not define"
                 )));
             }
-            let username = next();
-            let ldap_id = next();
-            let mut optional = |bit: u32| (fields & bit != 0).then(&mut next);
+            let username = next(&mut texts);
+            let ldap_id = next(&mut texts);
+            let mut optional = |bit: u32| (fields & bit != 0).then(|| next(&mut texts));
             let email = optional(EMAIL);
             let display_name = optional(DISPLAY_NAME);
             let language = optional(LANGUAGE);
             let counts = shapes.get(3..).unwrap_or_default();
-            let attributes = counts
-                .iter()
-                .map(|&count| {
-                    let key = next();
-                    (key, (0..count).map(|_| next()).collect())
-                })
-                .collect();
+            let mut attributes = Vec::with_capacity(counts.len());
+            for &count in counts {
+                let key = next(&mut texts);
+                // At most the texts there are, whatever the count says.
+                let values = (0..count).map_while(|_| texts.next()).collect();
+                attributes.push((key, values));
+            }
             output::user(output::GuestUser {
                 username,
                 email,
@@ -369,16 +385,16 @@ pub(crate) fn decode_decision(shapes: &[u32], text: &str) -> EntryOutcome {
             .map(Decision::Upsert)
         }
         ERROR => Err(match shapes.get(1).copied().unwrap_or(u32::MAX) {
-            0 => MappingError::missing_attribute(next()),
+            0 => MappingError::missing_attribute(next(&mut texts)),
             1 => {
-                let name = next();
-                MappingError::invalid_attribute(name, &next())
+                let name = next(&mut texts);
+                MappingError::invalid_attribute(name, &next(&mut texts))
             }
-            2 => MappingError::reported(MappingErrorKind::InvalidSettings, next()),
-            3 => MappingError::reported(MappingErrorKind::Other, next()),
+            2 => MappingError::reported(MappingErrorKind::InvalidSettings, next(&mut texts)),
+            3 => MappingError::reported(MappingErrorKind::Other, next(&mut texts)),
             case => MappingError::invalid_output(format!(
                 "error case {case} is not one of 0–3 (its text: {})",
-                next()
+                next(&mut texts)
             )),
         }),
         // `split_decisions` let through only the kinds above.
@@ -386,6 +402,11 @@ pub(crate) fn decode_decision(shapes: &[u32], text: &str) -> EntryOutcome {
             "kind {kind} is not one of 0–3"
         ))),
     }
+}
+
+/// The next text of a decision; its span was checked to hold them all.
+fn next(texts: &mut impl Iterator<Item = String>) -> String {
+    texts.next().unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -561,6 +582,79 @@ mod tests {
             "{errors:?}"
         );
         assert!(matches!(&outcomes[3], Ok(Decision::Skip { .. })));
+    }
+
+    #[test]
+    fn a_nul_in_a_dn_is_escaped_and_moves_no_other_text() {
+        let mut odd = Entry::new("cn=a\0b,dc=x");
+        odd.groups = Some(vec!["cn=g\0,dc=x".into()]);
+        let mut next = Entry::new("uid=n,dc=x");
+        next.attributes = vec![("uid".into(), vec!["n".into()])];
+        let batch = encode_entries(vec![odd, next], &["uid".to_owned()]);
+        assert_eq!(
+            pieces(&batch),
+            ["cn=a\\00b,dc=x", "cn=g\\00,dc=x", "uid=n,dc=x", "n"]
+        );
+        assert_eq!(batch.cells, [1, 0, 2, 2, 0, 0, 2, 3, 4, 0]);
+    }
+
+    #[test]
+    fn more_decisions_than_entries_are_counted_not_kept() {
+        let many = decisions(&vec![SKIP; 100_000], &"\0".repeat(100_000));
+        assert!(matches!(
+            split_decisions(&many, 3),
+            Err(BatchError::Count(100_000))
+        ));
+    }
+
+    /// Whatever numbers and texts a plugin returns, reading them fails or succeeds,
+    /// and never panics; a decision decoded from any span found is bounded by it.
+    #[test]
+    fn no_input_makes_the_reader_panic() {
+        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut random = move |below: u32| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % u64::from(below)) as u32
+        };
+        for _ in 0..20_000 {
+            let shapes: Vec<u32> = (0..random(12))
+                .map(|_| match random(4) {
+                    0 => u32::MAX - random(3),
+                    _ => random(20),
+                })
+                .collect();
+            let texts: String = (0..random(12))
+                .map(|_| ["a", "\0", "é", "", "\0\0"][random(5) as usize])
+                .collect();
+            let batch = decisions(&shapes, &texts);
+            let expected = random(4) as usize;
+            if let Ok(spans) = split_decisions(&batch, expected) {
+                for span in spans {
+                    let (shapes, texts) = (&batch.shapes[span.shapes], &batch.texts[span.texts]);
+                    let _ = decode_decision(shapes, texts);
+                    let _ = peek_decision(shapes, texts);
+                }
+            }
+        }
+        // An error case the host does not know takes one text; case 1 takes two.
+        let outcomes =
+            decode_all(&decisions(&[3, 9, 3, 1], "new\0name\0why\0"), 2).expect("well formed");
+        assert!(
+            outcomes[0]
+                .as_ref()
+                .is_err_and(|err| err.to_string().contains("new"))
+        );
+        assert!(
+            outcomes[1]
+                .as_ref()
+                .is_err_and(|err| err.to_string().contains("why"))
+        );
+        assert!(matches!(
+            split_decisions(&decisions(&[3, 1], "name\0"), 1),
+            Err(BatchError::Malformed(_))
+        ));
     }
 
     #[test]
