@@ -11,6 +11,7 @@
 //! directory as it arrives.
 
 mod diff;
+mod digest;
 mod engine;
 mod health;
 pub mod lookup;
