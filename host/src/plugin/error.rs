@@ -236,3 +236,23 @@ impl CallErrorKind {
         }
     }
 }
+
+/// Why a `map-batch` result as a whole could not be used, whatever the contract.
+#[derive(Debug)]
+pub(crate) enum BatchError {
+    /// It does not fit the contract (0.2.0: not a JSON array; 0.3.0: numbers and texts
+    /// that do not add up).
+    Malformed(String),
+    /// A well-formed result with the wrong number of decisions.
+    Count(usize),
+}
+
+impl BatchError {
+    /// The call's error kind, for a batch of `expected` entries.
+    pub(crate) fn into_kind(self, expected: usize) -> CallErrorKind {
+        match self {
+            BatchError::Malformed(reason) => CallErrorKind::MalformedOutput(reason),
+            BatchError::Count(got) => CallErrorKind::ResultCount { expected, got },
+        }
+    }
+}

@@ -2,6 +2,7 @@
 //! JSON documents in which a batch's entries and decisions cross the boundary (their
 //! format is specified on `mapper.map-batch` in `wit/v0.2.0/mapper.wit`).
 
+use super::error::BatchError;
 use super::model::{Decision, DecisionIds, Entry, EntryOutcome, MappingError, MappingErrorKind};
 use super::output;
 use serde::de::{Deserializer, MapAccess, Visitor};
@@ -214,15 +215,6 @@ impl Serialize for Base64<'_> {
     }
 }
 
-/// Why a `map-batch` result as a whole could not be used.
-#[derive(Debug)]
-pub(crate) enum BatchError {
-    /// Not a JSON array.
-    Malformed(String),
-    /// An array of the wrong length.
-    Count(usize),
-}
-
 /// Where each element of a `map-batch` result is in `json`: the result is checked to
 /// be a JSON array of `expected` elements, which are decoded one by one later
 /// ([`decode_result`]).
@@ -230,8 +222,8 @@ pub(crate) fn split_results(
     json: &str,
     expected: usize,
 ) -> Result<Vec<std::ops::Range<usize>>, BatchError> {
-    let elements: Vec<&serde_json::value::RawValue> =
-        serde_json::from_str(json).map_err(|err| BatchError::Malformed(err.to_string()))?;
+    let elements: Vec<&serde_json::value::RawValue> = serde_json::from_str(json)
+        .map_err(|err| BatchError::Malformed(format!("not a JSON array of decisions: {err}")))?;
     if elements.len() != expected {
         return Err(BatchError::Count(elements.len()));
     }

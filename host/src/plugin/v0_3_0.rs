@@ -2,6 +2,7 @@
 //! columns in which a batch's entries and decisions cross the boundary (their layout is
 //! specified on `entry-batch` and `decision-batch` in `wit/v0.3.0/types.wit`).
 
+use super::error::BatchError;
 use super::model::{Decision, DecisionIds, Entry, EntryOutcome, MappingError, MappingErrorKind};
 use super::output;
 use std::ops::Range;
@@ -217,15 +218,6 @@ impl Columns {
         self.names.push(spelled.to_owned());
         self.names.len() - 1
     }
-}
-
-/// Why a `map-batch` result as a whole could not be used.
-#[derive(Debug)]
-pub(crate) enum BatchError {
-    /// Its numbers and texts do not add up.
-    Malformed(String),
-    /// A well-formed result with the wrong number of decisions.
-    Count(usize),
 }
 
 /// Where one decision is in a `decision-batch`: its numbers, and its texts (each with

@@ -81,18 +81,8 @@ impl Plugin {
             )
             .await?;
         let results = result.map_err(|error| self.refused(FUNCTION, error.into()))?;
-        let spans = v0_2_0::split_results(&results, entries.len()).map_err(|err| {
-            let kind = match err {
-                v0_2_0::BatchError::Malformed(reason) => CallErrorKind::MalformedOutput(format!(
-                    "not a JSON array of decisions: {reason}"
-                )),
-                v0_2_0::BatchError::Count(got) => CallErrorKind::ResultCount {
-                    expected: entries.len(),
-                    got,
-                },
-            };
-            self.error(FUNCTION, kind, String::new())
-        })?;
+        let spans = v0_2_0::split_results(&results, entries.len())
+            .map_err(|err| self.error(FUNCTION, err.into_kind(entries.len()), String::new()))?;
         Ok((
             FUNCTION,
             RawBatch {
@@ -133,13 +123,8 @@ impl Plugin {
             )
             .await?;
         let decisions = result.map_err(|error| self.refused(FUNCTION, error.into()))?;
-        let spans = v0_3_0::split_decisions(&decisions, expected).map_err(|err| {
-            let kind = match err {
-                v0_3_0::BatchError::Malformed(reason) => CallErrorKind::MalformedOutput(reason),
-                v0_3_0::BatchError::Count(got) => CallErrorKind::ResultCount { expected, got },
-            };
-            self.error(FUNCTION, kind, String::new())
-        })?;
+        let spans = v0_3_0::split_decisions(&decisions, expected)
+            .map_err(|err| self.error(FUNCTION, err.into_kind(expected), String::new()))?;
         Ok((
             FUNCTION,
             RawBatch {
